@@ -1,0 +1,45 @@
+// Forward declarations and atoms of sail-tinker. The type-ID block is in
+// type_ids.hpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/fwd.hpp>
+#include <caf/atom.hpp>
+#include <caf/type_id.hpp>
+
+namespace sail {
+
+struct error_info;
+struct voyage;
+struct model_input;
+struct stop_condition;
+struct tokens_with_logprobs;
+struct tinker_path;
+struct signed_url;
+struct resolve_request;
+struct completer_config;
+struct sample_request;
+struct sample_outcome;
+struct group_result;
+struct http_header;
+struct sail_job;
+struct completer_stats;
+
+/// Wire version of the message vocabulary; nodes with a different value refuse
+/// each other's handshake (middleman.app-identifiers).
+inline constexpr const char* protocol_version = "sail-tinker.v1";
+
+} // namespace sail
+
+// Atoms (CAF 0.17: atom_constant, at most 10 characters each; they carry no
+// type ID of their own in 0.17.6).
+CAF_ADD_ATOM(sail, sail::atom, sample, "sample")
+CAF_ADD_ATOM(sail, sail::atom, sample_group, "sampleGrp")
+CAF_ADD_ATOM(sail, sail::atom, cancel, "cancel")
+CAF_ADD_ATOM(sail, sail::atom, stats, "stats")
+CAF_ADD_ATOM(sail, sail::atom, submit, "submit")
+CAF_ADD_ATOM(sail, sail::atom, resolve, "resolve")
+CAF_ADD_ATOM(sail, sail::atom, obtain, "obtain")

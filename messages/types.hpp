@@ -1,0 +1,364 @@
+// Plain message types of sail-tinker: what trainers, completers, workers,
+// the resolver and remote nodes exchange. No behaviour beyond accessors and
+// the invariants checked while deserializing (load callbacks), so that a
+// malformed or non-finite value is refused at a node boundary.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/meta/load_callback.hpp>
+#include <caf/meta/save_callback.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/sec.hpp>
+#include <caf/timespan.hpp>
+#include <caf/timestamp.hpp>
+
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/fwd.hpp"
+#include "sail_tinker/messages/inspect_util.hpp"
+
+namespace sail {
+
+/// Largest token id Sail accepts (OpenAPI: 0..2147483647).
+inline constexpr int64_t max_token_id = 2147483647;
+
+/// Largest prompt Sail accepts (OpenAPI: raw_prompt_tokens 1..2,000,000).
+inline constexpr size_t max_prompt_tokens = 2'000'000;
+
+// -- voyage --------------------------------------------------------------------
+
+/// Attributes requests to a Sail Voyage (sent as X-Sail-Voyage-* headers).
+struct voyage {
+  std::string id;
+  std::optional<std::string> span_id;
+  std::optional<std::string> agent_id;
+
+  friend bool operator==(const voyage&, const voyage&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, voyage& x) {
+  detail::optional_ref<std::string> span{x.span_id};
+  detail::optional_ref<std::string> agent{x.agent_id};
+  return f(caf::meta::type_name("sail.voyage"), x.id, span, agent);
+}
+
+// -- model input -----------------------------------------------------------------
+
+/// A prompt as token ids (Tinker's ModelInput.to_ints()). int64_t so that an
+/// out-of-range id is representable and rejected by validation with a typed
+/// error instead of being silently truncated.
+struct model_input {
+  std::vector<int64_t> tokens;
+
+  model_input() = default;
+  model_input(std::vector<int64_t> xs) : tokens(std::move(xs)) {}
+  model_input(std::initializer_list<int64_t> xs) : tokens(xs) {}
+
+  friend bool operator==(const model_input&, const model_input&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, model_input& x) {
+  return f(caf::meta::type_name("sail.model_input"), x.tokens);
+}
+
+// -- stop condition --------------------------------------------------------------
+
+/// None, token ids, or strings; never both (construction enforces it, and
+/// deserialization refuses a value that breaks it).
+struct stop_condition {
+  enum class kind : uint8_t { none = 0, token_ids = 1, strings = 2 };
+
+  std::vector<int64_t> token_ids;
+  std::vector<std::string> strings;
+
+  stop_condition() = default;
+
+  static stop_condition none() { return {}; }
+  /// A single int becomes a one-element list.
+  static stop_condition token(int64_t id) { return tokens({id}); }
+  static stop_condition tokens(std::vector<int64_t> ids);
+  /// A single string becomes a one-element list.
+  static stop_condition text(std::string s) { return texts({std::move(s)}); }
+  static stop_condition texts(std::vector<std::string> xs);
+
+  kind which() const noexcept {
+    return !token_ids.empty() ? kind::token_ids
+                              : (!strings.empty() ? kind::strings : kind::none);
+  }
+
+  bool empty() const noexcept { return token_ids.empty() && strings.empty(); }
+
+  friend bool operator==(const stop_condition&, const stop_condition&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stop_condition& x) {
+  auto check = [&x]() -> caf::error {
+    if (!x.token_ids.empty() && !x.strings.empty())
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
+  return f(caf::meta::type_name("sail.stop_condition"),
+           caf::meta::save_callback(check), x.token_ids, x.strings,
+           caf::meta::load_callback(check));
+}
+
+// -- sample output ---------------------------------------------------------------
+
+/// Result of one sample: tokens, optional per-token logprobs, stop reason.
+struct tokens_with_logprobs {
+  std::vector<int32_t> tokens;
+  std::optional<std::vector<double>> maybe_logprobs;
+  std::string stop_reason;
+
+  /// The logprobs, or invalid_argument when the response carried none (the
+  /// Python property raises ValueError).
+  caf::expected<std::vector<double>> logprobs() const;
+
+  friend bool operator==(const tokens_with_logprobs&,
+                         const tokens_with_logprobs&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tokens_with_logprobs& x) {
+  auto check = [&x]() -> caf::error {
+    for (auto t : x.tokens)
+      if (t < 0)
+        return caf::sec::invalid_argument;
+    if (x.maybe_logprobs
+        && (x.maybe_logprobs->size() != x.tokens.size()
+            || !detail::all_finite(*x.maybe_logprobs)))
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
+  detail::optional_ref<std::vector<double>> lps{x.maybe_logprobs};
+  return f(caf::meta::type_name("sail.tokens_with_logprobs"),
+           caf::meta::save_callback(check), x.tokens, lps, x.stop_reason,
+           caf::meta::load_callback(check));
+}
+
+// -- tinker ----------------------------------------------------------------------
+
+/// tinker://<training_run_id>/<kind>/<name>
+struct tinker_path {
+  std::string run_id;
+  std::string kind;  ///< weights | sampler_weights | external_weights
+  std::string name;
+
+  /// "<kind>/<name>": contains a slash and goes into URL paths unencoded.
+  std::string checkpoint_id() const { return kind + '/' + name; }
+
+  /// The canonical "tinker://run/kind/name" form.
+  std::string to_uri() const {
+    return "tinker://" + run_id + '/' + kind + '/' + name;
+  }
+
+  friend bool operator==(const tinker_path&, const tinker_path&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, tinker_path& x) {
+  return f(caf::meta::type_name("sail.tinker_path"), x.run_id, x.kind, x.name);
+}
+
+/// A signed archive URL and the moment it stops working.
+struct signed_url {
+  std::string url;
+  caf::timestamp expires{};
+
+  friend bool operator==(const signed_url&, const signed_url&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, signed_url& x) {
+  detail::secret_ref url{x.url};
+  return f(caf::meta::type_name("sail.signed_url"), url, x.expires);
+}
+
+/// Resolver input: a checkpoint and an optional TTL to set first.
+struct resolve_request {
+  tinker_path path;
+  std::optional<int64_t> ttl_seconds;
+
+  friend bool operator==(const resolve_request&, const resolve_request&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, resolve_request& x) {
+  detail::optional_ref<int64_t> ttl{x.ttl_seconds};
+  return f(caf::meta::type_name("sail.resolve_request"), x.path, ttl);
+}
+
+// -- completer configuration -------------------------------------------------------
+
+/// Everything a completer owns (completer.md, "Completer configuration").
+struct completer_config {
+  std::string model;
+  int64_t max_tokens = 0;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  std::string completion_window = "priority";
+  std::optional<std::string> lora;
+  std::optional<std::string> tinker_lora_signed_url;
+  /// JSON object text; set_adapter_config() accepts either form of the
+  /// contract (an object, or a string holding JSON).
+  std::optional<std::string> adapter_config;
+  std::optional<std::string> tinker_lora_name;
+  std::map<std::string, std::string> metadata;
+  /// Per-HTTP-call timeout.
+  std::optional<caf::timespan> timeout;
+  std::optional<sail::voyage> voyage;
+  bool request_logprobs = true;
+
+  /// True if a LoRA adapter of any source is configured.
+  bool uses_lora() const noexcept {
+    return lora.has_value() || tinker_lora_signed_url.has_value();
+  }
+
+  friend bool operator==(const completer_config&, const completer_config&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, completer_config& x) {
+  // Non-finite doubles must never cross a node link (CAF #1107).
+  auto check = [&x]() -> caf::error {
+    if (!std::isfinite(x.temperature) || !std::isfinite(x.top_p))
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
+  detail::optional_ref<std::string> lora{x.lora};
+  detail::optional_secret_ref url{x.tinker_lora_signed_url};
+  detail::optional_ref<std::string> adapter{x.adapter_config};
+  detail::optional_ref<std::string> name{x.tinker_lora_name};
+  detail::optional_ref<caf::timespan> timeout{x.timeout};
+  detail::optional_ref<sail::voyage> voy{x.voyage};
+  return f(caf::meta::type_name("sail.completer_config"),
+           caf::meta::save_callback(check), x.model, x.max_tokens,
+           x.temperature, x.top_p, x.completion_window, lora, url, adapter,
+           name, x.metadata, timeout, voy, x.request_logprobs,
+           caf::meta::load_callback(check));
+}
+
+// -- sample requests -------------------------------------------------------------
+
+/// One logical sample. `key` is its Idempotency-Key: empty means "let the
+/// completer make one"; a caller that re-routes a sample (to another node,
+/// after a crash) keeps the key so that Sail replays instead of re-running.
+struct sample_request {
+  model_input prompt;
+  stop_condition stop;
+  /// Per-call cap: the effective cap is min(config max_tokens, this).
+  std::optional<int64_t> max_tokens;
+  std::string key;
+  /// Group the sample belongs to (cancellation unit, prompt_cache_key).
+  std::string group_id;
+  /// Routing hint shared by the members of a group.
+  std::string prompt_cache_key;
+
+  friend bool operator==(const sample_request&, const sample_request&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sample_request& x) {
+  detail::optional_ref<int64_t> cap{x.max_tokens};
+  return f(caf::meta::type_name("sail.sample_request"), x.prompt, x.stop, cap,
+           x.key, x.group_id, x.prompt_cache_key);
+}
+
+/// One member of a group: a result or an error.
+struct sample_outcome {
+  std::optional<tokens_with_logprobs> result;
+  caf::error error;
+
+  bool ok() const noexcept { return result.has_value(); }
+
+  friend bool operator==(const sample_outcome& x, const sample_outcome& y) {
+    return x.result == y.result && x.error == y.error;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sample_outcome& x) {
+  detail::optional_ref<tokens_with_logprobs> res{x.result};
+  return f(caf::meta::type_name("sail.sample_outcome"), res, x.error);
+}
+
+/// Reply to sample_group: one outcome per member, in request order.
+struct group_result {
+  std::string group_id;
+  std::vector<sample_outcome> members;
+
+  friend bool operator==(const group_result&, const group_result&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, group_result& x) {
+  return f(caf::meta::type_name("sail.group_result"), x.group_id, x.members);
+}
+
+// -- worker pool -----------------------------------------------------------------
+
+struct http_header {
+  std::string name;
+  std::string value;
+
+  friend bool operator==(const http_header&, const http_header&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_header& x) {
+  return f(caf::meta::type_name("sail.http_header"), x.name, x.value);
+}
+
+/// An encoded Sail create request for the worker pool: the completer built it
+/// through the codec; the pool adds the Authorization header, creates the
+/// background response and polls it. `body` is byte-identical on every retry.
+struct sail_job {
+  std::string idempotency_key;
+  std::string body;
+  std::vector<http_header> headers;
+  std::string completion_window;
+  std::string group_id;
+  /// Per-HTTP-call timeout (0 = pool default).
+  caf::timespan call_timeout{0};
+  /// Deadline for the whole sample (0 = default for the window).
+  caf::timespan deadline{0};
+
+  friend bool operator==(const sail_job&, const sail_job&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
+  return f(caf::meta::type_name("sail.sail_job"), x.idempotency_key, x.body,
+           x.headers, x.completion_window, x.group_id, x.call_timeout,
+           x.deadline);
+}
+
+// -- statistics ------------------------------------------------------------------
+
+struct completer_stats {
+  uint64_t in_flight = 0;
+  uint64_t completed = 0;
+  std::map<std::string, uint64_t> failed_by_kind;
+  std::map<std::string, uint64_t> retries_by_cause;
+
+  friend bool operator==(const completer_stats&, const completer_stats&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
+  return f(caf::meta::type_name("sail.completer_stats"), x.in_flight,
+           x.completed, x.failed_by_kind, x.retries_by_cause);
+}
+
+} // namespace sail

@@ -1,0 +1,323 @@
+// The message vocabulary: registration, binary round trips of every type,
+// invariants enforced at deserialization, and the error enum.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+
+#include <caf/deep_to_string.hpp>
+#include <caf/type_id.hpp>
+
+#include "support/caf_fixture.hpp"
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/redact.hpp"
+
+using namespace sail;
+using sail::test::caf_fixture;
+
+namespace {
+
+tokens_with_logprobs sample_output() {
+  return {{9906, 1917}, std::vector<double>{-0.12, -1.5}, "stop"};
+}
+
+completer_config full_config() {
+  completer_config cfg;
+  cfg.model = "Qwen/Qwen3-8B";
+  cfg.max_tokens = 256;
+  cfg.temperature = 0.7;
+  cfg.top_p = 0.9;
+  cfg.completion_window = "standard";
+  cfg.tinker_lora_signed_url = "https://store.example/ckpt.tar?sig=abc";
+  cfg.adapter_config = R"({"peft_type":"LORA","r":32})";
+  cfg.tinker_lora_name = "step-40";
+  cfg.metadata = {{"experiment", "grpo-1"}};
+  cfg.timeout = std::chrono::seconds(30);
+  cfg.voyage = sail::voyage{"v-1", std::string{"span-2"}, std::nullopt};
+  cfg.request_logprobs = false;
+  return cfg;
+}
+
+} // namespace
+
+TEST_CASE("every message type has a type ID in the sail block", "[messages]") {
+  STATIC_REQUIRE(caf::type_id<error_info>::value >= caf::first_custom_type_id);
+  STATIC_REQUIRE(caf::has_type_id<voyage>::value);
+  STATIC_REQUIRE(caf::has_type_id<model_input>::value);
+  STATIC_REQUIRE(caf::has_type_id<stop_condition>::value);
+  STATIC_REQUIRE(caf::has_type_id<tokens_with_logprobs>::value);
+  STATIC_REQUIRE(caf::has_type_id<tinker_path>::value);
+  STATIC_REQUIRE(caf::has_type_id<signed_url>::value);
+  STATIC_REQUIRE(caf::has_type_id<resolve_request>::value);
+  STATIC_REQUIRE(caf::has_type_id<completer_config>::value);
+  STATIC_REQUIRE(caf::has_type_id<sample_request>::value);
+  STATIC_REQUIRE(caf::has_type_id<sample_outcome>::value);
+  STATIC_REQUIRE(caf::has_type_id<group_result>::value);
+  STATIC_REQUIRE(caf::has_type_id<http_header>::value);
+  STATIC_REQUIRE(caf::has_type_id<sail_job>::value);
+  STATIC_REQUIRE(caf::has_type_id<completer_stats>::value);
+  STATIC_REQUIRE(caf::has_type_id<completer_actor>::value);
+  STATIC_REQUIRE(caf::has_type_id<std::vector<tokens_with_logprobs>>::value);
+  STATIC_REQUIRE(caf::has_type_id<std::vector<sample_request>>::value);
+  STATIC_REQUIRE(caf::has_type_id<std::vector<sample_outcome>>::value);
+  STATIC_REQUIRE(caf::has_type_id<std::vector<http_header>>::value);
+  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 20);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: error_info", "[messages][roundtrip]") {
+  error_info x{"bad", "temperature", 400, "{\"error\":{}}"};
+  CHECK(roundtrip(x) == x);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: voyage", "[messages][roundtrip]") {
+  voyage a{"v", std::nullopt, std::nullopt};
+  voyage b{"v", std::string{"s"}, std::string{"a"}};
+  CHECK(roundtrip(a) == a);
+  CHECK(roundtrip(b) == b);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: model_input", "[messages][roundtrip]") {
+  model_input x{151644, 872, 198, 0, 2147483647};
+  CHECK(roundtrip(x) == x);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: stop_condition", "[messages][roundtrip]") {
+  CHECK(roundtrip(stop_condition::none()) == stop_condition::none());
+  CHECK(roundtrip(stop_condition::token(198))->token_ids == std::vector<int64_t>{198});
+  CHECK(roundtrip(stop_condition::tokens({1, 2})) == stop_condition::tokens({1, 2}));
+  CHECK(roundtrip(stop_condition::texts({"\n", "END"})) == stop_condition::texts({"\n", "END"}));
+}
+
+TEST_CASE_METHOD(caf_fixture, "stop_condition never mixes ints and strings on the wire",
+                 "[messages][roundtrip]") {
+  stop_condition mixed;
+  mixed.token_ids = {1};
+  mixed.strings = {"x"};
+  CHECK(mixed.which() == stop_condition::kind::token_ids);
+  CHECK(!roundtrip(mixed));
+  CHECK(last_error == caf::sec::invalid_argument);
+}
+
+TEST_CASE("a single int stop becomes a one-element list", "[messages]") {
+  auto s = stop_condition::token(42);
+  CHECK(s.which() == stop_condition::kind::token_ids);
+  CHECK(s.token_ids == std::vector<int64_t>{42});
+  auto t = stop_condition::text("END");
+  CHECK(t.which() == stop_condition::kind::strings);
+  CHECK(t.strings == std::vector<std::string>{"END"});
+  CHECK(stop_condition::none().which() == stop_condition::kind::none);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: tokens_with_logprobs",
+                 "[messages][roundtrip]") {
+  auto x = sample_output();
+  CHECK(roundtrip(x) == x);
+  tokens_with_logprobs no_lp{{1, 2, 3}, std::nullopt, "length"};
+  CHECK(roundtrip(no_lp) == no_lp);
+}
+
+TEST_CASE_METHOD(caf_fixture, "non-finite or mismatched logprobs never cross a link",
+                 "[messages][roundtrip]") {
+  auto nan = sample_output();
+  nan.maybe_logprobs->at(0) = std::numeric_limits<double>::quiet_NaN();
+  std::vector<char> buf;
+  CHECK(save(nan, buf) == caf::sec::invalid_argument);
+  auto inf = sample_output();
+  inf.maybe_logprobs->at(1) = -std::numeric_limits<double>::infinity();
+  CHECK(save(inf, buf) == caf::sec::invalid_argument);
+  auto mismatch = sample_output();
+  mismatch.maybe_logprobs->pop_back();
+  CHECK(save(mismatch, buf) == caf::sec::invalid_argument);
+}
+
+TEST_CASE("logprobs accessor yields a typed error when absent", "[messages]") {
+  CHECK(*sample_output().logprobs() == std::vector<double>{-0.12, -1.5});
+  tokens_with_logprobs none{{1}, std::nullopt, "stop"};
+  auto lp = none.logprobs();
+  REQUIRE(!lp);
+  CHECK(code_of(lp.error()) == errc::invalid_argument);
+  CHECK(info_of(lp.error())->field == "maybe_logprobs");
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: tinker_path, signed_url, resolve_request",
+                 "[messages][roundtrip]") {
+  tinker_path p{"0f1e:train:0", "sampler_weights", "step-40"};
+  CHECK(roundtrip(p) == p);
+  CHECK(p.checkpoint_id() == "sampler_weights/step-40");
+  signed_url u{"https://store.example/a.tar?sig=s3cr3t",
+               caf::timestamp{std::chrono::seconds(1764000000)}};
+  CHECK(roundtrip(u) == u);
+  resolve_request r{p, int64_t{3600}};
+  CHECK(roundtrip(r) == r);
+  resolve_request no_ttl{p, std::nullopt};
+  CHECK(roundtrip(no_ttl) == no_ttl);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: completer_config", "[messages][roundtrip]") {
+  auto cfg = full_config();
+  CHECK(roundtrip(cfg) == cfg);
+  completer_config minimal;
+  minimal.model = "m";
+  minimal.max_tokens = 1;
+  CHECK(roundtrip(minimal) == minimal);
+}
+
+TEST_CASE_METHOD(caf_fixture, "a non-finite temperature or top_p never reaches a link",
+                 "[messages][roundtrip]") {
+  std::vector<char> buf;
+  auto cfg = full_config();
+  cfg.temperature = std::numeric_limits<double>::infinity();
+  CHECK(save(cfg, buf) == caf::sec::invalid_argument);
+  cfg = full_config();
+  cfg.top_p = std::numeric_limits<double>::quiet_NaN();
+  CHECK(save(cfg, buf) == caf::sec::invalid_argument);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][roundtrip]") {
+  sample_request r{{1, 2, 3}, stop_condition::texts({"\n"}), int64_t{64}, "key-1",
+                   "group-1", "cache-1"};
+  CHECK(roundtrip(r) == r);
+  sample_request plain{{7}, {}, std::nullopt, "", "", ""};
+  CHECK(roundtrip(plain) == plain);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_outcome and group_result",
+                 "[messages][roundtrip]") {
+  sample_outcome ok{sample_output(), caf::error{}};
+  sample_outcome failed{std::nullopt, http_error(503, "busy")};
+  auto r1 = roundtrip(ok);
+  REQUIRE(r1);
+  CHECK(*r1 == ok);
+  auto r2 = roundtrip(failed);
+  REQUIRE(r2);
+  CHECK(code_of(r2->error) == errc::http_error);
+  CHECK(info_of(r2->error)->http_status == 503);
+  group_result g{"g", {ok, failed}};
+  auto r3 = roundtrip(g);
+  REQUIRE(r3);
+  CHECK(r3->members.size() == 2);
+  CHECK(r3->members[0] == ok);
+  CHECK(info_of(r3->members[1].error)->body == "busy");
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, completer_stats",
+                 "[messages][roundtrip]") {
+  http_header h{"Idempotency-Key", "k"};
+  CHECK(roundtrip(h) == h);
+  sail_job j{"k", "{}", {h}, "priority", "g", std::chrono::seconds(5),
+             std::chrono::minutes(10)};
+  CHECK(roundtrip(j) == j);
+  completer_stats s{3, 10, {{"timeout", 1}}, {{"http_503", 2}}};
+  CHECK(roundtrip(s) == s);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
+                 "[messages][roundtrip]") {
+  std::vector<tokens_with_logprobs> xs{sample_output(), sample_output()};
+  CHECK(roundtrip(xs) == xs);
+  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", ""}};
+  CHECK(roundtrip(rs) == rs);
+  std::vector<http_header> hs{{"a", "b"}};
+  CHECK(roundtrip(hs) == hs);
+  std::vector<sample_outcome> os{{sample_output(), caf::error{}}};
+  CHECK(roundtrip(os) == os);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: completer_actor handle",
+                 "[messages][roundtrip]") {
+  auto c = sys.spawn([]() -> completer_actor::behavior_type {
+    return {
+      [](atom::sample, sample_request&) -> tokens_with_logprobs { return {}; },
+      [](atom::sample_group, sample_request&, uint32_t) -> group_result { return {}; },
+      [](atom::cancel, std::string&) {},
+      [](atom::stats) -> completer_stats { return {}; },
+    };
+  });
+  auto back = roundtrip(c);
+  REQUIRE(back);
+  CHECK(*back == c);
+  self->send_exit(c, caf::exit_reason::user_shutdown);
+}
+
+TEST_CASE("secrets are redacted in stringified messages", "[messages][secrets]") {
+  auto cfg = full_config();
+  auto text = caf::deep_to_string(cfg);
+  CHECK(text.find("sig=abc") == std::string::npos);
+  CHECK(text.find("store.example/ckpt.tar") != std::string::npos);
+  signed_url u{"https://store.example/a.tar?X-Amz-Signature=s3cr3t", {}};
+  CHECK(caf::deep_to_string(u).find("s3cr3t") == std::string::npos);
+}
+
+// -- errors -------------------------------------------------------------------------
+
+TEST_CASE("the error enum names every kind", "[errors]") {
+  for (auto [code, name] : std::vector<std::pair<errc, std::string>>{
+         {errc::invalid_argument, "invalid_argument"},
+         {errc::inference_error, "inference_error"},
+         {errc::http_error, "http_error"},
+         {errc::timeout, "timeout"},
+         {errc::overloaded, "overloaded"},
+         {errc::transport_error, "transport_error"},
+         {errc::cancelled, "cancelled"},
+         {errc::not_configured, "not_configured"},
+         {errc::node_down, "node_down"}}) {
+    CHECK(to_string(code) == name);
+    CHECK(parse_errc(name) == code);
+  }
+  CHECK(parse_errc("nope") == std::nullopt);
+  CHECK(std::string{to_string(static_cast<errc>(0))} == "unknown");
+}
+
+TEST_CASE("sail errors compare by code and carry their context", "[errors]") {
+  auto err = http_error(429, R"({"error":{"message":"slow down"}})");
+  CHECK(err == errc::http_error);
+  CHECK(err != errc::timeout);
+  CHECK(err.category() == caf::atom("sail"));
+  CHECK(code_of(err) == errc::http_error);
+  REQUIRE(info_of(err) != nullptr);
+  CHECK(info_of(err)->http_status == 429);
+  CHECK(info_of(err)->body == R"({"error":{"message":"slow down"}})");
+  CHECK(code_of(caf::make_error(caf::sec::request_timeout)) == std::nullopt);
+  CHECK(info_of(caf::make_error(caf::sec::request_timeout)) == nullptr);
+}
+
+TEST_CASE_METHOD(caf_fixture, "the renderer registered with CAF prints kind and context",
+                 "[errors]") {
+  auto err = invalid_argument("temperature", "temperature must be within [0, 2]");
+  CHECK(sys.render(err)
+        == "invalid_argument: temperature must be within [0, 2] [field=temperature]");
+  CHECK(render(err) == sys.render(err));
+  auto http = http_error(503, "busy");
+  CHECK(sys.render(http) == "http_error: HTTP status 503 [status=503] [body=busy]");
+}
+
+TEST_CASE_METHOD(caf_fixture, "errors survive a binary round trip with their context",
+                 "[errors][roundtrip]") {
+  auto err = inference_error("missing output_text", R"({"output":[]})");
+  auto back = roundtrip(err);
+  REQUIRE(back);
+  CHECK(*back == errc::inference_error);
+  REQUIRE(info_of(*back) != nullptr);
+  CHECK(*info_of(*back) == *info_of(err));
+}
+
+TEST_CASE("error bodies and messages have secrets redacted", "[errors][secrets]") {
+  auto err = http_error(401, "bad key sk_live_0123456789abcdef and "
+                             "Authorization: Bearer abc.def.ghi; "
+                             "url https://s3.example/x.tar?X-Amz-Signature=deadbeef");
+  auto body = info_of(err)->body;
+  CHECK(body.find("sk_live_0123456789abcdef") == std::string::npos);
+  CHECK(body.find("abc.def.ghi") == std::string::npos);
+  CHECK(body.find("deadbeef") == std::string::npos);
+  CHECK(body.find("https://s3.example/x.tar") != std::string::npos);
+  auto tml = make_error(errc::not_configured, "key tml-abcdefghijklmnop rejected");
+  CHECK(info_of(tml)->message.find("tml-abcdefghijklmnop") == std::string::npos);
+}
+
+TEST_CASE("redact_url keeps scheme, host and path only", "[secrets]") {
+  CHECK(redact_url("https://user:pw@host.example:8443/a/b?sig=1#frag")
+        == "https://host.example:8443/a/b?[REDACTED]");
+  CHECK(redact_url("https://host.example/a") == "https://host.example/a");
+  CHECK(redact_secrets("plain text stays") == "plain text stays");
+  CHECK(redact_secrets("skeleton sk_ and tml-x stay") == "skeleton sk_ and tml-x stay");
+}
