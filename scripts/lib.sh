@@ -6,6 +6,6 @@ JOBS="${JOBS:-$(nproc)}"
 # configure_build DIR [cmake args...]: configure (once) and build DIR.
 configure_build() {
   local dir="$1"; shift
-  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S "${SRC:-$ROOT}" -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir" -j "$JOBS"
 }
