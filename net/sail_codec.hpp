@@ -1,0 +1,133 @@
+// The Sail raw-token wire codec (contracts/sail-raw-token.md): pure functions
+// that turn a completer configuration plus a sample into a create request,
+// and Sail's JSON responses into typed results or typed errors. No I/O.
+//
+// The details Sail has not published (marked ASSUMED in the contract) live in
+// sail_wire_assumed.hpp; this header is the stable surface.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/fwd.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+
+#include "sail_tinker/messages/types.hpp"
+
+namespace sail {
+
+// -- create ---------------------------------------------------------------------
+
+/// Request target of `POST` (create).
+inline constexpr std::string_view create_target = "/v1/responses";
+
+/// Request target of `GET` (poll) for a response id: "/v1/responses/<id>", the
+/// id percent-encoded except for unreserved characters (A-Z a-z 0-9 - . _ ~).
+std::string poll_target(std::string_view response_id);
+
+/// An encoded create request: the JSON body and every header except
+/// Authorization, which the transport adds from its secret configuration
+/// (see bearer_auth) so that the key never sits in a job or a message.
+struct create_request {
+  std::string body;
+  std::vector<http_header> headers;
+};
+
+/// Encodes the create request of one sample.
+///
+/// Body fields, compact JSON, always in this order (optional ones only when
+/// set): model, input ("."), raw_prompt_tokens, max_output_tokens
+/// (= effective_max_tokens), temperature, top_p, background, stop,
+/// include, prompt_cache_key, metadata {completion_window, LoRA keys, user
+/// metadata in key order}. Equal inputs give byte-identical bodies, so a
+/// retry resends exactly the same bytes under the same Idempotency-Key.
+///
+/// Headers, in order: Content-Type: application/json, Idempotency-Key, then
+/// X-Sail-Voyage-Id / X-Sail-Voyage-Span-Id / X-Sail-Voyage-Agent-Id when a
+/// voyage is configured.
+///
+/// Errors (invalid_argument naming the field): anything validate(req)
+/// rejects (prompt empty or over 2,000,000 tokens, token out of range, bad
+/// stop, per-call cap <= 0); `idempotency_key` empty, over 255 characters or
+/// not printable ASCII; non-finite temperature/top_p; model empty; effective
+/// max tokens <= 0; adapter_config not a JSON object; a user metadata key
+/// the completer sets itself; a voyage field that is not a printable header
+/// value.
+caf::expected<create_request>
+encode_create(const completer_config& cfg, const sample_request& req,
+              std::string_view idempotency_key, bool background = true);
+
+/// "Authorization: Bearer <api_key>". Bytes that cannot appear in a header
+/// value (controls, CR, LF, non-ASCII) are dropped, so a malformed key can
+/// never inject a header; it then simply fails authentication.
+http_header bearer_auth(std::string_view api_key);
+
+// -- responses --------------------------------------------------------------------
+
+/// What a response status means to a poller.
+enum class response_phase {
+  pending,  ///< queued, pending, in_progress, running: keep polling
+  terminal, ///< completed, incomplete, failed, cancelled: stop polling
+  unknown,  ///< anything else: keep polling until the deadline
+};
+
+/// Classifies a response `status` value (exact, case-sensitive match).
+response_phase classify_status(std::string_view status) noexcept;
+
+/// The part of a response object a poller needs to decide what to do next.
+struct response_state {
+  std::string id;
+  std::string status;
+  response_phase phase = response_phase::unknown;
+};
+
+/// Decodes `id` and `status` of a response object (create or poll reply).
+/// Bad JSON, a non-object, or a missing/empty/non-string id or status ->
+/// inference_error with the body attached.
+caf::expected<response_state> decode_state(std::string_view body);
+
+/// Same, for an already parsed body; `raw_body` is only attached to errors.
+caf::expected<response_state> decode_state(const boost::json::value& doc,
+                                           std::string_view raw_body);
+
+/// Decodes the sample of a terminal response.
+///
+/// `failed` / `cancelled` -> inference_error whose message carries the
+/// response's `error` object; a pending status -> inference_error (not
+/// finished). Otherwise (completed, incomplete, an unknown or absent status)
+/// the output is decoded per wire_assumed::decoder (output_text part,
+/// token_ids, logprobs, stop_reason fallbacks); every malformed case ->
+/// inference_error. Every inference_error carries the offending body
+/// (secrets redacted; bodies over 64 KiB are cut, with a marker).
+caf::expected<tokens_with_logprobs> decode_result(std::string_view body);
+
+/// Same, for an already parsed body (a poller that parsed once for
+/// decode_state need not parse twice); `raw_body` is only attached to errors.
+caf::expected<tokens_with_logprobs> decode_result(const boost::json::value& doc,
+                                                  std::string_view raw_body);
+
+// -- errors -----------------------------------------------------------------------
+
+/// Sail's error body {"error": {"message", "type", "param", "code"}}. Absent
+/// or null members are empty; a numeric code is kept as its decimal text.
+struct sail_error_body {
+  std::string message;
+  std::string type;
+  std::string param;
+  std::string code;
+
+  friend bool operator==(const sail_error_body&, const sail_error_body&) = default;
+};
+
+/// Decodes an error body; nullopt unless the body is a JSON object with an
+/// `error` member that is an object (or a bare string, taken as the message).
+std::optional<sail_error_body> decode_error_body(std::string_view body);
+
+/// http_error for a non-2xx reply: status and body attached, the message
+/// "HTTP <status>" plus the error body's message, type and code when present.
+caf::error error_from_status(unsigned status, std::string_view body);
+
+} // namespace sail
