@@ -15,7 +15,7 @@ namespace sail {
 /// -> 20xx) and asctime ("Sun Nov  6 08:49:37 1994") forms. Surrounding
 /// whitespace is ignored; the weekday name must be valid but is not checked
 /// against the date. Returns nullopt for anything else (including impossible
-/// dates such as Feb 30 or hour 24).
+/// dates such as Feb 30 or hour 24, and years outside 1900..2200).
 std::optional<std::chrono::system_clock::time_point>
 parse_http_date(std::string_view value);
 
