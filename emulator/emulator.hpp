@@ -1,0 +1,346 @@
+// An in-process emulator of Sail's raw-token Responses API and of the Tinker
+// REST calls the resolver makes, with a deterministic toy model, a latency
+// model and seeded fault injection. It listens on a real loopback socket and
+// runs on its own io_context and threads, so a test just constructs it:
+//
+//   sail::emulator::server emu{sail::emulator::options{}};
+//   auto url = emu.base_url();          // "http://127.0.0.1:<port>"
+//   ... drive a client against url + "/v1/responses" ...
+//   auto st = emu.snapshot();           // requests, faults, inference runs
+//
+// The emulator is an independent implementation of the server side (it does
+// not use the project's Sail codec), so the codec can be tested against it.
+//
+// Routes:
+//   POST /v1/responses                     Sail create (Bearer auth)
+//   GET  /v1/responses/{id}                Sail poll (Bearer auth)
+//   PUT  /api/v1/training_runs/{run}/checkpoints/{kind}/{name}/ttl    Tinker
+//   GET  /api/v1/training_runs/{run}/checkpoints/{kind}/{name}/archive Tinker
+//   GET  /_emulator/stats                  statistics as JSON (no auth;
+//                                          "?summary=1" omits per-key maps)
+//   GET  /_emulator/health                 200 {"status":"ok"} (cheapest route)
+//   GET  /_emulator/archive/...            the "signed URL" target (200 bytes)
+//
+// Toy model (deterministic): a 64-token vocabulary (see vocabulary()); the
+// sample depends only on the prompt (raw_prompt_tokens, else the input) and
+// the request's sampling fields (model, temperature, top_p, seed,
+// max_output_tokens), never on the Idempotency-Key, so replays are identical.
+// Logits come from a hash of the context; softmax after temperature
+// (temperature 0 = greedy), then top_p nucleus truncation; the recorded
+// logprob is the TRUE log-probability of the sampled token under that
+// adjusted distribution. A stop token or stop string ends generation with
+// stop_reason "stop"; the token that triggered the stop IS included in
+// token_ids, logprobs and text. Reaching max_output_tokens ends it with
+// stop_reason "length" (status stays "completed"). Without max_output_tokens
+// the model generates default_max_output_tokens tokens. The model has no
+// implicit end-of-sequence token.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/expected.hpp>
+
+namespace sail::emulator {
+
+// -- fault injection ----------------------------------------------------------
+
+/// The faults the emulator can inject.
+enum class fault_kind : uint8_t {
+  status_429,           ///< 429 with Retry-After (before acceptance)
+  status_529,           ///< 529 with Retry-After (before acceptance)
+  status_500,           ///< 500 Sail error body
+  status_502,           ///< 502 Sail error body
+  status_503,           ///< 503 Sail error body
+  status_504,           ///< 504 Sail error body
+  connection_reset,     ///< close the connection with RST, no response
+  truncated_body,       ///< Content-Length larger than the bytes sent, close
+  malformed_json,       ///< 2xx with a body that is not valid JSON
+  missing_token_ids,    ///< completed response without token_ids
+  logprob_mismatch,     ///< completed response whose logprobs length differs
+  slow_response,        ///< the answer is delayed by fault_settings::slow_delay
+};
+
+/// Number of fault kinds.
+inline constexpr size_t fault_kind_count = 12;
+
+/// "status_429", "connection_reset", ...
+const char* to_string(fault_kind kind) noexcept;
+
+/// Bit mask of the routes faults apply to.
+enum route_mask : uint8_t {
+  route_create = 1,   ///< POST /v1/responses
+  route_poll = 2,     ///< GET /v1/responses/{id}
+  route_tinker = 4,   ///< the Tinker ttl and archive routes
+  route_all = 7,
+};
+
+/// Fault settings; changeable at runtime (server::set_faults).
+///
+/// Per eligible request the emulator first consumes `scripted` (one entry per
+/// request, in order), otherwise draws each kind independently with its
+/// probability (in enum order, the first hit wins); slow_response is drawn
+/// separately and can combine with another fault. Kinds that do not apply to
+/// a request (missing_token_ids on a queued response, on Tinker routes, ...)
+/// are not injected and not counted.
+///
+/// On POST /v1/responses, 429 and 529 always happen before acceptance (no
+/// reservation, no inference). 500/502/503/504 and connection_reset happen
+/// after acceptance (reservation made, inference run: a retry with the same
+/// Idempotency-Key replays) with probability `after_accept_fraction`, else
+/// before. truncated_body, malformed_json, missing_token_ids and
+/// logprob_mismatch always happen after acceptance (they corrupt the answer).
+/// No fault ever causes a second inference for one Idempotency-Key.
+struct fault_settings {
+  /// Probability per kind, indexed by fault_kind.
+  double probability[fault_kind_count] = {};
+  /// Faults for the next eligible requests, consumed first (one per request).
+  std::deque<fault_kind> scripted;
+  /// Routes the faults apply to.
+  uint8_t routes = route_all;
+  /// Seed of the fault draws (0: derived from options::seed).
+  uint64_t seed = 0;
+  /// See above.
+  double after_accept_fraction = 0.5;
+  /// Retry-After value sent with 429 and 529 (and 503 when set below).
+  std::chrono::seconds retry_after{1};
+  /// Send Retry-After as an HTTP-date instead of delta-seconds.
+  bool retry_after_http_date = false;
+  /// Also send Retry-After with injected 503s.
+  bool retry_after_on_503 = false;
+  /// Delay of slow_response.
+  std::chrono::milliseconds slow_delay{500};
+
+  /// Convenience: sets the probability of one kind.
+  fault_settings& set(fault_kind kind, double p) {
+    probability[static_cast<size_t>(kind)] = p;
+    return *this;
+  }
+  double get(fault_kind kind) const {
+    return probability[static_cast<size_t>(kind)];
+  }
+};
+
+// -- latency model ------------------------------------------------------------
+
+/// Latency of one completion window: time spent queued after acceptance, then
+/// per generated token. A response is "queued" until accepted + queued,
+/// "in_progress" until that + per_token * output tokens, then "completed"
+/// (time-based, not poll-count-based).
+struct window_latency {
+  std::chrono::microseconds queued{0};
+  std::chrono::microseconds per_token{0};
+};
+
+/// Latency per completion window; zero (instant) by default.
+struct latency_model {
+  window_latency asap;
+  window_latency priority;
+  window_latency standard;
+  window_latency flex;
+};
+
+// -- options ------------------------------------------------------------------
+
+enum class archive_mode : uint8_t {
+  redirect,  ///< 302 with Location and Expires (HTTP-date)
+  json,      ///< 200 {"url": ..., "expires": "<ISO-8601>"}
+};
+
+struct options {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  ///< 0: any free port (see server::port())
+  std::string sail_api_key = "sk_emulator_key";
+  std::string tinker_api_key = "tml-emulator-key";
+  /// Threads running the emulator's io_context.
+  size_t threads = 2;
+  latency_model latency;
+  fault_settings faults;
+  /// Seed of the toy model's sampling (combined with each request's fields).
+  uint64_t seed = 42;
+  /// Tinker archive answer shape.
+  archive_mode archive = archive_mode::redirect;
+  /// Archive calls per checkpoint answered 503 "still building" first.
+  int still_building_calls = 0;
+  /// Lifetime of the signed archive URLs handed out.
+  std::chrono::seconds archive_url_ttl{900};
+  /// Known LoRA names (metadata.lora); others -> 404 "lora not found".
+  std::set<std::string> known_loras = {"emulator-lora"};
+  /// Known checkpoints as "tinker://<run>/<kind>/<name>"; empty: any.
+  std::set<std::string> known_checkpoints;
+  /// Output length when the request has no max_output_tokens.
+  int64_t default_max_output_tokens = 16;
+  /// Bounds of requests (413/431 beyond them).
+  uint64_t max_body_bytes = 48ull * 1024 * 1024;
+  size_t max_header_bytes = 64 * 1024;
+  /// Per-connection read timeout.
+  std::chrono::milliseconds read_timeout{30'000};
+  /// How long stop() lets in-flight requests finish.
+  std::chrono::milliseconds drain_timeout{1'000};
+  /// Webhooks: retries after the first attempt, delay between attempts and
+  /// the timeout of one attempt.
+  int webhook_retries = 3;
+  std::chrono::milliseconds webhook_retry_delay{100};
+  std::chrono::milliseconds webhook_timeout{5'000};
+  /// Record request arrival times per Idempotency-Key and per response id.
+  bool record_arrivals = true;
+};
+
+// -- statistics ---------------------------------------------------------------
+
+/// One recorded request arrival.
+struct arrival {
+  std::chrono::steady_clock::time_point at;
+  double ms = 0;   ///< milliseconds since the emulator started
+  int status = 0;  ///< status answered (0: connection reset)
+  std::string fault;  ///< injected fault kind, empty if none
+};
+
+struct webhook_stats {
+  uint64_t attempts = 0;
+  uint64_t delivered = 0;  ///< responses whose webhook got a 2xx
+  uint64_t failed = 0;     ///< responses whose webhook gave up
+};
+
+/// A snapshot of what the emulator saw. Route names: "POST /v1/responses",
+/// "GET /v1/responses/{id}", "PUT tinker ttl", "GET tinker archive",
+/// "GET /_emulator/stats", "GET /_emulator/health", "GET /_emulator/archive",
+/// "other". Status 0 means "connection reset, no answer".
+struct stats {
+  std::map<std::string, std::map<int, uint64_t>> requests;
+  uint64_t connections_accepted = 0;
+  /// Inference runs per Idempotency-Key (the double-inference detector).
+  std::map<std::string, uint64_t> inference_runs;
+  uint64_t inference_runs_total = 0;
+  uint64_t inference_runs_without_key = 0;
+  uint64_t max_runs_per_key = 0;
+  /// Injected faults by fault_kind name.
+  std::map<std::string, uint64_t> faults;
+  /// POST arrivals per Idempotency-Key, in arrival order.
+  std::map<std::string, std::vector<arrival>> arrivals;
+  /// GET arrivals per response id, in arrival order.
+  std::map<std::string, std::vector<arrival>> poll_arrivals;
+  /// Tinker calls per checkpoint ("tinker://run/kind/name"), in order:
+  /// "ttl" or "archive".
+  std::map<std::string, std::vector<std::string>> tinker_calls;
+  webhook_stats webhooks;
+  /// Responses stored (background or foreground).
+  uint64_t responses = 0;
+
+  /// Number of requests to `route` answered with `status`.
+  uint64_t count(const std::string& route, int status) const;
+  /// Number of injected faults of `kind`.
+  uint64_t fault_count(fault_kind kind) const;
+};
+
+// -- toy model ----------------------------------------------------------------
+
+/// Size of the toy vocabulary (token ids 0..vocabulary_size-1).
+inline constexpr int64_t vocabulary_size = 64;
+
+/// Token ids with special text.
+inline constexpr int64_t token_newline = 0;  ///< "\n"
+inline constexpr int64_t token_period = 1;   ///< "."
+inline constexpr int64_t token_end = 2;      ///< "END"
+
+/// The text of every token id (index = id).
+const std::vector<std::string>& vocabulary();
+
+/// Sampling inputs of the toy model.
+struct sample_params {
+  std::vector<int64_t> prompt;
+  std::string model;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t seed = 0;
+  int64_t max_output_tokens = 16;
+  std::vector<int64_t> stop_token_ids;
+  std::vector<std::string> stop_strings;
+};
+
+/// One sampled completion.
+struct sample_result {
+  std::vector<int64_t> token_ids;
+  std::vector<double> logprobs;
+  std::string text;
+  std::string stop_reason;  ///< "stop" or "length"
+};
+
+/// Runs the toy model (pure function; `base_seed` is options::seed).
+sample_result sample(const sample_params& params, uint64_t base_seed);
+
+// -- the server ---------------------------------------------------------------
+
+class server {
+public:
+  /// Binds and starts serving; throws std::runtime_error if it cannot bind.
+  explicit server(options opts = {});
+
+  /// Binds and starts serving; a transport_error if it cannot bind.
+  static caf::expected<std::unique_ptr<server>> make(options opts);
+
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// Stops (see stop()).
+  ~server();
+
+  /// The bound port.
+  uint16_t port() const noexcept;
+
+  /// "http://<host>:<port>" (Sail base without "/v1"; Tinker base as well).
+  std::string base_url() const;
+
+  /// The options in use (faults as set at construction).
+  const options& config() const noexcept;
+
+  /// A copy of the statistics.
+  stats snapshot() const;
+
+  /// The statistics as served by GET /_emulator/stats.
+  std::string stats_json(bool summary = false) const;
+
+  /// Replaces the fault settings (the draw sequence restarts from the seed).
+  void set_faults(fault_settings faults);
+
+  /// Current fault settings (scripted entries already consumed are gone).
+  fault_settings faults() const;
+
+  /// Replaces the latency model for requests accepted from now on.
+  void set_latency(latency_model latency);
+
+  /// Switches the Tinker archive answer shape.
+  void set_archive_mode(archive_mode mode);
+
+  /// Sets the number of 503 "still building" answers per checkpoint (applies
+  /// to checkpoints whose count of archive calls is still below it).
+  void set_still_building_calls(int n);
+
+  /// Adds a known LoRA name.
+  void add_known_lora(std::string name);
+
+  /// Current TTL of a checkpoint ("tinker://run/kind/name"): nullopt if never
+  /// set; 0 if removed (null); else seconds.
+  std::optional<int64_t> checkpoint_ttl(const std::string& checkpoint) const;
+
+  /// Stops accepting, lets in-flight requests finish (bounded by
+  /// options::drain_timeout), closes the rest and joins the threads.
+  /// Idempotent; never call it from a handler of the emulator itself.
+  void stop();
+
+  struct impl;
+
+private:
+  explicit server(std::unique_ptr<impl> ptr);
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace sail::emulator
