@@ -129,20 +129,39 @@ std::optional<caf::timestamp> find_expires(const json::value& v) {
   return std::nullopt;
 }
 
+/// `body` with every occurrence of `secret_url` replaced by its redacted form
+/// (redact_secrets only knows http(s) URLs; a rejected URL may be anything).
+std::string scrub(std::string_view body, std::string_view secret_url) {
+  if (secret_url.empty())
+    return std::string{body};
+  auto replacement = redact_url(secret_url);
+  std::string out;
+  for (;;) {
+    auto pos = body.find(secret_url);
+    out.append(body.substr(0, pos));
+    if (pos == std::string_view::npos)
+      return out;
+    out += replacement;
+    body.remove_prefix(pos + secret_url.size());
+  }
+}
+
+/// Checks the unwrapped URL. On error, `attached_body` (already scrubbed of
+/// the URL) goes with the error.
 caf::expected<signed_url> checked_url(std::string_view url,
                                       caf::timestamp expires,
-                                      std::string_view body,
+                                      std::string attached_body,
                                       std::string_view what) {
   auto trimmed = trim(url);
   if (trimmed.empty())
     return inference_error("Tinker archive response: empty URL in "
                              + std::string{what},
-                           std::string{body});
+                           std::move(attached_body));
   if (!is_http_url(trimmed))
     return inference_error("Tinker archive response: " + std::string{what}
                              + " is not an absolute http(s) URL: "
                              + redact_url(trimmed),
-                           std::string{body});
+                           std::move(attached_body));
   return signed_url{std::string{trimmed}, expires};
 }
 
@@ -314,7 +333,8 @@ caf::expected<signed_url> decode_archive_response(unsigned status,
       auto expires = default_expiry(now);
       if (auto tp = parse_http_date(expires_header))
         expires = to_timestamp(*tp);
-      return checked_url(location_header, expires, body, "Location");
+      return checked_url(location_header, expires,
+                         scrub(body, trim(location_header)), "Location");
     }
     default:
       break;
@@ -334,8 +354,21 @@ caf::expected<signed_url> decode_archive_response(unsigned status,
                            "archive_url or checkpoint_archive_url)",
                            std::string{body});
   auto expires = find_expires(value).value_or(default_expiry(now));
-  return checked_url(std::string_view{url->data(), url->size()}, expires, body,
-                     "url");
+  std::string_view url_text{url->data(), url->size()};
+  if (!is_http_url(trim(url_text))) {
+    // Attach the body with the rejected URL redacted (re-serialized, so that
+    // however the JSON escaped it, it is gone).
+    auto redacted = redact_url(url_text);
+    auto scrubbed = value;
+    if (auto s = scrubbed.if_string())
+      *s = redacted;
+    else
+      for (auto& kv : scrubbed.as_object())
+        if (auto s = kv.value().if_string(); s != nullptr && *s == *url)
+          *s = redacted;
+    return checked_url(url_text, expires, json::serialize(scrubbed), "url");
+  }
+  return checked_url(url_text, expires, std::string{body}, "url");
 }
 
 // -- errors ------------------------------------------------------------------------
