@@ -43,3 +43,17 @@ CAF_ADD_ATOM(sail, sail::atom, stats, "stats")
 CAF_ADD_ATOM(sail, sail::atom, submit, "submit")
 CAF_ADD_ATOM(sail, sail::atom, resolve, "resolve")
 CAF_ADD_ATOM(sail, sail::atom, obtain, "obtain")
+
+// Local-only atoms of the actor runtime (worker <-> supervisor, timers, Asio
+// completions, test hooks).
+CAF_ADD_ATOM(sail, sail::atom, done, "done")
+CAF_ADD_ATOM(sail, sail::atom, failed, "failed")
+CAF_ADD_ATOM(sail, sail::atom, pause, "pause")
+CAF_ADD_ATOM(sail, sail::atom, resume, "resume")
+CAF_ADD_ATOM(sail, sail::atom, retried, "retried")
+CAF_ADD_ATOM(sail, sail::atom, http_done, "httpDone")
+CAF_ADD_ATOM(sail, sail::atom, step, "step")
+CAF_ADD_ATOM(sail, sail::atom, deadline, "deadline")
+CAF_ADD_ATOM(sail, sail::atom, respawn, "respawn")
+CAF_ADD_ATOM(sail, sail::atom, crash, "crash")
+CAF_ADD_ATOM(sail, sail::atom, refresh, "refresh")

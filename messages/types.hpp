@@ -214,6 +214,11 @@ struct completer_config {
   /// contract (an object, or a string holding JSON).
   std::optional<std::string> adapter_config;
   std::optional<std::string> tinker_lora_name;
+  /// Instead of a ready signed URL: a tinker:// checkpoint path that the
+  /// completer resolves (and refreshes before expiry) through the resolver.
+  std::optional<std::string> tinker_checkpoint;
+  /// TTL to set on that checkpoint before resolving it.
+  std::optional<int64_t> tinker_ttl_seconds;
   std::map<std::string, std::string> metadata;
   /// Per-HTTP-call timeout.
   std::optional<caf::timespan> timeout;
@@ -222,7 +227,8 @@ struct completer_config {
 
   /// True if a LoRA adapter of any source is configured.
   bool uses_lora() const noexcept {
-    return lora.has_value() || tinker_lora_signed_url.has_value();
+    return lora.has_value() || tinker_lora_signed_url.has_value()
+           || tinker_checkpoint.has_value();
   }
 
   friend bool operator==(const completer_config&, const completer_config&) = default;
@@ -240,12 +246,14 @@ typename Inspector::result_type inspect(Inspector& f, completer_config& x) {
   detail::optional_secret_ref url{x.tinker_lora_signed_url};
   detail::optional_ref<std::string> adapter{x.adapter_config};
   detail::optional_ref<std::string> name{x.tinker_lora_name};
+  detail::optional_ref<std::string> ckpt{x.tinker_checkpoint};
+  detail::optional_ref<int64_t> ttl{x.tinker_ttl_seconds};
   detail::optional_ref<caf::timespan> timeout{x.timeout};
   detail::optional_ref<sail::voyage> voy{x.voyage};
   return f(caf::meta::type_name("sail.completer_config"),
            caf::meta::save_callback(check), x.model, x.max_tokens,
            x.temperature, x.top_p, x.completion_window, lora, url, adapter,
-           name, x.metadata, timeout, voy, x.request_logprobs,
+           name, ckpt, ttl, x.metadata, timeout, voy, x.request_logprobs,
            caf::meta::load_callback(check));
 }
 
@@ -349,6 +357,8 @@ typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
 struct completer_stats {
   uint64_t in_flight = 0;
   uint64_t completed = 0;
+  /// GET polls sent for completed samples.
+  uint64_t polls = 0;
   std::map<std::string, uint64_t> failed_by_kind;
   std::map<std::string, uint64_t> retries_by_cause;
 
@@ -358,7 +368,7 @@ struct completer_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
   return f(caf::meta::type_name("sail.completer_stats"), x.in_flight,
-           x.completed, x.failed_by_kind, x.retries_by_cause);
+           x.completed, x.polls, x.failed_by_kind, x.retries_by_cause);
 }
 
 } // namespace sail

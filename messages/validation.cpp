@@ -169,6 +169,26 @@ caf::error validate(const completer_config& cfg, const model_table& models) {
                                     "mutually exclusive");
   if (cfg.lora && cfg.lora->empty())
     return invalid_argument("lora", "lora must not be empty");
+  if (cfg.tinker_checkpoint) {
+    if (cfg.lora || cfg.tinker_lora_signed_url)
+      return invalid_argument("tinker_checkpoint",
+                              "tinker_checkpoint excludes lora and "
+                              "tinker_lora_signed_url");
+    if (cfg.tinker_checkpoint->rfind("tinker://", 0) != 0)
+      return invalid_argument("tinker_checkpoint",
+                              "tinker_checkpoint must be a tinker:// path");
+    if (!cfg.adapter_config)
+      return invalid_argument("adapter_config",
+                              "tinker_checkpoint requires adapter_config");
+  }
+  if (cfg.tinker_ttl_seconds) {
+    if (!cfg.tinker_checkpoint)
+      return invalid_argument("tinker_ttl_seconds",
+                              "tinker_ttl_seconds requires tinker_checkpoint");
+    if (*cfg.tinker_ttl_seconds <= 0)
+      return invalid_argument("tinker_ttl_seconds",
+                              "tinker_ttl_seconds must be > 0");
+  }
   if (cfg.tinker_lora_signed_url) {
     if (!is_http_url(*cfg.tinker_lora_signed_url))
       return invalid_argument("tinker_lora_signed_url",
@@ -214,7 +234,9 @@ caf::error validate(const completer_config& cfg, const model_table& models) {
                               "model " + cfg.model + " does not support the "
                                 + cfg.completion_window + " window");
     if (cfg.uses_lora() && !caps->lora_capable)
-      return invalid_argument(cfg.lora ? "lora" : "tinker_lora_signed_url",
+      return invalid_argument(cfg.lora ? "lora"
+                              : cfg.tinker_checkpoint ? "tinker_checkpoint"
+                                                      : "tinker_lora_signed_url",
                               "model " + cfg.model
                                 + " does not support LoRA adapters");
   }

@@ -1,0 +1,306 @@
+#include "sail_tinker/actors/completer.hpp"
+
+#include <algorithm>
+#include <memory>
+
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/net/sail_codec.hpp"
+#include "sail_tinker/net/tinker_codec.hpp"
+
+namespace sail {
+
+namespace {
+
+using clock_type = std::chrono::system_clock;
+using sample_promise = caf::typed_response_promise<tokens_with_logprobs>;
+
+/// A sample that waits for the checkpoint's signed URL.
+struct waiting_sample {
+  sample_request req;
+  std::function<void(caf::expected<tokens_with_logprobs>)> done;
+};
+
+struct completer_state {
+  static inline const char* name = "sail.completer";
+  completer_config cfg;
+  completer_options opts;
+  worker_pool_actor pool;
+  resolver_actor resolver;
+  std::optional<tinker_path> checkpoint;
+  std::optional<signed_url> url;
+  bool resolving = false;
+  std::vector<waiting_sample> waiting;
+  completer_stats stats;
+  boost::uuids::random_generator uuids;
+
+  std::string new_key() { return boost::uuids::to_string(uuids()); }
+};
+
+/// The completer's own interface: the public one plus its refresh timer.
+using completer_impl_actor = completer_actor::extend<caf::reacts_to<atom::refresh>>;
+
+using completer_ptr = completer_impl_actor::stateful_pointer<completer_state>;
+using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
+
+class completer_logic {
+public:
+  explicit completer_logic(completer_ptr self) : self_(self), st_(self->state) {}
+
+  /// Runs one validated logical sample; `done` sees the result exactly once.
+  void run(sample_request req, sample_callback done) {
+    ++st_.stats.in_flight;
+    auto counted = [self = self_, done = std::move(done)](
+                     caf::expected<tokens_with_logprobs> res) {
+      auto& stats = self->state.stats;
+      --stats.in_flight;
+      if (res) {
+        ++stats.completed;
+      } else {
+        auto code = code_of(res.error());
+        ++stats.failed_by_kind[code ? to_string(*code) : "other"];
+      }
+      done(std::move(res));
+    };
+    if (req.key.empty())
+      req.key = st_.new_key();
+    if (st_.checkpoint && !url_fresh()) {
+      st_.waiting.push_back({std::move(req), std::move(counted)});
+      resolve_url();
+      return;
+    }
+    submit(req, std::move(counted));
+  }
+
+  void cancel(const std::string& what) {
+    // Samples still waiting for the signed URL never reached the pool.
+    std::vector<waiting_sample> cancelled;
+    auto& w = st_.waiting;
+    auto mid = std::stable_partition(w.begin(), w.end(), [&](auto& x) {
+      return x.req.key != what && x.req.group_id != what;
+    });
+    std::move(mid, w.end(), std::back_inserter(cancelled));
+    w.erase(mid, w.end());
+    for (auto& x : cancelled)
+      x.done(make_error(errc::cancelled, "sample cancelled by the caller"));
+    self_->send(st_.pool, atom::cancel_v, what);
+  }
+
+  void refresh() {
+    if (st_.checkpoint)
+      resolve_url();
+  }
+
+private:
+  bool url_fresh() const {
+    return st_.url
+           && clock_type::now() + st_.opts.url_refresh_margin < st_.url->expires;
+  }
+
+  void resolve_url() {
+    if (st_.resolving)
+      return;
+    st_.resolving = true;
+    resolve_request rr{*st_.checkpoint, st_.cfg.tinker_ttl_seconds};
+    auto self = self_;
+    self_->request(st_.resolver, st_.opts.resolve_timeout, atom::resolve_v, rr)
+      .then(
+        [self](signed_url& url) {
+          auto& st = self->state;
+          st.resolving = false;
+          st.url = std::move(url);
+          // Refresh ahead of expiry, so samples rarely wait for a resolve.
+          auto lead = st.url->expires - clock_type::now() - st.opts.url_refresh_margin;
+          if (lead.count() > 0)
+            self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(lead),
+                               atom::refresh_v);
+          auto waiting = std::move(st.waiting);
+          st.waiting.clear();
+          for (auto& x : waiting)
+            completer_logic{self}.submit(x.req, std::move(x.done));
+        },
+        [self](caf::error& err) {
+          auto& st = self->state;
+          st.resolving = false;
+          auto waiting = std::move(st.waiting);
+          st.waiting.clear();
+          for (auto& x : waiting)
+            x.done(err);
+        });
+  }
+
+  void submit(const sample_request& req, sample_callback done) {
+    auto cfg = st_.cfg;
+    if (st_.checkpoint) {
+      cfg.tinker_lora_signed_url = st_.url->url;
+      cfg.tinker_checkpoint.reset();
+      cfg.tinker_ttl_seconds.reset();
+    }
+    auto encoded = encode_create(cfg, req, req.key);
+    if (!encoded)
+      return done(std::move(encoded.error()));
+    sail_job job;
+    job.idempotency_key = req.key;
+    job.body = std::move(encoded->body);
+    job.headers = std::move(encoded->headers);
+    job.completion_window = st_.cfg.completion_window;
+    job.group_id = req.group_id;
+    if (st_.cfg.timeout)
+      job.call_timeout = *st_.cfg.timeout;
+    auto& deadlines = st_.opts.window_deadlines;
+    auto d = deadlines.find(st_.cfg.completion_window);
+    job.deadline = d != deadlines.end() ? d->second : st_.opts.default_deadline;
+    auto timeout = job.deadline + st_.opts.request_margin;
+    self_->request(st_.pool, timeout, atom::submit_v, std::move(job))
+      .then([done](tokens_with_logprobs& res) { done(std::move(res)); },
+            [done](caf::error& err) {
+              if (err == caf::sec::request_timeout)
+                err = make_error(errc::timeout, "worker pool did not answer in time");
+              done(std::move(err));
+            });
+  }
+
+  completer_ptr self_;
+  completer_state& st_;
+};
+
+caf::result<group_result> run_group(completer_ptr self, sample_request& req,
+                                    uint32_t n) {
+  auto& st = self->state;
+  if (n == 0 || n > st.opts.max_group_size)
+    return invalid_argument("n", "group size must be within 1.."
+                                   + std::to_string(st.opts.max_group_size));
+  if (auto err = validate(req))
+    return err;
+  struct group_state {
+    group_result result;
+    size_t pending = 0;
+    bool delivered = false;
+    caf::typed_response_promise<group_result> rp;
+  };
+  auto g = std::make_shared<group_state>();
+  g->rp = self->make_response_promise<group_result>();
+  g->result.group_id = req.group_id.empty() ? st.new_key() : req.group_id;
+  g->result.members.resize(n);
+  g->pending = n;
+  auto cache_key = req.prompt_cache_key.empty() ? g->result.group_id
+                                                : req.prompt_cache_key;
+  auto policy = st.opts.group_policy;
+  for (uint32_t i = 0; i < n; ++i) {
+    auto member = req;
+    member.group_id = g->result.group_id;
+    member.prompt_cache_key = cache_key;
+    member.key = req.key.empty() ? std::string{} : req.key + "." + std::to_string(i);
+    completer_logic{self}.run(std::move(member), [self, g, i, policy](
+                                                   caf::expected<tokens_with_logprobs> res) {
+      --g->pending;
+      if (g->delivered)
+        return;
+      if (!res && policy == group_failure_policy::fail_group) {
+        g->delivered = true;
+        g->rp.deliver(res.error());
+        // The other members are of no use any more.
+        completer_logic{self}.cancel(g->result.group_id);
+        return;
+      }
+      auto& m = g->result.members[i];
+      if (res)
+        m.result = std::move(*res);
+      else
+        m.error = std::move(res.error());
+      if (g->pending == 0) {
+        g->delivered = true;
+        g->rp.deliver(std::move(g->result));
+      }
+    });
+  }
+  return g->rp;
+}
+
+completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
+                                                  completer_config cfg,
+                                                  std::optional<tinker_path> checkpoint,
+                                                  worker_pool_actor pool,
+                                                  resolver_actor resolver,
+                                                  completer_options opts) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.checkpoint = std::move(checkpoint);
+  st.pool = std::move(pool);
+  st.resolver = std::move(resolver);
+  st.opts = opts;
+  return {
+    [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
+      if (auto err = validate(req))
+        return err;
+      auto rp = self->make_response_promise<tokens_with_logprobs>();
+      completer_logic{self}.run(std::move(req),
+                                [rp](caf::expected<tokens_with_logprobs> res) mutable {
+                                  if (res)
+                                    rp.deliver(std::move(*res));
+                                  else
+                                    rp.deliver(std::move(res.error()));
+                                });
+      return rp;
+    },
+    [=](atom::sample_group, sample_request& req, uint32_t n) -> caf::result<group_result> {
+      return run_group(self, req, n);
+    },
+    [=](atom::cancel, std::string& what) { completer_logic{self}.cancel(what); },
+    [=](atom::stats) -> caf::result<completer_stats> {
+      auto rp = self->make_response_promise<completer_stats>();
+      auto own = self->state.stats;
+      self->request(self->state.pool, std::chrono::seconds(10), atom::stats_v)
+        .then(
+          [rp, own](completer_stats& pool) mutable {
+            auto merged = own;
+            merged.polls = pool.polls;
+            merged.retries_by_cause = pool.retries_by_cause;
+            rp.deliver(std::move(merged));
+          },
+          [rp, own](caf::error&) mutable { rp.deliver(own); });
+      return rp;
+    },
+    [=](atom::refresh) { completer_logic{self}.refresh(); },
+  };
+}
+
+} // namespace
+
+caf::expected<completer_actor>
+spawn_completer(caf::actor_system& sys, completer_config cfg,
+                worker_pool_actor pool, resolver_actor resolver,
+                const model_table& models, completer_options opts) {
+  if (auto err = validate(cfg, models))
+    return err;
+  if (cfg.adapter_config) {
+    auto normalized = normalize_adapter_config(*cfg.adapter_config);
+    if (!normalized)
+      return std::move(normalized.error());
+    cfg.adapter_config = std::move(*normalized);
+  }
+  std::optional<tinker_path> checkpoint;
+  if (cfg.tinker_checkpoint) {
+    auto parsed = parse_tinker_path(*cfg.tinker_checkpoint);
+    if (!parsed)
+      return std::move(parsed.error());
+    if (!resolver)
+      return make_error(errc::not_configured,
+                        "tinker_checkpoint needs a resolver (TINKER_API_KEY)",
+                        "tinker_checkpoint");
+    checkpoint = std::move(*parsed);
+  }
+  if (!pool)
+    return make_error(errc::not_configured, "no worker pool");
+  completer_impl_actor impl = sys.spawn(completer_behavior, std::move(cfg),
+                                        std::move(checkpoint), std::move(pool),
+                                        std::move(resolver), opts);
+  return completer_actor{impl};
+}
+
+} // namespace sail

@@ -1,0 +1,54 @@
+// The completer actor: owns one validated configuration (model, sampling,
+// LoRA) and turns typed sample / sample_group messages into encoded Sail jobs
+// for the worker pool. One Idempotency-Key per logical sample, made here
+// unless the caller brought one (re-routing keeps it).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+#include "sail_tinker/messages/interfaces.hpp"
+#include "sail_tinker/messages/validation.hpp"
+
+namespace sail {
+
+/// What sample_group replies when a member fails.
+enum class group_failure_policy : uint8_t {
+  /// The group fails with the first member's error; the rest is cancelled.
+  fail_group,
+  /// The group succeeds with every member's outcome (result or error).
+  partial,
+};
+
+struct completer_options {
+  group_failure_policy group_policy = group_failure_policy::fail_group;
+  /// Largest n of sample_group.
+  uint32_t max_group_size = 4096;
+  /// Added to a sample's deadline for the CAF request to the pool, so that
+  /// the HTTP layer always fails first, and typed.
+  caf::timespan request_margin = std::chrono::seconds(30);
+  /// Deadline of one sample per completion window; windows not listed use
+  /// default_deadline. The runtime fills this from the pool's window timing,
+  /// so completer and pool agree.
+  std::map<std::string, caf::timespan> window_deadlines;
+  caf::timespan default_deadline = std::chrono::minutes(15);
+  /// Resolve a tinker_checkpoint's signed URL again this long before expiry.
+  caf::timespan url_refresh_margin = std::chrono::minutes(2);
+  /// Timeout of a resolve request.
+  caf::timespan resolve_timeout = std::chrono::minutes(5);
+};
+
+/// Validates `cfg` (completer.md rules + the model table) and spawns a
+/// completer only if it is valid; otherwise returns the typed error and
+/// spawns nothing. A configuration with tinker_checkpoint needs a resolver.
+caf::expected<completer_actor>
+spawn_completer(caf::actor_system& sys, completer_config cfg,
+                worker_pool_actor pool, resolver_actor resolver = {},
+                const model_table& models = model_table::builtin(),
+                completer_options opts = {});
+
+} // namespace sail

@@ -1,0 +1,219 @@
+#include "sail_tinker/actors/http_worker.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <boost/beast/http/verb.hpp>
+
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/net/sail_codec.hpp"
+
+namespace sail {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+namespace http = boost::beast::http;
+
+caf::timespan remaining(const worker_job& j) {
+  return std::chrono::duration_cast<caf::timespan>(j.deadline - clock_type::now());
+}
+
+bool is_success(unsigned status) {
+  return status >= 200 && status < 300;
+}
+
+class worker_logic {
+public:
+  explicit worker_logic(http_worker_ptr self) : self_(self), st_(self->state) {}
+
+  void submit(uint64_t id, uint32_t attempt, sail_job job) {
+    auto& opts = *st_.opts;
+    worker_job j;
+    j.id = id;
+    j.attempt = attempt;
+    j.timing = &opts.timing(job.completion_window);
+    auto limit = job.deadline.count() > 0 ? job.deadline : j.timing->deadline;
+    j.deadline = clock_type::now() + limit;
+    j.job = std::move(job);
+    auto [i, added] = st_.jobs.insert_or_assign(id, std::move(j));
+    self_->delayed_send(self_, limit, atom::deadline_v, id);
+    send_create(i->second);
+  }
+
+  void cancel(uint64_t id) {
+    st_.jobs.erase(id);
+  }
+
+  void on_deadline(uint64_t id) {
+    auto i = st_.jobs.find(id);
+    if (i == st_.jobs.end())
+      return;
+    if (remaining(i->second).count() > 0) // re-submitted with a later deadline
+      return;
+    fail(i->second, make_error(errc::timeout, "sample deadline expired after "
+                                                + std::to_string(i->second.polls)
+                                                + " polls"));
+  }
+
+  void on_step(uint64_t id, uint64_t tag) {
+    auto i = st_.jobs.find(id);
+    if (i == st_.jobs.end() || i->second.tag != tag)
+      return;
+    auto& j = i->second;
+    if (j.response_id.empty())
+      send_create(j);
+    else
+      send_poll(j);
+  }
+
+  void on_http(http_completion& c) {
+    auto i = st_.jobs.find(c.tag);
+    if (i == st_.jobs.end() || i->second.tag != c.generation)
+      return; // cancelled, timed out or superseded
+    auto& j = i->second;
+    auto kind = j.response_id.empty() ? request_kind::sail_create
+                                      : request_kind::sail_poll;
+    if (!c.result) {
+      auto decision = st_.retry->on_transport_error(kind, j.http_attempt,
+                                                    c.result.error());
+      if (decision.retry)
+        return retry_later(j, decision);
+      return fail(j, std::move(c.result.error()));
+    }
+    auto& res = *c.result;
+    if (!is_success(res.status)) {
+      auto decision = st_.retry->on_status(kind, j.http_attempt, res.status,
+                                           res.header("Retry-After"),
+                                           std::chrono::system_clock::now());
+      if (kind == request_kind::sail_create
+          && (res.status == 429 || res.status == 529))
+        self_->send(st_.pool, atom::pause_v,
+                    std::max(decision.delay, caf::timespan{0}));
+      if (decision.retry)
+        return retry_later(j, decision);
+      return fail(j, error_from_status(res.status, res.body));
+    }
+    j.http_attempt = 0;
+    auto state = decode_state(res.body);
+    if (!state)
+      return fail(j, std::move(state.error()));
+    if (j.response_id.empty()) {
+      if (state->id.empty())
+        return fail(j, inference_error("create response without an id", res.body));
+      j.response_id = std::move(state->id);
+    }
+    if (state->phase == response_phase::terminal)
+      return finish(j, res.body);
+    schedule_poll(j);
+  }
+
+private:
+  void retry_later(worker_job& j, const retry_decision& decision) {
+    self_->send(st_.pool, atom::retried_v, decision.cause);
+    if (decision.delay >= remaining(j))
+      return fail(j, make_error(errc::timeout, "sample deadline expires before "
+                                                 "the next retry ("
+                                                 + decision.cause + ")"));
+    j.tag = ++st_.next_tag;
+    self_->delayed_send(self_, decision.delay, atom::step_v, j.id, j.tag);
+  }
+
+  void schedule_poll(worker_job& j) {
+    auto& t = *j.timing;
+    auto& opts = *st_.opts;
+    if (j.poll_interval.count() == 0) {
+      j.poll_interval = t.first_poll;
+    } else {
+      auto grown = std::chrono::duration_cast<caf::timespan>(
+        j.poll_interval * opts.poll_growth);
+      j.poll_interval = std::min(grown, t.max_poll);
+    }
+    std::uniform_real_distribution<double> jitter{1.0 - opts.poll_jitter,
+                                                  1.0 + opts.poll_jitter};
+    auto delay = std::chrono::duration_cast<caf::timespan>(
+      j.poll_interval * jitter(st_.rng));
+    // Never sleep past the deadline: the deadline timer ends the job.
+    j.tag = ++st_.next_tag;
+    self_->delayed_send(self_, delay, atom::step_v, j.id, j.tag);
+  }
+
+  http_request base_request(worker_job& j, http::verb verb, std::string url) {
+    http_request req;
+    req.method = verb;
+    req.url = std::move(url);
+    auto call = j.job.call_timeout.count() > 0 ? j.job.call_timeout
+                                               : st_.opts->call_timeout;
+    req.deadline = std::max(caf::timespan{1}, std::min(call, remaining(j)));
+    return req;
+  }
+
+  void send_create(worker_job& j) {
+    auto req = base_request(j, http::verb::post,
+                            st_.opts->base_url + std::string{create_target});
+    req.headers = j.job.headers;
+    req.headers.push_back(bearer_auth(st_.opts->api_key));
+    req.body = j.job.body; // byte-identical on every attempt
+    start(j, std::move(req));
+  }
+
+  void send_poll(worker_job& j) {
+    ++j.polls;
+    auto req = base_request(j, http::verb::get,
+                            st_.opts->base_url + poll_target(j.response_id));
+    req.headers.push_back(bearer_auth(st_.opts->api_key));
+    start(j, std::move(req));
+  }
+
+  void start(worker_job& j, http_request req) {
+    ++j.http_attempt;
+    j.tag = ++st_.next_tag;
+    start_http(self_, *st_.client, std::move(req), j.id, j.tag);
+  }
+
+  void finish(worker_job& j, const std::string& body) {
+    auto result = decode_result(body);
+    if (!result)
+      return fail(j, std::move(result.error()));
+    self_->send(st_.pool, atom::done_v, j.id, j.attempt, std::move(*result),
+                j.polls);
+    st_.jobs.erase(j.id);
+  }
+
+  void fail(worker_job& j, caf::error err) {
+    self_->send(st_.pool, atom::failed_v, j.id, j.attempt, std::move(err));
+    st_.jobs.erase(j.id);
+  }
+
+  http_worker_ptr self_;
+  http_worker_state& st_;
+};
+
+} // namespace
+
+http_worker_actor::behavior_type
+http_worker(http_worker_ptr self, http_client* client,
+            std::shared_ptr<const pool_options> opts, pool_actor pool) {
+  auto& st = self->state;
+  st.client = client;
+  st.retry = std::make_unique<retry_policy>(opts->retry, opts->seed);
+  st.rng.seed(opts->seed != 0 ? opts->seed : std::random_device{}());
+  st.opts = std::move(opts);
+  st.pool = std::move(pool);
+  return {
+    [=](atom::submit, uint64_t id, uint32_t attempt, sail_job& job) {
+      worker_logic{self}.submit(id, attempt, std::move(job));
+    },
+    [=](atom::cancel, uint64_t id) { worker_logic{self}.cancel(id); },
+    [=](atom::http_done, http_completion& c) { worker_logic{self}.on_http(c); },
+    [=](atom::step, uint64_t id, uint64_t tag) {
+      worker_logic{self}.on_step(id, tag);
+    },
+    [=](atom::deadline, uint64_t id) { worker_logic{self}.on_deadline(id); },
+    [=](atom::crash) {
+      throw std::runtime_error("crash injected by test hook");
+    },
+  };
+}
+
+} // namespace sail

@@ -1,0 +1,48 @@
+// One HTTP worker of the pool (see worker_pool.hpp). Runs many jobs
+// concurrently: create, adaptive polling, decode; reports to its supervisor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "sail_tinker/actors/worker_pool.hpp"
+
+namespace sail {
+
+struct worker_job {
+  uint64_t id = 0;
+  uint32_t attempt = 0;
+  sail_job job;
+  std::string response_id;       ///< empty until the create succeeded
+  uint32_t http_attempt = 0;     ///< attempts of the current HTTP call
+  uint64_t tag = 0;              ///< tag of the current HTTP call or timer
+  caf::timespan poll_interval{0};
+  uint32_t polls = 0;
+  std::chrono::steady_clock::time_point deadline;
+  const window_timing* timing = nullptr;
+};
+
+struct http_worker_state {
+  static inline const char* name = "sail.http-worker";
+  http_client* client = nullptr;
+  std::shared_ptr<const pool_options> opts;
+  pool_actor pool;
+  std::unordered_map<uint64_t, worker_job> jobs;
+  uint64_t next_tag = 0;
+  std::unique_ptr<retry_policy> retry;
+  std::mt19937_64 rng;
+};
+
+using http_worker_ptr = http_worker_actor::stateful_pointer<http_worker_state>;
+
+http_worker_actor::behavior_type
+http_worker(http_worker_ptr self, http_client* client,
+            std::shared_ptr<const pool_options> opts, pool_actor pool);
+
+} // namespace sail

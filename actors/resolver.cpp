@@ -1,0 +1,224 @@
+#include "sail_tinker/actors/resolver.hpp"
+
+#include <unordered_map>
+
+#include <boost/beast/http/verb.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "sail_tinker/actors/http_bridge.hpp"
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/net/tinker_codec.hpp"
+
+namespace sail {
+
+namespace {
+
+namespace http = boost::beast::http;
+using url_promise = caf::typed_response_promise<signed_url>;
+
+/// The resolver's own interface: the public one plus its private messages.
+using resolver_impl_actor = resolver_actor::extend<
+  caf::reacts_to<atom::http_done, http_completion>,
+  caf::reacts_to<atom::step, uint64_t, uint64_t>>;
+
+/// One shared resolution: every concurrent request for the same path (and
+/// TTL) waits on it.
+struct resolution {
+  uint64_t id = 0;
+  resolve_request req;
+  std::string key;
+  bool ttl_done = false;
+  uint32_t http_attempt = 0;
+  uint64_t generation = 0;
+  std::vector<url_promise> waiters;
+};
+
+struct resolver_state {
+  static inline const char* name = "sail.resolver";
+  http_client* client = nullptr;
+  resolver_options opts;
+  std::unique_ptr<retry_policy> retry;
+  std::unordered_map<std::string, signed_url> cache;  ///< by tinker:// URI
+  std::unordered_map<std::string, uint64_t> by_key;   ///< shared resolutions
+  std::unordered_map<uint64_t, resolution> active;
+  uint64_t next_id = 0;
+  uint64_t next_generation = 0;
+};
+
+using resolver_ptr = resolver_impl_actor::stateful_pointer<resolver_state>;
+
+class resolver_logic {
+public:
+  explicit resolver_logic(resolver_ptr self) : self_(self), st_(self->state) {}
+
+  caf::result<signed_url> resolve(resolve_request& req) {
+    if (auto err = encode_ttl_body(req.ttl_seconds); !err && req.ttl_seconds)
+      return std::move(err.error());
+    auto uri = req.path.to_uri();
+    if (!req.ttl_seconds)
+      if (auto hit = cached(uri))
+        return *hit;
+    auto key = uri + '#' + (req.ttl_seconds ? std::to_string(*req.ttl_seconds) : "-");
+    auto rp = self_->make_response_promise<signed_url>();
+    if (auto i = st_.by_key.find(key); i != st_.by_key.end()) {
+      st_.active[i->second].waiters.push_back(rp);
+      return rp;
+    }
+    auto id = ++st_.next_id;
+    auto& r = st_.active[id];
+    r.id = id;
+    r.req = req;
+    r.key = key;
+    r.ttl_done = !req.ttl_seconds;
+    r.waiters.push_back(rp);
+    st_.by_key.emplace(std::move(key), id);
+    next_step(r);
+    return rp;
+  }
+
+  void on_step(uint64_t id, uint64_t generation) {
+    auto i = st_.active.find(id);
+    if (i != st_.active.end() && i->second.generation == generation)
+      send(i->second);
+  }
+
+  void on_http(http_completion& c) {
+    auto i = st_.active.find(c.tag);
+    if (i == st_.active.end() || i->second.generation != c.generation)
+      return;
+    auto& r = i->second;
+    auto kind = r.ttl_done ? request_kind::tinker_archive : request_kind::tinker_ttl;
+    if (!c.result) {
+      auto d = st_.retry->on_transport_error(kind, r.http_attempt, c.result.error());
+      if (d.retry)
+        return retry_later(r, d);
+      return finish(r, std::move(c.result.error()));
+    }
+    auto& res = *c.result;
+    if (!r.ttl_done) {
+      if (res.status >= 200 && res.status < 300) {
+        r.ttl_done = true;
+        r.http_attempt = 0;
+        return next_step(r);
+      }
+      return on_failure_status(r, kind, res);
+    }
+    if (res.status >= 200 && res.status < 400) {
+      auto url = decode_archive_response(res.status, res.header("Location"),
+                                         res.header("Expires"), res.body,
+                                         caf::make_timestamp());
+      if (url)
+        st_.cache[r.req.path.to_uri()] = *url;
+      return finish(r, std::move(url));
+    }
+    if (res.status == 405 || res.status == 501)
+      return finish(r, inference_error("the Tinker service lacks the archive call "
+                                       "(HTTP " + std::to_string(res.status) + ")",
+                                       res.body));
+    on_failure_status(r, kind, res);
+  }
+
+private:
+  std::optional<signed_url> cached(const std::string& uri) {
+    auto i = st_.cache.find(uri);
+    if (i == st_.cache.end())
+      return std::nullopt;
+    if (caf::make_timestamp() + st_.opts.refresh_margin >= i->second.expires) {
+      st_.cache.erase(i);
+      return std::nullopt;
+    }
+    return i->second;
+  }
+
+  void next_step(resolution& r) {
+    if (r.ttl_done)
+      if (auto hit = cached(r.req.path.to_uri()))
+        return finish(r, *hit);
+    send(r);
+  }
+
+  void send(resolution& r) {
+    http_request req;
+    req.deadline = st_.opts.call_timeout;
+    if (!r.ttl_done) {
+      req.method = http::verb::put;
+      req.url = tinker_url(st_.opts.base_url, ttl_target(r.req.path));
+      req.headers = tinker_headers(st_.opts.api_key, true);
+      req.body = *encode_ttl_body(r.req.ttl_seconds);
+    } else {
+      req.method = http::verb::get;
+      req.url = tinker_url(st_.opts.base_url, archive_target(r.req.path));
+      req.headers = tinker_headers(st_.opts.api_key, false);
+      req.follow_redirects = false;
+    }
+    ++r.http_attempt;
+    r.generation = ++st_.next_generation;
+    start_http(self_, *st_.client, std::move(req), r.id, r.generation);
+  }
+
+  void on_failure_status(resolution& r, request_kind kind, const http_response& res) {
+    auto d = st_.retry->on_status(kind, r.http_attempt, res.status,
+                                  res.header("Retry-After"),
+                                  std::chrono::system_clock::now());
+    if (d.retry)
+      return retry_later(r, d);
+    finish(r, tinker_error_from_status(res.status, res.body));
+  }
+
+  void retry_later(resolution& r, const retry_decision& d) {
+    r.generation = ++st_.next_generation;
+    self_->delayed_send(self_, d.delay, atom::step_v, r.id, r.generation);
+  }
+
+  void finish(resolution& r, caf::expected<signed_url> result) {
+    auto waiters = std::move(r.waiters);
+    st_.by_key.erase(r.key);
+    st_.active.erase(r.id); // r dangles from here on
+    for (auto& rp : waiters) {
+      if (result)
+        rp.deliver(*result);
+      else
+        rp.deliver(result.error());
+    }
+  }
+
+  resolver_ptr self_;
+  resolver_state& st_;
+};
+
+resolver_impl_actor::behavior_type resolver_behavior(resolver_ptr self,
+                                                     http_client* client,
+                                                     resolver_options opts) {
+  auto& st = self->state;
+  st.client = client;
+  st.retry = std::make_unique<retry_policy>(opts.retry, opts.seed);
+  st.opts = std::move(opts);
+  return {
+    [=](atom::resolve, resolve_request& req) -> caf::result<signed_url> {
+      return resolver_logic{self}.resolve(req);
+    },
+    [=](atom::http_done, http_completion& c) { resolver_logic{self}.on_http(c); },
+    [=](atom::step, uint64_t id, uint64_t generation) {
+      resolver_logic{self}.on_step(id, generation);
+    },
+  };
+}
+
+} // namespace
+
+caf::expected<resolver_actor> spawn_resolver(caf::actor_system& sys,
+                                             http_client& client,
+                                             resolver_options opts) {
+  if (auto err = check_tinker_api_key(opts.api_key))
+    return err;
+  auto base = checked_tinker_base_url(opts.base_url);
+  if (!base)
+    return std::move(base.error());
+  opts.base_url = std::move(*base);
+  resolver_impl_actor impl = sys.spawn(resolver_behavior, &client, std::move(opts));
+  return resolver_actor{impl};
+}
+
+} // namespace sail

@@ -1,0 +1,49 @@
+// The resolver actor: Tinker REST -> signed checkpoint archive URL.
+//
+// resolve(tinker_path, optional ttl_seconds): sets the TTL first when asked
+// (PUT .../ttl), then fetches the archive URL (GET .../archive; 302 + Location
+// or 200 JSON), retrying "still building" 503s and transient failures with
+// bounded backoff. URLs are cached per path until shortly before they expire;
+// concurrent resolves of one path share one REST call.
+#pragma once
+
+#include <string>
+
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+#include "sail_tinker/messages/interfaces.hpp"
+#include "sail_tinker/net/http_client.hpp"
+#include "sail_tinker/net/retry_policy.hpp"
+
+namespace sail {
+
+struct resolver_options {
+  /// Tinker base URL (empty: the default) and API key (tml-... or a JWT).
+  std::string base_url;
+  std::string api_key;
+  /// Retries of each REST call; 503 on archive waits still_building_delay.
+  retry_options retry = default_retry();
+  /// Timeout of one HTTP call.
+  caf::timespan call_timeout = std::chrono::seconds(30);
+  /// A cached URL is served until this long before it expires.
+  caf::timespan refresh_margin = std::chrono::seconds(60);
+  /// Seed for backoff jitter (0: random).
+  uint64_t seed = 0;
+
+  static retry_options default_retry() {
+    retry_options r;
+    r.max_attempts = 8;
+    return r;
+  }
+};
+
+/// Checks the key (refused before any request: not_configured when empty,
+/// invalid_argument for a malformed key) and the base URL, then spawns.
+/// `client` must outlive the resolver.
+caf::expected<resolver_actor> spawn_resolver(caf::actor_system& sys,
+                                             http_client& client,
+                                             resolver_options opts);
+
+} // namespace sail

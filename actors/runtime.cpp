@@ -1,0 +1,279 @@
+#include "sail_tinker/actors/runtime.hpp"
+
+#include <cstdlib>
+
+#include <boost/url/parse.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
+
+#include "sail_tinker/messages/error.hpp"
+
+namespace sail {
+
+namespace {
+
+/// A callback travelling to the bridge actor (local only).
+template <class T>
+struct callback_box {
+  std::function<void(caf::expected<T>)> fn;
+};
+
+using sample_box = callback_box<tokens_with_logprobs>;
+using group_box = callback_box<group_result>;
+
+} // namespace
+
+} // namespace sail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::sample_box)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::group_box)
+
+namespace sail {
+
+namespace {
+
+std::string env_or(const char* name, std::string fallback) {
+  auto* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string{value} : fallback;
+}
+
+caf::error check_base_url(const std::string& url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https")
+      || parsed->host().empty() || parsed->has_query())
+    return invalid_argument("SAIL_BASE_URL", "Sail base URL must be an absolute "
+                                             "http(s) URL without a query");
+  return caf::none;
+}
+
+/// Forwards future/callback-style calls to a completer and runs the
+/// callback with the typed result. One bridge serves every token_completer of
+/// a runtime; its requests are asynchronous, so calls run concurrently.
+caf::behavior bridge_behavior(caf::event_based_actor* self) {
+  return {
+    [=](atom::sample, completer_actor& c, sample_request& req, caf::timespan timeout,
+        sample_box& box) {
+      auto fn = std::move(box.fn);
+      self->request(c, timeout, atom::sample_v, std::move(req))
+        .then([fn](tokens_with_logprobs& res) { fn(std::move(res)); },
+              [fn](caf::error& err) { fn(std::move(err)); });
+    },
+    [=](atom::sample_group, completer_actor& c, sample_request& req, uint32_t n,
+        caf::timespan timeout, group_box& box) {
+      auto fn = std::move(box.fn);
+      self->request(c, timeout, atom::sample_group_v, std::move(req), n)
+        .then([fn](group_result& res) { fn(std::move(res)); },
+              [fn](caf::error& err) { fn(std::move(err)); });
+    },
+  };
+}
+
+/// Sends an exit to every actor, waits up to `grace` for them to go down,
+/// then kills the rest. Runs on a non-actor thread.
+template <class Handle>
+void terminate_all(caf::actor_system& sys, const std::vector<Handle>& actors,
+                   caf::timespan grace) {
+  if (actors.empty())
+    return;
+  caf::scoped_actor self{sys};
+  size_t alive = 0;
+  for (auto& a : actors) {
+    if (!a)
+      continue;
+    self->monitor(a);
+    self->send_exit(a, caf::exit_reason::user_shutdown);
+    ++alive;
+  }
+  bool timed_out = false;
+  while (alive > 0 && !timed_out) {
+    self->receive([&](caf::down_msg&) { --alive; },
+                  caf::after(grace) >> [&] { timed_out = true; });
+  }
+  if (timed_out)
+    for (auto& a : actors)
+      if (a)
+        self->send_exit(a, caf::exit_reason::kill);
+}
+
+} // namespace
+
+// -- options --------------------------------------------------------------------------
+
+runtime_options runtime_options::from_env() {
+  runtime_options opts;
+  opts.sail_base_url = env_or("SAIL_BASE_URL", default_sail_base_url);
+  opts.sail_api_key = env_or("SAIL_API_KEY", "");
+  opts.tinker_base_url = env_or("TINKER_BASE_URL", "");
+  opts.tinker_api_key = env_or("TINKER_API_KEY", "");
+  opts.http.proxy = proxy_settings::from_env();
+  return opts;
+}
+
+// -- runtime -------------------------------------------------------------------------
+
+runtime::runtime(caf::actor_system& sys, runtime_options opts)
+  : sys_(sys), opts_(std::move(opts)) {
+  // Samples in flight each poll through the client: let its per-origin queue
+  // hold all of them, so admission control stays in the pool.
+  auto needed = opts_.pool.max_in_flight + 64;
+  if (opts_.http.max_queued_per_origin < needed)
+    opts_.http.max_queued_per_origin = static_cast<uint32_t>(needed);
+}
+
+caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
+                                                       runtime_options opts) {
+  if (opts.sail_api_key.empty())
+    return make_error(errc::not_configured, "SAIL_API_KEY is not set",
+                      "SAIL_API_KEY");
+  while (!opts.sail_base_url.empty() && opts.sail_base_url.back() == '/')
+    opts.sail_base_url.pop_back();
+  if (auto err = check_base_url(opts.sail_base_url))
+    return err;
+  std::unique_ptr<runtime> rt{new runtime(sys, std::move(opts))};
+  auto& o = rt->opts_;
+  auto client = http_client::make(rt->io_, o.http);
+  if (!client)
+    return std::move(client.error());
+  rt->client_.emplace(std::move(*client));
+  rt->work_.emplace(rt->io_.get_executor());
+  for (size_t i = 0; i < std::max<size_t>(1, o.io_threads); ++i)
+    rt->threads_.emplace_back([io = &rt->io_] { io->run(); });
+  o.pool.base_url = o.sail_base_url;
+  o.pool.api_key = o.sail_api_key;
+  if (o.completer.window_deadlines.empty())
+    for (auto& [window, timing] : o.pool.windows)
+      o.completer.window_deadlines.emplace(window, timing.deadline);
+  o.completer.default_deadline = o.pool.default_timing.deadline;
+  rt->pool_ = spawn_worker_pool(sys, *rt->client_, o.pool);
+  if (!o.tinker_api_key.empty()) {
+    o.resolver.base_url = o.tinker_base_url;
+    o.resolver.api_key = o.tinker_api_key;
+    auto res = spawn_resolver(sys, *rt->client_, o.resolver);
+    if (!res) {
+      rt->shutdown();
+      return std::move(res.error());
+    }
+    rt->resolver_ = std::move(*res);
+  }
+  rt->bridge_ = sys.spawn(bridge_behavior);
+  return rt;
+}
+
+runtime::~runtime() {
+  shutdown();
+}
+
+caf::expected<completer_actor> runtime::make_completer(completer_config cfg) {
+  auto c = spawn_completer(sys_, std::move(cfg), pool_, resolver_, opts_.models,
+                           opts_.completer);
+  if (c) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    completers_.push_back(*c);
+  }
+  return c;
+}
+
+caf::expected<token_completer> runtime::make_token_completer(completer_config cfg) {
+  auto window = cfg.completion_window;
+  auto c = make_completer(std::move(cfg));
+  if (!c)
+    return std::move(c.error());
+  auto& d = opts_.completer.window_deadlines;
+  auto i = d.find(window);
+  auto deadline = i != d.end() ? i->second : opts_.completer.default_deadline;
+  return token_completer{*c, bridge_, deadline + 2 * opts_.completer.request_margin};
+}
+
+void runtime::crash_worker(uint32_t slot) {
+  caf::anon_send(pool_, atom::crash_v, slot);
+}
+
+void runtime::shutdown() {
+  std::vector<completer_actor> completers;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopped_)
+      return;
+    stopped_ = true;
+    completers.swap(completers_);
+  }
+  auto grace = opts_.shutdown_grace;
+  terminate_all(sys_, completers, grace);
+  terminate_all(sys_, std::vector<caf::actor>{bridge_}, grace);
+  // The pool fails its open work and waits for its workers before it quits,
+  // so nothing uses the client after this returns.
+  terminate_all(sys_, std::vector<pool_actor>{pool_}, grace);
+  terminate_all(sys_, std::vector<resolver_actor>{resolver_}, grace);
+  pool_ = nullptr;
+  resolver_ = nullptr;
+  bridge_ = nullptr;
+  if (client_)
+    client_->close_idle();
+  work_.reset();
+  io_.stop();
+  for (auto& t : threads_)
+    t.join();
+  threads_.clear();
+  client_.reset();
+}
+
+// -- token_completer ---------------------------------------------------------------
+
+token_completer::token_completer(completer_actor completer, caf::actor bridge,
+                                 caf::timespan timeout)
+  : completer_(std::move(completer)), bridge_(std::move(bridge)), timeout_(timeout) {
+}
+
+void token_completer::sample(sample_request req, std::function<void(sample_result)> done) {
+  caf::anon_send(bridge_, atom::sample_v, completer_, std::move(req), timeout_,
+                 sample_box{std::move(done)});
+}
+
+std::future<token_completer::sample_result> token_completer::sample(sample_request req) {
+  auto promise = std::make_shared<std::promise<sample_result>>();
+  auto future = promise->get_future();
+  sample(std::move(req), [promise](sample_result res) { promise->set_value(std::move(res)); });
+  return future;
+}
+
+std::future<token_completer::sample_result>
+token_completer::sample(model_input prompt, stop_condition stop,
+                        std::optional<int64_t> max_tokens) {
+  sample_request req;
+  req.prompt = std::move(prompt);
+  req.stop = std::move(stop);
+  req.max_tokens = max_tokens;
+  return sample(std::move(req));
+}
+
+void token_completer::sample_group(sample_request req, uint32_t n,
+                                   std::function<void(group_reply)> done) {
+  caf::anon_send(bridge_, atom::sample_group_v, completer_, std::move(req), n,
+                 timeout_, group_box{std::move(done)});
+}
+
+std::future<token_completer::group_reply> token_completer::sample_group(sample_request req,
+                                                                        uint32_t n) {
+  auto promise = std::make_shared<std::promise<group_reply>>();
+  auto future = promise->get_future();
+  sample_group(std::move(req), n,
+               [promise](group_reply res) { promise->set_value(std::move(res)); });
+  return future;
+}
+
+void token_completer::cancel(std::string key_or_group) {
+  caf::anon_send(completer_, atom::cancel_v, std::move(key_or_group));
+}
+
+caf::expected<completer_stats> token_completer::stats() {
+  caf::scoped_actor self{completer_.home_system()};
+  caf::expected<completer_stats> result{completer_stats{}};
+  self->request(completer_, std::chrono::seconds(10), atom::stats_v)
+    .receive([&](completer_stats& s) { result = std::move(s); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+} // namespace sail

@@ -1,0 +1,147 @@
+// The in-process runtime and API: one io_context with its threads, the HTTP
+// client, the supervised worker pool, the resolver, and completers -- plus
+// `token_completer`, a std::future / callback front for code that is not
+// written as actors.
+//
+//   sail::system_config cfg;            // or node_config
+//   caf::actor_system sys{cfg};
+//   auto rt = sail::runtime::start(sys, sail::runtime_options::from_env());
+//   auto tc = (*rt)->make_token_completer(config);   // validated
+//   auto out = tc->sample({{1, 2, 3}}).get();        // expected<tokens_with_logprobs>
+//   (*rt)->shutdown();                                // or let it go out of scope
+//
+// Shutdown is ordered (completers, then the pool -- which fails its open work
+// and waits for its workers -- then the resolver, then the io_context) and
+// never hangs: each stage waits a bounded time and then kills. Call it from a
+// non-actor thread; the runtime must be destroyed before the actor system.
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/expected.hpp>
+
+#include "sail_tinker/actors/completer.hpp"
+#include "sail_tinker/actors/resolver.hpp"
+#include "sail_tinker/actors/worker_pool.hpp"
+#include "sail_tinker/net/http_client.hpp"
+
+namespace sail {
+
+/// Default Sail endpoint.
+inline constexpr const char* default_sail_base_url = "https://api.sailresearch.com";
+
+struct runtime_options {
+  std::string sail_base_url = default_sail_base_url;
+  std::string sail_api_key;
+  std::string tinker_base_url;  ///< empty: Tinker's default
+  std::string tinker_api_key;
+  /// Threads running the io_context.
+  size_t io_threads = 1;
+  http_client_options http;
+  /// base_url and api_key are taken from above.
+  pool_options pool;
+  resolver_options resolver;
+  completer_options completer;
+  model_table models = model_table::builtin();
+  /// Bound of each shutdown stage before it kills.
+  caf::timespan shutdown_grace = std::chrono::seconds(5);
+
+  /// Defaults plus SAIL_API_KEY, SAIL_BASE_URL, TINKER_API_KEY,
+  /// TINKER_BASE_URL and the proxy variables from the environment.
+  static runtime_options from_env();
+};
+
+class token_completer;
+
+class runtime {
+public:
+  /// Starts the io threads, the client, the pool and (with a Tinker key) the
+  /// resolver. not_configured without a Sail API key; invalid_argument for
+  /// a bad base URL or client options.
+  static caf::expected<std::unique_ptr<runtime>> start(caf::actor_system& sys,
+                                                       runtime_options opts);
+
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// A completer for `cfg`, or the configuration's typed error.
+  caf::expected<completer_actor> make_completer(completer_config cfg);
+
+  /// The same, behind the future/callback API.
+  caf::expected<token_completer> make_token_completer(completer_config cfg);
+
+  worker_pool_actor pool() const { return pool_; }
+  /// Null when no Tinker key is configured.
+  resolver_actor resolver() const { return resolver_; }
+  caf::actor_system& system() { return sys_; }
+  http_client& client() { return *client_; }
+  const runtime_options& options() const { return opts_; }
+
+  /// Test hook: makes the worker in `slot` throw.
+  void crash_worker(uint32_t slot);
+
+  /// Ordered, bounded shutdown; idempotent.
+  void shutdown();
+
+private:
+  runtime(caf::actor_system& sys, runtime_options opts);
+
+  caf::actor_system& sys_;
+  runtime_options opts_;
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+  std::optional<http_client> client_;
+  pool_actor pool_;
+  resolver_actor resolver_;
+  caf::actor bridge_;
+  std::mutex mtx_;
+  std::vector<completer_actor> completers_;
+  bool stopped_ = false;
+
+  friend class token_completer;
+};
+
+/// Future and callback API over a completer. Cheap to copy. Callbacks run on
+/// a CAF scheduler thread: keep them short and never block in them.
+class token_completer {
+public:
+  using sample_result = caf::expected<tokens_with_logprobs>;
+  using group_reply = caf::expected<group_result>;
+
+  token_completer(completer_actor completer, caf::actor bridge, caf::timespan timeout);
+
+  std::future<sample_result> sample(sample_request req);
+  std::future<sample_result> sample(model_input prompt, stop_condition stop = {},
+                                    std::optional<int64_t> max_tokens = std::nullopt);
+  void sample(sample_request req, std::function<void(sample_result)> done);
+
+  std::future<group_reply> sample_group(sample_request req, uint32_t n);
+  void sample_group(sample_request req, uint32_t n, std::function<void(group_reply)> done);
+
+  /// Cancels the sample with this Idempotency-Key, or every sample of the group.
+  void cancel(std::string key_or_group);
+
+  caf::expected<completer_stats> stats();
+
+  completer_actor handle() const { return completer_; }
+
+private:
+  completer_actor completer_;
+  caf::actor bridge_;
+  caf::timespan timeout_;
+};
+
+} // namespace sail

@@ -1,0 +1,366 @@
+#include "sail_tinker/actors/worker_pool.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <caf/actor_system.hpp>
+#include <caf/exit_reason.hpp>
+#include <caf/stateful_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "sail_tinker/actors/http_worker.hpp"
+#include "sail_tinker/messages/error.hpp"
+
+namespace sail {
+
+// -- options ------------------------------------------------------------------------
+
+std::map<std::string, window_timing> pool_options::default_windows() {
+  using std::chrono::hours;
+  using std::chrono::milliseconds;
+  using std::chrono::minutes;
+  using std::chrono::seconds;
+  // First poll, poll cap, default deadline. Latency targets (mid 2026): asap
+  // immediate; priority about 1 min per turn; standard about 5 min; flex best
+  // effort.
+  return {
+    {"asap", {milliseconds(100), seconds(1), minutes(5)}},
+    {"priority", {milliseconds(500), seconds(5), minutes(15)}},
+    {"balanced", {milliseconds(500), seconds(5), minutes(15)}},
+    {"standard", {seconds(2), seconds(15), hours(1)}},
+    {"flex", {seconds(5), seconds(60), hours(24)}},
+  };
+}
+
+const window_timing& pool_options::timing(const std::string& window) const {
+  auto i = windows.find(window);
+  return i != windows.end() ? i->second : default_timing;
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+struct pool_job {
+  sail_job job;
+  caf::typed_response_promise<tokens_with_logprobs> rp;
+  uint32_t attempt = 0;
+  /// Worker slot holding the job; -1 while queued.
+  int slot = -1;
+};
+
+struct worker_slot {
+  http_worker_actor hdl;
+  size_t in_flight = 0;
+};
+
+struct pool_state {
+  static inline const char* name = "sail.worker-pool";
+  http_client* client = nullptr;
+  std::shared_ptr<const pool_options> opts;
+  std::vector<worker_slot> workers;
+  std::unordered_map<uint64_t, pool_job> jobs;
+  uint64_t next_job = 0;
+  std::deque<uint64_t> queue;  ///< may hold ids of cancelled jobs: skipped
+  size_t queued = 0;           ///< live jobs in `queue`
+  size_t active = 0;           ///< dispatched jobs
+  std::unordered_map<std::string, uint64_t> by_key;
+  std::unordered_map<std::string, std::unordered_set<uint64_t>> by_group;
+  clock_type::time_point paused_until;
+  bool paused = false;
+  std::deque<clock_type::time_point> restarts;
+  pool_stats stats;
+};
+
+using pool_ptr = pool_actor::stateful_pointer<pool_state>;
+
+class pool_logic {
+public:
+  explicit pool_logic(pool_ptr self) : self_(self), st_(self->state) {}
+
+  caf::result<tokens_with_logprobs> submit(sail_job& job) {
+    auto& opts = *st_.opts;
+    bool can_run = !st_.paused && st_.active < opts.max_in_flight;
+    if (!can_run && st_.queued >= opts.max_queued) {
+      ++st_.stats.failed_by_kind[to_string(errc::overloaded)];
+      return make_error(errc::overloaded,
+                        "node is at capacity: " + std::to_string(st_.active)
+                          + " samples in flight, " + std::to_string(st_.queued)
+                          + " waiting");
+    }
+    auto id = ++st_.next_job;
+    auto rp = self_->make_response_promise<tokens_with_logprobs>();
+    if (!job.idempotency_key.empty())
+      st_.by_key[job.idempotency_key] = id;
+    if (!job.group_id.empty())
+      st_.by_group[job.group_id].insert(id);
+    auto& pj = st_.jobs[id];
+    pj.job = std::move(job);
+    pj.rp = rp;
+    if (can_run) {
+      ++st_.active;
+      dispatch(id, pj);
+    } else {
+      st_.queue.push_back(id);
+      ++st_.queued;
+    }
+    return rp;
+  }
+
+  void done(uint64_t id, uint32_t attempt, tokens_with_logprobs& result) {
+    auto* pj = current(id, attempt);
+    if (pj == nullptr)
+      return;
+    pj->rp.deliver(std::move(result));
+    ++st_.stats.completed;
+    release(id);
+    pump();
+  }
+
+  void failed(uint64_t id, uint32_t attempt, caf::error& err) {
+    auto* pj = current(id, attempt);
+    if (pj == nullptr)
+      return;
+    count_failure(err);
+    pj->rp.deliver(std::move(err));
+    release(id);
+    pump();
+  }
+
+  void cancel(const std::string& what) {
+    std::vector<uint64_t> ids;
+    if (auto i = st_.by_key.find(what); i != st_.by_key.end())
+      ids.push_back(i->second);
+    if (auto i = st_.by_group.find(what); i != st_.by_group.end())
+      ids.insert(ids.end(), i->second.begin(), i->second.end());
+    for (auto id : ids) {
+      auto i = st_.jobs.find(id);
+      if (i == st_.jobs.end())
+        continue;
+      if (i->second.slot >= 0)
+        self_->send(st_.workers[i->second.slot].hdl, atom::cancel_v, id);
+      auto err = make_error(errc::cancelled, "sample cancelled by the caller");
+      count_failure(err);
+      i->second.rp.deliver(std::move(err));
+      release(id);
+    }
+    pump();
+  }
+
+  void pause(caf::timespan d) {
+    if (d.count() <= 0)
+      d = std::chrono::seconds(1);
+    auto until = clock_type::now() + d;
+    if (st_.paused && until <= st_.paused_until)
+      return;
+    st_.paused_until = until;
+    if (!st_.paused) {
+      st_.paused = true;
+      ++st_.stats.retries_by_cause["pool_pause"];
+    }
+    self_->delayed_send(self_, d, atom::resume_v);
+  }
+
+  void resume() {
+    if (!st_.paused || clock_type::now() < st_.paused_until)
+      return;
+    st_.paused = false;
+    pump();
+  }
+
+  void worker_down(const caf::down_msg& dm) {
+    auto& ws = st_.workers;
+    auto it = std::find_if(ws.begin(), ws.end(), [&](const worker_slot& w) {
+      return w.hdl.address() == dm.source;
+    });
+    if (it == ws.end())
+      return;
+    auto slot = static_cast<int>(it - ws.begin());
+    auto now = clock_type::now();
+    st_.restarts.push_back(now);
+    while (!st_.restarts.empty()
+           && now - st_.restarts.front() > st_.opts->restart_window)
+      st_.restarts.pop_front();
+    if (st_.restarts.size() > st_.opts->max_restarts) {
+      escalate(make_error(errc::inference_error,
+                          "worker pool gave up: more than "
+                            + std::to_string(st_.opts->max_restarts)
+                            + " worker restarts within the restart window"));
+      return;
+    }
+    it->hdl = spawn_worker();
+    it->in_flight = 0;
+    ++st_.stats.retries_by_cause["worker_restart"];
+    // Collect first: re-dispatching mutates the job map (pitfall 18).
+    std::vector<uint64_t> orphaned;
+    for (auto& [id, pj] : st_.jobs)
+      if (pj.slot == slot)
+        orphaned.push_back(id);
+    for (auto id : orphaned) {
+      auto& pj = st_.jobs[id];
+      pj.slot = -1;
+      if (pj.attempt >= st_.opts->max_dispatch_attempts) {
+        auto err = make_error(errc::inference_error,
+                              "sample abandoned: its worker died "
+                                + std::to_string(pj.attempt) + " times");
+        count_failure(err);
+        pj.rp.deliver(std::move(err));
+        release(id);
+        continue;
+      }
+      ++st_.stats.retries_by_cause["redispatch"];
+      dispatch(id, pj);
+    }
+    pump();
+  }
+
+  void shutdown(const caf::error& reason) {
+    fail_all(make_error(errc::cancelled, "worker pool shutting down"));
+    for (auto& w : st_.workers)
+      self_->send_exit(w.hdl, reason);
+    self_->quit(reason);
+  }
+
+  http_worker_actor spawn_worker() {
+    return self_->spawn<caf::monitored>(http_worker, st_.client, st_.opts,
+                                        caf::actor_cast<pool_actor>(self_));
+  }
+
+private:
+  pool_job* current(uint64_t id, uint32_t attempt) {
+    auto i = st_.jobs.find(id);
+    if (i == st_.jobs.end() || i->second.attempt != attempt)
+      return nullptr; // finished, cancelled, or a stale reply from an earlier attempt
+    return &i->second;
+  }
+
+  void dispatch(uint64_t id, pool_job& pj) {
+    auto& ws = st_.workers;
+    auto best = std::min_element(ws.begin(), ws.end(),
+                                 [](const worker_slot& a, const worker_slot& b) {
+                                   return a.in_flight < b.in_flight;
+                                 });
+    ++best->in_flight;
+    pj.slot = static_cast<int>(best - ws.begin());
+    ++pj.attempt;
+    self_->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job);
+  }
+
+  // Forgets a job whose promise has been delivered.
+  void release(uint64_t id) {
+    auto i = st_.jobs.find(id);
+    if (i == st_.jobs.end())
+      return;
+    auto& pj = i->second;
+    if (pj.slot >= 0) {
+      --st_.workers[pj.slot].in_flight;
+      --st_.active;
+    } else {
+      --st_.queued; // still in `queue`; pump() skips it
+    }
+    if (auto k = st_.by_key.find(pj.job.idempotency_key);
+        k != st_.by_key.end() && k->second == id)
+      st_.by_key.erase(k);
+    if (auto g = st_.by_group.find(pj.job.group_id); g != st_.by_group.end()) {
+      g->second.erase(id);
+      if (g->second.empty())
+        st_.by_group.erase(g);
+    }
+    st_.jobs.erase(i);
+  }
+
+  void pump() {
+    while (!st_.paused && st_.active < st_.opts->max_in_flight
+           && !st_.queue.empty()) {
+      auto id = st_.queue.front();
+      st_.queue.pop_front();
+      auto i = st_.jobs.find(id);
+      if (i == st_.jobs.end() || i->second.slot >= 0)
+        continue;
+      --st_.queued;
+      ++st_.active;
+      dispatch(id, i->second);
+    }
+  }
+
+  void count_failure(const caf::error& err) {
+    auto code = code_of(err);
+    ++st_.stats.failed_by_kind[code ? to_string(*code) : "other"];
+  }
+
+  void fail_all(const caf::error& err) {
+    for (auto& [id, pj] : st_.jobs) {
+      count_failure(err);
+      pj.rp.deliver(err);
+    }
+    st_.jobs.clear();
+    st_.queue.clear();
+    st_.by_key.clear();
+    st_.by_group.clear();
+    st_.queued = 0;
+    st_.active = 0;
+  }
+
+  void escalate(caf::error err) {
+    fail_all(err);
+    for (auto& w : st_.workers)
+      self_->send_exit(w.hdl, caf::exit_reason::user_shutdown);
+    self_->quit(std::move(err));
+  }
+
+  pool_ptr self_;
+  pool_state& st_;
+};
+
+pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
+                                        std::shared_ptr<const pool_options> opts) {
+  self->state.client = client;
+  self->state.opts = std::move(opts);
+  auto n = std::max<size_t>(1, self->state.opts->workers);
+  for (size_t i = 0; i < n; ++i)
+    self->state.workers.push_back({pool_logic{self}.spawn_worker(), 0});
+  self->set_down_handler([=](caf::down_msg& dm) { pool_logic{self}.worker_down(dm); });
+  self->set_exit_handler([=](caf::exit_msg& em) { pool_logic{self}.shutdown(em.reason); });
+  return {
+    [=](atom::submit, sail_job& job) -> caf::result<tokens_with_logprobs> {
+      return pool_logic{self}.submit(job);
+    },
+    [=](atom::cancel, std::string& what) { pool_logic{self}.cancel(what); },
+    [=](atom::stats) -> completer_stats {
+      auto s = self->state.stats;
+      s.in_flight = self->state.active + self->state.queued;
+      return s;
+    },
+    [=](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
+        uint32_t polls) {
+      self->state.stats.polls += polls;
+      pool_logic{self}.done(id, attempt, res);
+    },
+    [=](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
+      pool_logic{self}.failed(id, attempt, err);
+    },
+    [=](atom::pause, caf::timespan d) { pool_logic{self}.pause(d); },
+    [=](atom::resume) { pool_logic{self}.resume(); },
+    [=](atom::retried, std::string& cause) {
+      ++self->state.stats.retries_by_cause[cause];
+    },
+    [=](atom::crash, uint32_t slot) {
+      auto& ws = self->state.workers;
+      if (slot < ws.size())
+        self->send(ws[slot].hdl, atom::crash_v);
+    },
+  };
+}
+
+} // namespace
+
+pool_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
+                             pool_options opts) {
+  auto shared = std::make_shared<const pool_options>(std::move(opts));
+  return sys.spawn(pool_behavior, &client, std::move(shared));
+}
+
+} // namespace sail

@@ -1,0 +1,112 @@
+// The supervised pool of HTTP workers.
+//
+//   completer --(submit, sail_job)--> supervisor --(job)--> worker x N
+//                                         ^  (done/failed/pause/retried)  |
+//                                         +-------------------------------+
+//
+// The supervisor owns every response promise, admission control (a bounded
+// number of samples in flight plus a bounded wait queue; beyond that an
+// immediate `overloaded`), the pool-wide pause after a 429/529, cancellation,
+// and supervision: it monitors the workers, restarts a dead one (bounded
+// restart intensity, then it escalates) and re-dispatches that worker's
+// in-flight jobs, with their Idempotency-Keys, to live workers, so Sail replays
+// rather than re-runs. An attempt cap stops poison jobs; results from an
+// earlier attempt are ignored.
+//
+// Workers run many jobs each: create the background response, poll it with
+// an adaptive interval, decode it. HTTP completions come back as messages
+// through weak handles (http_bridge.hpp).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include <caf/fwd.hpp>
+#include <caf/timespan.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "sail_tinker/actors/http_bridge.hpp"
+#include "sail_tinker/messages/interfaces.hpp"
+#include "sail_tinker/net/retry_policy.hpp"
+
+namespace sail {
+
+/// Polling and deadlines of one completion window.
+struct window_timing {
+  /// Delay before the first poll after a pending create.
+  caf::timespan first_poll = std::chrono::milliseconds(500);
+  /// Upper bound of the poll interval (grows by poll_growth per poll).
+  caf::timespan max_poll = std::chrono::seconds(5);
+  /// Default deadline of a whole sample (sail_job::deadline overrides).
+  caf::timespan deadline = std::chrono::minutes(15);
+};
+
+struct pool_options {
+  /// Sail base URL (no trailing slash) and API key. The key never leaves the
+  /// pool: jobs carry no Authorization header.
+  std::string base_url;
+  std::string api_key;
+  size_t workers = 4;
+  /// Admission control: samples in flight on this node, and waiting behind.
+  size_t max_in_flight = 256;
+  size_t max_queued = 1024;
+  /// Dispatches of one job (first + re-dispatches after worker deaths).
+  uint32_t max_dispatch_attempts = 3;
+  /// Restart intensity: more than max_restarts within restart_window -> the
+  /// pool fails all of its work and quits (escalation).
+  uint32_t max_restarts = 20;
+  caf::timespan restart_window = std::chrono::seconds(10);
+  /// Per-HTTP-call timeout when the job sets none.
+  caf::timespan call_timeout = std::chrono::seconds(30);
+  /// Poll interval growth factor and jitter (+/- fraction).
+  double poll_growth = 1.5;
+  double poll_jitter = 0.2;
+  /// Timing per completion window; unknown windows use `default_timing`.
+  std::map<std::string, window_timing> windows = default_windows();
+  window_timing default_timing;
+  /// HTTP retries of one call (create or poll).
+  retry_options retry;
+  /// Seed for jitter (0: random).
+  uint64_t seed = 0;
+
+  static std::map<std::string, window_timing> default_windows();
+
+  /// Timing of `window`.
+  const window_timing& timing(const std::string& window) const;
+};
+
+/// Pool counters (superset of completer_stats' fields).
+using pool_stats = completer_stats;
+
+// -- private interfaces ------------------------------------------------------------
+
+/// What workers report to the supervisor, plus the pool's timers and test hooks.
+using pool_actor = worker_pool_actor::extend<
+  // job id, dispatch attempt, result, number of polls
+  caf::reacts_to<atom::done, uint64_t, uint32_t, tokens_with_logprobs, uint32_t>,
+  caf::reacts_to<atom::failed, uint64_t, uint32_t, caf::error>,
+  // a 429/529: pause new creates for this long
+  caf::reacts_to<atom::pause, caf::timespan>,
+  caf::reacts_to<atom::resume>,
+  // an HTTP retry happened, with this cause
+  caf::reacts_to<atom::retried, std::string>,
+  // test hook: the worker in this slot throws
+  caf::reacts_to<atom::crash, uint32_t>>;
+
+using http_worker_actor = caf::typed_actor<
+  // job id, dispatch attempt, the job
+  caf::reacts_to<atom::submit, uint64_t, uint32_t, sail_job>,
+  caf::reacts_to<atom::cancel, uint64_t>,
+  caf::reacts_to<atom::http_done, http_completion>,
+  // timer: next HTTP step of a job (job id, step tag)
+  caf::reacts_to<atom::step, uint64_t, uint64_t>,
+  caf::reacts_to<atom::deadline, uint64_t>,
+  // test hook: throw from the handler
+  caf::reacts_to<atom::crash>>;
+
+/// Spawns the supervisor and its workers. `client` must outlive the pool.
+pool_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
+                             pool_options opts);
+
+} // namespace sail
