@@ -1,0 +1,196 @@
+// Internals of the emulator shared by its translation units. Not installed as
+// API: only emulator.hpp is public.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include "sail_tinker/emulator/emulator.hpp"
+#include "sail_tinker/net/http_server.hpp"
+
+namespace sail::emulator {
+
+using steady = std::chrono::steady_clock;
+
+/// One accepted response task (immutable once published).
+struct response_record {
+  std::string id;
+  std::string idempotency_key;
+  std::string model;
+  boost::json::object metadata;  // echoed (webhook_token removed)
+  int64_t created_at = 0;
+  bool background = false;
+  std::optional<int64_t> max_output_tokens;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  bool include_logprobs = false;
+  int64_t input_tokens = 0;
+  sample_result result;
+  steady::time_point accepted;
+  steady::time_point started;
+  steady::time_point done;
+  std::string webhook_url;
+  std::string webhook_token;
+
+  /// "queued", "in_progress" or "completed" at `now`.
+  const char* status_at(steady::time_point now) const noexcept;
+};
+
+using record_ptr = std::shared_ptr<const response_record>;
+
+/// The outcome of one fault draw.
+struct fault_draw {
+  std::optional<fault_kind> kind;
+  bool slow = false;
+  bool after_accept = false;
+  std::chrono::milliseconds slow_delay{0};
+  std::chrono::seconds retry_after{1};
+  bool retry_after_http_date = false;
+  bool retry_after_on_503 = false;
+};
+
+/// Route names used in stats.
+namespace route {
+inline constexpr const char* create = "POST /v1/responses";
+inline constexpr const char* poll = "GET /v1/responses/{id}";
+inline constexpr const char* ttl = "PUT tinker ttl";
+inline constexpr const char* archive = "GET tinker archive";
+inline constexpr const char* stats = "GET /_emulator/stats";
+inline constexpr const char* health = "GET /_emulator/health";
+inline constexpr const char* archive_file = "GET /_emulator/archive";
+inline constexpr const char* other = "other";
+} // namespace route
+
+struct reservation {
+  std::string fingerprint;
+  record_ptr record;
+};
+
+struct checkpoint_state {
+  int archive_calls = 0;
+  std::optional<int64_t> ttl;  // 0: removed
+};
+
+struct server::impl {
+  explicit impl(options opts);
+  ~impl();
+
+  caf::error start();
+  void stop();
+
+  // -- dispatch (runs on a connection strand) -----------------------------------
+
+  void handle(http_server_context&& ctx);
+  void handle_create(http_server_context&& ctx);
+  void handle_poll(http_server_context&& ctx, std::string id);
+  void handle_tinker(http_server_context&& ctx, std::string_view path);
+  void handle_stats(http_server_context&& ctx, bool summary);
+
+  /// Records the request in the stats and answers.
+  void finish(http_server_context&& ctx, const char* route_name,
+              http_server_reply reply, const std::string& fault_name = {});
+
+  /// Records an arrival (POST per key, GET per response id).
+  void record_arrival(bool poll, const std::string& key,
+                      steady::time_point at, int status,
+                      const std::string& fault_name);
+
+  // -- faults -------------------------------------------------------------------
+
+  /// Draws the faults for one request on `route_bit`.
+  fault_draw draw_faults(uint8_t route_bit);
+  void count_fault(fault_kind kind);
+
+  /// An injected status answer (429/529 with Retry-After, 5xx). `tinker`
+  /// selects FastAPI's error body shape.
+  http_server_reply fault_status_reply(fault_kind kind, const fault_draw& d,
+                                       bool tinker);
+
+  // -- Sail helpers -------------------------------------------------------------
+
+  /// The JSON of a record as served at `now`; `fresh` forces "queued".
+  boost::json::object render(const response_record& rec,
+                             steady::time_point now, bool fresh) const;
+
+  /// Serves `rec` (the reply for create or poll) applying corruption faults.
+  void serve_record(http_server_context&& ctx, const char* route_name,
+                    record_ptr rec, unsigned status, bool fresh,
+                    const fault_draw& faults, const std::string& arrival_key,
+                    bool poll);
+
+  void schedule_webhook(record_ptr rec);
+  void send_webhook(record_ptr rec, int attempt);
+
+  // -- state --------------------------------------------------------------------
+
+  options opts;
+  steady::time_point started_at;
+  std::string base_url;
+
+  mutable std::mutex mtx;
+  fault_settings faults;
+  std::mt19937_64 fault_rng;
+  latency_model latency;
+  archive_mode archive;
+  int still_building_calls;
+  std::set<std::string> known_loras;
+  uint64_t next_response = 0;
+  std::unordered_map<std::string, reservation> reservations;
+  std::unordered_map<std::string, record_ptr> responses;
+  std::unordered_map<std::string, checkpoint_state> checkpoints;
+  stats st;
+
+  // Declared last so that they go first: the server and threads stop before
+  // the state above disappears.
+  boost::asio::io_context ioc;
+  std::optional<boost::asio::executor_work_guard<
+    boost::asio::io_context::executor_type>>
+    work;
+  std::unique_ptr<http_server> http;
+  std::vector<std::thread> threads;
+  bool stopped = false;
+};
+
+// -- helpers shared by the translation units -------------------------------------
+
+/// {"error":{"message","type","param","code"}}
+std::string sail_error_body(std::string_view message, std::string_view type,
+                            std::optional<std::string_view> param,
+                            std::optional<std::string_view> code);
+
+/// The statistics as JSON (GET /_emulator/stats).
+std::string render_stats(const stats& st, bool summary);
+
+/// A JSON reply with `status` and `body`.
+http_server_reply json_reply(unsigned status, std::string body);
+
+/// Lowercase hex SHA-256 of `data` (OpenSSL EVP).
+std::string sha256_hex(std::string_view data);
+
+/// "Wed, 25 Nov 2026 13:00:00 GMT"
+std::string http_date(std::chrono::system_clock::time_point t);
+
+/// "2026-11-25T13:00:00Z"
+std::string iso8601(std::chrono::system_clock::time_point t);
+
+/// 64-bit mixing (splitmix64 finaliser).
+uint64_t mix64(uint64_t x) noexcept;
+
+/// FNV-1a over bytes, then mixed.
+uint64_t hash_bytes(std::string_view data, uint64_t seed = 0) noexcept;
+
+} // namespace sail::emulator

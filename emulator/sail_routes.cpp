@@ -1,0 +1,683 @@
+// Sail: POST /v1/responses and GET /v1/responses/{id}, validated like Sail
+// (OpenAPI CreateResponseRequest), with idempotency as the contract says.
+#include <cmath>
+#include <limits>
+#include <variant>
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "sail_tinker/emulator/emulator_impl.hpp"
+
+namespace sail::emulator {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+namespace {
+
+constexpr int64_t max_token_id = 2147483647;
+constexpr size_t max_prompt_tokens = 2'000'000;
+constexpr size_t max_idempotency_key = 255;
+
+struct create_params {
+  std::string model;
+  std::vector<int64_t> prompt;
+  int64_t input_tokens = 0;
+  std::optional<int64_t> max_output_tokens;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t seed = 0;
+  std::vector<int64_t> stop_ids;
+  std::vector<std::string> stop_strings;
+  bool include_logprobs = false;
+  bool background = false;
+  json::object metadata;  // echoed, without webhook_token
+  std::string window = "standard";
+  std::string lora;
+  std::string webhook_url;
+  std::string webhook_token;
+};
+
+struct rejection {
+  unsigned status;
+  std::string body;
+};
+
+rejection bad(std::string_view message, std::string_view param,
+              std::string_view code = "invalid_value") {
+  return {400, sail_error_body(message, "invalid_request_error", param, code)};
+}
+
+std::optional<int64_t> as_integer(const json::value& v) {
+  if (v.is_int64())
+    return v.get_int64();
+  if (v.is_uint64() && v.get_uint64() <= uint64_t{INT64_MAX})
+    return static_cast<int64_t>(v.get_uint64());
+  return std::nullopt;
+}
+
+std::optional<double> as_number(const json::value& v) {
+  if (v.is_double())
+    return v.get_double();
+  if (v.is_int64())
+    return static_cast<double>(v.get_int64());
+  if (v.is_uint64())
+    return static_cast<double>(v.get_uint64());
+  return std::nullopt;
+}
+
+bool is_http_url(std::string_view s) {
+  auto rest = s.starts_with("http://")    ? s.substr(7)
+              : s.starts_with("https://") ? s.substr(8)
+                                          : std::string_view{};
+  return !rest.empty() && rest.front() != '/';
+}
+
+std::variant<create_params, rejection> validate(std::string_view body) {
+  create_params p;
+  boost::system::error_code ec;
+  auto parsed = json::parse(body, ec);
+  if (ec)
+    return bad("the request body is not valid JSON", "body", "invalid_json");
+  if (!parsed.is_object())
+    return bad("the request body must be a JSON object", "body",
+               "invalid_type");
+  auto& o = parsed.get_object();
+  // model
+  auto* model = o.if_contains("model");
+  if (!model)
+    return bad("missing required parameter: 'model'", "model",
+               "missing_required_parameter");
+  if (!model->is_string() || model->get_string().empty())
+    return bad("'model' must be a non-empty string", "model", "invalid_type");
+  p.model = model->get_string();
+  // input (required, ignored with raw_prompt_tokens)
+  auto* input = o.if_contains("input");
+  if (!input)
+    return bad("missing required parameter: 'input'", "input",
+               "missing_required_parameter");
+  if (input->is_string()) {
+    if (input->get_string().empty())
+      return bad("'input' must not be empty", "input");
+  } else if (input->is_array()) {
+    if (input->get_array().empty())
+      return bad("'input' must not be empty", "input");
+  } else if (!input->is_object()) {
+    return bad("'input' must be a string, an array or an object", "input",
+               "invalid_type");
+  }
+  // raw_prompt_tokens
+  if (auto* raw = o.if_contains("raw_prompt_tokens")) {
+    if (!raw->is_array())
+      return bad("'raw_prompt_tokens' must be an array of integers",
+                 "raw_prompt_tokens", "invalid_type");
+    auto& arr = raw->get_array();
+    if (arr.empty())
+      return bad("'raw_prompt_tokens' must have at least 1 item",
+                 "raw_prompt_tokens");
+    if (arr.size() > max_prompt_tokens)
+      return bad("'raw_prompt_tokens' must have at most 2000000 items",
+                 "raw_prompt_tokens");
+    p.prompt.reserve(arr.size());
+    for (auto& x : arr) {
+      auto t = as_integer(x);
+      if (!t) {
+        if (x.is_uint64())
+          return bad("'raw_prompt_tokens' items must be <= 2147483647",
+                     "raw_prompt_tokens");
+        return bad("'raw_prompt_tokens' items must be integers",
+                   "raw_prompt_tokens", "invalid_type");
+      }
+      if (*t < 0 || *t > max_token_id)
+        return bad("'raw_prompt_tokens' items must be in 0..2147483647",
+                   "raw_prompt_tokens");
+      p.prompt.push_back(*t);
+    }
+    p.input_tokens = static_cast<int64_t>(p.prompt.size());
+  } else {
+    auto text = input->is_string() ? std::string{input->get_string()}
+                                   : json::serialize(*input);
+    auto h = hash_bytes(text);
+    p.prompt = {static_cast<int64_t>(h & 0x7fffffff),
+                static_cast<int64_t>((h >> 32) & 0x7fffffff)};
+    p.input_tokens = std::max<int64_t>(1, static_cast<int64_t>(
+                                            (text.size() + 3) / 4));
+  }
+  // sampling fields
+  if (auto* v = o.if_contains("max_output_tokens"); v && !v->is_null()) {
+    auto n = as_integer(*v);
+    if (!n)
+      return bad("'max_output_tokens' must be an integer", "max_output_tokens",
+                 "invalid_type");
+    if (*n < 1)
+      return bad("'max_output_tokens' must be >= 1", "max_output_tokens");
+    p.max_output_tokens = *n;
+  }
+  if (auto* v = o.if_contains("temperature"); v && !v->is_null()) {
+    auto x = as_number(*v);
+    if (!x)
+      return bad("'temperature' must be a number", "temperature",
+                 "invalid_type");
+    if (!(*x >= 0.0 && *x <= 2.0))
+      return bad("'temperature' must be in 0..2", "temperature");
+    p.temperature = *x;
+  }
+  if (auto* v = o.if_contains("top_p"); v && !v->is_null()) {
+    auto x = as_number(*v);
+    if (!x)
+      return bad("'top_p' must be a number", "top_p", "invalid_type");
+    if (!(*x >= 0.0 && *x <= 1.0))
+      return bad("'top_p' must be in 0..1", "top_p");
+    p.top_p = *x;
+  }
+  if (auto* v = o.if_contains("seed"); v && !v->is_null()) {
+    auto n = as_integer(*v);
+    if (!n)
+      return bad("'seed' must be an integer", "seed", "invalid_type");
+    p.seed = *n;
+  }
+  if (auto* v = o.if_contains("stop"); v && !v->is_null()) {
+    if (v->is_string()) {
+      p.stop_strings.emplace_back(v->get_string());
+    } else if (v->is_array()) {
+      for (auto& x : v->get_array()) {
+        if (x.is_string()) {
+          p.stop_strings.emplace_back(x.get_string());
+        } else if (auto t = as_integer(x); t && *t >= 0 && *t <= max_token_id) {
+          p.stop_ids.push_back(*t);
+        } else {
+          return bad("'stop' items must be token ids or strings", "stop",
+                     "invalid_type");
+        }
+      }
+      if (!p.stop_strings.empty() && !p.stop_ids.empty())
+        return bad("'stop' must not mix token ids and strings", "stop");
+    } else {
+      return bad("'stop' must be a string or an array", "stop",
+                 "invalid_type");
+    }
+  }
+  if (auto* v = o.if_contains("include"); v && !v->is_null()) {
+    if (!v->is_array())
+      return bad("'include' must be an array of strings", "include",
+                 "invalid_type");
+    for (auto& x : v->get_array()) {
+      if (!x.is_string())
+        return bad("'include' must be an array of strings", "include",
+                   "invalid_type");
+      if (x.get_string() == "message.output_text.logprobs")
+        p.include_logprobs = true;
+    }
+  }
+  if (auto* v = o.if_contains("background"); v && !v->is_null()) {
+    if (!v->is_bool())
+      return bad("'background' must be a boolean", "background",
+                 "invalid_type");
+    p.background = v->get_bool();
+  }
+  if (auto* v = o.if_contains("stream"); v && !v->is_null()) {
+    if (!v->is_bool())
+      return bad("'stream' must be a boolean", "stream", "invalid_type");
+    if (v->get_bool() && p.background)
+      return bad("background=true requests cannot be streamed", "stream");
+    if (v->get_bool())
+      return bad("stream=true is not supported by the emulator", "stream",
+                 "unsupported_value");
+  }
+  // metadata: string values only
+  bool lora = false;
+  if (auto* v = o.if_contains("metadata"); v && !v->is_null()) {
+    if (!v->is_object())
+      return bad("'metadata' must be an object", "metadata", "invalid_type");
+    for (auto& [k, x] : v->get_object()) {
+      std::string param = "metadata." + std::string{k};
+      if (!x.is_string())
+        return bad("metadata values must be strings", param, "invalid_type");
+      std::string_view value = x.get_string();
+      if (k == "completion_window") {
+        if (value != "asap" && value != "priority" && value != "standard"
+            && value != "flex")
+          return bad("'completion_window' must be one of asap, priority, "
+                     "standard, flex",
+                     param);
+        p.window = value;
+      } else if (k == "lora") {
+        p.lora = value;
+        lora = true;
+      } else if (k == "tinker_lora_signed_url") {
+        lora = true;
+      } else if (k == "adapter_config") {
+        boost::system::error_code ec2;
+        auto cfg = json::parse(value, ec2);
+        if (ec2 || !cfg.is_object())
+          return bad("'adapter_config' must be a JSON object string", param);
+      } else if (k == "completion_webhook") {
+        if (!is_http_url(value))
+          return bad("'completion_webhook' must be an http(s) URL", param);
+        p.webhook_url = value;
+      } else if (k == "webhook_token") {
+        p.webhook_token = value;
+        continue; // never echoed
+      }
+      p.metadata[k] = x;
+    }
+  }
+  if (lora && p.window == "asap")
+    return bad("LoRA requests cannot use the asap completion window",
+               "metadata.completion_window", "unsupported_value");
+  if (p.window == "flex" && !p.background)
+    return bad("the flex completion window requires background=true",
+               "metadata.completion_window", "unsupported_value");
+  return p;
+}
+
+const window_latency& window_of(const latency_model& m, std::string_view w) {
+  if (w == "asap")
+    return m.asap;
+  if (w == "priority")
+    return m.priority;
+  if (w == "flex")
+    return m.flex;
+  return m.standard;
+}
+
+bool is_status_fault(fault_kind k) {
+  return k <= fault_kind::status_504;
+}
+
+} // namespace
+
+// -- rendering ------------------------------------------------------------------------
+
+json::object server::impl::render(const response_record& rec,
+                                  steady::time_point now, bool fresh) const {
+  const char* status = fresh ? "queued" : rec.status_at(now);
+  bool completed = std::string_view{status} == "completed";
+  json::object o;
+  o["id"] = rec.id;
+  o["object"] = "response";
+  o["status"] = status;
+  o["model"] = rec.model;
+  o["created_at"] = rec.created_at;
+  o["metadata"] = rec.metadata;
+  json::array output;
+  if (completed) {
+    json::object part;
+    part["type"] = "output_text";
+    part["text"] = rec.result.text;
+    json::array ids;
+    ids.reserve(rec.result.token_ids.size());
+    for (auto t : rec.result.token_ids)
+      ids.push_back(t);
+    part["token_ids"] = std::move(ids);
+    if (rec.include_logprobs) {
+      json::array lps;
+      lps.reserve(rec.result.logprobs.size());
+      for (auto x : rec.result.logprobs)
+        lps.push_back(x);
+      part["logprobs"] = std::move(lps);
+    }
+    part["stop_reason"] = rec.result.stop_reason;
+    json::array content;
+    content.push_back(std::move(part));
+    json::object msg;
+    msg["type"] = "message";
+    msg["role"] = "assistant";
+    msg["content"] = std::move(content);
+    output.push_back(std::move(msg));
+  }
+  o["output"] = std::move(output);
+  o["incomplete_details"] = nullptr;
+  if (completed) {
+    auto out_tokens = static_cast<int64_t>(rec.result.token_ids.size());
+    json::object details;
+    details["cached_tokens"] = 0;
+    details["reasoning_tokens"] = 0;
+    json::object usage;
+    usage["input_tokens"] = rec.input_tokens;
+    usage["input_tokens_details"] = details;
+    usage["output_tokens"] = out_tokens;
+    usage["output_tokens_details"] = details;
+    usage["total_tokens"] = rec.input_tokens + out_tokens;
+    o["usage"] = std::move(usage);
+  } else {
+    o["usage"] = nullptr;
+  }
+  o["error"] = nullptr;
+  o["background"] = rec.background;
+  if (rec.max_output_tokens)
+    o["max_output_tokens"] = *rec.max_output_tokens;
+  else
+    o["max_output_tokens"] = nullptr;
+  o["temperature"] = rec.temperature;
+  o["top_p"] = rec.top_p;
+  return o;
+}
+
+void server::impl::serve_record(http_server_context&& ctx,
+                                const char* route_name, record_ptr rec,
+                                unsigned status, bool fresh,
+                                const fault_draw& d,
+                                const std::string& arrival_key, bool poll) {
+  auto now = steady::now();
+  auto obj = render(*rec, now, fresh);
+  bool completed = !fresh && now >= rec->done;
+  std::string fault_name;
+  bool truncate = false;
+  bool malformed = false;
+  if (d.kind) {
+    switch (*d.kind) {
+      case fault_kind::missing_token_ids:
+        if (completed) {
+          auto& part = obj["output"].as_array()[0].as_object()["content"]
+                         .as_array()[0]
+                         .as_object();
+          part.erase("token_ids");
+          fault_name = to_string(*d.kind);
+        }
+        break;
+      case fault_kind::logprob_mismatch:
+        if (completed) {
+          auto& part = obj["output"].as_array()[0].as_object()["content"]
+                         .as_array()[0]
+                         .as_object();
+          auto n = rec->result.token_ids.size();
+          json::array lps;
+          // One entry more than there are tokens.
+          for (size_t i = 0; i <= n; ++i)
+            lps.push_back(i < rec->result.logprobs.size()
+                            ? rec->result.logprobs[i]
+                            : -1.0);
+          part["logprobs"] = std::move(lps);
+          fault_name = to_string(*d.kind);
+        }
+        break;
+      case fault_kind::truncated_body:
+        truncate = true;
+        fault_name = to_string(*d.kind);
+        break;
+      case fault_kind::malformed_json:
+        malformed = true;
+        fault_name = to_string(*d.kind);
+        break;
+      default:
+        break;
+    }
+  }
+  auto body = json::serialize(obj);
+  if (malformed) {
+    body.resize(body.size() / 2);
+    body += "\"<<malformed";
+  }
+  auto reply = json_reply(status, std::move(body));
+  if (truncate) {
+    reply.fault = http_server_fault::truncate_body;
+    reply.truncate_at = reply.response.body().size() / 2;
+  }
+  if (!fault_name.empty())
+    count_fault(*d.kind);
+  if (d.slow) {
+    reply.delay = d.slow_delay;
+    count_fault(fault_kind::slow_response);
+    if (fault_name.empty())
+      fault_name = to_string(fault_kind::slow_response);
+  }
+  record_arrival(poll, arrival_key, ctx.received_at(), static_cast<int>(status),
+                 fault_name);
+  finish(std::move(ctx), route_name, std::move(reply), fault_name);
+}
+
+// -- POST /v1/responses ---------------------------------------------------------------
+
+void server::impl::handle_create(http_server_context&& ctx) {
+  auto& req = ctx.request();
+  auto arrived = ctx.received_at();
+  std::string key;
+  bool has_key = false;
+  if (auto i = req.find("Idempotency-Key"); i != req.end()) {
+    has_key = true;
+    key = std::string{i->value()};
+  }
+  auto reject = [&](unsigned status, std::string body,
+                    const std::string& fault_name = {}) {
+    if (has_key && key.size() <= max_idempotency_key)
+      record_arrival(false, key, arrived, static_cast<int>(status),
+                     fault_name);
+    finish(std::move(ctx), route::create, json_reply(status, std::move(body)),
+           fault_name);
+  };
+  if (req[http::field::authorization] != "Bearer " + opts.sail_api_key)
+    return reject(401, sail_error_body("invalid or missing API key",
+                                       "authentication_error", std::nullopt,
+                                       "invalid_api_key"));
+  if (has_key && (key.empty() || key.size() > max_idempotency_key))
+    return reject(400, sail_error_body("Idempotency-Key must be 1..255 "
+                                       "characters",
+                                       "invalid_request_error",
+                                       "Idempotency-Key",
+                                       "invalid_idempotency_key"));
+  auto checked = validate(req.body());
+  if (auto* r = std::get_if<rejection>(&checked))
+    return reject(r->status, std::move(r->body));
+  auto& p = std::get<create_params>(checked);
+  if (!p.lora.empty()) {
+    bool known;
+    {
+      std::lock_guard guard{mtx};
+      known = known_loras.count(p.lora) > 0;
+    }
+    if (!known)
+      return reject(404, sail_error_body("lora not found", "not_found_error",
+                                         "metadata.lora", "lora_not_found"));
+  }
+  // Faults that happen before acceptance reserve nothing.
+  auto d = draw_faults(route_create);
+  bool accepted_fault = false;
+  if (d.kind) {
+    auto k = *d.kind;
+    bool pre = k == fault_kind::status_429 || k == fault_kind::status_529
+               || ((is_status_fault(k) || k == fault_kind::connection_reset)
+                   && !d.after_accept);
+    accepted_fault = !pre
+                     && (is_status_fault(k)
+                         || k == fault_kind::connection_reset);
+    if (pre) {
+      count_fault(k);
+      http_server_reply reply;
+      if (k == fault_kind::connection_reset)
+        reply.fault = http_server_fault::reset;
+      else
+        reply = fault_status_reply(k, d, false);
+      if (d.slow) {
+        reply.delay = d.slow_delay;
+        count_fault(fault_kind::slow_response);
+      }
+      if (has_key)
+        record_arrival(false, key, arrived,
+                       k == fault_kind::connection_reset
+                         ? 0
+                         : static_cast<int>(reply.response.result_int()),
+                       to_string(k));
+      return finish(std::move(ctx), route::create, std::move(reply),
+                    to_string(k));
+    }
+  }
+  // Reservation keyed by (API key, Idempotency-Key), body fingerprinted.
+  auto fingerprint = has_key ? sha256_hex(req.body()) : std::string{};
+  auto rkey = has_key ? opts.sail_api_key + '\n' + key : std::string{};
+  record_ptr rec;
+  bool conflict = false;
+  auto lookup = [&] {
+    auto i = reservations.find(rkey);
+    if (i == reservations.end())
+      return;
+    if (i->second.fingerprint != fingerprint)
+      conflict = true;
+    else
+      rec = i->second.record;
+  };
+  if (has_key) {
+    std::lock_guard guard{mtx};
+    lookup();
+  }
+  bool fresh = false;
+  if (!rec && !conflict) {
+    // Inference outside the lock; published only if nobody won the race.
+    sample_params sp;
+    sp.prompt = std::move(p.prompt);
+    sp.model = p.model;
+    sp.temperature = p.temperature;
+    sp.top_p = p.top_p;
+    sp.seed = p.seed;
+    sp.max_output_tokens = p.max_output_tokens.value_or(
+      opts.default_max_output_tokens);
+    sp.stop_token_ids = p.stop_ids;
+    sp.stop_strings = p.stop_strings;
+    auto result = sample(sp, opts.seed);
+    std::lock_guard guard{mtx};
+    if (has_key)
+      lookup();
+    if (!rec && !conflict) {
+      auto r = std::make_shared<response_record>();
+      char buf[40];
+      std::snprintf(buf, sizeof(buf), "resp_%08llx%012llx",
+                    static_cast<unsigned long long>(mix64(opts.seed)
+                                                    & 0xffffffffull),
+                    static_cast<unsigned long long>(++next_response));
+      r->id = buf;
+      r->idempotency_key = key;
+      r->model = p.model;
+      r->metadata = std::move(p.metadata);
+      r->created_at = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+      r->background = p.background;
+      r->max_output_tokens = p.max_output_tokens;
+      r->temperature = p.temperature;
+      r->top_p = p.top_p;
+      r->include_logprobs = p.include_logprobs;
+      r->input_tokens = p.input_tokens;
+      r->result = std::move(result);
+      auto& w = window_of(latency, p.window);
+      r->accepted = steady::now();
+      r->started = r->accepted + w.queued;
+      r->done = r->started
+                + w.per_token
+                    * static_cast<int64_t>(r->result.token_ids.size());
+      r->webhook_url = std::move(p.webhook_url);
+      r->webhook_token = std::move(p.webhook_token);
+      rec = r;
+      fresh = true;
+      responses.emplace(r->id, rec);
+      if (has_key)
+        reservations.emplace(rkey, reservation{fingerprint, rec});
+      ++st.responses;
+      ++st.inference_runs_total;
+      if (has_key) {
+        auto n = ++st.inference_runs[key];
+        st.max_runs_per_key = std::max(st.max_runs_per_key, n);
+      } else {
+        ++st.inference_runs_without_key;
+      }
+    }
+  }
+  if (conflict)
+    return reject(400, sail_error_body("Idempotency-Key was already used "
+                                       "with a different request body",
+                                       "idempotency_error", "Idempotency-Key",
+                                       "idempotency_error"));
+  if (fresh && !rec->webhook_url.empty())
+    schedule_webhook(rec);
+  if (accepted_fault) {
+    // "503 after acceptance": the task exists, the answer is lost.
+    auto k = *d.kind;
+    count_fault(k);
+    http_server_reply reply;
+    if (k == fault_kind::connection_reset)
+      reply.fault = http_server_fault::reset;
+    else
+      reply = fault_status_reply(k, d, false);
+    if (d.slow) {
+      reply.delay = d.slow_delay;
+      count_fault(fault_kind::slow_response);
+    }
+    if (has_key)
+      record_arrival(false, key, arrived,
+                     k == fault_kind::connection_reset
+                       ? 0
+                       : static_cast<int>(reply.response.result_int()),
+                     to_string(k));
+    return finish(std::move(ctx), route::create, std::move(reply),
+                  to_string(k));
+  }
+  if (rec->background)
+    return serve_record(std::move(ctx), route::create, rec, 202, fresh, d, key,
+                        false);
+  // Foreground: answer when the task completes (without blocking a thread).
+  if (steady::now() >= rec->done)
+    return serve_record(std::move(ctx), route::create, rec, 200, false, d, key,
+                        false);
+  auto timer = std::make_shared<asio::steady_timer>(ctx.executor(), rec->done);
+  timer->async_wait([this, timer, rec, d, key,
+                     c = std::move(ctx)](boost::system::error_code ec) mutable {
+    if (ec)
+      return;
+    serve_record(std::move(c), route::create, rec, 200, false, d, key, false);
+  });
+}
+
+// -- GET /v1/responses/{id} -----------------------------------------------------------
+
+void server::impl::handle_poll(http_server_context&& ctx, std::string id) {
+  auto& req = ctx.request();
+  auto arrived = ctx.received_at();
+  if (req[http::field::authorization] != "Bearer " + opts.sail_api_key) {
+    record_arrival(true, id, arrived, 401, {});
+    return finish(std::move(ctx), route::poll,
+                  json_reply(401, sail_error_body("invalid or missing API key",
+                                                  "authentication_error",
+                                                  std::nullopt,
+                                                  "invalid_api_key")));
+  }
+  record_ptr rec;
+  {
+    std::lock_guard guard{mtx};
+    if (auto i = responses.find(id); i != responses.end())
+      rec = i->second;
+  }
+  if (!rec) {
+    record_arrival(true, id, arrived, 404, {});
+    return finish(std::move(ctx), route::poll,
+                  json_reply(404, sail_error_body("response not found",
+                                                  "invalid_request_error", "id",
+                                                  "response_not_found")));
+  }
+  auto d = draw_faults(route_poll);
+  if (d.kind
+      && (is_status_fault(*d.kind) || *d.kind == fault_kind::connection_reset)) {
+    auto k = *d.kind;
+    count_fault(k);
+    http_server_reply reply;
+    if (k == fault_kind::connection_reset)
+      reply.fault = http_server_fault::reset;
+    else
+      reply = fault_status_reply(k, d, false);
+    if (d.slow) {
+      reply.delay = d.slow_delay;
+      count_fault(fault_kind::slow_response);
+    }
+    record_arrival(true, id, arrived,
+                   k == fault_kind::connection_reset
+                     ? 0
+                     : static_cast<int>(reply.response.result_int()),
+                   to_string(k));
+    return finish(std::move(ctx), route::poll, std::move(reply), to_string(k));
+  }
+  serve_record(std::move(ctx), route::poll, rec, 200, false, d, id, true);
+}
+
+} // namespace sail::emulator

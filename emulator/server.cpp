@@ -1,0 +1,356 @@
+// The emulator's server object: lifecycle, routing, statistics.
+#include <stdexcept>
+
+#include <boost/beast/http/field.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "sail_tinker/emulator/emulator_impl.hpp"
+#include "sail_tinker/messages/error.hpp"
+
+namespace sail::emulator {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+// -- shared helpers ---------------------------------------------------------------
+
+std::string sail_error_body(std::string_view message, std::string_view type,
+                            std::optional<std::string_view> param,
+                            std::optional<std::string_view> code) {
+  json::object err;
+  err["message"] = message;
+  err["type"] = type;
+  err["param"] = param ? json::value(*param) : json::value(nullptr);
+  err["code"] = code ? json::value(*code) : json::value(nullptr);
+  json::object body;
+  body["error"] = std::move(err);
+  return json::serialize(body);
+}
+
+http_server_reply json_reply(unsigned status, std::string body) {
+  http_server_reply reply;
+  reply.response.result(status);
+  reply.response.version(11);
+  reply.response.set(http::field::content_type, "application/json");
+  reply.response.body() = std::move(body);
+  return reply;
+}
+
+const char* response_record::status_at(steady::time_point now) const noexcept {
+  if (now < started)
+    return "queued";
+  if (now < done)
+    return "in_progress";
+  return "completed";
+}
+
+// -- impl lifecycle ---------------------------------------------------------------
+
+server::impl::impl(options o)
+  : opts(std::move(o)),
+    started_at(steady::now()),
+    faults(opts.faults),
+    fault_rng(faults.seed != 0 ? faults.seed : mix64(opts.seed ^ 0xfa17u)),
+    latency(opts.latency),
+    archive(opts.archive),
+    still_building_calls(opts.still_building_calls),
+    known_loras(opts.known_loras),
+    ioc(static_cast<int>(std::max<size_t>(opts.threads, 1))) {
+  // nop
+}
+
+server::impl::~impl() {
+  stop();
+}
+
+caf::error server::impl::start() {
+  http_server_options hopts;
+  hopts.host = opts.host;
+  hopts.port = opts.port;
+  hopts.header_limit = opts.max_header_bytes;
+  hopts.body_limit = opts.max_body_bytes;
+  hopts.read_timeout = opts.read_timeout;
+  hopts.drain_timeout = opts.drain_timeout;
+  hopts.server_name = "sail-tinker-emulator";
+  http = std::make_unique<http_server>(
+    ioc, hopts, [this](http_server_context&& ctx) { handle(std::move(ctx)); });
+  if (auto err = http->start())
+    return err;
+  base_url = "http://" + opts.host + ":" + std::to_string(http->port());
+  work.emplace(ioc.get_executor());
+  auto n = std::max<size_t>(opts.threads, 1);
+  for (size_t i = 0; i < n; ++i)
+    threads.emplace_back([this] { ioc.run(); });
+  return {};
+}
+
+void server::impl::stop() {
+  if (stopped)
+    return;
+  stopped = true;
+  if (http)
+    http->stop();
+  work.reset();
+  ioc.stop();
+  for (auto& t : threads)
+    if (t.joinable())
+      t.join();
+  threads.clear();
+}
+
+// -- routing ------------------------------------------------------------------------
+
+void server::impl::handle(http_server_context&& ctx) {
+  auto& req = ctx.request();
+  std::string_view target{req.target().data(), req.target().size()};
+  auto q = target.find('?');
+  auto path = target.substr(0, q);
+  auto query = q == std::string_view::npos ? std::string_view{}
+                                           : target.substr(q + 1);
+  auto method = req.method();
+  constexpr std::string_view responses_prefix = "/v1/responses/";
+  constexpr std::string_view tinker_prefix = "/api/v1/training_runs/";
+  constexpr std::string_view archive_prefix = "/_emulator/archive/";
+  auto not_allowed = [&](const char* route_name) {
+    finish(std::move(ctx), route_name,
+           json_reply(405, sail_error_body("method not allowed",
+                                           "invalid_request_error",
+                                           std::nullopt, std::nullopt)));
+  };
+  if (path == "/v1/responses") {
+    if (method != http::verb::post)
+      return not_allowed(route::create);
+    return handle_create(std::move(ctx));
+  }
+  if (path.starts_with(responses_prefix)) {
+    if (method != http::verb::get)
+      return not_allowed(route::poll);
+    return handle_poll(std::move(ctx),
+                       std::string{path.substr(responses_prefix.size())});
+  }
+  if (path.starts_with(tinker_prefix))
+    return handle_tinker(std::move(ctx), path);
+  if (path == "/_emulator/stats")
+    return handle_stats(std::move(ctx),
+                        query.find("summary=1") != std::string_view::npos);
+  if (path == "/_emulator/health")
+    return finish(std::move(ctx), route::health,
+                  json_reply(200, R"({"status":"ok"})"));
+  if (path.starts_with(archive_prefix)) {
+    auto reply = json_reply(200, "sail-tinker emulator archive "
+                                   + std::string{path.substr(
+                                     archive_prefix.size())});
+    reply.response.set(http::field::content_type, "application/x-tar");
+    return finish(std::move(ctx), route::archive_file, std::move(reply));
+  }
+  finish(std::move(ctx), route::other,
+         json_reply(404, sail_error_body("no such route",
+                                         "invalid_request_error", std::nullopt,
+                                         "not_found")));
+}
+
+void server::impl::finish(http_server_context&& ctx, const char* route_name,
+                          http_server_reply reply,
+                          const std::string& fault_name) {
+  int status = reply.fault == http_server_fault::reset
+                 ? 0
+                 : static_cast<int>(reply.response.result_int());
+  {
+    std::lock_guard guard{mtx};
+    ++st.requests[route_name][status];
+  }
+  (void) fault_name;
+  ctx.respond(std::move(reply));
+}
+
+void server::impl::record_arrival(bool poll, const std::string& key,
+                                  steady::time_point at, int status,
+                                  const std::string& fault_name) {
+  if (!opts.record_arrivals || key.empty())
+    return;
+  arrival a;
+  a.at = at;
+  a.ms = std::chrono::duration<double, std::milli>(at - started_at).count();
+  a.status = status;
+  a.fault = fault_name;
+  std::lock_guard guard{mtx};
+  (poll ? st.poll_arrivals : st.arrivals)[key].push_back(std::move(a));
+}
+
+// -- statistics -------------------------------------------------------------------
+
+void server::impl::handle_stats(http_server_context&& ctx, bool summary) {
+  auto reply = json_reply(200, {});
+  // Count this request before rendering so the body includes it.
+  {
+    std::lock_guard guard{mtx};
+    ++st.requests[route::stats][200];
+  }
+  stats copy;
+  {
+    std::lock_guard guard{mtx};
+    copy = st;
+  }
+  copy.connections_accepted = http ? http->connections_accepted() : 0;
+  reply.response.body() = render_stats(copy, summary);
+  ctx.respond(std::move(reply));
+}
+
+std::string render_stats(const stats& copy, bool summary) {
+  json::object o;
+  json::object reqs;
+  for (auto& [r, by_status] : copy.requests) {
+    json::object s;
+    for (auto& [code, n] : by_status)
+      s[std::to_string(code)] = n;
+    reqs[r] = std::move(s);
+  }
+  o["requests"] = std::move(reqs);
+  o["connections_accepted"] = copy.connections_accepted;
+  o["inference_runs_total"] = copy.inference_runs_total;
+  o["inference_runs_without_key"] = copy.inference_runs_without_key;
+  o["max_runs_per_key"] = copy.max_runs_per_key;
+  o["responses"] = copy.responses;
+  json::object faults_o;
+  for (auto& [k, n] : copy.faults)
+    faults_o[k] = n;
+  o["faults"] = std::move(faults_o);
+  json::object wh;
+  wh["attempts"] = copy.webhooks.attempts;
+  wh["delivered"] = copy.webhooks.delivered;
+  wh["failed"] = copy.webhooks.failed;
+  o["webhooks"] = std::move(wh);
+  if (!summary) {
+    json::object runs;
+    for (auto& [k, n] : copy.inference_runs)
+      runs[k] = n;
+    o["inference_runs"] = std::move(runs);
+    auto arrivals = [](const std::map<std::string, std::vector<arrival>>& m) {
+      json::object out;
+      for (auto& [k, xs] : m) {
+        json::array arr;
+        for (auto& a : xs) {
+          json::object e;
+          e["ms"] = a.ms;
+          e["status"] = a.status;
+          if (!a.fault.empty())
+            e["fault"] = a.fault;
+          arr.push_back(std::move(e));
+        }
+        out[k] = std::move(arr);
+      }
+      return out;
+    };
+    o["arrivals"] = arrivals(copy.arrivals);
+    o["poll_arrivals"] = arrivals(copy.poll_arrivals);
+    json::object calls;
+    for (auto& [k, xs] : copy.tinker_calls) {
+      json::array arr;
+      for (auto& x : xs)
+        arr.push_back(json::value(x));
+      calls[k] = std::move(arr);
+    }
+    o["tinker_calls"] = std::move(calls);
+  }
+  return json::serialize(o);
+}
+
+// -- server -------------------------------------------------------------------------
+
+server::server(options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
+  if (auto err = impl_->start()) {
+    impl_->stop();
+    throw std::runtime_error("sail::emulator::server: " + render(err));
+  }
+}
+
+server::server(std::unique_ptr<impl> ptr) : impl_(std::move(ptr)) {
+  // nop
+}
+
+caf::expected<std::unique_ptr<server>> server::make(options opts) {
+  auto ptr = std::make_unique<impl>(std::move(opts));
+  if (auto err = ptr->start()) {
+    ptr->stop();
+    return err;
+  }
+  return std::unique_ptr<server>{new server(std::move(ptr))};
+}
+
+server::~server() {
+  if (impl_)
+    impl_->stop();
+}
+
+uint16_t server::port() const noexcept {
+  return impl_->http ? impl_->http->port() : 0;
+}
+
+std::string server::base_url() const {
+  return impl_->base_url;
+}
+
+const options& server::config() const noexcept {
+  return impl_->opts;
+}
+
+stats server::snapshot() const {
+  stats copy;
+  {
+    std::lock_guard guard{impl_->mtx};
+    copy = impl_->st;
+  }
+  copy.connections_accepted
+    = impl_->http ? impl_->http->connections_accepted() : 0;
+  return copy;
+}
+
+std::string server::stats_json(bool summary) const {
+  return render_stats(snapshot(), summary);
+}
+
+void server::set_faults(fault_settings f) {
+  std::lock_guard guard{impl_->mtx};
+  impl_->fault_rng.seed(f.seed != 0 ? f.seed
+                                    : mix64(impl_->opts.seed ^ 0xfa17u));
+  impl_->faults = std::move(f);
+}
+
+fault_settings server::faults() const {
+  std::lock_guard guard{impl_->mtx};
+  return impl_->faults;
+}
+
+void server::set_latency(latency_model latency) {
+  std::lock_guard guard{impl_->mtx};
+  impl_->latency = latency;
+}
+
+void server::set_archive_mode(archive_mode mode) {
+  std::lock_guard guard{impl_->mtx};
+  impl_->archive = mode;
+}
+
+void server::set_still_building_calls(int n) {
+  std::lock_guard guard{impl_->mtx};
+  impl_->still_building_calls = n;
+}
+
+void server::add_known_lora(std::string name) {
+  std::lock_guard guard{impl_->mtx};
+  impl_->known_loras.insert(std::move(name));
+}
+
+std::optional<int64_t> server::checkpoint_ttl(const std::string& ckpt) const {
+  std::lock_guard guard{impl_->mtx};
+  auto i = impl_->checkpoints.find(ckpt);
+  if (i == impl_->checkpoints.end())
+    return std::nullopt;
+  return i->second.ttl;
+}
+
+void server::stop() {
+  impl_->stop();
+}
+
+} // namespace sail::emulator
