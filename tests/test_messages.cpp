@@ -207,7 +207,7 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
   sail_job j{"k", "{}", {h}, "priority", "g", std::chrono::seconds(5),
              std::chrono::minutes(10)};
   CHECK(roundtrip(j) == j);
-  completer_stats s{3, 10, {{"timeout", 1}}, {{"http_503", 2}}};
+  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}};
   CHECK(roundtrip(s) == s);
 }
 

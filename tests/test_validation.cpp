@@ -369,3 +369,32 @@ TEST_CASE("sample: idempotency key at most 255 printable characters",
   req.key = "bad\nkey";
   require_invalid(validate(req), "key");
 }
+
+TEST_CASE("config: tinker_checkpoint excludes other LoRA sources and needs adapter_config",
+          "[validation][config][lora]") {
+  auto cfg = base_config();
+  cfg.tinker_checkpoint = "tinker://run:train:0/weights/w1";
+  require_invalid(validate(cfg), "adapter_config");
+  cfg.adapter_config = "{}";
+  CHECK(!validate(cfg));
+  cfg.lora = "x";
+  require_invalid(validate(cfg), "tinker_checkpoint");
+  cfg.lora.reset();
+  cfg.tinker_checkpoint = "https://not-a-tinker-path";
+  require_invalid(validate(cfg), "tinker_checkpoint");
+  cfg.tinker_checkpoint = "tinker://run:train:0/weights/w1";
+  cfg.completion_window = "asap";
+  require_invalid(validate(cfg), "completion_window");
+}
+
+TEST_CASE("config: tinker_ttl_seconds needs a checkpoint and must be positive",
+          "[validation][config][lora]") {
+  auto cfg = base_config();
+  cfg.tinker_ttl_seconds = 60;
+  require_invalid(validate(cfg), "tinker_ttl_seconds");
+  cfg.tinker_checkpoint = "tinker://run:train:0/weights/w1";
+  cfg.adapter_config = "{}";
+  CHECK(!validate(cfg));
+  cfg.tinker_ttl_seconds = 0;
+  require_invalid(validate(cfg), "tinker_ttl_seconds");
+}
