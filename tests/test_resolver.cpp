@@ -1,0 +1,187 @@
+// The resolver actor against the emulator's Tinker routes: TTL-then-URL
+// order, both archive shapes, cache hit, refresh before expiry, one shared
+// call for concurrent resolves, 503 "still building" retries, typed errors.
+#include <catch2/catch.hpp>
+
+#include <caf/scoped_actor.hpp>
+
+#include "sail_tinker/net/tinker_codec.hpp"
+#include "support/stack_fixture.hpp"
+
+using namespace sail;
+using sail::test::stack_fixture;
+
+namespace {
+
+const char* checkpoint_uri = "tinker://0f1e2d3c-run:train:0/sampler_weights/step-40";
+
+tinker_path checkpoint() {
+  return *parse_tinker_path(checkpoint_uri);
+}
+
+caf::expected<signed_url> resolve(stack_fixture& f, std::optional<int64_t> ttl = {}) {
+  caf::scoped_actor self{f.sys};
+  caf::expected<signed_url> result{signed_url{}};
+  self->request(f.rt->resolver(), std::chrono::seconds(30), atom::resolve_v,
+                resolve_request{checkpoint(), ttl})
+    .receive([&](signed_url& url) { result = std::move(url); },
+             [&](caf::error& err) { result = std::move(err); });
+  return result;
+}
+
+std::vector<std::string> calls(stack_fixture& f) {
+  return f.emu.snapshot().tinker_calls[checkpoint_uri];
+}
+
+} // namespace
+
+TEST_CASE("resolver: TTL first, then the archive URL", "[resolver]") {
+  stack_fixture f;
+  auto url = resolve(f, int64_t{3600});
+  REQUIRE(url);
+  CHECK(url->url.rfind(f.emu.base_url(), 0) == 0);
+  CHECK(url->expires > caf::make_timestamp());
+  CHECK(calls(f) == std::vector<std::string>{"ttl", "archive"});
+  CHECK(f.emu.checkpoint_ttl(checkpoint_uri) == 3600);
+}
+
+TEST_CASE("resolver: without ttl_seconds only the archive call is made", "[resolver]") {
+  stack_fixture f;
+  REQUIRE(resolve(f));
+  CHECK(calls(f) == std::vector<std::string>{"archive"});
+  CHECK(!f.emu.checkpoint_ttl(checkpoint_uri));
+}
+
+TEST_CASE("resolver: 302 Location + Expires and 200 JSON shapes", "[resolver]") {
+  for (auto mode : {emulator::archive_mode::redirect, emulator::archive_mode::json}) {
+    DYNAMIC_SECTION("mode " << static_cast<int>(mode)) {
+      auto eo = sail::test::test_emulator_options();
+      eo.archive = mode;
+      eo.archive_url_ttl = std::chrono::seconds(1800);
+      stack_fixture f{eo};
+      auto url = resolve(f);
+      REQUIRE(url);
+      auto lifetime = url->expires - caf::make_timestamp();
+      CHECK(lifetime > std::chrono::minutes(25));
+      CHECK(lifetime <= std::chrono::minutes(31));
+    }
+  }
+}
+
+TEST_CASE("resolver: a cached URL is served without a REST call", "[resolver][cache]") {
+  stack_fixture f;
+  auto first = resolve(f);
+  auto second = resolve(f);
+  REQUIRE(first);
+  REQUIRE(second);
+  CHECK(*first == *second);
+  CHECK(calls(f) == std::vector<std::string>{"archive"});
+}
+
+TEST_CASE("resolver: a URL close to expiry is fetched again", "[resolver][cache]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.archive_url_ttl = std::chrono::seconds(90);
+  // Refresh margin 120 s > URL lifetime: a cached URL is always too old.
+  stack_fixture f{eo, [](runtime_options& o) {
+                    o.resolver.refresh_margin = std::chrono::seconds(120);
+                  }};
+  REQUIRE(resolve(f));
+  REQUIRE(resolve(f));
+  CHECK(calls(f) == std::vector<std::string>{"archive", "archive"});
+}
+
+TEST_CASE("resolver: concurrent resolves of one path share one REST call",
+          "[resolver][cache]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.still_building_calls = 1;  // keeps the first call open for a while
+  stack_fixture f{eo};
+  caf::scoped_actor self{f.sys};
+  constexpr int n = 16;
+  for (int i = 0; i < n; ++i)
+    self->send(f.rt->resolver(), atom::resolve_v, resolve_request{checkpoint(), {}});
+  int got = 0;
+  std::set<std::string> urls;
+  self->receive_for(got, n)([&](signed_url& url) { urls.insert(url.url); });
+  CHECK(urls.size() == 1);
+  // One 503, then one success: two calls for all sixteen resolves.
+  CHECK(calls(f) == std::vector<std::string>{"archive", "archive"});
+}
+
+TEST_CASE("resolver: 503 still building is retried with bounded backoff", "[resolver]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.still_building_calls = 3;
+  stack_fixture f{eo};
+  REQUIRE(resolve(f));
+  CHECK(calls(f).size() == 4);
+  CHECK(f.emu.snapshot().count("GET tinker archive", 503) == 3);
+}
+
+TEST_CASE("resolver: still building beyond the attempt cap is an http_error 503",
+          "[resolver]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.still_building_calls = 100;
+  stack_fixture f{eo, [](runtime_options& o) { o.resolver.retry.max_attempts = 3; }};
+  auto url = resolve(f);
+  REQUIRE(!url);
+  CHECK(code_of(url.error()) == errc::http_error);
+  CHECK(info_of(url.error())->http_status == 503);
+  CHECK(calls(f).size() == 3);
+}
+
+TEST_CASE("resolver: an unknown checkpoint is an http_error 404 with the detail",
+          "[resolver]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.known_checkpoints = {"tinker://other:train:0/weights/w1"};
+  stack_fixture f{eo};
+  auto url = resolve(f, int64_t{60});
+  REQUIRE(!url);
+  CHECK(code_of(url.error()) == errc::http_error);
+  CHECK(info_of(url.error())->http_status == 404);
+}
+
+TEST_CASE("resolver: a wrong API key is refused by Tinker (401) and never shown",
+          "[resolver]") {
+  stack_fixture f{sail::test::test_emulator_options(),
+                  [](runtime_options& o) { o.tinker_api_key = "tml-wrong-key-0123456789"; }};
+  auto url = resolve(f);
+  REQUIRE(!url);
+  CHECK(info_of(url.error())->http_status == 401);
+  CHECK(render(url.error()).find("tml-wrong-key-0123456789") == std::string::npos);
+}
+
+TEST_CASE("resolver: a malformed API key is refused before any request", "[resolver]") {
+  emulator::server emu{sail::test::test_emulator_options()};
+  sail::system_config cfg;
+  caf::actor_system sys{cfg};
+  auto opts = sail::test::test_runtime_options(emu);
+  opts.tinker_api_key = "not-a-tinker-key";
+  auto rt = runtime::start(sys, opts);
+  REQUIRE(!rt);
+  CHECK(code_of(rt.error()) == errc::invalid_argument);
+  CHECK(emu.snapshot().tinker_calls.empty());
+}
+
+TEST_CASE("completer: a tinker_checkpoint is resolved and sent as the signed URL",
+          "[resolver][completer]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.tinker_checkpoint = checkpoint_uri;
+  cfg.tinker_ttl_seconds = 600;
+  cfg.adapter_config = R"({"peft_type":"LORA","r":8})";
+  auto tc = f.completer(cfg);
+  REQUIRE(tc.sample(model_input{1, 2}).get());
+  REQUIRE(tc.sample(model_input{3, 4}).get());
+  // TTL then URL once; the second sample used the cached URL.
+  CHECK(calls(f) == std::vector<std::string>{"ttl", "archive"});
+  CHECK(f.emu.checkpoint_ttl(checkpoint_uri) == 600);
+}
+
+TEST_CASE("completer: a bad tinker_checkpoint is refused at spawn", "[resolver][completer]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.tinker_checkpoint = "tinker://only-two/parts";
+  cfg.adapter_config = "{}";
+  auto c = f.rt->make_completer(cfg);
+  REQUIRE(!c);
+  CHECK(code_of(c.error()) == errc::invalid_argument);
+}

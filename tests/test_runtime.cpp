@@ -1,0 +1,511 @@
+// The actor runtime end to end over loopback sockets against the emulator:
+// trainer -> completer -> worker pool -> emulator -> typed reply or typed
+// error, with supervision, backpressure, cancellation and groups.
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <set>
+
+#include "support/stack_fixture.hpp"
+
+using namespace sail;
+using sail::test::expected_sample;
+using sail::test::stack_fixture;
+
+namespace {
+
+sample_request prompt_request(std::vector<int64_t> prompt) {
+  sample_request req;
+  req.prompt.tokens = std::move(prompt);
+  return req;
+}
+
+std::vector<int32_t> as_int32(const std::vector<int64_t>& xs) {
+  return {xs.begin(), xs.end()};
+}
+
+// Asserts the typed error kind of a failed result.
+template <class T>
+void require_error(const caf::expected<T>& res, errc kind) {
+  REQUIRE(!res);
+  INFO("error: " << render(res.error()));
+  CHECK(code_of(res.error()) == kind);
+}
+
+/// Waits (bounded) until `pred(stats)` holds for the pool's counters.
+template <class Pred>
+bool wait_for_pool(stack_fixture& f, Pred pred) {
+  for (int i = 0; i < 20000; ++i)
+    if (pred(f.pool_stats()))
+      return true;
+  return false;
+}
+
+/// Waits (bounded) until `pred(snapshot)` holds for the emulator's counters.
+template <class Pred>
+bool wait_for_emulator(stack_fixture& f, Pred pred) {
+  for (int i = 0; i < 20000; ++i)
+    if (pred(f.emu.snapshot()))
+      return true;
+  return false;
+}
+
+emulator::options slow_emulator(std::chrono::milliseconds queued) {
+  auto opts = sail::test::test_emulator_options();
+  opts.latency.priority.queued = queued;
+  return opts;
+}
+
+} // namespace
+
+TEST_CASE("sample: tokens, logprobs and stop reason from the emulator",
+          "[runtime][contract]") {
+  stack_fixture f;
+  auto tc = f.completer();
+  auto res = tc.sample(model_input{5, 6, 7}).get();
+  REQUIRE(res);
+  auto want = expected_sample(f.emu, stack_fixture::config(), {5, 6, 7}, 8);
+  CHECK(res->tokens == as_int32(want.token_ids));
+  REQUIRE(res->maybe_logprobs);
+  CHECK(res->maybe_logprobs->size() == want.logprobs.size());
+  for (size_t i = 0; i < want.logprobs.size(); ++i)
+    CHECK(res->maybe_logprobs->at(i) == Approx(want.logprobs[i]));
+  CHECK(res->stop_reason == want.stop_reason);
+  auto st = f.emu.snapshot();
+  CHECK(st.inference_runs.size() == 1);
+  CHECK(st.max_runs_per_key == 1);
+}
+
+TEST_CASE("sample: the per-call max_tokens cap is min(config, cap)",
+          "[runtime][contract]") {
+  stack_fixture f;
+  auto tc = f.completer(stack_fixture::config(10));
+  auto capped = tc.sample(model_input{1, 2}, {}, int64_t{3}).get();
+  REQUIRE(capped);
+  CHECK(capped->tokens.size() <= 3);
+  CHECK(capped->tokens
+        == as_int32(expected_sample(f.emu, stack_fixture::config(10), {1, 2}, 3).token_ids));
+  auto uncapped = tc.sample(model_input{1, 2}, {}, int64_t{50}).get();
+  REQUIRE(uncapped);
+  CHECK(uncapped->tokens
+        == as_int32(expected_sample(f.emu, stack_fixture::config(10), {1, 2}, 10).token_ids));
+}
+
+TEST_CASE("sample: stop token ids and stop strings end the sample", "[runtime][contract]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config(32);
+  auto tc = f.completer(cfg);
+  // Find a prompt whose unconstrained sample contains a token we can stop on.
+  auto free_run = expected_sample(f.emu, cfg, {9, 9, 9}, 32);
+  REQUIRE(free_run.token_ids.size() > 2);
+  auto stop_id = free_run.token_ids[1];
+  auto by_id = tc.sample(model_input{9, 9, 9}, stop_condition::token(stop_id)).get();
+  REQUIRE(by_id);
+  auto want = expected_sample(f.emu, cfg, {9, 9, 9}, 32, stop_condition::token(stop_id));
+  CHECK(by_id->tokens == as_int32(want.token_ids));
+  CHECK(by_id->stop_reason == "stop");
+  auto text = emulator::vocabulary()[static_cast<size_t>(free_run.token_ids[1])];
+  auto by_text = tc.sample(model_input{9, 9, 9}, stop_condition::text(text)).get();
+  REQUIRE(by_text);
+  CHECK(by_text->stop_reason == "stop");
+  CHECK(by_text->tokens.size() <= 2);
+}
+
+TEST_CASE("sample: without requested logprobs the accessor yields a typed error",
+          "[runtime][contract]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.request_logprobs = false;
+  auto res = f.completer(cfg).sample(model_input{4}).get();
+  REQUIRE(res);
+  CHECK(!res->maybe_logprobs);
+  require_error(res->logprobs(), errc::invalid_argument);
+}
+
+TEST_CASE("completer: an invalid configuration spawns nothing", "[runtime][contract]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.temperature = 5;
+  auto c = f.rt->make_completer(cfg);
+  REQUIRE(!c);
+  CHECK(code_of(c.error()) == errc::invalid_argument);
+  CHECK(info_of(c.error())->field == "temperature");
+  cfg = stack_fixture::config();
+  cfg.lora = "emulator-lora";
+  cfg.completion_window = "asap";
+  REQUIRE(!f.rt->make_completer(cfg));
+  CHECK(f.emu.snapshot().requests.empty());
+}
+
+TEST_CASE("sample: invalid input is refused before any request", "[runtime][contract]") {
+  stack_fixture f;
+  auto tc = f.completer();
+  require_error(tc.sample(model_input{}).get(), errc::invalid_argument);
+  require_error(tc.sample(model_input{-1}).get(), errc::invalid_argument);
+  require_error(tc.sample(model_input{2147483648LL}).get(), errc::invalid_argument);
+  auto mixed = prompt_request({1});
+  mixed.stop.token_ids = {1};
+  mixed.stop.strings = {"x"};
+  require_error(tc.sample(mixed).get(), errc::invalid_argument);
+  require_error(tc.sample(model_input{1}, {}, int64_t{0}).get(), errc::invalid_argument);
+  CHECK(f.emu.snapshot().count("POST /v1/responses", 202) == 0);
+}
+
+TEST_CASE("sample: a registered LoRA works, an unknown one is an http_error with the body",
+          "[runtime][contract][lora]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.lora = "emulator-lora";
+  REQUIRE(f.completer(cfg).sample(model_input{3}).get());
+  cfg.lora = "no-such-lora";
+  auto res = f.completer(cfg).sample(model_input{3}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 404);
+  CHECK(info_of(res.error())->body.find("lora") != std::string::npos);
+}
+
+TEST_CASE("sample: no API key is not_configured", "[runtime][contract]") {
+  emulator::server emu{sail::test::test_emulator_options()};
+  sail::system_config cfg;
+  caf::actor_system sys{cfg};
+  auto opts = sail::test::test_runtime_options(emu);
+  opts.sail_api_key.clear();
+  auto rt = runtime::start(sys, opts);
+  require_error(rt, errc::not_configured);
+}
+
+TEST_CASE("sample: a wrong API key is an http_error 401", "[runtime][contract]") {
+  stack_fixture f{sail::test::test_emulator_options(),
+                  [](runtime_options& o) { o.sail_api_key = "sk_wrong_key_123456"; }};
+  auto res = f.completer().sample(model_input{1}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 401);
+  CHECK(render(res.error()).find("sk_wrong_key_123456") == std::string::npos);
+}
+
+// -- faults ---------------------------------------------------------------------------
+
+TEST_CASE("faults: retryable statuses and transport faults are retried, runs per key stay 1",
+          "[runtime][faults]") {
+  using emulator::fault_kind;
+  for (auto kind : {fault_kind::status_429, fault_kind::status_529, fault_kind::status_502,
+                    fault_kind::status_503, fault_kind::status_504,
+                    fault_kind::connection_reset, fault_kind::truncated_body}) {
+    DYNAMIC_SECTION("fault " << emulator::to_string(kind)) {
+      auto eo = sail::test::test_emulator_options();
+      eo.faults.retry_after = std::chrono::seconds(0);
+      eo.faults.scripted = {kind, kind};
+      eo.faults.routes = emulator::route_create;
+      stack_fixture f{eo};
+      auto res = f.completer().sample(model_input{1, 2, 3}).get();
+      INFO((res ? std::string{"ok"} : render(res.error())));
+      REQUIRE(res);
+      auto st = f.emu.snapshot();
+      CHECK(st.fault_count(kind) == 2);
+      CHECK(st.max_runs_per_key == 1);
+      CHECK(st.inference_runs.size() == 1);
+      auto stats = f.pool_stats();
+      uint64_t retries = 0;
+      for (auto& [cause, n] : stats.retries_by_cause)
+        if (cause != "pool_pause")
+          retries += n;
+      CHECK(retries == 2);
+    }
+  }
+}
+
+TEST_CASE("faults: polls survive transient faults", "[runtime][faults]") {
+  auto eo = slow_emulator(std::chrono::milliseconds(30));
+  eo.faults.routes = emulator::route_poll;
+  eo.faults.scripted = {emulator::fault_kind::status_500, emulator::fault_kind::connection_reset,
+                        emulator::fault_kind::status_503};
+  stack_fixture f{eo};
+  auto res = f.completer().sample(model_input{1, 2, 3}).get();
+  REQUIRE(res);
+  CHECK(f.emu.snapshot().max_runs_per_key == 1);
+}
+
+TEST_CASE("faults: 500 on create is not retried and arrives as http_error",
+          "[runtime][faults]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.faults.routes = emulator::route_create;
+  eo.faults.scripted = {emulator::fault_kind::status_500};
+  stack_fixture f{eo};
+  auto res = f.completer().sample(model_input{1}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 500);
+  CHECK(f.emu.snapshot().count("POST /v1/responses", 500) == 1);
+}
+
+TEST_CASE("faults: malformed responses are inference_errors with the body attached",
+          "[runtime][faults]") {
+  using emulator::fault_kind;
+  for (auto kind : {fault_kind::malformed_json, fault_kind::missing_token_ids,
+                    fault_kind::logprob_mismatch}) {
+    DYNAMIC_SECTION("fault " << emulator::to_string(kind)) {
+      auto eo = sail::test::test_emulator_options();
+      eo.faults.routes = emulator::route_create | emulator::route_poll;
+      eo.faults.set(kind, 1.0);
+      stack_fixture f{eo};
+      auto res = f.completer().sample(model_input{1, 2}).get();
+      require_error(res, errc::inference_error);
+      CHECK(!info_of(res.error())->body.empty());
+      CHECK(f.emu.snapshot().max_runs_per_key == 1);
+    }
+  }
+}
+
+TEST_CASE("faults: a slow response beyond the per-call timeout is retried",
+          "[runtime][faults]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.faults.routes = emulator::route_create;
+  eo.faults.scripted = {emulator::fault_kind::slow_response};
+  eo.faults.slow_delay = std::chrono::milliseconds(400);
+  stack_fixture f{eo};
+  auto cfg = stack_fixture::config();
+  cfg.timeout = std::chrono::milliseconds(100);
+  auto res = f.completer(cfg).sample(model_input{1, 2}).get();
+  REQUIRE(res);
+  CHECK(f.pool_stats().retries_by_cause["timeout"] == 1);
+  CHECK(f.emu.snapshot().max_runs_per_key == 1);
+}
+
+TEST_CASE("deadline: a sample that cannot finish in time is a timeout error",
+          "[runtime][deadline]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30)), [](runtime_options& o) {
+                    o.pool.windows["priority"].deadline = std::chrono::milliseconds(200);
+                  }};
+  auto res = f.completer().sample(model_input{1}).get();
+  require_error(res, errc::timeout);
+}
+
+TEST_CASE("faults: 30% injected 503s and resets, every sample completes once",
+          "[runtime][faults][idempotency]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.faults.set(emulator::fault_kind::status_503, 0.15)
+    .set(emulator::fault_kind::connection_reset, 0.15);
+  eo.faults.seed = 99;
+  stack_fixture f{eo, [](runtime_options& o) { o.pool.retry.max_attempts = 12; }};
+  auto tc = f.completer();
+  std::vector<std::future<token_completer::sample_result>> futures;
+  for (int64_t i = 0; i < 200; ++i)
+    futures.push_back(tc.sample(model_input{i, i + 1}));
+  for (auto& fut : futures) {
+    auto res = fut.get();
+    INFO((res ? std::string{"ok"} : render(res.error())));
+    CHECK(res);
+  }
+  auto st = f.emu.snapshot();
+  CHECK(st.inference_runs.size() == 200);
+  CHECK(st.max_runs_per_key == 1);
+  CHECK(st.fault_count(emulator::fault_kind::status_503) > 0);
+  CHECK(st.fault_count(emulator::fault_kind::connection_reset) > 0);
+}
+
+// -- supervision ---------------------------------------------------------------------
+
+TEST_CASE("supervision: worker crashes with 1,000 samples in flight lose nothing "
+          "and run nothing twice",
+          "[runtime][supervision]") {
+  stack_fixture f{slow_emulator(std::chrono::milliseconds(300)), [](runtime_options& o) {
+                    o.pool.max_in_flight = 2000;
+                    o.pool.workers = 4;
+                  }};
+  auto tc = f.completer();
+  std::vector<std::future<token_completer::sample_result>> futures;
+  for (int64_t i = 0; i < 1000; ++i)
+    futures.push_back(tc.sample(model_input{i % 60, i / 60 + 1}));
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1000; }));
+  f.rt->crash_worker(0);
+  f.rt->crash_worker(2);
+  size_t ok = 0;
+  for (auto& fut : futures) {
+    auto res = fut.get();
+    INFO((res ? std::string{"ok"} : render(res.error())));
+    ok += res ? 1 : 0;
+  }
+  CHECK(ok == 1000);
+  auto stats = f.pool_stats();
+  CHECK(stats.retries_by_cause["worker_restart"] == 2);
+  CHECK(stats.retries_by_cause["redispatch"] > 0);
+  auto st = f.emu.snapshot();
+  CHECK(st.inference_runs.size() == 1000);
+  CHECK(st.max_runs_per_key == 1);
+}
+
+TEST_CASE("supervision: a poison sample is abandoned after the attempt cap",
+          "[runtime][supervision]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30)), [](runtime_options& o) {
+                    o.pool.workers = 1;
+                    o.pool.max_dispatch_attempts = 2;
+                  }};
+  auto fut = f.completer().sample(model_input{1});
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1; }));
+  f.rt->crash_worker(0);
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) {
+    auto i = s.retries_by_cause.find("redispatch");
+    return i != s.retries_by_cause.end() && i->second == 1;
+  }));
+  f.rt->crash_worker(0);
+  auto res = fut.get();
+  require_error(res, errc::inference_error);
+  CHECK(f.emu.snapshot().max_runs_per_key <= 1);
+}
+
+// -- admission control ---------------------------------------------------------------------
+
+TEST_CASE("backpressure: over the limit is overloaded at once", "[runtime][admission]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30)), [](runtime_options& o) {
+                    o.pool.max_in_flight = 4;
+                    o.pool.max_queued = 2;
+                  }};
+  auto tc = f.completer();
+  std::vector<std::future<token_completer::sample_result>> held;
+  for (int64_t i = 0; i < 6; ++i)
+    held.push_back(tc.sample(model_input{i + 1}));
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 6; }));
+  auto res = tc.sample(model_input{42}).get();
+  require_error(res, errc::overloaded);
+  // Four were admitted and created; two wait; the seventh never left.
+  CHECK(wait_for_emulator(f, [](const emulator::stats& s) {
+    return s.count("POST /v1/responses", 202) == 4;
+  }));
+  CHECK(f.pool_stats().in_flight == 6);
+  f.rt->shutdown();
+  for (auto& fut : held)
+    require_error(fut.get(), errc::cancelled);
+}
+
+TEST_CASE("backpressure: a 429 pauses new creates for the whole pool",
+          "[runtime][admission]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.faults.routes = emulator::route_create;
+  eo.faults.scripted = {emulator::fault_kind::status_429};
+  eo.faults.retry_after = std::chrono::seconds(1);
+  stack_fixture f{eo};
+  auto tc = f.completer();
+  auto first = tc.sample(model_input{1});
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) {
+    return s.retries_by_cause.count("pool_pause") == 1;
+  }));
+  auto second = tc.sample(model_input{2});
+  REQUIRE(first.get());
+  REQUIRE(second.get());
+  auto st = f.emu.snapshot();
+  // Every create after the 429 arrived at least Retry-After later.
+  double t429 = -1;
+  std::vector<double> later;
+  for (auto& [key, arrivals] : st.arrivals)
+    for (auto& a : arrivals) {
+      if (a.status == 429)
+        t429 = a.ms;
+      else
+        later.push_back(a.ms);
+    }
+  REQUIRE(t429 >= 0);
+  REQUIRE(later.size() == 2);
+  for (auto ms : later)
+    CHECK(ms - t429 >= 1000.0);
+}
+
+// -- cancellation and groups -------------------------------------------------------------
+
+TEST_CASE("cancel: one sample by key, its caller gets cancelled", "[runtime][cancel]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30))};
+  auto tc = f.completer();
+  auto req = prompt_request({1, 2});
+  req.key = "cancel-me";
+  auto fut = tc.sample(req);
+  auto other = tc.sample(prompt_request({3}));
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 2; }));
+  tc.cancel("cancel-me");
+  require_error(fut.get(), errc::cancelled);
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1; }));
+  f.rt->shutdown();
+  require_error(other.get(), errc::cancelled);
+}
+
+TEST_CASE("groups: n samples share a prompt_cache_key and come back together",
+          "[runtime][groups]") {
+  stack_fixture f;
+  auto tc = f.completer(stack_fixture::config(6));
+  auto res = tc.sample_group(prompt_request({7, 8, 9}), 4).get();
+  REQUIRE(res);
+  CHECK(res->members.size() == 4);
+  CHECK(!res->group_id.empty());
+  for (auto& m : res->members) {
+    REQUIRE(m.ok());
+    CHECK(m.result->tokens.size() <= 6);
+  }
+  auto st = f.emu.snapshot();
+  CHECK(st.inference_runs.size() == 4);
+  CHECK(st.max_runs_per_key == 1);
+}
+
+TEST_CASE("groups: fail_group fails the group with the member's error",
+          "[runtime][groups]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.faults.routes = emulator::route_create;
+  eo.faults.scripted = {emulator::fault_kind::status_500};
+  stack_fixture f{eo};
+  auto res = f.completer().sample_group(prompt_request({1}), 3).get();
+  require_error(res, errc::http_error);
+}
+
+TEST_CASE("groups: partial returns successes with per-member errors", "[runtime][groups]") {
+  auto eo = sail::test::test_emulator_options();
+  eo.faults.routes = emulator::route_create;
+  eo.faults.scripted = {emulator::fault_kind::status_500};
+  stack_fixture f{eo, [](runtime_options& o) {
+                    o.completer.group_policy = group_failure_policy::partial;
+                  }};
+  auto res = f.completer().sample_group(prompt_request({1}), 3).get();
+  REQUIRE(res);
+  size_t ok = 0, failed = 0;
+  for (auto& m : res->members) {
+    if (m.ok()) {
+      ++ok;
+    } else {
+      ++failed;
+      CHECK(code_of(m.error) == errc::http_error);
+    }
+  }
+  CHECK(ok == 2);
+  CHECK(failed == 1);
+}
+
+TEST_CASE("groups: cancelling the group cancels every member", "[runtime][groups][cancel]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30))};
+  auto tc = f.completer();
+  auto req = prompt_request({5});
+  req.group_id = "g-1";
+  auto fut = tc.sample_group(req, 3);
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 3; }));
+  tc.cancel("g-1");
+  require_error(fut.get(), errc::cancelled);
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 0; }));
+}
+
+TEST_CASE("stats: completed and in flight", "[runtime][stats]") {
+  stack_fixture f;
+  auto tc = f.completer();
+  REQUIRE(tc.sample(model_input{1}).get());
+  REQUIRE(!tc.sample(model_input{}).get());
+  auto s = tc.stats();
+  REQUIRE(s);
+  CHECK(s->completed == 1);
+  CHECK(s->in_flight == 0);
+}
+
+TEST_CASE("shutdown with work in flight never hangs and fails the work as cancelled",
+          "[runtime][shutdown]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30))};
+  auto tc = f.completer();
+  std::vector<std::future<token_completer::sample_result>> futures;
+  for (int64_t i = 0; i < 20; ++i)
+    futures.push_back(tc.sample(model_input{i + 1}));
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 20; }));
+  f.rt->shutdown();
+  for (auto& fut : futures)
+    require_error(fut.get(), errc::cancelled);
+}
