@@ -784,4 +784,8 @@ const http_client_options& http_client::options() const noexcept {
   return impl_->opts;
 }
 
+boost::asio::any_io_executor http_client::get_executor() const {
+  return impl_->ctx.get_executor();
+}
+
 } // namespace sail

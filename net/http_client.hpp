@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <caf/expected.hpp>
@@ -129,6 +130,9 @@ public:
   http_client_stats stats() const;
 
   const http_client_options& options() const noexcept;
+
+  /// Executor of the io_context the client runs on.
+  boost::asio::any_io_executor get_executor() const;
 
   struct impl;
 

@@ -1,0 +1,59 @@
+// Starts Debian's nginx on 127.0.0.1 with a generated configuration in a
+// temporary directory, for tests against a third-party HTTP(S) server.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <sys/types.h>
+
+namespace sail::test {
+
+struct nginx_tls {
+  std::string cert;  ///< PEM certificate (chain) file
+  std::string key;   ///< PEM key file
+};
+
+class nginx_server {
+public:
+  /// Path of the nginx binary ($SAIL_TINKER_NGINX, else /usr/sbin/nginx, else
+  /// nginx on PATH), or empty when there is none.
+  static std::string binary();
+
+  /// Starts nginx serving `locations` (the body of a server{} block: location
+  /// blocks and directives) on a free port of 127.0.0.1, with TLS when `tls`
+  /// is set. Keep-alive is on. "@DIR@" in `locations` is replaced by dir(). Waits (bounded) until the port accepts.
+  /// Throws std::runtime_error with nginx's error log on failure.
+  explicit nginx_server(const std::string& locations,
+                        std::optional<nginx_tls> tls = std::nullopt);
+
+  nginx_server(const nginx_server&) = delete;
+  nginx_server& operator=(const nginx_server&) = delete;
+
+  /// Stops nginx and removes its directory.
+  ~nginx_server();
+
+  uint16_t port() const noexcept {
+    return port_;
+  }
+
+  /// The temporary directory (served files may be put there).
+  const std::string& dir() const noexcept {
+    return dir_;
+  }
+
+  /// "http(s)://127.0.0.1:<port>"
+  std::string base_url() const;
+
+private:
+  std::string dir_;
+  uint16_t port_ = 0;
+  bool tls_ = false;
+  pid_t pid_ = -1;
+};
+
+/// A port on 127.0.0.1 that was free a moment ago.
+uint16_t free_port();
+
+} // namespace sail::test
