@@ -20,6 +20,13 @@
 //                                          "?summary=1" omits per-key maps)
 //   GET  /_emulator/health                 200 {"status":"ok"} (cheapest route)
 //   GET  /_emulator/archive/...            the "signed URL" target (200 bytes)
+//   GET  /_emulator/bytes?n=N              200 with N bytes (capped at 256 MiB)
+//
+// Webhooks: metadata.completion_webhook (an http:// URL; the emulator's own
+// minimal client speaks plain HTTP only, so https:// deliveries count as
+// failed) and metadata.webhook_token; on completion the emulator POSTs the
+// GET's JSON with "Authorization: Bearer <token>", retried on failure.
+// webhook_token is never echoed in the response's metadata.
 //
 // Toy model (deterministic): a 64-token vocabulary (see vocabulary()); the
 // sample depends only on the prompt (raw_prompt_tokens, else the input) and
@@ -213,7 +220,7 @@ struct webhook_stats {
 /// A snapshot of what the emulator saw. Route names: "POST /v1/responses",
 /// "GET /v1/responses/{id}", "PUT tinker ttl", "GET tinker archive",
 /// "GET /_emulator/stats", "GET /_emulator/health", "GET /_emulator/archive",
-/// "other". Status 0 means "connection reset, no answer".
+/// "GET /_emulator/bytes", "other". Status 0 means "connection reset, no answer".
 struct stats {
   std::map<std::string, std::map<int, uint64_t>> requests;
   uint64_t connections_accepted = 0;

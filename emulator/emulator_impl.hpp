@@ -72,6 +72,7 @@ inline constexpr const char* archive = "GET tinker archive";
 inline constexpr const char* stats = "GET /_emulator/stats";
 inline constexpr const char* health = "GET /_emulator/health";
 inline constexpr const char* archive_file = "GET /_emulator/archive";
+inline constexpr const char* bytes = "GET /_emulator/bytes";
 inline constexpr const char* other = "other";
 } // namespace route
 

@@ -136,6 +136,21 @@ void server::impl::handle(http_server_context&& ctx) {
   if (path == "/_emulator/health")
     return finish(std::move(ctx), route::health,
                   json_reply(200, R"({"status":"ok"})"));
+  if (path == "/_emulator/bytes") {
+    // ?n=<bytes>: a body of that many 'x' (for response size limits).
+    uint64_t n = 0;
+    if (auto i = query.find("n="); i != std::string_view::npos) {
+      for (auto c : query.substr(i + 2)) {
+        if (c < '0' || c > '9')
+          break;
+        n = std::min<uint64_t>(n * 10 + static_cast<uint64_t>(c - '0'),
+                               uint64_t{1} << 28);
+      }
+    }
+    auto reply = json_reply(200, std::string(n, 'x'));
+    reply.response.set(http::field::content_type, "application/octet-stream");
+    return finish(std::move(ctx), route::bytes, std::move(reply));
+  }
   if (path.starts_with(archive_prefix)) {
     auto reply = json_reply(200, "sail-tinker emulator archive "
                                    + std::string{path.substr(

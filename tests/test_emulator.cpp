@@ -151,6 +151,10 @@ TEST_CASE("emulator serves health and reports its port") {
   CHECK(r.status() == 200);
   CHECK(r.body() == R"({"status":"ok"})");
   CHECK(f.client.get("/nope").status() == 404);
+  auto bytes = f.client.get("/_emulator/bytes?n=100000");
+  REQUIRE(bytes.ok());
+  CHECK(bytes.body().size() == 100000);
+  CHECK(f.server.snapshot().count("GET /_emulator/bytes", 200) == 1);
 }
 
 TEST_CASE("emulator make() reports a bind failure as an error") {
