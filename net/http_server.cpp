@@ -40,7 +40,8 @@ struct http_server_shared : std::enable_shared_from_this<http_server_shared> {
     : ioc(io),
       opts(std::move(o)),
       handler(std::move(h)),
-      acceptor(asio::make_strand(io)) {
+      acceptor(asio::make_strand(io)),
+      backoff(acceptor.get_executor()) {
     // nop
   }
 
@@ -48,6 +49,7 @@ struct http_server_shared : std::enable_shared_from_this<http_server_shared> {
   http_server_options opts;
   http_server_handler handler;
   tcp::acceptor acceptor;
+  asio::steady_timer backoff;
   uint16_t port = 0;
   std::atomic<uint64_t> accepted{0};
   std::atomic<bool> stopping{false};
@@ -383,7 +385,16 @@ void http_server_shared::do_accept() {
       }
       if (self->stopping)
         return;
-      // Transient accept errors (EMFILE, ...) must not end the loop; retry.
+      if (ec) {
+        // Transient accept errors (EMFILE, ...) must not end the loop: retry
+        // after a short pause instead of spinning.
+        self->backoff.expires_after(std::chrono::milliseconds{10});
+        self->backoff.async_wait([self](beast::error_code) {
+          if (!self->stopping)
+            self->do_accept();
+        });
+        return;
+      }
       self->do_accept();
     });
 }
@@ -574,6 +585,7 @@ void http_server::stop() {
     asio::post(sh.acceptor.get_executor(), [s = shared_] {
       beast::error_code ignored;
       s->acceptor.close(ignored);
+      s->backoff.cancel();
     });
     for (auto& s : sessions)
       asio::post(s->executor(), [s] { s->on_stop(); });
