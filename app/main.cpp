@@ -1,16 +1,64 @@
-// sail-tinker: the command-line entry point (subcommands arrive with the CLI
-// issue; for now it prints its version and the registered vocabulary).
+// sail-tinker: one executable, five subcommands (sample, resolve, emulate,
+// serve, rollout). See docs/operations.md.
+#include <cstdio>
 #include <iostream>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "sail_tinker/app/cli.hpp"
+#include "sail_tinker/app/commands.hpp"
 #include "sail_tinker/messages/fwd.hpp"
 
+namespace {
+
+constexpr const char* top_usage =
+  "usage: sail-tinker <command> [flags] [--group.key=value ...]\n"
+  "\n"
+  "commands:\n"
+  "  sample     one sample from Sail; prints one JSON object\n"
+  "  resolve    a Tinker checkpoint's signed archive URL\n"
+  "  emulate    run the Sail + Tinker emulator\n"
+  "  serve      a completer service node with Prometheus /metrics\n"
+  "  rollout    drive G x N samples through the actor stack (embedded\n"
+  "             emulator when neither --base-url nor SAIL_API_KEY is set)\n"
+  "\n"
+  "  --version  print the version\n"
+  "  --help     print this help\n"
+  "\n"
+  "Run `sail-tinker <command> --help` for the flags of a command.\n";
+
+} // namespace
+
 int main(int argc, char** argv) {
-  if (argc > 1 && (std::string_view{argv[1]} == "--version"
-                   || std::string_view{argv[1]} == "version")) {
-    std::cout << "sail-tinker 0.1.0 (" << sail::protocol_version << ")\n";
-    return 0;
+  using namespace sail::app;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    std::fputs(top_usage, stderr);
+    return exit_usage;
   }
-  std::cerr << "usage: sail-tinker --version\n";
-  return 2;
+  std::string_view cmd = args.front();
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (cmd == "--version" || cmd == "version") {
+    std::cout << "sail-tinker " << version << " (" << sail::protocol_version << ")\n";
+    return exit_ok;
+  }
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::cout << top_usage;
+    return exit_ok;
+  }
+  if (cmd == "sample")
+    return cmd_sample(rest);
+  if (cmd == "resolve")
+    return cmd_resolve(rest);
+  if (cmd == "emulate")
+    return cmd_emulate(rest);
+  if (cmd == "serve")
+    return cmd_serve(rest);
+  if (cmd == "rollout")
+    return cmd_rollout(rest);
+  std::fprintf(stderr, "error: invalid_argument: unknown command \"%s\" [field=command]\n",
+               std::string{cmd}.c_str());
+  std::fputs(top_usage, stderr);
+  return exit_usage;
 }

@@ -1,0 +1,612 @@
+#include "sail_tinker/app/cli.hpp"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <boost/url/parse.hpp>
+#include <caf/config_option_adder.hpp>
+#include <caf/config_value.hpp>
+#include <caf/sec.hpp>
+#include <caf/settings.hpp>
+
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/redact.hpp"
+#include "sail_tinker/messages/validation.hpp"
+
+namespace sail::app {
+
+// -- flags ---------------------------------------------------------------------
+
+std::optional<std::string> parsed_args::get(const std::string& name) const {
+  auto i = values.find(name);
+  if (i == values.end() || i->second.empty())
+    return std::nullopt;
+  return i->second.back();
+}
+
+const std::vector<std::string>& parsed_args::all(const std::string& name) const {
+  static const std::vector<std::string> none;
+  auto i = values.find(name);
+  return i == values.end() ? none : i->second;
+}
+
+std::vector<flag_spec> common_flags() {
+  return {
+    {"log-level", "LEVEL", "debug | info | warn | error | off (also [log] level)"},
+    {"log-format", "FORMAT", "text (default) | json: JSON lines on stderr (also [log] format)"},
+  };
+}
+
+namespace {
+
+const flag_spec* find_flag(const std::vector<flag_spec>& specs, std::string_view name) {
+  for (auto& s : specs)
+    if (s.name == name)
+      return &s;
+  return nullptr;
+}
+
+bool looks_like_number(std::string_view s) {
+  if (s.size() < 2 || s[0] != '-')
+    return false;
+  return std::isdigit(static_cast<unsigned char>(s[1])) || s[1] == '.';
+}
+
+std::string trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+    s.remove_suffix(1);
+  return std::string{s};
+}
+
+} // namespace
+
+caf::expected<parsed_args> parse_flags(const std::vector<std::string>& args,
+                                       const std::vector<flag_spec>& own) {
+  auto specs = own;
+  for (auto& f : common_flags())
+    specs.push_back(f);
+  parsed_args out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (a == "--help" || a == "-h") {
+      out.help = true;
+      continue;
+    }
+    if (a == "--") {
+      for (++i; i < args.size(); ++i)
+        out.positionals.push_back(args[i]);
+      break;
+    }
+    if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      auto eq = a.find('=');
+      auto name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+      std::optional<std::string> value;
+      if (eq != std::string::npos)
+        value = a.substr(eq + 1);
+      // CAF options: --group.key=value and --config-file=PATH.
+      if (name.find('.') != std::string::npos || name == "config-file") {
+        if (!value) {
+          if (i + 1 >= args.size())
+            return invalid_argument(name, "--" + name + " needs a value");
+          value = args[++i];
+        }
+        out.caf_args.push_back("--" + name + "=" + *value);
+        continue;
+      }
+      auto spec = find_flag(specs, name);
+      if (spec == nullptr)
+        return invalid_argument(name, "unknown flag --" + name);
+      if (spec->metavar.empty()) {
+        if (value)
+          return invalid_argument(name, "--" + name + " takes no value");
+        out.values[name].push_back("true");
+        continue;
+      }
+      if (!value) {
+        if (i + 1 >= args.size())
+          return invalid_argument(name, "--" + name + " needs a value (" + spec->metavar + ")");
+        value = args[++i];
+      }
+      out.values[name].push_back(std::move(*value));
+      continue;
+    }
+    if (a.size() > 1 && a[0] == '-' && !looks_like_number(a))
+      return invalid_argument(a.substr(1), "unknown flag " + a);
+    out.positionals.push_back(a);
+  }
+  return out;
+}
+
+std::string usage_text(std::string_view synopsis, std::string_view description,
+                       const std::vector<flag_spec>& own) {
+  std::ostringstream out;
+  out << "usage: " << synopsis << "\n\n" << description << "\n\nflags:\n";
+  auto specs = own;
+  for (auto& f : common_flags())
+    specs.push_back(f);
+  specs.push_back({"help", "", "print this help and exit"});
+  for (auto& s : specs) {
+    std::string left = "  --" + s.name;
+    if (!s.metavar.empty())
+      left += " " + s.metavar;
+    if (left.size() < 34)
+      left.resize(34, ' ');
+    else
+      left += "\n" + std::string(34, ' ');
+    out << left << s.help;
+    if (s.repeatable)
+      out << " (repeatable)";
+    out << '\n';
+  }
+  out << "\nconfiguration (caf-application.ini in the working directory, "
+         "--config-file=PATH, or --group.key=value):\n"
+         "  [sail] [pool] [completer] [http] [resolver] [log] tuning groups and\n"
+         "  CAF's own [scheduler] [middleman] [openssl]; see docs/operations.md.\n"
+         "environment: SAIL_API_KEY, SAIL_BASE_URL, TINKER_API_KEY, TINKER_BASE_URL,\n"
+         "  http_proxy, https_proxy, no_proxy.\n"
+         "exit status: 0 ok, 1 error, 2 invalid argument or configuration.\n";
+  return out.str();
+}
+
+// -- typed values ----------------------------------------------------------------
+
+caf::expected<int64_t> parse_int(std::string_view flag, std::string_view text,
+                                 int64_t min, int64_t max) {
+  int64_t value = 0;
+  auto s = trim(text);
+  auto res = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (s.empty() || res.ec != std::errc{} || res.ptr != s.data() + s.size())
+    return invalid_argument(std::string{flag}, "--" + std::string{flag}
+                                                 + ": expected an integer, got \""
+                                                 + redact_secrets(text) + "\"");
+  if (value < min || value > max)
+    return invalid_argument(std::string{flag},
+                            "--" + std::string{flag} + ": must be within "
+                              + std::to_string(min) + ".." + std::to_string(max));
+  return value;
+}
+
+caf::expected<double> parse_double(std::string_view flag, std::string_view text) {
+  auto s = trim(text);
+  char* end = nullptr;
+  errno = 0;
+  double value = s.empty() ? 0.0 : std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || errno == ERANGE
+      || !std::isfinite(value))
+    return invalid_argument(std::string{flag}, "--" + std::string{flag}
+                                                 + ": expected a finite number, got \""
+                                                 + redact_secrets(text) + "\"");
+  return value;
+}
+
+caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text) {
+  std::vector<int64_t> out;
+  if (trim(text).empty())
+    return invalid_argument("prompt", "the prompt is empty (expected token ids like 1,2,3)");
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    auto comma = text.find(',', pos);
+    auto part = trim(text.substr(pos, comma == std::string_view::npos ? std::string_view::npos
+                                                                      : comma - pos));
+    int64_t v = 0;
+    auto res = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (part.empty() || res.ec != std::errc{} || res.ptr != part.data() + part.size())
+      return invalid_argument("prompt", "token " + std::to_string(out.size())
+                                          + " is not an integer: \"" + redact_secrets(part)
+                                          + "\"");
+    out.push_back(v);
+    if (comma == std::string_view::npos)
+      break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+caf::expected<std::pair<std::string, uint16_t>> parse_host_port(std::string_view flag,
+                                                               std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0)
+    return invalid_argument(std::string{flag}, "--" + std::string{flag}
+                                                 + ": expected HOST:PORT, got \""
+                                                 + std::string{text} + "\"");
+  auto port = parse_int(flag, text.substr(colon + 1), 1, 65535);
+  if (!port)
+    return std::move(port.error());
+  return std::pair<std::string, uint16_t>{std::string{text.substr(0, colon)},
+                                          static_cast<uint16_t>(*port)};
+}
+
+std::vector<flag_spec> completer_flags(bool required_model) {
+  return {
+    {"model", "M", required_model ? "model name (required)" : "model name"},
+    {"max-tokens", "N", "max output tokens (required, > 0)"},
+    {"temperature", "T", "sampling temperature, 0..2 (default 1.0)"},
+    {"top-p", "P", "nucleus sampling, 0..1 (default 1.0)"},
+    {"window", "W", "completion window: asap | priority | standard | flex (default priority)"},
+    {"lora", "NAME", "Sail-registered LoRA adapter"},
+    {"tinker-lora-signed-url", "URL", "signed URL of a Tinker checkpoint archive (needs --adapter-config)"},
+    {"adapter-config", "JSON", "adapter config, a JSON object"},
+    {"tinker-lora-name", "S", "label of the Tinker LoRA"},
+    {"metadata", "K=V", "extra request metadata", true},
+    {"no-logprobs", "", "do not request logprobs"},
+    {"timeout", "SECONDS", "per-HTTP-call timeout"},
+    {"voyage-id", "ID", "Sail Voyage id (X-Sail-Voyage-Id header)"},
+    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL)"},
+  };
+}
+
+caf::expected<completer_config> completer_config_from(const parsed_args& args) {
+  completer_config cfg;
+  if (auto m = args.get("model"))
+    cfg.model = *m;
+  if (auto v = args.get("max-tokens")) {
+    auto n = parse_int("max-tokens", *v, INT64_MIN, INT64_MAX);
+    if (!n)
+      return std::move(n.error());
+    cfg.max_tokens = *n;
+  }
+  if (auto v = args.get("temperature")) {
+    auto x = parse_double("temperature", *v);
+    if (!x)
+      return std::move(x.error());
+    cfg.temperature = *x;
+  }
+  if (auto v = args.get("top-p")) {
+    auto x = parse_double("top-p", *v);
+    if (!x)
+      return std::move(x.error());
+    cfg.top_p = *x;
+  }
+  if (auto v = args.get("window"))
+    cfg.completion_window = *v;
+  if (auto v = args.get("lora"))
+    cfg.lora = *v;
+  if (auto v = args.get("tinker-lora-signed-url"))
+    cfg.tinker_lora_signed_url = *v;
+  if (auto v = args.get("adapter-config"))
+    cfg.adapter_config = *v;
+  if (auto v = args.get("tinker-lora-name"))
+    cfg.tinker_lora_name = *v;
+  for (auto& kv : args.all("metadata")) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return invalid_argument("metadata", "--metadata: expected KEY=VALUE, got \""
+                                            + redact_secrets(kv) + "\"");
+    cfg.metadata[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (args.has("no-logprobs"))
+    cfg.request_logprobs = false;
+  if (auto v = args.get("timeout")) {
+    auto x = parse_double("timeout", *v);
+    if (!x)
+      return std::move(x.error());
+    if (*x <= 0 || *x > 86400.0)
+      return invalid_argument("timeout", "--timeout: must be within (0, 86400] seconds");
+    cfg.timeout = std::chrono::duration_cast<caf::timespan>(
+      std::chrono::duration<double>(*x));
+  }
+  if (auto v = args.get("voyage-id")) {
+    if (v->empty())
+      return invalid_argument("voyage-id", "--voyage-id: must not be empty");
+    cfg.voyage = voyage{*v, std::nullopt, std::nullopt};
+  }
+  return cfg;
+}
+
+// -- CAF configuration -------------------------------------------------------------
+
+const std::vector<std::string>& app_option_groups() {
+  static const std::vector<std::string> groups{"sail", "pool", "completer",
+                                               "http", "resolver", "log"};
+  return groups;
+}
+
+void add_tuning_options(caf::config_option_set& opts, tuning& t) {
+  caf::config_option_adder{opts, "sail"}
+    .add(t.io_threads, "io-threads", "threads running the HTTP client's io_context")
+    .add(t.model_table_file, "model-table", "JSON file with the model table "
+                                            "({\"models\":{...}}); default: built-in")
+    .add(t.shutdown_grace, "shutdown-grace", "bound of each shutdown stage");
+  caf::config_option_adder{opts, "pool"}
+    .add(t.workers, "workers", "HTTP workers")
+    .add(t.max_in_flight, "max-in-flight", "samples in flight on this node")
+    .add(t.max_queued, "max-queued", "samples waiting for admission (beyond: overloaded)")
+    .add(t.max_dispatch_attempts, "max-dispatch-attempts", "dispatches of one job")
+    .add(t.max_restarts, "max-restarts", "worker restarts within restart-window before escalation")
+    .add(t.restart_window, "restart-window", "window of the restart intensity")
+    .add(t.call_timeout, "call-timeout", "per-HTTP-call timeout when the job sets none")
+    .add(t.poll_growth, "poll-growth", "poll interval growth factor")
+    .add(t.poll_jitter, "poll-jitter", "poll interval jitter (+/- fraction)")
+    .add(t.pool_seed, "seed", "seed of the jitter (0: random)")
+    .add(t.retry_max_attempts, "retry-max-attempts", "HTTP attempts of one call (create or poll)")
+    .add(t.retry_base_delay, "retry-base-delay", "backoff cap of the first retry")
+    .add(t.retry_max_delay, "retry-max-delay", "upper bound of the backoff cap")
+    .add(t.retry_max_retry_after, "retry-max-retry-after", "cap on an honoured Retry-After");
+  caf::config_option_adder{opts, "completer"}
+    .add(t.group_policy, "group-policy", "fail_group | partial (a failed group member)")
+    .add(t.max_group_size, "max-group-size", "largest n of sample_group")
+    .add(t.request_margin, "request-margin", "added to a sample's deadline for the request to the pool")
+    .add(t.url_refresh_margin, "url-refresh-margin", "resolve a checkpoint URL again this long before expiry")
+    .add(t.resolve_timeout, "resolve-timeout", "timeout of a resolve request");
+  caf::config_option_adder{opts, "http"}
+    .add(t.connect_timeout, "connect-timeout", "name resolution + TCP connect")
+    .add(t.tls_handshake_timeout, "tls-handshake-timeout", "TLS handshake")
+    .add(t.write_timeout, "write-timeout", "sending one request")
+    .add(t.read_timeout, "read-timeout", "receiving one response")
+    .add(t.max_connections_per_origin, "max-connections-per-origin", "keep-alive pool size per origin")
+    .add(t.idle_timeout, "idle-timeout", "idle keep-alive connections close after this")
+    .add(t.ca_file, "ca-file", "PEM file with extra trusted CAs")
+    .add(t.user_agent, "user-agent", "User-Agent header");
+  caf::config_option_adder{opts, "resolver"}
+    .add(t.resolver_call_timeout, "call-timeout", "timeout of one Tinker REST call")
+    .add(t.resolver_refresh_margin, "refresh-margin", "cached URLs are served until this long before expiry")
+    .add(t.resolver_max_attempts, "max-attempts", "attempts of one Tinker REST call")
+    .add(t.still_building_delay, "still-building-delay", "wait after a 503 'still building'");
+  caf::config_option_adder{opts, "log"}
+    .add(t.log_level, "level", "debug | info | warn | error | off")
+    .add(t.log_format, "format", "text | json");
+}
+
+namespace {
+
+/// The "argument" of a CAF parser error, e.g. "--pool.workers=abc".
+std::string caf_error_argument(const caf::error& err) {
+  auto text = caf::to_string(err);
+  const std::string marker = "\"argument\" = \"";
+  auto pos = text.find(marker);
+  if (pos == std::string::npos)
+    return {};
+  pos += marker.size();
+  auto end = text.find('"', pos);
+  return text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+} // namespace
+
+caf::error parse_caf_config(caf::actor_system_config& cfg,
+                            const caf::config_option_set& opts,
+                            const std::vector<std::string>& caf_args) {
+  caf::actor_system_config::string_list args{caf_args.begin(), caf_args.end()};
+  if (auto err = cfg.parse(std::move(args), nullptr)) {
+    auto arg = caf_error_argument(err);
+    std::string field = "config";
+    if (arg.compare(0, 2, "--") == 0)
+      field = arg.substr(2, arg.find('=') == std::string::npos ? std::string::npos
+                                                               : arg.find('=') - 2);
+    auto what = redact_secrets(caf::to_string(err));
+    return invalid_argument(field, "configuration: " + what);
+  }
+  // Strict check of our groups (CAF 0.17 drops ill-typed ini values silently).
+  for (auto& group : app_option_groups()) {
+    auto section = caf::get_if<caf::settings>(&cfg.content, group);
+    if (!section)
+      continue;
+    for (auto& [key, value] : *section) {
+      auto opt = opts.qualified_name_lookup(group, key);
+      if (opt == nullptr)
+        return invalid_argument(group + "." + key, "unknown configuration key " + group
+                                                     + "." + key);
+      if (auto err = opt->check(value))
+        return invalid_argument(group + "." + key,
+                                "invalid value for " + group + "." + key + " (expected "
+                                  + std::string(opt->type_name().data(), opt->type_name().size()) + ")");
+    }
+  }
+  return caf::none;
+}
+
+caf::error check_http_url(std::string_view field, std::string_view url) {
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https")
+      || parsed->host().empty() || parsed->has_query() || parsed->has_fragment())
+    return invalid_argument(std::string{field},
+                            "expected an absolute http(s) URL without query, got \""
+                              + redact_url(url) + "\"");
+  return caf::none;
+}
+
+caf::expected<runtime_options> make_runtime_options(const tuning& t,
+                                                    const std::optional<std::string>& base_url) {
+  auto opts = runtime_options::from_env();
+  if (base_url) {
+    if (auto err = check_http_url("base-url", *base_url))
+      return err;
+    opts.sail_base_url = *base_url;
+  } else if (auto err = check_http_url("SAIL_BASE_URL", opts.sail_base_url)) {
+    return err;
+  }
+  if (t.io_threads == 0 || t.io_threads > 256)
+    return invalid_argument("sail.io-threads", "must be within 1..256");
+  opts.io_threads = t.io_threads;
+  opts.shutdown_grace = t.shutdown_grace;
+  if (!t.model_table_file.empty()) {
+    std::ifstream in{t.model_table_file};
+    if (!in)
+      return invalid_argument("sail.model-table", "cannot read " + t.model_table_file);
+    std::stringstream buf;
+    buf << in.rdbuf();
+    auto table = model_table::from_json(buf.str());
+    if (!table)
+      return std::move(table.error());
+    opts.models = std::move(*table);
+  }
+  auto& p = opts.pool;
+  if (t.workers == 0 || t.workers > 1024)
+    return invalid_argument("pool.workers", "must be within 1..1024");
+  if (t.max_in_flight == 0)
+    return invalid_argument("pool.max-in-flight", "must be > 0");
+  if (t.poll_growth < 1.0 || !std::isfinite(t.poll_growth))
+    return invalid_argument("pool.poll-growth", "must be >= 1");
+  if (t.poll_jitter < 0.0 || t.poll_jitter >= 1.0)
+    return invalid_argument("pool.poll-jitter", "must be within [0, 1)");
+  if (t.retry_max_attempts == 0)
+    return invalid_argument("pool.retry-max-attempts", "must be > 0");
+  p.workers = t.workers;
+  p.max_in_flight = t.max_in_flight;
+  p.max_queued = t.max_queued;
+  p.max_dispatch_attempts = static_cast<uint32_t>(std::max<size_t>(1, t.max_dispatch_attempts));
+  p.max_restarts = static_cast<uint32_t>(t.max_restarts);
+  p.restart_window = t.restart_window;
+  p.call_timeout = t.call_timeout;
+  p.poll_growth = t.poll_growth;
+  p.poll_jitter = t.poll_jitter;
+  p.seed = t.pool_seed;
+  p.retry.max_attempts = static_cast<uint32_t>(t.retry_max_attempts);
+  p.retry.base_delay = t.retry_base_delay;
+  p.retry.max_delay = t.retry_max_delay;
+  p.retry.max_retry_after = t.retry_max_retry_after;
+  auto& c = opts.completer;
+  if (t.group_policy == "fail_group" || t.group_policy.empty())
+    c.group_policy = group_failure_policy::fail_group;
+  else if (t.group_policy == "partial")
+    c.group_policy = group_failure_policy::partial;
+  else
+    return invalid_argument("completer.group-policy", "expected fail_group or partial");
+  if (t.max_group_size == 0 || t.max_group_size > UINT32_MAX)
+    return invalid_argument("completer.max-group-size", "must be within 1..4294967295");
+  c.max_group_size = static_cast<uint32_t>(t.max_group_size);
+  c.request_margin = t.request_margin;
+  c.url_refresh_margin = t.url_refresh_margin;
+  c.resolve_timeout = t.resolve_timeout;
+  auto& h = opts.http;
+  h.timeouts.connect = t.connect_timeout;
+  h.timeouts.tls_handshake = t.tls_handshake_timeout;
+  h.timeouts.write = t.write_timeout;
+  h.timeouts.read = t.read_timeout;
+  if (t.max_connections_per_origin == 0)
+    return invalid_argument("http.max-connections-per-origin", "must be > 0");
+  h.max_connections_per_origin = static_cast<uint32_t>(t.max_connections_per_origin);
+  h.idle_timeout = t.idle_timeout;
+  h.tls.ca_file = t.ca_file;
+  h.user_agent = t.user_agent;
+  auto& r = opts.resolver;
+  r.call_timeout = t.resolver_call_timeout;
+  r.refresh_margin = t.resolver_refresh_margin;
+  r.retry.max_attempts = static_cast<uint32_t>(std::max<size_t>(1, t.resolver_max_attempts));
+  r.retry.still_building_delay = t.still_building_delay;
+  return opts;
+}
+
+caf::error setup_logging(const parsed_args& args, const tuning& t,
+                         log_level default_level) {
+  auto level = default_level;
+  auto format = log_format::text;
+  auto level_text = args.get("log-level");
+  std::string level_field = "log-level";
+  if (!level_text && !t.log_level.empty()) {
+    level_text = t.log_level;
+    level_field = "log.level";
+  }
+  if (level_text) {
+    auto l = parse_log_level(*level_text);
+    if (!l)
+      return invalid_argument(level_field, "expected debug, info, warn, error or off");
+    level = *l;
+  }
+  auto format_text = args.get("log-format");
+  std::string format_field = "log-format";
+  if (!format_text && !t.log_format.empty()) {
+    format_text = t.log_format;
+    format_field = "log.format";
+  }
+  if (format_text) {
+    auto f = parse_log_format(*format_text);
+    if (!f)
+      return invalid_argument(format_field, "expected text or json");
+    format = *f;
+  }
+  configure_logging(level, format);
+  return caf::none;
+}
+
+// -- errors --------------------------------------------------------------------------
+
+std::string error_kind(const caf::error& err) {
+  if (auto code = code_of(err))
+    return to_string(*code);
+  if (err == caf::sec::request_timeout)
+    return "timeout";
+  return "transport_error";
+}
+
+int report_error(const caf::error& err) {
+  auto kind = error_kind(err);
+  std::string text = code_of(err) ? render(err) : kind + ": " + caf::to_string(err);
+  auto line = "error: " + redact_secrets(text) + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+  return kind == "invalid_argument" ? exit_usage : exit_failure;
+}
+
+// -- signals -------------------------------------------------------------------------
+
+namespace {
+
+sigset_t termination_set(bool with_wakeup) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  if (with_wakeup)
+    sigaddset(&set, SIGUSR1);
+  return set;
+}
+
+} // namespace
+
+void block_termination_signals() {
+  auto set = termination_set(true);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int wait_for_termination_signal() {
+  auto set = termination_set(false);
+  int sig = 0;
+  while (sigwait(&set, &sig) != 0) {
+  }
+  return sig;
+}
+
+signal_watcher::signal_watcher(std::function<void(int)> on_signal) {
+  thread_ = std::thread([fn = std::move(on_signal)] {
+    auto set = termination_set(true);
+    int count = 0;
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0)
+        continue;
+      if (sig == SIGUSR1)
+        return;
+      if (++count > 1) {
+        // A second interrupt: the user insists.
+        std::fputs("interrupted twice, exiting now\n", stderr);
+        std::_Exit(exit_interrupted);
+      }
+      fn(sig);
+    }
+  });
+}
+
+signal_watcher::~signal_watcher() {
+  stop();
+}
+
+void signal_watcher::stop() {
+  if (stopped_)
+    return;
+  stopped_ = true;
+  pthread_kill(thread_.native_handle(), SIGUSR1);
+  thread_.join();
+}
+
+} // namespace sail::app

@@ -1,0 +1,212 @@
+// Shared parts of the sail-tinker subcommands: the flag parser (a
+// subcommand's own flags are parsed here; `--group.key=value` arguments and
+// caf-application.ini go to CAF's actor_system_config::parse), the CAF
+// configuration class with the [sail] [pool] [completer] [http] [resolver]
+// [log] option groups, the mapping of those options onto runtime_options,
+// error printing with the exit-code rules, and signal handling.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system_config.hpp>
+#include <caf/error.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+#include "sail_tinker/actors/runtime.hpp"
+#include "sail_tinker/actors/system_config.hpp"
+#include "sail_tinker/app/log.hpp"
+#include "sail_tinker/messages/types.hpp"
+
+namespace sail::app {
+
+/// Exit codes of every subcommand.
+inline constexpr int exit_ok = 0;
+inline constexpr int exit_failure = 1;
+inline constexpr int exit_usage = 2;
+inline constexpr int exit_interrupted = 130;
+
+inline constexpr const char* version = "0.1.0";
+
+// -- flags ---------------------------------------------------------------------
+
+struct flag_spec {
+  std::string name;     ///< without the leading "--"
+  std::string metavar;  ///< empty: a switch without value
+  std::string help;
+  bool repeatable = false;
+};
+
+/// The result of parsing a subcommand's arguments.
+struct parsed_args {
+  std::map<std::string, std::vector<std::string>> values;
+  std::vector<std::string> positionals;
+  /// `--group.key=value` and `--config-file=...` arguments, for CAF.
+  std::vector<std::string> caf_args;
+  bool help = false;
+
+  bool has(const std::string& name) const { return values.count(name) > 0; }
+  /// Last value of a flag (flags given twice: the last one wins).
+  std::optional<std::string> get(const std::string& name) const;
+  const std::vector<std::string>& all(const std::string& name) const;
+};
+
+/// Flags every subcommand accepts (--log-level, --log-format, --help).
+std::vector<flag_spec> common_flags();
+
+/// Parses `args` against `specs` (plus common_flags()). Unknown flags, missing
+/// values and repeated non-repeatable flags -> invalid_argument naming the flag.
+caf::expected<parsed_args> parse_flags(const std::vector<std::string>& args,
+                                       const std::vector<flag_spec>& specs);
+
+/// Usage text: synopsis, description, the flags, and the config groups.
+std::string usage_text(std::string_view synopsis, std::string_view description,
+                       const std::vector<flag_spec>& specs);
+
+// -- typed values ----------------------------------------------------------------
+
+caf::expected<int64_t> parse_int(std::string_view flag, std::string_view text,
+                                 int64_t min, int64_t max);
+caf::expected<double> parse_double(std::string_view flag, std::string_view text);
+/// "1,2,3" -> token ids (field "prompt").
+caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text);
+/// "host:port" -> (host, port).
+caf::expected<std::pair<std::string, uint16_t>> parse_host_port(std::string_view flag,
+                                                               std::string_view text);
+
+/// Flags that make up a completer_config (sample and serve).
+std::vector<flag_spec> completer_flags(bool required_model);
+
+/// Builds a completer_config from completer_flags(); checks only the CLI-level
+/// syntax (numbers, k=v); completer.md rules are checked by sail::validate.
+caf::expected<completer_config> completer_config_from(const parsed_args& args);
+
+// -- CAF configuration -------------------------------------------------------------
+
+/// Service tuning, bound to CAF config options (see docs/operations.md).
+struct tuning {
+  // [sail]
+  size_t io_threads = 1;
+  std::string model_table_file;
+  caf::timespan shutdown_grace = std::chrono::seconds(5);
+  // [pool]
+  size_t workers = 4;
+  size_t max_in_flight = 256;
+  size_t max_queued = 1024;
+  size_t max_dispatch_attempts = 3;
+  size_t max_restarts = 20;
+  caf::timespan restart_window = std::chrono::seconds(10);
+  caf::timespan call_timeout = std::chrono::seconds(30);
+  double poll_growth = 1.5;
+  double poll_jitter = 0.2;
+  size_t pool_seed = 0;
+  size_t retry_max_attempts = 6;
+  caf::timespan retry_base_delay = std::chrono::milliseconds(250);
+  caf::timespan retry_max_delay = std::chrono::seconds(30);
+  caf::timespan retry_max_retry_after = std::chrono::seconds(60);
+  // [completer]
+  std::string group_policy;  ///< "" = the subcommand's default
+  size_t max_group_size = 4096;
+  caf::timespan request_margin = std::chrono::seconds(30);
+  caf::timespan url_refresh_margin = std::chrono::minutes(2);
+  caf::timespan resolve_timeout = std::chrono::minutes(5);
+  // [http]
+  caf::timespan connect_timeout = std::chrono::seconds(10);
+  caf::timespan tls_handshake_timeout = std::chrono::seconds(10);
+  caf::timespan write_timeout = std::chrono::seconds(30);
+  caf::timespan read_timeout = std::chrono::seconds(60);
+  size_t max_connections_per_origin = 16;
+  caf::timespan idle_timeout = std::chrono::seconds(30);
+  std::string ca_file;
+  std::string user_agent = "sail-tinker/0.1";
+  // [resolver]
+  caf::timespan resolver_call_timeout = std::chrono::seconds(30);
+  caf::timespan resolver_refresh_margin = std::chrono::seconds(60);
+  size_t resolver_max_attempts = 8;
+  caf::timespan still_building_delay = std::chrono::seconds(30);
+  // [log]
+  std::string log_level;
+  std::string log_format;
+};
+
+/// The option groups this application registers (checked strictly).
+const std::vector<std::string>& app_option_groups();
+
+/// Registers the tuning options on `opts`.
+void add_tuning_options(caf::config_option_set& opts, tuning& t);
+
+template <class Base>
+struct basic_app_config : Base {
+  tuning tune;
+  basic_app_config() {
+    add_tuning_options(this->custom_options_, tune);
+  }
+  const caf::config_option_set& options() const {
+    return this->custom_options_;
+  }
+};
+
+/// Without the io middleman (sample, resolve, emulate, rollout).
+using app_config = basic_app_config<system_config>;
+/// With the io middleman and OpenSSL (serve, rollout --nodes).
+using app_node_config = basic_app_config<node_config>;
+
+/// Parses CAF arguments + caf-application.ini into `cfg`, then checks the
+/// application's groups strictly (unknown keys and ill-typed values in the
+/// ini file are errors, CAF 0.17 silently ignores them). invalid_argument.
+caf::error parse_caf_config(caf::actor_system_config& cfg,
+                            const caf::config_option_set& opts,
+                            const std::vector<std::string>& caf_args);
+
+/// Environment + tuning -> runtime options; `base_url` overrides SAIL_BASE_URL.
+caf::expected<runtime_options> make_runtime_options(const tuning& t,
+                                                    const std::optional<std::string>& base_url);
+
+/// Checks an absolute http(s) base URL (invalid_argument naming `field`).
+caf::error check_http_url(std::string_view field, std::string_view url);
+
+/// Applies --log-level / --log-format (flags win over [log] config). Returns
+/// invalid_argument for bad values.
+caf::error setup_logging(const parsed_args& args, const tuning& t,
+                         log_level default_level);
+
+// -- errors and exit codes -------------------------------------------------------
+
+/// "kind" of an error: the sail errc name, "timeout" for CAF request
+/// timeouts, "transport_error" for other CAF errors.
+std::string error_kind(const caf::error& err);
+
+/// Prints "error: <kind>: ..." (secrets redacted) on stderr and returns the
+/// exit code: 2 for invalid_argument, 1 otherwise.
+int report_error(const caf::error& err);
+
+// -- signals -------------------------------------------------------------------------
+
+/// Blocks SIGINT, SIGTERM (and SIGUSR1 for internal wake-ups) in the calling
+/// thread; call before any thread is started so every thread inherits it.
+void block_termination_signals();
+
+/// Blocks until SIGINT or SIGTERM arrives; returns the signal number.
+int wait_for_termination_signal();
+
+/// A thread that waits for SIGINT/SIGTERM and runs `on_signal` (on that
+/// thread, never in a signal handler). stop() ends it without a signal.
+class signal_watcher {
+public:
+  explicit signal_watcher(std::function<void(int)> on_signal);
+  ~signal_watcher();
+  void stop();
+
+private:
+  std::thread thread_;
+  bool stopped_ = false;
+};
+
+} // namespace sail::app

@@ -1,0 +1,147 @@
+// sail-tinker sample: one sample through the actor stack; one JSON object on
+// stdout.
+#include <cstdio>
+#include <iostream>
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+#include <caf/actor_system.hpp>
+
+#include "sail_tinker/app/cli.hpp"
+#include "sail_tinker/app/commands.hpp"
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/validation.hpp"
+
+namespace sail::app {
+
+namespace {
+
+std::vector<flag_spec> sample_flags() {
+  auto flags = completer_flags(true);
+  flags.insert(flags.begin() + 2,
+               flag_spec{"prompt", "IDS", "prompt token ids, e.g. 1,2,3 (required)"});
+  flags.insert(flags.begin() + 3, flag_spec{"stop-token", "ID", "stop token id", true});
+  flags.insert(flags.begin() + 4, flag_spec{"stop", "TEXT", "stop string", true});
+  return flags;
+}
+
+constexpr const char* sample_synopsis
+  = "sail-tinker sample --model M --max-tokens N --prompt 1,2,3 [--stop-token ID]... "
+    "[--stop TEXT]... [--temperature T] [--top-p P] [--window W] [--lora NAME | "
+    "--tinker-lora-signed-url URL --adapter-config JSON] [--tinker-lora-name S] "
+    "[--metadata k=v]... [--no-logprobs] [--timeout SECONDS] [--voyage-id ID] "
+    "[--base-url URL]";
+
+constexpr const char* sample_description
+  = "Sends one raw-token sample to Sail (SAIL_API_KEY, SAIL_BASE_URL) and prints\n"
+    "exactly one JSON object on stdout:\n"
+    "  {\"tokens\":[...],\"maybe_logprobs\":[...] or null,\"stop_reason\":\"...\"}\n"
+    "Invalid arguments are refused before anything is sent (exit 2).";
+
+std::string to_json(const tokens_with_logprobs& out) {
+  boost::json::object obj;
+  boost::json::array tokens;
+  for (auto t : out.tokens)
+    tokens.emplace_back(static_cast<int64_t>(t));
+  obj["tokens"] = std::move(tokens);
+  if (out.maybe_logprobs) {
+    boost::json::array lps;
+    for (auto x : *out.maybe_logprobs)
+      lps.emplace_back(x);
+    obj["maybe_logprobs"] = std::move(lps);
+  } else {
+    obj["maybe_logprobs"] = nullptr;
+  }
+  obj["stop_reason"] = out.stop_reason;
+  return boost::json::serialize(obj);
+}
+
+caf::error require(const parsed_args& args, const char* flag) {
+  if (!args.has(flag))
+    return invalid_argument(flag, std::string{"--"} + flag + " is required");
+  return caf::none;
+}
+
+} // namespace
+
+int cmd_sample(const std::vector<std::string>& raw) {
+  auto flags = sample_flags();
+  auto args = parse_flags(raw, flags);
+  if (!args)
+    return report_error(args.error());
+  if (args->help) {
+    std::cout << usage_text(sample_synopsis, sample_description, flags);
+    return exit_ok;
+  }
+  if (!args->positionals.empty())
+    return report_error(invalid_argument("arguments", "unexpected argument \""
+                                                        + args->positionals.front() + "\""));
+  app_config cfg;
+  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
+    return report_error(err);
+  if (auto err = setup_logging(*args, cfg.tune, log_level::warn))
+    return report_error(err);
+  for (auto flag : {"model", "max-tokens", "prompt"})
+    if (auto err = require(*args, flag))
+      return report_error(err);
+  // Everything is checked before anything is sent.
+  auto ccfg = completer_config_from(*args);
+  if (!ccfg)
+    return report_error(ccfg.error());
+  sample_request req;
+  auto prompt = parse_prompt(*args->get("prompt"));
+  if (!prompt)
+    return report_error(prompt.error());
+  req.prompt = model_input{std::move(*prompt)};
+  std::vector<int64_t> stop_ids;
+  for (auto& s : args->all("stop-token")) {
+    auto id = parse_int("stop-token", s, INT64_MIN, INT64_MAX);
+    if (!id)
+      return report_error(id.error());
+    stop_ids.push_back(*id);
+  }
+  auto& stop_texts = args->all("stop");
+  if (!stop_ids.empty() && !stop_texts.empty())
+    return report_error(invalid_argument("stop", "--stop-token and --stop cannot be mixed "
+                                                 "(token ids and strings never mix)"));
+  if (!stop_ids.empty())
+    req.stop = stop_condition::tokens(stop_ids);
+  else if (!stop_texts.empty())
+    req.stop = stop_condition::texts(stop_texts);
+  auto opts = make_runtime_options(cfg.tune, args->get("base-url"));
+  if (!opts)
+    return report_error(opts.error());
+  if (auto err = validate(*ccfg, opts->models))
+    return report_error(err);
+  if (ccfg->adapter_config) {
+    auto norm = normalize_adapter_config(*ccfg->adapter_config);
+    if (!norm)
+      return report_error(norm.error());
+  }
+  if (auto err = validate(req))
+    return report_error(err);
+  int code = exit_ok;
+  {
+    caf::actor_system sys{cfg};
+    auto rt = runtime::start(sys, std::move(*opts));
+    if (!rt)
+      return report_error(rt.error());
+    log_debug("sample", "runtime started", {{"base_url", (*rt)->options().sail_base_url}});
+    auto tc = (*rt)->make_token_completer(*ccfg);
+    if (!tc) {
+      code = report_error(tc.error());
+    } else {
+      auto res = tc->sample(std::move(req)).get();
+      if (res) {
+        std::cout << to_json(*res) << std::endl;
+      } else {
+        code = report_error(res.error());
+      }
+    }
+    (*rt)->shutdown();
+  }
+  return code;
+}
+
+} // namespace sail::app

@@ -1,0 +1,317 @@
+#include "sail_tinker/app/metrics.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/status.hpp>
+#include <caf/event_based_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "sail_tinker/app/cli.hpp"
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/fwd.hpp"
+
+namespace sail::app {
+
+// -- histogram -----------------------------------------------------------------------
+
+histogram::histogram(std::vector<double> upper_bounds)
+  : bounds(std::move(upper_bounds)), counts(bounds.size() + 1, 0) {
+}
+
+std::vector<double> histogram::default_latency_bounds() {
+  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
+}
+
+void histogram::observe(double value) {
+  auto i = std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin();
+  ++counts[static_cast<size_t>(i)];
+  sum += value;
+  ++count;
+}
+
+double histogram::quantile(double q) const {
+  if (count == 0)
+    return 0;
+  auto rank = q * static_cast<double>(count);
+  double seen = 0;
+  for (size_t i = 0; i < counts.size(); ++i) {
+    auto next = seen + static_cast<double>(counts[i]);
+    if (next >= rank && counts[i] > 0) {
+      double lo = i == 0 ? 0.0 : bounds[i - 1];
+      double hi = i < bounds.size() ? bounds[i] : lo;
+      return lo + (hi - lo) * ((rank - seen) / static_cast<double>(counts[i]));
+    }
+    seen = next;
+  }
+  return bounds.empty() ? 0 : bounds.back();
+}
+
+// -- request_metrics -------------------------------------------------------------
+
+request_metrics::request_metrics() {
+  ops_.emplace("sample", op_data{});
+  ops_.emplace("sample_group", op_data{});
+}
+
+void request_metrics::record(const std::string& op, caf::timespan latency, bool ok) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto& d = ops_[op];
+  d.latency.observe(std::chrono::duration<double>(latency).count());
+  if (ok)
+    ++d.ok;
+  else
+    ++d.failed;
+}
+
+std::map<std::string, request_metrics::op_data> request_metrics::snapshot() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return ops_;
+}
+
+// -- text format -----------------------------------------------------------------------
+
+namespace {
+
+std::string escape_label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+  return out;
+}
+
+std::string number(double v) {
+  if (std::isinf(v))
+    return v > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  return buf;
+}
+
+void header(std::ostringstream& out, const char* name, const char* type, const char* help) {
+  out << "# HELP " << name << ' ' << help << '\n' << "# TYPE " << name << ' ' << type << '\n';
+}
+
+} // namespace
+
+std::string render_prometheus(const completer_stats& stats,
+                              const std::map<std::string, request_metrics::op_data>& ops) {
+  std::ostringstream out;
+  header(out, "sail_tinker_build_info", "gauge", "Version of this node (always 1).");
+  out << "sail_tinker_build_info{version=\"" << version << "\",protocol=\""
+      << escape_label(protocol_version) << "\"} 1\n";
+  header(out, "sail_tinker_samples_in_flight", "gauge",
+         "Samples accepted by the completer and not yet finished.");
+  out << "sail_tinker_samples_in_flight " << stats.in_flight << '\n';
+  header(out, "sail_tinker_samples_completed_total", "counter",
+         "Samples that finished with a result.");
+  out << "sail_tinker_samples_completed_total " << stats.completed << '\n';
+  header(out, "sail_tinker_samples_failed_total", "counter",
+         "Samples that finished with an error, by error kind.");
+  auto failed = stats.failed_by_kind;
+  for (uint8_t c = 1; c <= errc_count; ++c)
+    failed.emplace(to_string(static_cast<errc>(c)), 0);
+  for (auto& [kind, n] : failed)
+    out << "sail_tinker_samples_failed_total{kind=\"" << escape_label(kind) << "\"} " << n
+        << '\n';
+  header(out, "sail_tinker_retries_total", "counter",
+         "HTTP retries and re-dispatches, by cause (http_429, transport, timeout, ...).");
+  for (auto& [cause, n] : stats.retries_by_cause)
+    out << "sail_tinker_retries_total{cause=\"" << escape_label(cause) << "\"} " << n << '\n';
+  header(out, "sail_tinker_polls_total", "counter",
+         "GET polls sent for completed samples.");
+  out << "sail_tinker_polls_total " << stats.polls << '\n';
+  header(out, "sail_tinker_requests_total", "counter",
+         "Requests answered by this node's completer front, by operation and outcome.");
+  for (auto& [op, d] : ops) {
+    out << "sail_tinker_requests_total{op=\"" << escape_label(op) << "\",outcome=\"ok\"} "
+        << d.ok << '\n';
+    out << "sail_tinker_requests_total{op=\"" << escape_label(op)
+        << "\",outcome=\"error\"} " << d.failed << '\n';
+  }
+  header(out, "sail_tinker_request_latency_seconds", "histogram",
+         "Latency of requests to the completer front (a sample_group counts once).");
+  for (auto& [op, d] : ops) {
+    auto& h = d.latency;
+    uint64_t cumulative = 0;
+    auto lbl = escape_label(op);
+    for (size_t i = 0; i < h.bounds.size(); ++i) {
+      cumulative += h.counts[i];
+      out << "sail_tinker_request_latency_seconds_bucket{op=\"" << lbl << "\",le=\""
+          << number(h.bounds[i]) << "\"} " << cumulative << '\n';
+    }
+    cumulative += h.counts.back();
+    out << "sail_tinker_request_latency_seconds_bucket{op=\"" << lbl << "\",le=\"+Inf\"} "
+        << cumulative << '\n';
+    out << "sail_tinker_request_latency_seconds_sum{op=\"" << lbl << "\"} " << number(h.sum)
+        << '\n';
+    out << "sail_tinker_request_latency_seconds_count{op=\"" << lbl << "\"} " << h.count
+        << '\n';
+  }
+  return out.str();
+}
+
+// -- metering front -------------------------------------------------------------------
+
+namespace {
+
+struct front_state {
+  static inline const char* name = "sail.metering_front";
+  completer_actor inner;
+  std::shared_ptr<request_metrics> metrics;
+  caf::timespan timeout{0};
+};
+
+using clock_type = std::chrono::steady_clock;
+
+template <class T, class Self, class Request>
+caf::typed_response_promise<T> forward(Self self, const char* op, Request&& request) {
+  auto rp = self->template make_response_promise<T>();
+  auto start = clock_type::now();
+  auto metrics = self->state.metrics;
+  std::string name = op;
+  request.then(
+    [rp, start, metrics, name](T& res) mutable {
+      metrics->record(name, clock_type::now() - start, true);
+      rp.deliver(std::move(res));
+    },
+    [rp, start, metrics, name](caf::error& err) mutable {
+      metrics->record(name, clock_type::now() - start, false);
+      if (err == caf::sec::request_timeout)
+        err = make_error(errc::timeout, "completer did not answer in time");
+      rp.deliver(std::move(err));
+    });
+  return rp;
+}
+
+completer_actor::behavior_type
+front_behavior(completer_actor::stateful_pointer<front_state> self, completer_actor inner,
+               std::shared_ptr<request_metrics> metrics, caf::timespan timeout) {
+  self->state.inner = std::move(inner);
+  self->state.metrics = std::move(metrics);
+  self->state.timeout = timeout;
+  // The front's lifetime follows the completer's.
+  self->monitor(self->state.inner);
+  self->set_down_handler([=](caf::down_msg& dm) { self->quit(dm.reason); });
+  return {
+    [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
+      auto& st = self->state;
+      return forward<tokens_with_logprobs>(
+        self, "sample", self->request(st.inner, st.timeout, atom::sample_v, std::move(req)));
+    },
+    [=](atom::sample_group, sample_request& req, uint32_t n) -> caf::result<group_result> {
+      auto& st = self->state;
+      return forward<group_result>(self, "sample_group",
+                                   self->request(st.inner, st.timeout, atom::sample_group_v,
+                                                 std::move(req), n));
+    },
+    [=](atom::cancel, std::string& what) {
+      self->send(self->state.inner, atom::cancel_v, std::move(what));
+    },
+    [=](atom::stats) -> caf::result<completer_stats> {
+      auto rp = self->make_response_promise<completer_stats>();
+      self->request(self->state.inner, std::chrono::seconds(10), atom::stats_v)
+        .then([rp](completer_stats& s) mutable { rp.deliver(std::move(s)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+  };
+}
+
+} // namespace
+
+completer_actor spawn_metering_front(caf::actor_system& sys, completer_actor inner,
+                                     std::shared_ptr<request_metrics> metrics,
+                                     caf::timespan request_timeout) {
+  return sys.spawn(front_behavior, std::move(inner), std::move(metrics), request_timeout);
+}
+
+// -- metrics server ---------------------------------------------------------------------
+
+namespace {
+
+http_server_response text_response(boost::beast::http::status status, std::string body,
+                                   const char* content_type) {
+  http_server_response res{status, 11};
+  res.set(boost::beast::http::field::content_type, content_type);
+  res.body() = std::move(body);
+  return res;
+}
+
+} // namespace
+
+metrics_server::metrics_server(caf::actor_system& sys, completer_actor front,
+                               std::shared_ptr<request_metrics> metrics,
+                               http_server_options opts) {
+  auto handler = [&sys, front, metrics](http_server_context&& ctx) {
+    namespace http = boost::beast::http;
+    auto& req = ctx.request();
+    std::string target{req.target()};
+    auto path = target.substr(0, target.find('?'));
+    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+      ctx.respond(text_response(http::status::method_not_allowed, "method not allowed\n",
+                                "text/plain"));
+      return;
+    }
+    if (path == "/healthz") {
+      ctx.respond(text_response(http::status::ok, "ok\n", "text/plain"));
+      return;
+    }
+    if (path != "/metrics") {
+      ctx.respond(text_response(http::status::not_found, "see /metrics\n", "text/plain"));
+      return;
+    }
+    // Fetch the completer's counters asynchronously: the handler must not
+    // block, so a one-shot actor asks and answers the HTTP request.
+    auto box = std::make_shared<http_server_context>(std::move(ctx));
+    sys.spawn([box, front, metrics](caf::event_based_actor* self) {
+      self->request(front, std::chrono::seconds(10), atom::stats_v)
+        .then(
+          [=](completer_stats& s) {
+            box->respond(text_response(http::status::ok,
+                                       render_prometheus(s, metrics->snapshot()),
+                                       "text/plain; version=0.0.4; charset=utf-8"));
+            self->quit();
+          },
+          [=](caf::error& err) {
+            box->respond(text_response(http::status::service_unavailable,
+                                       "completer unavailable: " + render(err) + "\n",
+                                       "text/plain"));
+            self->quit();
+          });
+    });
+  };
+  server_ = std::make_unique<http_server>(std::move(opts), std::move(handler));
+}
+
+metrics_server::~metrics_server() {
+  stop();
+}
+
+caf::error metrics_server::start() {
+  return server_->start();
+}
+
+uint16_t metrics_server::port() const noexcept {
+  return server_->port();
+}
+
+void metrics_server::stop() {
+  if (server_)
+    server_->stop();
+}
+
+} // namespace sail::app
