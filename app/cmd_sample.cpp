@@ -1,5 +1,6 @@
 // sail-tinker sample: one sample through the actor stack; one JSON object on
 // stdout.
+#include <charconv>
 #include <cstdio>
 #include <iostream>
 
@@ -40,21 +41,31 @@ constexpr const char* sample_description
     "Invalid arguments are refused before anything is sent (exit 2).";
 
 std::string to_json(const tokens_with_logprobs& out) {
-  boost::json::object obj;
-  boost::json::array tokens;
-  for (auto t : out.tokens)
-    tokens.emplace_back(static_cast<int64_t>(t));
-  obj["tokens"] = std::move(tokens);
-  if (out.maybe_logprobs) {
-    boost::json::array lps;
-    for (auto x : *out.maybe_logprobs)
-      lps.emplace_back(x);
-    obj["maybe_logprobs"] = std::move(lps);
-  } else {
-    obj["maybe_logprobs"] = nullptr;
+  // Written by hand so that doubles use the shortest round-trip form.
+  std::string json = "{\"tokens\":[";
+  for (size_t i = 0; i < out.tokens.size(); ++i) {
+    if (i > 0)
+      json += ',';
+    json += std::to_string(out.tokens[i]);
   }
-  obj["stop_reason"] = out.stop_reason;
-  return boost::json::serialize(obj);
+  json += "],\"maybe_logprobs\":";
+  if (out.maybe_logprobs) {
+    json += '[';
+    char buf[64];
+    for (size_t i = 0; i < out.maybe_logprobs->size(); ++i) {
+      if (i > 0)
+        json += ',';
+      auto res = std::to_chars(buf, buf + sizeof(buf), (*out.maybe_logprobs)[i]);
+      json.append(buf, res.ptr);
+    }
+    json += ']';
+  } else {
+    json += "null";
+  }
+  json += ",\"stop_reason\":";
+  json += boost::json::serialize(boost::json::string{out.stop_reason});
+  json += '}';
+  return json;
 }
 
 caf::error require(const parsed_args& args, const char* flag) {

@@ -1,6 +1,7 @@
 #include "sail_tinker/app/metrics.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -97,8 +98,8 @@ std::string number(double v) {
   if (std::isinf(v))
     return v > 0 ? "+Inf" : "-Inf";
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return buf;
+  auto res = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, res.ptr);
 }
 
 void header(std::ostringstream& out, const char* name, const char* type, const char* help) {
