@@ -1,0 +1,508 @@
+// Service nodes and the trainer-side cluster over real loopback sockets: one
+// emulator, several service-node actor systems (each with its own runtime),
+// and a trainer actor system, all in this process, linked by CAF's middleman
+// (BASP over TCP, or caf::openssl). Node loss is produced by a TCP relay
+// (cut = killed process, freeze = stopped process) or a graceful node stop.
+#include <catch2/catch.hpp>
+
+#include <future>
+#include <set>
+
+#include <caf/io/middleman.hpp>
+#include <caf/scoped_actor.hpp>
+#include <caf/typed_event_based_actor.hpp>
+
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/type_ids.hpp"
+#include "support/certs_cluster.hpp"
+#include "support/cluster_fixture.hpp"
+#include "support/stack_fixture.hpp"
+
+using namespace sail;
+using namespace sail::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+completer_config toy_config(int64_t max_tokens = 8) {
+  return stack_fixture::config(max_tokens);
+}
+
+sample_request prompt(int64_t i) {
+  sample_request req;
+  req.prompt.tokens = {i % 50 + 1, (i * 7) % 50 + 1, 3};
+  return req;
+}
+
+node_address local(uint16_t port) {
+  return {"127.0.0.1", port};
+}
+
+emulator::options emulator_with_queue(std::chrono::milliseconds queued) {
+  auto opts = test_emulator_options();
+  opts.threads = 2;
+  opts.latency.priority.queued = queued;
+  return opts;
+}
+
+template <class T>
+caf::expected<T> get(std::future<caf::expected<T>>& f) {
+  if (f.wait_for(120s) != std::future_status::ready)
+    return make_error(errc::timeout, "test: no answer within two minutes");
+  return f.get();
+}
+
+/// Total POST arrivals the emulator recorded.
+size_t post_arrivals(const emulator::server& emu) {
+  size_t n = 0;
+  for (auto& [key, xs] : emu.snapshot().arrivals)
+    n += xs.size();
+  return n;
+}
+
+/// Runs `n` samples through the cluster, calling `midway` once every sample
+/// is in flight; returns the results in order.
+std::vector<caf::expected<tokens_with_logprobs>>
+run_samples(cluster& cl, int n, const std::function<void()>& midway = {}) {
+  std::vector<std::future<cluster::sample_result>> fs;
+  for (int i = 0; i < n; ++i)
+    fs.push_back(cl.sample(prompt(i)));
+  if (midway)
+    midway();
+  std::vector<caf::expected<tokens_with_logprobs>> out;
+  for (auto& f : fs)
+    out.push_back(get(f));
+  return out;
+}
+
+void require_all_ok(const std::vector<caf::expected<tokens_with_logprobs>>& rs) {
+  for (size_t i = 0; i < rs.size(); ++i) {
+    INFO("sample " << i << ": " << (rs[i] ? std::string{"ok"} : render(rs[i].error())));
+    REQUIRE(rs[i]);
+  }
+}
+
+void check_results_match_model(const emulator::server& emu,
+                               const std::vector<caf::expected<tokens_with_logprobs>>& rs) {
+  for (size_t i = 0; i < rs.size(); ++i) {
+    auto want = expected_sample(emu, toy_config(), prompt(static_cast<int64_t>(i)).prompt.tokens, 8);
+    CHECK(rs[i]->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
+  }
+}
+
+} // namespace
+
+// -- options ------------------------------------------------------------------------
+
+TEST_CASE("cluster: node lists and options are validated before anything is sent",
+          "[cluster]") {
+  auto list = parse_node_list("127.0.0.1:4242, node-b:1,[::1]:99");
+  REQUIRE(list);
+  REQUIRE(list->size() == 3);
+  CHECK((*list)[1] == node_address{"node-b", 1});
+  CHECK((*list)[2].host == "::1");
+  CHECK((*list)[2].to_string() == "[::1]:99");
+  for (auto bad : {"", "host", "host:0", "host:65536", "host:12x", ":80", "a:1,a:1", "::1:80"}) {
+    INFO(bad);
+    auto r = parse_node_list(bad);
+    REQUIRE(!r);
+    CHECK(code_of(r.error()) == errc::invalid_argument);
+    CHECK(info_of(r.error())->field == "nodes");
+  }
+  auto opts = test_cluster_options({local(1)}, toy_config());
+  CHECK(!validate(opts));
+  opts.config.temperature = std::numeric_limits<double>::quiet_NaN();
+  auto err = validate(opts);
+  REQUIRE(err);
+  CHECK(info_of(err)->field == "temperature");
+  opts.config.temperature = 1.0;
+  opts.config.top_p = std::numeric_limits<double>::infinity();
+  REQUIRE(validate(opts));
+  CHECK(info_of(validate(opts))->field == "top_p");
+  opts.config.top_p = 1.0;
+  opts.nodes.clear();
+  CHECK(info_of(validate(opts))->field == "nodes");
+  // The cluster refuses to start with a configuration that cannot cross a
+  // link: no actor is spawned, no connection attempted.
+  node_config cfg;
+  configure_test_node(cfg);
+  caf::actor_system sys{cfg};
+  auto bad = test_cluster_options({local(1)}, toy_config());
+  bad.config.temperature = std::numeric_limits<double>::infinity();
+  auto started = cluster::start(sys, bad);
+  REQUIRE(!started);
+  CHECK(code_of(started.error()) == errc::invalid_argument);
+}
+
+// -- service front --------------------------------------------------------------------
+
+TEST_CASE("service: equal configurations share one completer, invalid ones are "
+          "refused on the node",
+          "[cluster][service]") {
+  emulator::server emu{test_emulator_options()};
+  test_node node{emu};
+  node_config cfg;
+  configure_test_node(cfg);
+  caf::actor_system sys{cfg};
+  {
+    auto front = sys.middleman().remote_actor<completer_service_actor>("127.0.0.1", node.port());
+    REQUIRE(front);
+    caf::scoped_actor self{sys};
+    auto obtain = [&](completer_config c) {
+      caf::expected<completer_actor> out{completer_actor{}};
+      self->request(*front, 10s, atom::obtain_v, std::move(c))
+        .receive([&](completer_actor& h) { out = std::move(h); },
+                 [&](caf::error& e) { out = std::move(e); });
+      return out;
+    };
+    auto a = obtain(toy_config());
+    auto b = obtain(toy_config());
+    auto c = obtain(toy_config(9));
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(c);
+    CHECK(*a == *b);
+    CHECK(*a != *c);
+    auto bad = toy_config();
+    bad.max_tokens = 0;
+    auto refused = obtain(bad);
+    REQUIRE(!refused);
+    CHECK(code_of(refused.error()) == errc::invalid_argument);
+    CHECK(info_of(refused.error())->field == "max_tokens");
+    // The obtained remote completer samples like a local one.
+    caf::expected<tokens_with_logprobs> res{tokens_with_logprobs{}};
+    self->request(*a, 30s, atom::sample_v, prompt(1))
+      .receive([&](tokens_with_logprobs& r) { res = std::move(r); },
+               [&](caf::error& e) { res = std::move(e); });
+    REQUIRE(res);
+    auto want = expected_sample(emu, toy_config(), prompt(1).prompt.tokens, 8);
+    CHECK(res->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
+  }
+  node.stop();
+}
+
+TEST_CASE("cluster: every node rejecting the configuration fails samples with "
+          "that error",
+          "[cluster]") {
+  emulator::server emu{test_emulator_options()};
+  test_node node{emu};
+  auto bad = toy_config();
+  bad.model = "";
+  test_trainer trainer{{local(node.port())}, bad};
+  auto f = trainer.cl().sample(prompt(1));
+  auto res = get(f);
+  REQUIRE(!res);
+  CHECK(code_of(res.error()) == errc::invalid_argument);
+  CHECK(info_of(res.error())->field == "model");
+  trainer.stop();
+  node.stop();
+}
+
+// -- balancing ----------------------------------------------------------------------
+
+TEST_CASE("cluster: three nodes share the load", "[cluster]") {
+  emulator::server emu{emulator_with_queue(20ms)};
+  std::vector<std::unique_ptr<test_node>> nodes;
+  std::vector<node_address> addrs;
+  for (int i = 0; i < 3; ++i) {
+    nodes.push_back(std::make_unique<test_node>(emu));
+    addrs.push_back(local(nodes.back()->port()));
+  }
+  test_trainer trainer{addrs, toy_config()};
+  REQUIRE(trainer.cl().wait_ready(3, 30s));
+  constexpr int n = 150;
+  auto rs = run_samples(trainer.cl(), n);
+  require_all_ok(rs);
+  check_results_match_model(emu, rs);
+  auto status = trainer.cl().status();
+  uint64_t total = 0;
+  for (size_t i = 0; i < 3; ++i) {
+    auto served = nodes[i]->stats().completed;
+    INFO("node " << i << " served " << served << ", trainer counted " << status[i].completed);
+    CHECK(served * 5 >= n);  // at least 20 %
+    CHECK(status[i].completed == served);
+    CHECK(status[i].in_flight == 0);
+    total += served;
+  }
+  CHECK(total == n);
+  auto st = emu.snapshot();
+  CHECK(st.inference_runs.size() == n);
+  CHECK(st.max_runs_per_key == 1);
+  auto agg = trainer.cl().stats();
+  REQUIRE(agg);
+  CHECK(agg->completed == n);
+  trainer.stop();
+  for (auto& node : nodes)
+    node->stop();
+}
+
+// -- node loss ------------------------------------------------------------------------
+
+namespace {
+
+struct relayed_cluster {
+  emulator::server emu;
+  std::vector<std::unique_ptr<test_node>> nodes;
+  std::vector<std::unique_ptr<tcp_relay>> relays;
+  std::unique_ptr<test_trainer> trainer;
+
+  explicit relayed_cluster(std::chrono::milliseconds queued) : emu(emulator_with_queue(queued)) {
+    std::vector<node_address> addrs;
+    for (int i = 0; i < 3; ++i) {
+      nodes.push_back(std::make_unique<test_node>(emu));
+      relays.push_back(std::make_unique<tcp_relay>(nodes.back()->port()));
+      addrs.push_back(local(relays.back()->port()));
+    }
+    trainer = std::make_unique<test_trainer>(addrs, toy_config());
+    if (!trainer->cl().wait_ready(3, 30s))
+      throw std::runtime_error("cluster did not connect");
+  }
+
+  ~relayed_cluster() {
+    trainer->stop();
+    for (auto& n : nodes)
+      n->stop();
+    relays.clear();
+  }
+
+  /// Waits until the emulator has seen `n` POSTs (every sample submitted).
+  bool all_submitted(size_t n) {
+    return eventually([&] { return post_arrivals(emu) >= n; });
+  }
+
+  void check_once_per_key(size_t n) {
+    auto st = emu.snapshot();
+    CHECK(st.inference_runs.size() == n);
+    CHECK(st.max_runs_per_key == 1);
+    // Some keys arrived more than once: re-routed with their key, replayed.
+    size_t replayed = 0;
+    for (auto& [key, xs] : st.arrivals)
+      if (xs.size() > 1)
+        ++replayed;
+    CHECK(replayed > 0);
+  }
+};
+
+} // namespace
+
+TEST_CASE("cluster: a node cut off mid-run (like SIGKILL) loses no sample and "
+          "runs none twice",
+          "[cluster][failover]") {
+  relayed_cluster rc{300ms};
+  constexpr int n = 60;
+  auto rs = run_samples(rc.trainer->cl(), n, [&] {
+    REQUIRE(rc.all_submitted(n));
+    rc.relays[0]->cut();
+  });
+  require_all_ok(rs);
+  check_results_match_model(rc.emu, rs);
+  auto status = rc.trainer->cl().status();
+  CHECK(status[0].losses >= 1);
+  CHECK(status[0].rerouted > 0);
+  CHECK(status[0].state != node_state::ready);
+  CHECK(status[1].completed + status[2].completed == n);
+  rc.check_once_per_key(n);
+}
+
+TEST_CASE("cluster: a frozen node (like SIGSTOP) is detected by heartbeats and its "
+          "work re-routed",
+          "[cluster][failover]") {
+  relayed_cluster rc{300ms};
+  constexpr int n = 60;
+  auto rs = run_samples(rc.trainer->cl(), n, [&] {
+    REQUIRE(rc.all_submitted(n));
+    rc.relays[1]->freeze();
+  });
+  require_all_ok(rs);
+  auto status = rc.trainer->cl().status();
+  CHECK(status[1].losses >= 1);
+  CHECK(status[1].rerouted > 0);
+  CHECK(status[0].completed + status[2].completed == n);
+  rc.check_once_per_key(n);
+}
+
+TEST_CASE("cluster: a node shut down gracefully mid-run hands its work over",
+          "[cluster][failover]") {
+  relayed_cluster rc{300ms};
+  constexpr int n = 60;
+  auto rs = run_samples(rc.trainer->cl(), n, [&] {
+    REQUIRE(rc.all_submitted(n));
+    rc.nodes[2]->stop();
+  });
+  require_all_ok(rs);
+  auto status = rc.trainer->cl().status();
+  CHECK(status[2].rerouted > 0);
+  CHECK(status[0].completed + status[1].completed == n);
+  rc.check_once_per_key(n);
+}
+
+TEST_CASE("cluster: groups re-route with their keys when a node is lost",
+          "[cluster][failover]") {
+  relayed_cluster rc{300ms};
+  std::vector<std::future<cluster::group_reply>> fs;
+  for (int i = 0; i < 6; ++i)
+    fs.push_back(rc.trainer->cl().sample_group(prompt(i), 4));
+  REQUIRE(rc.all_submitted(24));
+  rc.relays[0]->cut();
+  for (auto& f : fs) {
+    auto r = get(f);
+    INFO((r ? std::string{"ok"} : render(r.error())));
+    REQUIRE(r);
+    REQUIRE(r->members.size() == 4);
+    for (auto& m : r->members)
+      CHECK(m.ok());
+  }
+  auto st = rc.emu.snapshot();
+  CHECK(st.inference_runs.size() == 24);
+  CHECK(st.max_runs_per_key == 1);
+}
+
+// -- groups, cancel, stats ---------------------------------------------------------------
+
+TEST_CASE("cluster: groups, cancel and stats behave like a local completer",
+          "[cluster]") {
+  emulator::server emu{emulator_with_queue(0ms)};
+  test_node a{emu};
+  test_node b{emu};
+  test_trainer trainer{{local(a.port()), local(b.port())}, toy_config()};
+  REQUIRE(trainer.cl().wait_ready(2, 30s));
+  auto g = trainer.cl().sample_group(prompt(3), 3);
+  auto gr = get(g);
+  REQUIRE(gr);
+  CHECK(!gr->group_id.empty());
+  REQUIRE(gr->members.size() == 3);
+  for (auto& m : gr->members)
+    REQUIRE(m.ok());
+  // A bad sample is refused by the balancer itself, typed.
+  sample_request empty;
+  auto bad = trainer.cl().sample(empty);
+  auto br = get(bad);
+  REQUIRE(!br);
+  CHECK(code_of(br.error()) == errc::invalid_argument);
+  // Cancel: make the emulator slow, start a group, cancel it by id.
+  emulator::latency_model slow;
+  slow.priority.queued = 60s;
+  emu.set_latency(slow);
+  auto req = prompt(4);
+  req.group_id = "cancel-me";
+  auto cg = trainer.cl().sample_group(req, 2);
+  REQUIRE(eventually([&] { return post_arrivals(emu) >= 5; }));
+  trainer.cl().cancel("cancel-me");
+  auto cr = get(cg);
+  REQUIRE(!cr);
+  CHECK(code_of(cr.error()) == errc::cancelled);
+  auto st = trainer.cl().stats();
+  REQUIRE(st);
+  CHECK(st->completed >= 3);
+  trainer.stop();
+  a.stop();
+  b.stop();
+}
+
+// -- refused peers ------------------------------------------------------------------------
+
+TEST_CASE("cluster: a node publishing another interface is refused", "[cluster]") {
+  emulator::server emu{test_emulator_options()};
+  test_node good{emu};
+  // A second system publishes something that is not a sail service.
+  node_config cfg;
+  configure_test_node(cfg);
+  caf::actor_system sys{cfg};
+  auto stats_only = sys.spawn([]() -> caf::typed_actor<caf::replies_to<atom::stats>::with<
+                                     completer_stats>>::behavior_type {
+    return {[](atom::stats) { return completer_stats{}; }};
+  });
+  auto port = sys.middleman().publish(stats_only, 0, "127.0.0.1");
+  REQUIRE(port);
+  {
+    test_trainer trainer{{local(*port), local(good.port())}, toy_config()};
+    REQUIRE(trainer.cl().wait_for(
+      [](auto& xs) { return xs[0].failed_attempts >= 2 && xs[1].state == node_state::ready; },
+      30s));
+    auto status = trainer.cl().status();
+    CHECK(status[0].connects == 0);
+    CHECK(status[0].last_error.find("unexpected_actor_messaging_interface") != std::string::npos);
+    auto rs = run_samples(trainer.cl(), 10);
+    require_all_ok(rs);
+    CHECK(trainer.cl().status()[1].completed == 10);
+    trainer.stop();
+  }
+  caf::anon_send_exit(stats_only, caf::exit_reason::user_shutdown);
+  good.stop();
+}
+
+TEST_CASE("cluster: a node with another app identifier is refused", "[cluster]") {
+  emulator::server emu{test_emulator_options()};
+  test_node::settings other;
+  other.app_id = "sail-tinker.v0";
+  test_node old_node{emu, other};
+  {
+    test_trainer trainer{{local(old_node.port())},
+                         toy_config(),
+                         [](cluster_options& o) { o.queue_timeout = 1s; }};
+    REQUIRE(trainer.cl().wait_for([](auto& xs) { return xs[0].failed_attempts >= 2; }, 30s));
+    CHECK(trainer.cl().status()[0].connects == 0);
+    auto f = trainer.cl().sample(prompt(1));
+    auto r = get(f);
+    REQUIRE(!r);
+    CHECK(code_of(r.error()) == errc::node_down);
+    trainer.stop();
+  }
+  old_node.stop();
+}
+
+// -- mutual TLS -----------------------------------------------------------------------
+
+TEST_CASE("cluster: mutual TLS with a cluster CA", "[cluster][tls]") {
+  auto certs = make_cluster_certs(3);
+  struct cleanup {
+    cluster_certs& c;
+    ~cleanup() { remove_cluster_certs(c); }
+  } cleanup_certs{certs};
+  auto peer = [&](size_t i) { return tls_files{certs.peers[i].cert, certs.peers[i].key, certs.ca}; };
+  emulator::server emu{test_emulator_options()};
+  test_node::settings tls_node;
+  tls_node.tls = peer(0);
+  test_node node{emu, tls_node};
+  REQUIRE(node.service().tls());
+  auto refused = [](test_trainer& t) {
+    return t.cl().wait_for([](auto& xs) { return xs[0].failed_attempts >= 2; }, 60s)
+           && t.cl().status()[0].connects == 0;
+  };
+  SECTION("a trainer with a certificate of the cluster CA connects") {
+    test_trainer trainer{{local(node.port())}, toy_config(), {}, peer(1)};
+    REQUIRE(trainer.cl().wait_ready(1, 30s));
+    auto rs = run_samples(trainer.cl(), 5);
+    require_all_ok(rs);
+    check_results_match_model(emu, rs);
+    trainer.stop();
+  }
+  SECTION("a trainer without a certificate cannot connect") {
+    test_trainer trainer{{local(node.port())},
+                         toy_config(),
+                         [](cluster_options& o) { o.security = transport_security::tls; }};
+    CHECK(refused(trainer));
+    trainer.stop();
+  }
+  SECTION("a trainer speaking plain BASP cannot connect") {
+    test_trainer trainer{{local(node.port())}, toy_config()};
+    CHECK(refused(trainer));
+    trainer.stop();
+  }
+  SECTION("a trainer with a certificate of another CA cannot connect") {
+    tls_files rogue{certs.rogue.cert, certs.rogue.key, certs.rogue_ca};
+    test_trainer trainer{{local(node.port())}, toy_config(), {}, rogue};
+    CHECK(refused(trainer));
+    trainer.stop();
+  }
+  SECTION("a node with a certificate of another CA is refused by the trainer") {
+    test_node::settings rogue_node;
+    rogue_node.tls = tls_files{certs.rogue.cert, certs.rogue.key, certs.ca};
+    test_node rogue{emu, rogue_node};
+    test_trainer trainer{{local(rogue.port())}, toy_config(), {}, peer(2)};
+    CHECK(refused(trainer));
+    trainer.stop();
+    rogue.stop();
+  }
+  node.stop();
+}
