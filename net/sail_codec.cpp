@@ -98,6 +98,12 @@ encode_create(const completer_config& cfg, const sample_request& req,
   auto max_tokens = effective_max_tokens(cfg, req);
   if (max_tokens <= 0)
     return invalid_argument("max_tokens", "max_tokens must be > 0");
+  // A LoRA source that is neither a Sail adapter name nor a signed URL (e.g.
+  // a Tinker checkpoint not yet resolved) must not silently sample the base
+  // model.
+  if (cfg.uses_lora() && !cfg.lora && !cfg.tinker_lora_signed_url)
+    return invalid_argument("tinker_lora_signed_url",
+                            "the LoRA source is not resolved to a signed URL");
   auto& reserved = reserved_metadata_keys();
   for (auto& [key, value] : cfg.metadata)
     if (std::find(reserved.begin(), reserved.end(), key) != reserved.end())

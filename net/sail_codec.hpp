@@ -55,7 +55,8 @@ struct create_request {
 /// not printable ASCII; non-finite temperature/top_p; model empty; effective
 /// max tokens <= 0; adapter_config not a JSON object; a user metadata key
 /// the completer sets itself; a voyage field that is not a printable header
-/// value.
+/// value; a LoRA source (uses_lora()) that is neither `lora` nor a resolved
+/// `tinker_lora_signed_url` (field tinker_lora_signed_url).
 caf::expected<create_request>
 encode_create(const completer_config& cfg, const sample_request& req,
               std::string_view idempotency_key, bool background = true);

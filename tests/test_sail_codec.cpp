@@ -283,6 +283,28 @@ TEST_CASE("create body: tinker_lora_name is the last LoRA key",
            R"("adapter_config":"{\"r\":8}","tinker_lora_name":"step-40"}})");
 }
 
+TEST_CASE("create body: an unresolved Tinker checkpoint never samples the base model",
+          "[sail_codec][create][lora]") {
+  // completer_config may carry a tinker:// checkpoint that the completer
+  // resolves to tinker_lora_signed_url before encoding; unresolved -> refused.
+  auto cfg = base_config();
+  auto set_checkpoint = [](auto& c) {
+    if constexpr (requires { c.tinker_checkpoint = std::string{}; }) {
+      c.tinker_checkpoint = std::string{"tinker://run-1/sampler_weights/step-40"};
+      return true;
+    }
+    return false;
+  };
+  if (!set_checkpoint(cfg))
+    return; // this build's completer_config has no checkpoint source
+  cfg.adapter_config = R"({"r":8})";
+  auto enc = encode_create(cfg, base_request(), key);
+  REQUIRE_FALSE(enc);
+  require_invalid(enc.error(), "tinker_lora_signed_url");
+  cfg.tinker_lora_signed_url = "https://store.example/ckpt.tar";
+  CHECK(encode_create(cfg, base_request(), key));
+}
+
 TEST_CASE("create body: user metadata merges after the completer's keys, in key order",
           "[sail_codec][create][metadata]") {
   auto cfg = base_config();
