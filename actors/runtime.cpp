@@ -1,10 +1,12 @@
 #include "sail_tinker/actors/runtime.hpp"
 
 #include <cstdlib>
+#include <unordered_map>
 
 #include <boost/url/parse.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/event_based_actor.hpp>
+#include <caf/stateful_actor.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
@@ -51,21 +53,58 @@ caf::error check_base_url(const std::string& url) {
 /// Forwards future/callback-style calls to a completer and runs the
 /// callback with the typed result. One bridge serves every token_completer of
 /// a runtime; its requests are asynchronous, so calls run concurrently.
-caf::behavior bridge_behavior(caf::event_based_actor* self) {
+struct bridge_state {
+  static inline const char* name = "sail.bridge";
+  std::string label;
+  uint64_t next = 0;
+  /// Fails an open call; each runs at most once. On exit every open call
+  /// fails with `cancelled`, so no future is left waiting.
+  std::unordered_map<uint64_t, std::function<void(caf::error)>> open;
+};
+
+using bridge_ptr = caf::stateful_actor<bridge_state>*;
+
+template <class T, class Request>
+void bridge_call(bridge_ptr self, Request&& request,
+                 std::function<void(caf::expected<T>)> fn) {
+  auto shared = std::make_shared<std::function<void(caf::expected<T>)>>(std::move(fn));
+  auto id = ++self->state.next;
+  self->state.open.emplace(id, [shared](caf::error err) { (*shared)(std::move(err)); });
+  request.then(
+    [self, id, shared](T& res) {
+      if (self->state.open.erase(id) > 0)
+        (*shared)(std::move(res));
+    },
+    [self, id, shared](caf::error& err) {
+      if (self->state.open.erase(id) > 0)
+        (*shared)(std::move(err));
+    });
+}
+
+// CAF 0.17.6 dereferences a null argument tuple when a function-based actor
+// is spawned without arguments (UBSan: init_fun_factory.hpp:85); every spawn
+// here passes at least one.
+caf::behavior bridge_behavior(bridge_ptr self, std::string label) {
+  self->state.label = std::move(label);
+  self->set_exit_handler([=](caf::exit_msg& em) {
+    auto open = std::move(self->state.open);
+    self->state.open.clear();
+    for (auto& [id, fail] : open)
+      fail(make_error(errc::cancelled, "runtime shutting down"));
+    self->quit(em.reason);
+  });
   return {
     [=](atom::sample, completer_actor& c, sample_request& req, caf::timespan timeout,
         sample_box& box) {
-      auto fn = std::move(box.fn);
-      self->request(c, timeout, atom::sample_v, std::move(req))
-        .then([fn](tokens_with_logprobs& res) { fn(std::move(res)); },
-              [fn](caf::error& err) { fn(std::move(err)); });
+      bridge_call<tokens_with_logprobs>(
+        self, self->request(c, timeout, atom::sample_v, std::move(req)),
+        std::move(box.fn));
     },
     [=](atom::sample_group, completer_actor& c, sample_request& req, uint32_t n,
         caf::timespan timeout, group_box& box) {
-      auto fn = std::move(box.fn);
-      self->request(c, timeout, atom::sample_group_v, std::move(req), n)
-        .then([fn](group_result& res) { fn(std::move(res)); },
-              [fn](caf::error& err) { fn(std::move(err)); });
+      bridge_call<group_result>(
+        self, self->request(c, timeout, atom::sample_group_v, std::move(req), n),
+        std::move(box.fn));
     },
   };
 }
@@ -157,7 +196,7 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
     }
     rt->resolver_ = std::move(*res);
   }
-  rt->bridge_ = sys.spawn(bridge_behavior);
+  rt->bridge_ = sys.spawn(bridge_behavior, std::string{"token_completer"});
   return rt;
 }
 
