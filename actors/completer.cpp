@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <unordered_map>
 
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
@@ -36,6 +37,10 @@ struct completer_state {
   std::optional<signed_url> url;
   bool resolving = false;
   std::vector<waiting_sample> waiting;
+  /// Every open logical sample; each callback runs exactly once (on a
+  /// result, an error, or with `cancelled` when the completer exits).
+  std::unordered_map<uint64_t, std::function<void(caf::expected<tokens_with_logprobs>)>> open;
+  uint64_t next_open = 0;
   completer_stats stats;
   boost::uuids::random_generator uuids;
 
@@ -55,17 +60,10 @@ public:
   /// Runs one validated logical sample; `done` sees the result exactly once.
   void run(sample_request req, sample_callback done) {
     ++st_.stats.in_flight;
-    auto counted = [self = self_, done = std::move(done)](
-                     caf::expected<tokens_with_logprobs> res) {
-      auto& stats = self->state.stats;
-      --stats.in_flight;
-      if (res) {
-        ++stats.completed;
-      } else {
-        auto code = code_of(res.error());
-        ++stats.failed_by_kind[code ? to_string(*code) : "other"];
-      }
-      done(std::move(res));
+    auto id = ++st_.next_open;
+    st_.open.emplace(id, std::move(done));
+    auto counted = [self = self_, id](caf::expected<tokens_with_logprobs> res) {
+      completer_logic{self}.complete(id, std::move(res));
     };
     if (req.key.empty())
       req.key = st_.new_key();
@@ -94,6 +92,35 @@ public:
   void refresh() {
     if (st_.checkpoint)
       resolve_url();
+  }
+
+  /// Ends open sample `id` (no-op if it already ended).
+  void complete(uint64_t id, caf::expected<tokens_with_logprobs> res) {
+    auto i = st_.open.find(id);
+    if (i == st_.open.end())
+      return;
+    auto done = std::move(i->second);
+    st_.open.erase(i);
+    auto& stats = st_.stats;
+    --stats.in_flight;
+    if (res) {
+      ++stats.completed;
+    } else {
+      auto code = code_of(res.error());
+      ++stats.failed_by_kind[code ? to_string(*code) : "other"];
+    }
+    done(std::move(res));
+  }
+
+  /// Exit: no promise is left silent (CAF 0.17 has no broken_promise).
+  void shutdown(const caf::error& reason) {
+    std::vector<uint64_t> ids;
+    for (auto& kv : st_.open)
+      ids.push_back(kv.first);
+    for (auto id : ids)
+      complete(id, make_error(errc::cancelled, "completer shutting down"));
+    st_.waiting.clear();
+    self_->quit(reason);
   }
 
 private:
@@ -234,6 +261,7 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
   st.pool = std::move(pool);
   st.resolver = std::move(resolver);
   st.opts = opts;
+  self->set_exit_handler([=](caf::exit_msg& em) { completer_logic{self}.shutdown(em.reason); });
   return {
     [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
       if (auto err = validate(req))
