@@ -167,6 +167,9 @@ int main(int argc, char** argv) {
       std::cerr << sail::render(cl.error()) << '\n';
       return 2;
     }
+    // Optional: let every node connect first, so the first wave spreads out
+    // (samples sent earlier simply wait for the first ready node).
+    (*cl)->wait_ready(list->size(), std::chrono::seconds(30));
     {
       caf::scoped_actor self{sys};
       self->spawn(trainer, (*cl)->handle(), groups, n, caf::actor_cast<caf::actor>(self));
