@@ -386,20 +386,43 @@ caf::error parse_caf_config(caf::actor_system_config& cfg,
     auto what = redact_secrets(caf::to_string(err));
     return invalid_argument(field, "configuration: " + what);
   }
-  // Strict check of our groups (CAF 0.17 drops ill-typed ini values silently).
-  for (auto& group : app_option_groups()) {
-    auto section = caf::get_if<caf::settings>(&cfg.content, group);
-    if (!section)
-      continue;
-    for (auto& [key, value] : *section) {
-      auto opt = opts.qualified_name_lookup(group, key);
-      if (opt == nullptr)
-        return invalid_argument(group + "." + key, "unknown configuration key " + group
-                                                     + "." + key);
-      if (auto err = opt->check(value))
-        return invalid_argument(group + "." + key,
-                                "invalid value for " + group + "." + key + " (expected "
-                                  + std::string(opt->type_name().data(), opt->type_name().size()) + ")");
+  // Strict check of our groups: CAF 0.17 silently drops unknown keys and
+  // ill-typed values of the ini file, so read the file again untyped and
+  // check every key of our groups against its option.
+  std::string ini = "caf-application.ini";
+  bool explicit_ini = false;
+  for (auto& a : caf_args)
+    if (a.compare(0, 14, "--config-file=") == 0) {
+      ini = a.substr(14);
+      explicit_ini = true;
+    }
+  std::vector<const caf::settings*> sources{&cfg.content};
+  caf::settings raw;
+  if (explicit_ini || std::ifstream{ini}.good()) {
+    auto parsed = caf::actor_system_config::parse_config_file(ini.c_str());
+    if (!parsed)
+      return invalid_argument("config-file", "cannot read configuration " + ini + ": "
+                                               + caf::to_string(parsed.error()));
+    raw = std::move(*parsed);
+    sources.push_back(&raw);
+  }
+  for (auto* src : sources) {
+    for (auto& group : app_option_groups()) {
+      auto section = caf::get_if<caf::settings>(src, group);
+      if (!section)
+        continue;
+      for (auto& [key, value] : *section) {
+        auto opt = opts.qualified_name_lookup(group, key);
+        if (opt == nullptr)
+          return invalid_argument(group + "." + key,
+                                  "unknown configuration key " + group + "." + key);
+        if (auto err = opt->check(value))
+          return invalid_argument(group + "." + key,
+                                  "invalid value for " + group + "." + key + " (expected "
+                                    + std::string(opt->type_name().data(),
+                                                  opt->type_name().size())
+                                    + ")");
+      }
     }
   }
   return caf::none;

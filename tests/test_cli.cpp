@@ -1,0 +1,858 @@
+// The sail-tinker executable, run as a subprocess against `sail-tinker
+// emulate` (also a subprocess): exit-code rules, every flag of `sample`,
+// --help of every subcommand, emulate's listening line and clean SIGTERM,
+// resolve's outputs, configuration through CAF, and a rollout against
+// `serve` whose /metrics is parsed as Prometheus text format.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include "sail_tinker/emulator/emulator.hpp"
+#include "support/paths.hpp"
+#include "support/process.hpp"
+#include "support/sync_http.hpp"
+
+using namespace std::chrono_literals;
+using sail::test::process_options;
+using sail::test::process_result;
+using sail::test::subprocess;
+
+namespace {
+
+using env_map = std::map<std::string, std::optional<std::string>>;
+
+std::string binary() {
+  return std::string{sail::test::binary_dir} + "/sail-tinker";
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    if (nl == std::string::npos)
+      nl = text.size();
+    out.push_back(text.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+  return out;
+}
+
+/// No credentials of the developer's environment leak into a test.
+env_map clean_env() {
+  return {{"SAIL_API_KEY", std::nullopt},
+          {"SAIL_BASE_URL", std::nullopt},
+          {"TINKER_API_KEY", std::nullopt},
+          {"TINKER_BASE_URL", std::nullopt},
+          {"http_proxy", std::nullopt},
+          {"https_proxy", std::nullopt},
+          {"HTTP_PROXY", std::nullopt},
+          {"HTTPS_PROXY", std::nullopt}};
+}
+
+process_result cli(const std::vector<std::string>& args, env_map env = clean_env(),
+                   std::string cwd = {}) {
+  process_options opts;
+  opts.env = std::move(env);
+  opts.cwd = std::move(cwd);
+  auto res = sail::test::run_process(binary(), args, opts, 90s);
+  INFO("args[0]: " << (args.empty() ? "" : args[0]));
+  INFO("stdout: " << res.out);
+  INFO("stderr: " << res.err);
+  REQUIRE_FALSE(res.timed_out);
+  REQUIRE(res.exited);
+  return res;
+}
+
+/// `sail-tinker emulate` as a subprocess.
+struct emulate_process {
+  std::unique_ptr<subprocess> proc;
+  std::string url;
+  uint16_t port = 0;
+
+  explicit emulate_process(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args{"emulate"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    process_options opts;
+    opts.env = clean_env();
+    proc = std::make_unique<subprocess>(binary(), args, opts);
+    auto line = proc->wait_for_line("listening on ", 30s);
+    INFO("stderr: " << proc->err());
+    REQUIRE(line);
+    std::smatch m;
+    std::regex re{R"(^listening on (http://127\.0\.0\.1:(\d+))$)"};
+    REQUIRE(std::regex_match(*line, m, re));
+    url = m[1];
+    port = static_cast<uint16_t>(std::stoi(m[2]));
+  }
+
+  ~emulate_process() {
+    proc->signal(SIGTERM);
+    proc->wait(15s);
+  }
+
+  /// Sail env pointing at this emulator.
+  env_map sail_env() const {
+    auto env = clean_env();
+    env["SAIL_BASE_URL"] = url;
+    env["SAIL_API_KEY"] = "sk_emulator_key";
+    return env;
+  }
+
+  env_map tinker_env() const {
+    auto env = clean_env();
+    env["TINKER_BASE_URL"] = url;
+    env["TINKER_API_KEY"] = "tml-emulator-key";
+    return env;
+  }
+
+  /// POST /v1/responses requests seen so far (any status).
+  uint64_t creates() const {
+    sail::test::sync_http http{"127.0.0.1", port};
+    auto res = http.get("/_emulator/stats?summary=1");
+    REQUIRE(res.ok());
+    auto doc = res.json();
+    uint64_t n = 0;
+    auto& reqs = doc.at("requests").as_object();
+    if (auto* r = reqs.if_contains("POST /v1/responses"))
+      for (auto& [status, count] : r->as_object())
+        n += count.to_number<uint64_t>();
+    return n;
+  }
+};
+
+std::vector<std::string> sample_args(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"sample", "--model", "Qwen/Qwen3-8B", "--max-tokens", "6",
+                                "--prompt", "5,6,7,8"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+struct sample_output {
+  std::vector<int64_t> tokens;
+  std::optional<std::vector<double>> logprobs;
+  std::string stop_reason;
+};
+
+/// Checks the "exactly one JSON object" rule and decodes it.
+sample_output parse_sample(const process_result& res) {
+  INFO("stdout: " << res.out << "\nstderr: " << res.err);
+  REQUIRE(res.exit_code == 0);
+  auto lines = lines_of(res.out);
+  REQUIRE(lines.size() == 1);
+  auto doc = boost::json::parse(lines[0]);
+  REQUIRE(doc.is_object());
+  auto& obj = doc.as_object();
+  REQUIRE(obj.size() == 3);
+  sample_output out;
+  for (auto& t : obj.at("tokens").as_array())
+    out.tokens.push_back(t.as_int64());
+  auto& lp = obj.at("maybe_logprobs");
+  if (!lp.is_null()) {
+    std::vector<double> xs;
+    for (auto& x : lp.as_array())
+      xs.push_back(x.to_number<double>());
+    out.logprobs = xs;
+  }
+  out.stop_reason = obj.at("stop_reason").as_string().c_str();
+  return out;
+}
+
+/// Exit 2, stderr starts with "error: invalid_argument:" and names `field`.
+void require_invalid(const process_result& res, const std::string& field) {
+  INFO("stdout: " << res.out << "\nstderr: " << res.err);
+  CHECK(res.exit_code == 2);
+  CHECK(starts_with(res.err, "error: invalid_argument:"));
+  auto lines = lines_of(res.err);
+  REQUIRE(!lines.empty());
+  CHECK(contains(lines.front(), field));
+  CHECK(res.out.empty());
+}
+
+/// Exit 1 and stderr starts with "error: <kind>:".
+void require_failure(const process_result& res, const std::string& kind) {
+  INFO("stdout: " << res.out << "\nstderr: " << res.err);
+  CHECK(res.exit_code == 1);
+  CHECK(starts_with(res.err, "error: " + kind + ":"));
+  CHECK(res.out.empty());
+}
+
+struct temp_dir {
+  std::filesystem::path path;
+  temp_dir() {
+    char tmpl[] = "/tmp/sail-tinker-cli-XXXXXX";
+    auto* p = mkdtemp(tmpl);
+    REQUIRE(p != nullptr);
+    path = p;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  void write(const std::string& name, const std::string& text) const {
+    std::ofstream out{path / name};
+    out << text;
+  }
+};
+
+// -- a small strict parser of the Prometheus text format (0.0.4) ------------------
+
+struct prom_sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+struct prom_doc {
+  std::map<std::string, std::string> types;
+  std::set<std::string> helps;
+  std::vector<prom_sample> samples;
+
+  std::vector<const prom_sample*> find(const std::string& name) const {
+    std::vector<const prom_sample*> out;
+    for (auto& s : samples)
+      if (s.name == name)
+        out.push_back(&s);
+    return out;
+  }
+};
+
+bool valid_metric_name(const std::string& n) {
+  static const std::regex re{R"(^[a-zA-Z_:][a-zA-Z0-9_:]*$)"};
+  return std::regex_match(n, re);
+}
+
+double parse_prom_value(const std::string& v) {
+  if (v == "+Inf")
+    return INFINITY;
+  if (v == "-Inf")
+    return -INFINITY;
+  if (v == "NaN")
+    return NAN;
+  size_t used = 0;
+  double d = std::stod(v, &used);
+  REQUIRE(used == v.size());
+  return d;
+}
+
+/// Family of a sample name: histograms' _bucket/_sum/_count map to the base.
+std::string family_of(const prom_doc& doc, const std::string& name) {
+  for (auto suffix : {"_bucket", "_sum", "_count"}) {
+    std::string s = suffix;
+    if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) {
+      auto base = name.substr(0, name.size() - s.size());
+      auto i = doc.types.find(base);
+      if (i != doc.types.end() && (i->second == "histogram" || i->second == "summary"))
+        return base;
+    }
+  }
+  return name;
+}
+
+prom_doc parse_prometheus(const std::string& text) {
+  prom_doc doc;
+  REQUIRE(!text.empty());
+  REQUIRE(text.back() == '\n');
+  std::set<std::string> seen_families;
+  for (auto& line : lines_of(text)) {
+    INFO("line: " << line);
+    REQUIRE(!line.empty());
+    if (line[0] == '#') {
+      std::smatch m;
+      static const std::regex help{R"(^# HELP ([^ ]+) (.*)$)"};
+      static const std::regex type{R"(^# TYPE ([^ ]+) (counter|gauge|histogram|summary|untyped)$)"};
+      if (std::regex_match(line, m, help)) {
+        REQUIRE(valid_metric_name(m[1]));
+        REQUIRE(doc.helps.insert(m[1]).second);  // one HELP per family
+      } else if (std::regex_match(line, m, type)) {
+        REQUIRE(valid_metric_name(m[1]));
+        REQUIRE(doc.types.count(m[1]) == 0);      // one TYPE per family
+        REQUIRE(seen_families.count(m[1]) == 0);  // TYPE before its samples
+        doc.types[m[1]] = m[2];
+      } else {
+        REQUIRE(starts_with(line, "# "));  // a plain comment
+      }
+      continue;
+    }
+    prom_sample s;
+    size_t i = 0;
+    while (i < line.size() && line[i] != '{' && line[i] != ' ')
+      ++i;
+    s.name = line.substr(0, i);
+    REQUIRE(valid_metric_name(s.name));
+    if (i < line.size() && line[i] == '{') {
+      ++i;
+      while (true) {
+        REQUIRE(i < line.size());
+        if (line[i] == '}') {
+          ++i;
+          break;
+        }
+        auto eq = line.find('=', i);
+        REQUIRE(eq != std::string::npos);
+        auto lname = line.substr(i, eq - i);
+        static const std::regex label_re{R"(^[a-zA-Z_][a-zA-Z0-9_]*$)"};
+        REQUIRE(std::regex_match(lname, label_re));
+        i = eq + 1;
+        REQUIRE(line[i] == '"');
+        ++i;
+        std::string value;
+        while (true) {
+          REQUIRE(i < line.size());
+          char c = line[i++];
+          if (c == '"')
+            break;
+          if (c == '\\') {
+            REQUIRE(i < line.size());
+            char e = line[i++];
+            REQUIRE((e == '\\' || e == '"' || e == 'n'));
+            value += e == 'n' ? '\n' : e;
+          } else {
+            value += c;
+          }
+        }
+        REQUIRE(s.labels.emplace(lname, value).second);
+        REQUIRE(i < line.size());
+        if (line[i] == ',')
+          ++i;
+        else
+          REQUIRE(line[i] == '}');
+      }
+    }
+    REQUIRE(i < line.size());
+    REQUIRE(line[i] == ' ');
+    auto rest = line.substr(i + 1);
+    auto sp = rest.find(' ');
+    s.value = parse_prom_value(rest.substr(0, sp));
+    if (sp != std::string::npos) {
+      auto ts = rest.substr(sp + 1);
+      REQUIRE(std::regex_match(ts, std::regex{R"(^-?\d+$)"}));
+    }
+    auto family = family_of(doc, s.name);
+    REQUIRE(doc.types.count(family) == 1);  // every sample belongs to a typed family
+    seen_families.insert(family);
+    doc.samples.push_back(std::move(s));
+  }
+  // Histograms: per label set, buckets ascending in le, counts monotone,
+  // a +Inf bucket equal to _count, and a _sum.
+  for (auto& [family, type] : doc.types) {
+    if (type != "histogram")
+      continue;
+    std::map<std::map<std::string, std::string>, std::vector<std::pair<double, double>>> buckets;
+    for (auto* b : doc.find(family + "_bucket")) {
+      auto labels = b->labels;
+      REQUIRE(labels.count("le") == 1);
+      auto le = parse_prom_value(labels["le"]);
+      labels.erase("le");
+      buckets[labels].emplace_back(le, b->value);
+    }
+    REQUIRE(!buckets.empty());
+    for (auto& [labels, bs] : buckets) {
+      for (size_t k = 1; k < bs.size(); ++k) {
+        REQUIRE(bs[k - 1].first < bs[k].first);
+        REQUIRE(bs[k - 1].second <= bs[k].second);
+      }
+      REQUIRE(std::isinf(bs.back().first));
+      std::optional<double> count;
+      std::optional<double> sum;
+      for (auto* c : doc.find(family + "_count"))
+        if (c->labels == labels)
+          count = c->value;
+      for (auto* c : doc.find(family + "_sum"))
+        if (c->labels == labels)
+          sum = c->value;
+      REQUIRE(count);
+      REQUIRE(sum);
+      REQUIRE(bs.back().second == *count);
+    }
+  }
+  return doc;
+}
+
+} // namespace
+
+// -- top level -------------------------------------------------------------------------
+
+TEST_CASE("cli: --version, top-level help, unknown command", "[cli]") {
+  auto v = cli({"--version"});
+  CHECK(v.exit_code == 0);
+  CHECK(starts_with(v.out, "sail-tinker 0.1.0"));
+  auto h = cli({"--help"});
+  CHECK(h.exit_code == 0);
+  for (auto cmd : {"sample", "resolve", "emulate", "serve", "rollout"})
+    CHECK(contains(h.out, cmd));
+  auto none = cli({});
+  CHECK(none.exit_code == 2);
+  auto bad = cli({"frobnicate"});
+  CHECK(bad.exit_code == 2);
+  CHECK(starts_with(bad.err, "error: invalid_argument:"));
+}
+
+TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
+  const std::map<std::string, std::vector<std::string>> flags{
+    {"sample",
+     {"--model", "--max-tokens", "--prompt", "--stop-token", "--stop", "--temperature",
+      "--top-p", "--window", "--lora", "--tinker-lora-signed-url", "--adapter-config",
+      "--tinker-lora-name", "--metadata", "--no-logprobs", "--timeout", "--voyage-id",
+      "--base-url", "--log-level", "--log-format"}},
+    {"resolve", {"TINKER_PATH", "--ttl-seconds", "--base-url"}},
+    {"emulate",
+     {"--host", "--port", "--api-key", "--tinker-api-key", "--fault", "--fault-seed",
+      "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
+      "--still-building"}},
+    {"serve", {"--host", "--port", "--metrics-port", "--model", "--max-tokens"}},
+    {"rollout",
+     {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
+      "--concurrency", "--nodes"}},
+  };
+  for (auto& [cmd, expected] : flags) {
+    for (auto help : {"--help", "-h"}) {
+      auto res = cli({cmd, help});
+      INFO(cmd << " " << help << "\n" << res.out);
+      CHECK(res.exit_code == 0);
+      CHECK(starts_with(res.out, "usage: sail-tinker " + cmd));
+      for (auto& f : expected)
+        CHECK(contains(res.out, f));
+      CHECK(res.err.empty());
+    }
+  }
+}
+
+// -- emulate ---------------------------------------------------------------------------------
+
+TEST_CASE("cli: emulate prints its listening line first and stops on SIGTERM", "[cli]") {
+  process_options opts;
+  opts.env = clean_env();
+  subprocess proc{binary(), {"emulate", "--port", "0"}, opts};
+  auto line = proc.wait_for_line("listening on ", 30s);
+  REQUIRE(line);
+  CHECK(std::regex_match(*line, std::regex{R"(^listening on http://127\.0\.0\.1:\d+$)"}));
+  CHECK(starts_with(proc.out(), "listening on http://"));  // the very first line
+  proc.signal(SIGTERM);
+  auto res = proc.wait(30s);
+  CHECK_FALSE(res.timed_out);
+  CHECK(res.exited);
+  CHECK(res.exit_code == 0);
+}
+
+TEST_CASE("cli: emulate stops on SIGINT too; invalid emulate flags exit 2", "[cli]") {
+  process_options opts;
+  opts.env = clean_env();
+  subprocess proc{binary(), {"emulate", "--fault", "status_503=0.5", "--fault-seed", "3",
+                             "--retry-after", "2", "--latency-queued-ms", "1",
+                             "--latency-per-token-us", "10", "--archive-mode", "json",
+                             "--still-building", "1", "--api-key", "sk_other",
+                             "--tinker-api-key", "tml-other"},
+                  opts};
+  REQUIRE(proc.wait_for_line("listening on ", 30s));
+  proc.signal(SIGINT);
+  auto res = proc.wait(30s);
+  CHECK(res.exited);
+  CHECK(res.exit_code == 0);
+  require_invalid(cli({"emulate", "--fault", "bogus=0.1"}), "fault");
+  require_invalid(cli({"emulate", "--fault", "status_503=2"}), "fault");
+  require_invalid(cli({"emulate", "--port", "70000"}), "port");
+  require_invalid(cli({"emulate", "--archive-mode", "zip"}), "archive-mode");
+  require_invalid(cli({"emulate", "--latency-queued-ms", "x"}), "latency-queued-ms");
+}
+
+// -- sample ------------------------------------------------------------------------------------
+
+TEST_CASE("cli: sample prints exactly one JSON object", "[cli][sample]") {
+  emulate_process emu;
+  auto out = parse_sample(cli(sample_args(), emu.sail_env()));
+  CHECK(out.tokens.size() == 6);
+  REQUIRE(out.logprobs);
+  CHECK(out.logprobs->size() == 6);
+  CHECK(out.stop_reason == "length");
+  // --no-logprobs -> null; the toy model is deterministic per request fields.
+  auto no_lp = parse_sample(cli(sample_args({"--no-logprobs"}), emu.sail_env()));
+  CHECK_FALSE(no_lp.logprobs);
+  CHECK(no_lp.tokens == out.tokens);
+}
+
+TEST_CASE("cli: sample stop flags", "[cli][sample]") {
+  emulate_process emu;
+  auto base = parse_sample(cli(sample_args({"--temperature", "0"}), emu.sail_env()));
+  REQUIRE(base.tokens.size() == 6);
+  // --stop-token: generation ends at the first occurrence, token included.
+  auto stop_id = base.tokens[2];
+  auto stopped = parse_sample(
+    cli(sample_args({"--temperature", "0", "--stop-token", std::to_string(stop_id),
+                     "--stop-token", "63"}),
+        emu.sail_env()));
+  CHECK(stopped.stop_reason == "stop");
+  REQUIRE(!stopped.tokens.empty());
+  CHECK(stopped.tokens.back() == stop_id);
+  CHECK(stopped.tokens.size() <= 3);
+  // --stop TEXT (repeatable).
+  auto text = sail::emulator::vocabulary().at(static_cast<size_t>(base.tokens[1]));
+  auto by_text = parse_sample(
+    cli(sample_args({"--temperature", "0", "--stop", text, "--stop", "never-seen-text"}),
+        emu.sail_env()));
+  CHECK(by_text.stop_reason == "stop");
+  CHECK(by_text.tokens.size() <= 2);
+  // Mixing ints and strings -> invalid_argument, nothing sent.
+  auto before = emu.creates();
+  require_invalid(cli(sample_args({"--stop-token", "1", "--stop", "x"}), emu.sail_env()), "stop");
+  require_invalid(cli(sample_args({"--stop-token", "x"}), emu.sail_env()), "stop-token");
+  require_invalid(cli(sample_args({"--stop-token", "-1"}), emu.sail_env()), "stop");
+  require_invalid(cli(sample_args({"--stop", ""}), emu.sail_env()), "stop");
+  CHECK(emu.creates() == before);
+}
+
+TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
+  emulate_process emu;
+  auto a = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
+                            emu.sail_env()));
+  auto b = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
+                            emu.sail_env()));
+  CHECK(a.tokens == b.tokens);
+  for (auto w : {"asap", "priority", "standard", "flex"}) {
+    auto res = parse_sample(cli(sample_args({"--window", w}), emu.sail_env()));
+    CHECK(res.tokens.size() == 6);
+  }
+  parse_sample(cli(sample_args({"--timeout", "30", "--voyage-id", "voyage-1",
+                                "--metadata", "team=rl", "--metadata", "run=7"}),
+                   emu.sail_env()));
+  auto before = emu.creates();
+  require_invalid(cli(sample_args({"--temperature", "3"}), emu.sail_env()), "temperature");
+  require_invalid(cli(sample_args({"--temperature", "hot"}), emu.sail_env()), "temperature");
+  require_invalid(cli(sample_args({"--top-p", "1.5"}), emu.sail_env()), "top_p");
+  require_invalid(cli(sample_args({"--window", "someday"}), emu.sail_env()), "window");
+  require_invalid(cli(sample_args({"--timeout", "0"}), emu.sail_env()), "timeout");
+  require_invalid(cli(sample_args({"--timeout", "soon"}), emu.sail_env()), "timeout");
+  require_invalid(cli(sample_args({"--metadata", "novalue"}), emu.sail_env()), "metadata");
+  require_invalid(cli(sample_args({"--metadata", "lora=x"}), emu.sail_env()), "metadata");
+  require_invalid(cli(sample_args({"--voyage-id", ""}), emu.sail_env()), "voyage");
+  CHECK(emu.creates() == before);
+}
+
+TEST_CASE("cli: sample LoRA flags", "[cli][sample]") {
+  emulate_process emu;
+  parse_sample(cli(sample_args({"--lora", "emulator-lora"}), emu.sail_env()));
+  parse_sample(cli(sample_args({"--tinker-lora-signed-url",
+                                "https://storage.example/ckpt.tar?sig=abc",
+                                "--adapter-config", R"({"rank":8})", "--tinker-lora-name",
+                                "my-lora"}),
+                   emu.sail_env()));
+  auto before = emu.creates();
+  require_invalid(cli(sample_args({"--lora", "a", "--tinker-lora-signed-url",
+                                   "https://x.example/a?s=1", "--adapter-config", "{}"}),
+                      emu.sail_env()),
+                  "lora");
+  require_invalid(cli(sample_args({"--tinker-lora-signed-url", "https://x.example/a?s=1"}),
+                      emu.sail_env()),
+                  "adapter_config");
+  require_invalid(cli(sample_args({"--tinker-lora-signed-url", "https://x.example/a?s=1",
+                                   "--adapter-config", "not json"}),
+                      emu.sail_env()),
+                  "adapter_config");
+  require_invalid(cli(sample_args({"--lora", "emulator-lora", "--window", "asap"}),
+                      emu.sail_env()),
+                  "completion_window");
+  CHECK(emu.creates() == before);
+  // An unknown LoRA is the server's call: http_error with the body attached.
+  auto res = cli(sample_args({"--lora", "no-such-lora"}), emu.sail_env());
+  require_failure(res, "http_error");
+  CHECK(contains(res.err, "lora not found"));
+}
+
+TEST_CASE("cli: sample argument errors exit 2 and send nothing", "[cli][sample]") {
+  emulate_process emu;
+  auto env = emu.sail_env();
+  auto before = emu.creates();
+  require_invalid(cli({"sample", "--max-tokens", "4", "--prompt", "1"}, env), "model");
+  require_invalid(cli({"sample", "--model", "m", "--prompt", "1"}, env), "max-tokens");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "4"}, env), "prompt");
+  require_invalid(cli(sample_args({"--bogus"}), env), "bogus");
+  require_invalid(cli(sample_args({"-x"}), env), "x");
+  require_invalid(cli(sample_args({"stray"}), env), "arguments");
+  require_invalid(cli(sample_args({"--model"}), env), "model");
+  require_invalid(cli(sample_args({"--no-logprobs=yes"}), env), "no-logprobs");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "abc", "--prompt", "1"}, env),
+                  "max-tokens");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "0", "--prompt", "1"}, env),
+                  "max_tokens");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "4", "--prompt", "1,two,3"}, env),
+                  "prompt");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "4", "--prompt", "1.5"}, env),
+                  "prompt");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "4", "--prompt", ""}, env),
+                  "prompt");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "4", "--prompt", "1,-2"}, env),
+                  "prompt");
+  require_invalid(cli({"sample", "--model", "m", "--max-tokens", "4", "--prompt",
+                       "1,2147483648"},
+                      env),
+                  "prompt");
+  require_invalid(cli({"sample", "--model", "", "--max-tokens", "4", "--prompt", "1"}, env),
+                  "model");
+  require_invalid(cli(sample_args({"--base-url", "not a url"}), env), "base-url");
+  require_invalid(cli(sample_args({"--log-level", "loud"}), env), "log-level");
+  require_invalid(cli(sample_args({"--log-format", "xml"}), env), "log-format");
+  // Configuration: unknown keys and ill-typed values.
+  require_invalid(cli(sample_args({"--pool.workers=abc"}), env), "pool.workers");
+  require_invalid(cli(sample_args({"--pool.no-such-key=1"}), env), "pool.no-such-key");
+  require_invalid(cli(sample_args({"--completer.group-policy=sometimes"}), env),
+                  "completer.group-policy");
+  require_invalid(cli(sample_args({"--sail.io-threads=0"}), env), "sail.io-threads");
+  CHECK(emu.creates() == before);
+}
+
+TEST_CASE("cli: sample configuration from caf-application.ini and --config-file", "[cli][sample]") {
+  emulate_process emu;
+  temp_dir dir;
+  dir.write("caf-application.ini", "[pool]\nworkers=2\nretry-max-attempts=3\n"
+                                   "[http]\nconnect-timeout=5s\n[log]\nlevel=\"error\"\n");
+  parse_sample(cli(sample_args(), emu.sail_env(), dir.path.string()));
+  dir.write("bad.ini", "[pool]\nworkers=\"many\"\n");
+  require_invalid(cli(sample_args({"--config-file=" + (dir.path / "bad.ini").string()}),
+                      emu.sail_env()),
+                  "pool.workers");
+  dir.write("unknown.ini", "[pool]\nwrokers=2\n");
+  require_invalid(cli(sample_args({"--config-file", (dir.path / "unknown.ini").string()}),
+                      emu.sail_env()),
+                  "pool.wrokers");
+  // The CLI wins over the file.
+  dir.write("caf-application.ini", "[log]\nlevel=\"bogus\"\n");
+  parse_sample(cli(sample_args({"--log-level", "warn"}), emu.sail_env(), dir.path.string()));
+}
+
+TEST_CASE("cli: sample --base-url overrides SAIL_BASE_URL", "[cli][sample]") {
+  emulate_process emu;
+  auto env = emu.sail_env();
+  env["SAIL_BASE_URL"] = "http://127.0.0.1:1";
+  parse_sample(cli(sample_args({"--base-url", emu.url}), env));
+  // Without the override the bogus endpoint is used: a transport error, exit 1.
+  auto res = cli(sample_args({"--pool.retry-max-attempts=1"}), env);
+  require_failure(res, "transport_error");
+}
+
+TEST_CASE("cli: sample runtime errors exit 1 with the kind, body and no secret", "[cli][sample]") {
+  emulate_process emu;
+  // No API key: not_configured.
+  auto env = emu.sail_env();
+  env.erase("SAIL_API_KEY");
+  env["SAIL_API_KEY"] = std::nullopt;
+  require_failure(cli(sample_args(), env), "not_configured");
+  // A wrong key: 401 with the body; the key itself never shows.
+  env["SAIL_API_KEY"] = "sk_live_secret_123456789";
+  auto res = cli(sample_args(), env);
+  require_failure(res, "http_error");
+  CHECK(contains(res.err, "401"));
+  CHECK(contains(res.err, "invalid_api_key"));
+  CHECK_FALSE(contains(res.err, "secret_123456789"));
+  // With debug logs the error line comes last; still no secret anywhere.
+  auto debug = cli(sample_args({"--log-level", "debug"}), env);
+  CHECK(debug.exit_code == 1);
+  CHECK(starts_with(lines_of(debug.err).back(), "error: http_error:"));
+  CHECK_FALSE(contains(debug.err, "secret_123456789"));
+  // A signed URL's query string never shows either.
+  auto res2 = cli(sample_args({"--tinker-lora-signed-url",
+                               "https://storage.example/c.tar?Signature=topsecretsig",
+                               "--adapter-config", "{}", "--log-level", "debug"}),
+                  env);
+  CHECK(res2.exit_code == 1);
+  CHECK_FALSE(contains(res2.err, "topsecretsig"));
+}
+
+TEST_CASE("cli: sample maps server faults to error kinds", "[cli][sample]") {
+  {
+    emulate_process emu{{"--fault", "malformed_json=1", "--fault-routes", "poll"}};
+    auto res = cli(sample_args({"--pool.retry-max-attempts=1"}), emu.sail_env());
+    require_failure(res, "inference_error");
+    CHECK(contains(res.err, "body="));
+  }
+  {
+    emulate_process emu{{"--fault", "status_500=1", "--fault-routes", "create",
+                         "--after-accept-fraction", "0"}};
+    auto res = cli(sample_args(), emu.sail_env());
+    require_failure(res, "http_error");
+    CHECK(contains(res.err, "500"));
+  }
+}
+
+TEST_CASE("cli: JSON logs on stderr with --log-format=json", "[cli][sample]") {
+  emulate_process emu;
+  auto res = cli(sample_args({"--log-format=json", "--log-level=debug"}), emu.sail_env());
+  parse_sample(res);
+  auto lines = lines_of(res.err);
+  REQUIRE(!lines.empty());
+  for (auto& l : lines) {
+    INFO(l);
+    auto doc = boost::json::parse(l);
+    REQUIRE(doc.is_object());
+    CHECK(doc.as_object().contains("level"));
+    CHECK(doc.as_object().contains("msg"));
+  }
+  CHECK_FALSE(contains(res.err, "sk_emulator_key"));
+}
+
+// -- resolve -------------------------------------------------------------------------------------
+
+TEST_CASE("cli: resolve prints the URL on stdout and the expiry on stderr", "[cli][resolve]") {
+  emulate_process emu;
+  auto res = cli({"resolve", "tinker://run-1/weights/step-10"}, emu.tinker_env());
+  INFO(res.err);
+  REQUIRE(res.exit_code == 0);
+  auto out = lines_of(res.out);
+  REQUIRE(out.size() == 1);
+  CHECK(starts_with(out[0], emu.url + "/_emulator/archive/"));
+  auto err = lines_of(res.err);
+  REQUIRE(err.size() == 1);
+  CHECK(std::regex_match(err[0], std::regex{R"(^expires: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$)"}));
+  auto ttl = cli({"resolve", "tinker://run-1/sampler_weights/s", "--ttl-seconds", "3600"},
+                 emu.tinker_env());
+  CHECK(ttl.exit_code == 0);
+  // --base-url overrides TINKER_BASE_URL.
+  auto env = emu.tinker_env();
+  env["TINKER_BASE_URL"] = "http://127.0.0.1:1";
+  CHECK(cli({"resolve", "tinker://r/weights/n", "--base-url", emu.url}, env).exit_code == 0);
+}
+
+TEST_CASE("cli: resolve exit codes", "[cli][resolve]") {
+  emulate_process emu;
+  auto env = emu.tinker_env();
+  require_invalid(cli({"resolve"}, env), "tinker_path");
+  require_invalid(cli({"resolve", "s3://bucket/x"}, env), "tinker_path");
+  require_invalid(cli({"resolve", "tinker://r/bogus_kind/n"}, env), "tinker_path");
+  require_invalid(cli({"resolve", "tinker://r/weights/n", "--ttl-seconds", "0"}, env),
+                  "ttl-seconds");
+  require_invalid(cli({"resolve", "tinker://r/weights/n", "--ttl-seconds", "x"}, env),
+                  "ttl-seconds");
+  require_invalid(cli({"resolve", "tinker://r/weights/n", "--base-url", "ftp://x"}, env),
+                  "base-url");
+  require_invalid(cli({"resolve", "tinker://r/weights/n", "extra"}, env), "arguments");
+  auto bad_key = env;
+  bad_key["TINKER_API_KEY"] = "not-a-key";
+  require_invalid(cli({"resolve", "tinker://r/weights/n"}, bad_key), "TINKER_API_KEY");
+  auto no_key = env;
+  no_key["TINKER_API_KEY"] = std::nullopt;
+  require_failure(cli({"resolve", "tinker://r/weights/n"}, no_key), "not_configured");
+  auto wrong = env;
+  wrong["TINKER_API_KEY"] = "tml-wrong-key-0123456789";
+  auto res = cli({"resolve", "tinker://r/weights/n"}, wrong);
+  require_failure(res, "http_error");
+  CHECK_FALSE(contains(res.err, "wrong-key-0123456789"));
+}
+
+// -- rollout and serve -----------------------------------------------------------------------
+
+TEST_CASE("cli: rollout on the embedded emulator prints progress and a summary", "[cli][rollout]") {
+  auto res = cli({"rollout", "--groups", "3", "--group-size", "2", "--prompt-len", "4",
+                  "--max-tokens", "4", "--concurrency", "2", "--window", "asap",
+                  "--emu-latency-queued-ms", "1"});
+  INFO(res.out << res.err);
+  REQUIRE(res.exit_code == 0);
+  CHECK(contains(res.out, "progress: 6/6 samples"));
+  CHECK(contains(res.out, "6 ok, 0 failed, of 6"));
+  CHECK(contains(res.out, "tokens              24"));
+  CHECK(contains(res.out, "group latency"));
+  CHECK(contains(res.out, "p99"));
+  CHECK(contains(res.out, "retries by cause"));
+  CHECK(contains(res.out, "errors by kind      none"));
+  CHECK(contains(res.out, "6 for 6 Idempotency-Keys, max 1 per key"));
+  require_invalid(cli({"rollout", "--groups", "0"}), "groups");
+  require_invalid(cli({"rollout", "--nodes", "nohostport"}), "nodes");
+  require_invalid(cli({"rollout", "--progress", "fancy"}), "progress");
+}
+
+TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text", "[cli][serve]") {
+  emulate_process emu;
+  process_options sopts;
+  sopts.env = emu.sail_env();
+  subprocess serve{binary(),
+                   {"serve", "--port", "0", "--metrics-port", "0", "--model", "Qwen/Qwen3-8B",
+                    "--max-tokens", "8", "--window", "asap"},
+                   sopts};
+  auto caf_line = serve.wait_for_line("listening on caf://", 30s);
+  INFO(serve.err());
+  REQUIRE(caf_line);
+  auto metrics_line = serve.wait_for_line("listening on http://", 30s);
+  REQUIRE(metrics_line);
+  std::smatch m;
+  REQUIRE(std::regex_match(*caf_line, m, std::regex{R"(^listening on caf://127\.0\.0\.1:(\d+)$)"}));
+  auto node_port = m[1].str();
+  REQUIRE(std::regex_match(*metrics_line, m,
+                           std::regex{R"(^listening on http://127\.0\.0\.1:(\d+)/metrics$)"}));
+  auto metrics_port = static_cast<uint16_t>(std::stoi(m[1].str()));
+
+  auto res = cli({"rollout", "--nodes", "127.0.0.1:" + node_port, "--groups", "4",
+                  "--group-size", "3", "--prompt-len", "8", "--max-tokens", "8",
+                  "--concurrency", "2"});
+  INFO(res.out << res.err);
+  REQUIRE(res.exit_code == 0);
+  CHECK(contains(res.out, "12 ok, 0 failed, of 12"));
+  CHECK(contains(res.out, "n/a (not on the embedded emulator)"));
+
+  sail::test::sync_http http{"127.0.0.1", metrics_port};
+  auto scrape = http.get("/metrics");
+  REQUIRE(scrape.ok());
+  CHECK(scrape.status() == 200);
+  CHECK(starts_with(scrape.header("Content-Type"), "text/plain; version=0.0.4"));
+  INFO(scrape.body());
+  auto doc = parse_prometheus(scrape.body());
+  CHECK(doc.types.at("sail_tinker_samples_in_flight") == "gauge");
+  CHECK(doc.types.at("sail_tinker_samples_completed_total") == "counter");
+  CHECK(doc.types.at("sail_tinker_samples_failed_total") == "counter");
+  CHECK(doc.types.at("sail_tinker_retries_total") == "counter");
+  CHECK(doc.types.at("sail_tinker_polls_total") == "counter");
+  CHECK(doc.types.at("sail_tinker_request_latency_seconds") == "histogram");
+  REQUIRE(doc.find("sail_tinker_samples_completed_total").size() == 1);
+  CHECK(doc.find("sail_tinker_samples_completed_total")[0]->value == 12);
+  CHECK(doc.find("sail_tinker_samples_in_flight")[0]->value == 0);
+  CHECK(doc.find("sail_tinker_polls_total")[0]->value >= 12);
+  std::set<std::string> kinds;
+  for (auto* s : doc.find("sail_tinker_samples_failed_total")) {
+    kinds.insert(s->labels.at("kind"));
+    CHECK(s->value == 0);
+  }
+  CHECK(kinds.count("http_error") == 1);
+  CHECK(kinds.count("timeout") == 1);
+  double groups = 0;
+  for (auto* s : doc.find("sail_tinker_request_latency_seconds_count"))
+    if (s->labels.at("op") == "sample_group")
+      groups = s->value;
+  CHECK(groups == 4);
+  CHECK(http.get("/healthz").status() == 200);
+  CHECK(http.get("/nope").status() == 404);
+
+  serve.signal(SIGTERM);
+  auto done = serve.wait(30s);
+  CHECK_FALSE(done.timed_out);
+  CHECK(done.exit_code == 0);
+}
+
+TEST_CASE("cli: serve argument errors exit 2", "[cli][serve]") {
+  auto env = clean_env();
+  env["SAIL_API_KEY"] = "sk_x";
+  require_invalid(cli({"serve", "--max-tokens", "4"}, env), "model");
+  require_invalid(cli({"serve", "--model", "m", "--max-tokens", "4", "--metrics-port", "x"}, env),
+                  "metrics-port");
+  require_invalid(cli({"serve", "--model", "Qwen/Qwen3-8B", "--max-tokens", "4", "--top-p", "7"},
+                      env),
+                  "top_p");
+}
