@@ -1006,7 +1006,8 @@ TEST_CASE("emulator delivers completion webhooks with the Bearer token") {
   auto fut = got.get_future();
   REQUIRE(fut.wait_for(std::chrono::seconds{30}) == std::future_status::ready);
   auto [authz, payload] = fut.get();
-  CHECK(authz == "Bearer whsec_token_1");
+  // Extra parentheses: Catch must not print the token on failure.
+  CHECK((authz == "Bearer whsec_token_1"));
   auto delivered = json::parse(payload).as_object();
   CHECK(delivered.at("id") == created.at("id"));
   CHECK(delivered.at("status") == "completed");
