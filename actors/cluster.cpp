@@ -727,9 +727,11 @@ balancer_actor::behavior_type balancer_behavior(balancer_ptr self,
         if (j.node == static_cast<int32_t>(idx))
           ids.push_back(id);
       for (auto id : ids) {
-        auto& j = st.jobs[id];
-        release(st, j);
-        j.last_error = n.last_error;
+        auto i = st.jobs.find(id);
+        if (i == st.jobs.end())
+          continue;
+        release(st, i->second);
+        i->second.last_error = n.last_error;
         dispatch(self, id);
       }
       return;

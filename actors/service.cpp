@@ -24,6 +24,7 @@ namespace {
 struct service_state {
   static inline const char* name = "sail.service";
   runtime* rt = nullptr;
+  completer_decorator decorate;
   /// Canonical configuration (its binary serialization) -> completer.
   std::map<std::string, completer_actor> by_config;
   std::unordered_map<caf::actor_addr, std::string> key_of;
@@ -43,8 +44,10 @@ caf::expected<std::string> canonical_key(caf::actor_system& sys,
   return std::string{buf.begin(), buf.end()};
 }
 
-service_actor::behavior_type service_behavior(service_ptr self, runtime* rt) {
+service_actor::behavior_type service_behavior(service_ptr self, runtime* rt,
+                                              completer_decorator decorate) {
   self->state.rt = rt;
+  self->state.decorate = std::move(decorate);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.key_of.find(dm.source);
@@ -65,6 +68,12 @@ service_actor::behavior_type service_behavior(service_ptr self, runtime* rt) {
       auto c = st.rt->make_completer(std::move(cfg));
       if (!c)
         return std::move(c.error());
+      if (st.decorate) {
+        auto wrapped = st.decorate(self->system(), *c);
+        if (!wrapped)
+          return make_error(errc::not_configured, "completer decorator returned no actor");
+        *c = std::move(wrapped);
+      }
       self->monitor(*c);
       st.key_of.emplace(c->address(), *key);
       st.by_config.emplace(std::move(*key), *c);
@@ -109,8 +118,9 @@ caf::expected<bool> resolve_tls(caf::actor_system& sys, transport_security mode)
   return tls;
 }
 
-service_actor spawn_service(caf::actor_system& sys, runtime& rt) {
-  return sys.spawn(service_behavior, &rt);
+service_actor spawn_service(caf::actor_system& sys, runtime& rt,
+                            completer_decorator decorate) {
+  return sys.spawn(service_behavior, &rt, std::move(decorate));
 }
 
 caf::expected<uint16_t> publish_service(caf::actor_system& sys,
@@ -138,7 +148,7 @@ caf::expected<std::unique_ptr<service_node>> service_node::start(runtime& rt,
   if (!tls)
     return std::move(tls.error());
   std::unique_ptr<service_node> node{new service_node(sys, std::move(opts))};
-  node->front_ = spawn_service(sys, rt);
+  node->front_ = spawn_service(sys, rt, node->opts_.decorate);
   node->tls_ = *tls;
   auto o = node->opts_;
   o.security = *tls ? transport_security::tls : transport_security::plain;

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -56,11 +57,17 @@ bool tls_configured(const caf::actor_system_config& cfg);
 /// but the OpenSSL module is not loaded (use node_config).
 caf::expected<bool> resolve_tls(caf::actor_system& sys, transport_security mode);
 
+/// Wraps each completer the front creates before it is handed out (e.g. a
+/// metering front of the CLI). Must return a handle with the same interface;
+/// called once per distinct configuration, inside the front actor.
+using completer_decorator = std::function<completer_actor(caf::actor_system&, completer_actor)>;
+
 /// Spawns the front for a runtime: obtain validates the configuration on this
 /// node (runtime::make_completer) and hands out one completer per distinct
 /// configuration content (equal configurations share a completer). `rt` must
 /// outlive the actor: stop the front before the runtime (service_node does).
-service_actor spawn_service(caf::actor_system& sys, runtime& rt);
+service_actor spawn_service(caf::actor_system& sys, runtime& rt,
+                            completer_decorator decorate = nullptr);
 
 struct service_options {
   /// Interface to listen on ("0.0.0.0" for all, "127.0.0.1" for loopback).
@@ -72,6 +79,8 @@ struct service_options {
   bool reuse_address = true;
   /// Bound of each shutdown step.
   caf::timespan shutdown_grace = std::chrono::seconds(5);
+  /// Optional wrapper of every completer handed out (see spawn_service).
+  completer_decorator decorate;
 };
 
 /// Publishes `svc` (plain or caf::openssl, see transport_security); the

@@ -5,6 +5,7 @@
 // (cut = killed process, freeze = stopped process) or a graceful node stop.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <future>
 #include <set>
 
@@ -177,6 +178,27 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
     REQUIRE(res);
     auto want = expected_sample(emu, toy_config(), prompt(1).prompt.tokens, 8);
     CHECK(res->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
+  }
+  {
+    // A decorator wraps each new completer once (the CLI's metering front).
+    auto decorated = std::make_shared<std::atomic<int>>(0);
+    service_options so;
+    so.host = "127.0.0.1";
+    so.decorate = [decorated](caf::actor_system&, completer_actor c) {
+      ++*decorated;
+      return c;
+    };
+    auto second = service_node::start(node.rt(), so);
+    REQUIRE(second);
+    auto front = sys.middleman().remote_actor<completer_service_actor>("127.0.0.1",
+                                                                       (*second)->port());
+    REQUIRE(front);
+    caf::scoped_actor self{sys};
+    for (int i = 0; i < 3; ++i)
+      self->request(*front, 10s, atom::obtain_v, toy_config(7))
+        .receive([](completer_actor&) {}, [](caf::error& e) { FAIL(render(e)); });
+    CHECK(*decorated == 1);
+    (*second)->shutdown();
   }
   node.stop();
 }
