@@ -15,6 +15,7 @@
 //                  [--emu-threads 1] [--io-threads 1] [--workers 4]
 //                  [--py-samples N] [--python /usr/bin/python3]
 //                  [--python-client PATH] [--skip-python] [--repeat 1]
+//                  [--caf-threads N] [--caf-policy stealing|sharing]
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -188,6 +189,11 @@ int main(int argc, char** argv) {
   sail::bench::emulator_child emu{eopts}; // before any thread
 
   sail::system_config cfg;
+  // Optional CAF scheduler tuning (the default is the library's system_config).
+  if (auto threads = flag_int(argc, argv, "caf-threads", 0); threads > 0)
+    cfg.set("scheduler.max-threads", static_cast<size_t>(threads));
+  if (auto policy = sail::bench::flag(argc, argv, "caf-policy"))
+    cfg.set("scheduler.policy", caf::atom_from_string(*policy));
   caf::actor_system sys{cfg};
   sail::runtime_options opts;
   opts.sail_base_url = emu.base_url();
