@@ -9,6 +9,7 @@
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/app/commands.hpp"
 #include "sail_tinker/messages/fwd.hpp"
+#include "sail_tinker/messages/redact.hpp"
 
 namespace {
 
@@ -58,7 +59,7 @@ int main(int argc, char** argv) {
   if (cmd == "rollout")
     return cmd_rollout(rest);
   std::fprintf(stderr, "error: invalid_argument: unknown command \"%s\" [field=command]\n",
-               std::string{cmd}.c_str());
+               sail::redact_secrets(cmd).c_str());
   std::fputs(top_usage, stderr);
   return exit_usage;
 }
