@@ -239,6 +239,8 @@ int main(int argc, char** argv) {
     warm.run(concurrency);
   }
   auto st0 = emu.stats();
+  auto rss0 = sail::bench::rss_kb();
+  size_t finished = 0;
   int rc = 0;
   std::vector<side_result> cpp_runs, py_runs;
   for (long r = 0; r < std::max(1L, repeat); ++r) {
@@ -252,6 +254,7 @@ int main(int argc, char** argv) {
     cpp.samples_per_s = static_cast<double>(samples) / cpp.seconds;
     cpp.errors = loop.errors();
     cpp.ok = cpp.errors == 0;
+    finished += samples;
     if (!cpp.ok)
       std::fprintf(stderr, "C++ side: %" PRIu64 " errors, first: %s\n", cpp.errors,
                    loop.first_error().c_str());
@@ -260,6 +263,11 @@ int main(int argc, char** argv) {
                 r + 1, cpp.samples_per_s, cpp.seconds, cpp.client_cpu_s,
                 samples / cpp.client_cpu_s, cpp.emulator_cpu_s,
                 cpp.ok ? "" : " [ERRORS]");
+    auto rss = sail::bench::rss_kb();
+    std::printf("        client RSS %ld KiB after warm-up -> %ld KiB after %zu finished "
+                "samples (%+.0f bytes per finished sample)\n",
+                rss0, rss, finished,
+                static_cast<double>(rss - rss0) * 1024.0 / static_cast<double>(finished));
     std::fflush(stdout);
     cpp_runs.push_back(cpp);
     if (!skip_python) {
