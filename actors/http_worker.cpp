@@ -36,24 +36,31 @@ public:
     auto limit = job.deadline.count() > 0 ? job.deadline : j.timing->deadline;
     j.deadline = clock_type::now() + limit;
     j.job = std::move(job);
-    auto [i, added] = st_.jobs.insert_or_assign(id, std::move(j));
-    self_->delayed_send(self_, limit, atom::deadline_v, id);
-    send_create(i->second);
+    if (auto old = st_.jobs.find(id); old != st_.jobs.end())
+      drop(old->second);
+    auto& stored = st_.jobs.emplace(id, std::move(j)).first->second;
+    stored.deadline_pos = st_.deadlines.emplace(stored.deadline, id);
+    arm_deadline_timer();
+    send_create(stored);
   }
 
   void cancel(uint64_t id) {
-    st_.jobs.erase(id);
+    if (auto i = st_.jobs.find(id); i != st_.jobs.end())
+      drop(i->second);
   }
 
-  void on_deadline(uint64_t id) {
-    auto i = st_.jobs.find(id);
-    if (i == st_.jobs.end())
-      return;
-    if (remaining(i->second).count() > 0) // re-submitted with a later deadline
-      return;
-    fail(i->second, make_error(errc::timeout, "sample deadline expired after "
-                                                + std::to_string(i->second.polls)
-                                                + " polls"));
+  void on_deadline() {
+    st_.timer_at.reset();
+    auto now = clock_type::now();
+    std::vector<uint64_t> expired;
+    for (auto i = st_.deadlines.begin(); i != st_.deadlines.end() && i->first <= now; ++i)
+      expired.push_back(i->second);
+    for (auto id : expired) {
+      auto& j = st_.jobs.at(id);
+      fail(j, make_error(errc::timeout, "sample deadline expired after "
+                                          + std::to_string(j.polls) + " polls"));
+    }
+    arm_deadline_timer();
   }
 
   void on_step(uint64_t id, uint64_t tag) {
@@ -109,14 +116,41 @@ public:
   }
 
 private:
+  void arm_deadline_timer() {
+    if (st_.deadlines.empty())
+      return;
+    auto earliest = st_.deadlines.begin()->first;
+    if (st_.timer_at && *st_.timer_at <= earliest)
+      return;
+    st_.timer_at = earliest;
+    auto delay = std::max(caf::timespan{0},
+                          std::chrono::duration_cast<caf::timespan>(
+                            earliest - clock_type::now()));
+    self_->delayed_send(self_, delay, atom::deadline_v);
+  }
+
+  // Forgets a job (its result has been reported, or it was cancelled).
+  void drop(worker_job& j) {
+    st_.deadlines.erase(j.deadline_pos);
+    st_.jobs.erase(j.id); // j dangles from here on
+  }
+
+  // Runs the job's next step after `delay`; at once without the clock.
+  void step_after(worker_job& j, caf::timespan delay) {
+    j.tag = ++st_.next_tag;
+    if (delay.count() <= 0)
+      self_->send(self_, atom::step_v, j.id, j.tag);
+    else
+      self_->delayed_send(self_, delay, atom::step_v, j.id, j.tag);
+  }
+
   void retry_later(worker_job& j, const retry_decision& decision) {
     self_->send(st_.pool, atom::retried_v, decision.cause);
     if (decision.delay >= remaining(j))
       return fail(j, make_error(errc::timeout, "sample deadline expires before "
                                                  "the next retry ("
                                                  + decision.cause + ")"));
-    j.tag = ++st_.next_tag;
-    self_->delayed_send(self_, decision.delay, atom::step_v, j.id, j.tag);
+    step_after(j, decision.delay);
   }
 
   void schedule_poll(worker_job& j) {
@@ -133,9 +167,8 @@ private:
                                                   1.0 + opts.poll_jitter};
     auto delay = std::chrono::duration_cast<caf::timespan>(
       j.poll_interval * jitter(st_.rng));
-    // Never sleep past the deadline: the deadline timer ends the job.
-    j.tag = ++st_.next_tag;
-    self_->delayed_send(self_, delay, atom::step_v, j.id, j.tag);
+    // No need to stop at the deadline: the deadline timer ends the job.
+    step_after(j, delay);
   }
 
   http_request base_request(worker_job& j, http::verb verb, std::string url) {
@@ -177,12 +210,12 @@ private:
       return fail(j, std::move(result.error()));
     self_->send(st_.pool, atom::done_v, j.id, j.attempt, std::move(*result),
                 j.polls);
-    st_.jobs.erase(j.id);
+    drop(j);
   }
 
   void fail(worker_job& j, caf::error err) {
     self_->send(st_.pool, atom::failed_v, j.id, j.attempt, std::move(err));
-    st_.jobs.erase(j.id);
+    drop(j);
   }
 
   http_worker_ptr self_;
@@ -209,7 +242,7 @@ http_worker(http_worker_ptr self, http_client* client,
     [=](atom::step, uint64_t id, uint64_t tag) {
       worker_logic{self}.on_step(id, tag);
     },
-    [=](atom::deadline, uint64_t id) { worker_logic{self}.on_deadline(id); },
+    [=](atom::deadline) { worker_logic{self}.on_deadline(); },
     [=](atom::crash) {
       throw std::runtime_error("crash injected by test hook");
     },

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -25,6 +27,8 @@ struct worker_job {
   caf::timespan poll_interval{0};
   uint32_t polls = 0;
   std::chrono::steady_clock::time_point deadline;
+  /// This job's entry in http_worker_state::deadlines.
+  std::multimap<std::chrono::steady_clock::time_point, uint64_t>::iterator deadline_pos;
   const window_timing* timing = nullptr;
 };
 
@@ -34,6 +38,11 @@ struct http_worker_state {
   std::shared_ptr<const pool_options> opts;
   pool_actor pool;
   std::unordered_map<uint64_t, worker_job> jobs;
+  /// Deadlines of all jobs, earliest first. One timer per worker, armed for
+  /// the earliest (CAF 0.17 cannot cancel a delayed message, so a timer per
+  /// job would linger in the clock until its deadline).
+  std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines;
+  std::optional<std::chrono::steady_clock::time_point> timer_at;
   uint64_t next_tag = 0;
   std::unique_ptr<retry_policy> retry;
   std::mt19937_64 rng;

@@ -239,8 +239,12 @@ void runtime::shutdown() {
     completers.swap(completers_);
   }
   auto grace = opts_.shutdown_grace;
-  terminate_all(sys_, completers, grace);
-  terminate_all(sys_, std::vector<caf::actor>{bridge_}, grace);
+  // Completers and the bridge only fail their open work in memory on exit:
+  // give them time for it (with 100k open samples on a loaded machine that
+  // can take seconds) rather than killing them with callbacks not yet run.
+  auto drain = std::max(grace, caf::timespan{std::chrono::minutes(2)});
+  terminate_all(sys_, completers, drain);
+  terminate_all(sys_, std::vector<caf::actor>{bridge_}, drain);
   // The pool fails its open work and waits for its workers before it quits,
   // so nothing uses the client after this returns.
   terminate_all(sys_, std::vector<pool_actor>{pool_}, grace);

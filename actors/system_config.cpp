@@ -1,5 +1,9 @@
 #include "sail_tinker/actors/system_config.hpp"
 
+#include <algorithm>
+#include <thread>
+
+#include <caf/atom.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/manager.hpp>
 #include <caf/timespan.hpp>
@@ -22,6 +26,14 @@ system_config::system_config() {
   set("middleman.heartbeat-interval", caf::timespan{std::chrono::seconds(5)});
   set("middleman.connection-timeout", caf::timespan{std::chrono::seconds(15)});
   set("middleman.enable-automatic-connections", false);
+  // The workload is I/O-bound message passing. CAF 0.17's work-stealing
+  // workers poll and nap (50 us) when idle, and it starts at least four of
+  // them: on small machines most scheduler CPU went to wake-ups
+  // (bench/e2e_bench, docs/benchmarks.md). Sharing workers block instead;
+  // one per core.
+  set("scheduler.policy", caf::atom("sharing"));
+  set("scheduler.max-threads",
+      static_cast<size_t>(std::max(2u, std::thread::hardware_concurrency())));
 }
 
 node_config::node_config() {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -73,6 +74,9 @@ struct pool_state {
   bool paused = false;
   std::deque<clock_type::time_point> restarts;
   pool_stats stats;
+  /// Set while shutting down: the pool quits with it once every worker is down.
+  std::optional<caf::error> stopping;
+  size_t workers_alive = 0;
 };
 
 using pool_ptr = pool_actor::stateful_pointer<pool_state>;
@@ -178,6 +182,12 @@ public:
     });
     if (it == ws.end())
       return;
+    if (st_.stopping) {
+      it->hdl = nullptr;
+      if (--st_.workers_alive == 0)
+        self_->quit(*st_.stopping);
+      return;
+    }
     auto slot = static_cast<int>(it - ws.begin());
     auto now = clock_type::now();
     st_.restarts.push_back(now);
@@ -217,11 +227,21 @@ public:
     pump();
   }
 
+  /// Fails the open work, stops the workers and quits once they are all
+  /// down, so that no worker touches the HTTP client after the pool is gone.
   void shutdown(const caf::error& reason) {
+    if (st_.stopping)
+      return;
+    st_.stopping = reason;
     fail_all(make_error(errc::cancelled, "worker pool shutting down"));
+    st_.workers_alive = 0;
     for (auto& w : st_.workers)
-      self_->send_exit(w.hdl, reason);
-    self_->quit(reason);
+      if (w.hdl) {
+        self_->send_exit(w.hdl, reason);
+        ++st_.workers_alive;
+      }
+    if (st_.workers_alive == 0)
+      self_->quit(reason);
   }
 
   http_worker_actor spawn_worker() {

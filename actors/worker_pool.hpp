@@ -101,7 +101,8 @@ using http_worker_actor = caf::typed_actor<
   caf::reacts_to<atom::http_done, http_completion>,
   // timer: next HTTP step of a job (job id, step tag)
   caf::reacts_to<atom::step, uint64_t, uint64_t>,
-  caf::reacts_to<atom::deadline, uint64_t>,
+  // timer: fail the jobs whose deadline passed
+  caf::reacts_to<atom::deadline>,
   // test hook: throw from the handler
   caf::reacts_to<atom::crash>>;
 
