@@ -9,3 +9,8 @@ configure_build() {
   cmake -S "${SRC:-$ROOT}" -B "$dir" -G Ninja "$@" >/dev/null
   cmake --build "$dir" -j "$JOBS"
 }
+
+# The plain build of scripts/test and scripts/demo (shared, so the demo after
+# the tests builds nothing): optimised, no debug info, warnings are errors.
+CI_BUILD_ARGS=(-DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG"
+               -DSAIL_TINKER_WERROR=ON)
