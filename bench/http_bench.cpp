@@ -9,7 +9,9 @@
 // loops (each completion starts the next request) for S seconds after a short
 // warm-up; then `wrk -t<T> -c<C> -d<S>s` runs against the same emulator and its
 // "Requests/sec" line is parsed. The emulator, the client and wrk share the
-// machine, so figures are relative, not absolute.
+// machine, so figures are relative, not absolute. The CPU columns (client
+// io threads' CPU time per completed request; wrk's user+sys time per request)
+// are less sensitive to machine load than the req/s columns.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +24,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <pthread.h>
+#include <sys/resource.h>
+#include <time.h>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -78,9 +84,31 @@ void issue(const std::shared_ptr<loop_state>& st) {
   });
 }
 
+// CPU seconds consumed so far by the given threads.
+double thread_cpu(std::vector<std::thread>& threads) {
+  double total = 0;
+  for (auto& t : threads) {
+    clockid_t id;
+    timespec ts{};
+    if (pthread_getcpuclockid(t.native_handle(), &id) == 0
+        && clock_gettime(id, &ts) == 0)
+      total += static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+  }
+  return total;
+}
+
+double children_cpu() {
+  rusage ru{};
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
+         + static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
 struct client_result {
+  double cpu_us_per_req = 0;
   double rps = 0;
   uint64_t errors = 0;
+  uint64_t connections = 0;
   std::string first_error;
 };
 
@@ -109,14 +137,19 @@ client_result run_client(const std::string& url, int c, const config& cfg) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300)); // warm-up
     st->measuring = true;
     auto t0 = steady::now();
+    auto cpu0 = thread_cpu(threads);
     std::this_thread::sleep_for(std::chrono::duration<double>(cfg.duration));
     st->measuring = false;
+    auto cpu1 = thread_cpu(threads);
     auto elapsed = std::chrono::duration<double>(steady::now() - t0).count();
+    if (st->ok.load() > 0)
+      out.cpu_us_per_req = (cpu1 - cpu0) * 1e6 / static_cast<double>(st->ok.load());
     st->stop = true;
     done.wait();
     out.rps = static_cast<double>(st->ok.load()) / elapsed;
     out.errors = st->errors.load();
     out.first_error = st->first_error;
+    out.connections = client->stats().connections_opened;
   }
   guard.reset();
   for (auto& t : threads)
@@ -124,11 +157,13 @@ client_result run_client(const std::string& url, int c, const config& cfg) {
   return out;
 }
 
-double run_wrk(const std::string& url, int c, const config& cfg, std::string& raw) {
+double run_wrk(const std::string& url, int c, const config& cfg, std::string& raw,
+               double& cpu_us_per_req) {
   int threads = std::min(cfg.wrk_threads, c);
   std::ostringstream cmd;
   cmd << "wrk -t" << threads << " -c" << c << " -d"
       << static_cast<int>(cfg.duration + 0.5) << "s " << url << " 2>&1";
+  auto cpu0 = children_cpu();
   FILE* f = popen(cmd.str().c_str(), "r");
   if (f == nullptr)
     return -1;
@@ -137,9 +172,18 @@ double run_wrk(const std::string& url, int c, const config& cfg, std::string& ra
   while (size_t n = fread(buf, 1, sizeof(buf), f))
     raw.append(buf, n);
   pclose(f);
+  auto cpu = children_cpu() - cpu0;
   auto pos = raw.find("Requests/sec:");
   if (pos == std::string::npos)
     return -1;
+  // "  123456 requests in 3.00s, ..." -> total requests (warm-up included).
+  if (auto r = raw.find(" requests in "); r != std::string::npos) {
+    auto start = raw.rfind('\n', r);
+    auto total = std::strtod(raw.c_str() + (start == std::string::npos ? 0 : start + 1),
+                             nullptr);
+    if (total > 0)
+      cpu_us_per_req = cpu * 1e6 / total;
+  }
   return std::strtod(raw.c_str() + pos + 13, nullptr);
 }
 
@@ -195,22 +239,26 @@ int main(int argc, char** argv) {
               "threads %d, wrk threads %d%s\n",
               url.c_str(), cfg.duration, cfg.client_threads, cfg.emulator_threads,
               cfg.wrk_threads, have_wrk ? "" : " (wrk not run)");
-  std::printf("%6s %16s %16s %8s %8s\n", "C", "sail req/s", "wrk req/s", "ratio",
-              "errors");
+  std::printf("%5s %11s %10s %6s %13s %12s %7s %6s\n", "C", "sail req/s",
+              "wrk req/s", "ratio", "sail CPU us/r", "wrk CPU us/r", "errors",
+              "conns");
   for (int c : cfg.concurrency) {
     auto r = run_client(url, c, cfg);
     double w = -1;
+    double wcpu = 0;
     std::string raw;
     if (have_wrk)
-      w = run_wrk(url, c, cfg, raw);
+      w = run_wrk(url, c, cfg, raw, wcpu);
     char wbuf[32] = "-";
     char ratio[32] = "-";
     if (w > 0) {
       std::snprintf(wbuf, sizeof(wbuf), "%.0f", w);
       std::snprintf(ratio, sizeof(ratio), "%.2f", r.rps / w);
     }
-    std::printf("%6d %16.0f %16s %8s %8llu\n", c, r.rps, wbuf, ratio,
-                static_cast<unsigned long long>(r.errors));
+    std::printf("%5d %11.0f %10s %6s %13.1f %12.1f %7llu %6llu\n", c, r.rps, wbuf,
+                ratio, r.cpu_us_per_req, wcpu,
+                static_cast<unsigned long long>(r.errors),
+                static_cast<unsigned long long>(r.connections));
     if (r.errors > 0)
       std::printf("       first client error: %s\n", r.first_error.c_str());
     if (have_wrk && w <= 0)
