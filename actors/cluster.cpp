@@ -930,7 +930,9 @@ std::future<caf::expected<T>> call(caf::actor_system& sys, completer_actor h,
     p->set_value(make_error(errc::cancelled, "cluster shut down"));
     return f;
   }
-  sys.spawn([p, h, timeout, xs...](caf::event_based_actor* self) mutable {
+  // The handle travels as a spawn argument: CAF 0.17.6 dereferences a null
+  // argument tuple for functions spawned without arguments (UBSan).
+  sys.spawn([p, timeout, xs...](caf::event_based_actor* self, completer_actor h) mutable {
     self->request(h, timeout, std::move(xs)...)
       .then(
         [p, self](T& res) {
@@ -941,7 +943,7 @@ std::future<caf::expected<T>> call(caf::actor_system& sys, completer_actor h,
           p->set_value(std::move(err));
           self->quit();
         });
-  });
+  }, h);
   return f;
 }
 
