@@ -252,6 +252,28 @@ http_server_response text_response(boost::beast::http::status status, std::strin
   return res;
 }
 
+/// One-shot actor answering one GET /metrics. (Spawned with arguments: CAF
+/// 0.17.6 dereferences a null argument tuple for argument-less functors,
+/// which UBSan reports.)
+void scrape(caf::event_based_actor* self, std::shared_ptr<http_server_context> box,
+            completer_actor front, std::shared_ptr<request_metrics> metrics) {
+  namespace http = boost::beast::http;
+  self->request(front, std::chrono::seconds(10), atom::stats_v)
+    .then(
+      [=](completer_stats& s) {
+        box->respond(text_response(http::status::ok,
+                                   render_prometheus(s, metrics->snapshot()),
+                                   "text/plain; version=0.0.4; charset=utf-8"));
+        self->quit();
+      },
+      [=](caf::error& err) {
+        box->respond(text_response(http::status::service_unavailable,
+                                   "completer unavailable: " + render(err) + "\n",
+                                   "text/plain"));
+        self->quit();
+      });
+}
+
 } // namespace
 
 metrics_server::metrics_server(caf::actor_system& sys, completer_actor front,
@@ -278,22 +300,7 @@ metrics_server::metrics_server(caf::actor_system& sys, completer_actor front,
     // Fetch the completer's counters asynchronously: the handler must not
     // block, so a one-shot actor asks and answers the HTTP request.
     auto box = std::make_shared<http_server_context>(std::move(ctx));
-    sys.spawn([box, front, metrics](caf::event_based_actor* self) {
-      self->request(front, std::chrono::seconds(10), atom::stats_v)
-        .then(
-          [=](completer_stats& s) {
-            box->respond(text_response(http::status::ok,
-                                       render_prometheus(s, metrics->snapshot()),
-                                       "text/plain; version=0.0.4; charset=utf-8"));
-            self->quit();
-          },
-          [=](caf::error& err) {
-            box->respond(text_response(http::status::service_unavailable,
-                                       "completer unavailable: " + render(err) + "\n",
-                                       "text/plain"));
-            self->quit();
-          });
-    });
+    sys.spawn(scrape, std::move(box), front, metrics);
   };
   server_ = std::make_unique<http_server>(std::move(opts), std::move(handler));
 }
