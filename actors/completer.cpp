@@ -182,14 +182,14 @@ private:
     auto& deadlines = st_.opts.window_deadlines;
     auto d = deadlines.find(st_.cfg.completion_window);
     job.deadline = d != deadlines.end() ? d->second : st_.opts.default_deadline;
-    auto timeout = job.deadline + st_.opts.request_margin;
-    self_->request(st_.pool, timeout, atom::submit_v, std::move(job))
+    // No CAF timeout on this local hop: the pool answers every job (result,
+    // error, cancel, or `cancelled` when it shuts down) and the worker's own
+    // deadline bounds each sample with a typed timeout. A CAF 0.17 request
+    // timeout is not cancelled by the response; it stays in the actor clock
+    // until it expires (about 190 bytes per request for the whole deadline).
+    self_->request(st_.pool, caf::infinite, atom::submit_v, std::move(job))
       .then([done](tokens_with_logprobs& res) { done(std::move(res)); },
-            [done](caf::error& err) {
-              if (err == caf::sec::request_timeout)
-                err = make_error(errc::timeout, "worker pool did not answer in time");
-              done(std::move(err));
-            });
+            [done](caf::error& err) { done(std::move(err)); });
   }
 
   completer_ptr self_;

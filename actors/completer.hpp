@@ -28,8 +28,9 @@ struct completer_options {
   group_failure_policy group_policy = group_failure_policy::fail_group;
   /// Largest n of sample_group.
   uint32_t max_group_size = 4096;
-  /// Added to a sample's deadline for the CAF request to the pool, so that
-  /// the HTTP layer always fails first, and typed.
+  /// For callers on other nodes: added to a sample's deadline for their CAF
+  /// request timeout, so that the HTTP layer always fails first, and typed.
+  /// (Local hops use no CAF timeout; see completer.cpp.)
   caf::timespan request_margin = std::chrono::seconds(30);
   /// Deadline of one sample per completion window; windows not listed use
   /// default_deadline. The runtime fills this from the pool's window timing,

@@ -94,16 +94,17 @@ caf::behavior bridge_behavior(bridge_ptr self, std::string label) {
     self->quit(em.reason);
   });
   return {
-    [=](atom::sample, completer_actor& c, sample_request& req, caf::timespan timeout,
-        sample_box& box) {
+    // No CAF timeouts (see completer.cpp): a completer answers every
+    // sample, and fails its open ones as `cancelled` when it exits.
+    [=](atom::sample, completer_actor& c, sample_request& req, sample_box& box) {
       bridge_call<tokens_with_logprobs>(
-        self, self->request(c, timeout, atom::sample_v, std::move(req)),
+        self, self->request(c, caf::infinite, atom::sample_v, std::move(req)),
         std::move(box.fn));
     },
     [=](atom::sample_group, completer_actor& c, sample_request& req, uint32_t n,
-        caf::timespan timeout, group_box& box) {
+        group_box& box) {
       bridge_call<group_result>(
-        self, self->request(c, timeout, atom::sample_group_v, std::move(req), n),
+        self, self->request(c, caf::infinite, atom::sample_group_v, std::move(req), n),
         std::move(box.fn));
     },
   };
@@ -215,14 +216,10 @@ caf::expected<completer_actor> runtime::make_completer(completer_config cfg) {
 }
 
 caf::expected<token_completer> runtime::make_token_completer(completer_config cfg) {
-  auto window = cfg.completion_window;
   auto c = make_completer(std::move(cfg));
   if (!c)
     return std::move(c.error());
-  auto& d = opts_.completer.window_deadlines;
-  auto i = d.find(window);
-  auto deadline = i != d.end() ? i->second : opts_.completer.default_deadline;
-  return token_completer{*c, bridge_, deadline + 2 * opts_.completer.request_margin};
+  return token_completer{*c, bridge_};
 }
 
 void runtime::crash_worker(uint32_t slot) {
@@ -264,13 +261,12 @@ void runtime::shutdown() {
 
 // -- token_completer ---------------------------------------------------------------
 
-token_completer::token_completer(completer_actor completer, caf::actor bridge,
-                                 caf::timespan timeout)
-  : completer_(std::move(completer)), bridge_(std::move(bridge)), timeout_(timeout) {
+token_completer::token_completer(completer_actor completer, caf::actor bridge)
+  : completer_(std::move(completer)), bridge_(std::move(bridge)) {
 }
 
 void token_completer::sample(sample_request req, std::function<void(sample_result)> done) {
-  caf::anon_send(bridge_, atom::sample_v, completer_, std::move(req), timeout_,
+  caf::anon_send(bridge_, atom::sample_v, completer_, std::move(req),
                  sample_box{std::move(done)});
 }
 
@@ -294,7 +290,7 @@ token_completer::sample(model_input prompt, stop_condition stop,
 void token_completer::sample_group(sample_request req, uint32_t n,
                                    std::function<void(group_reply)> done) {
   caf::anon_send(bridge_, atom::sample_group_v, completer_, std::move(req), n,
-                 timeout_, group_box{std::move(done)});
+                 group_box{std::move(done)});
 }
 
 std::future<token_completer::group_reply> token_completer::sample_group(sample_request req,

@@ -121,7 +121,7 @@ public:
   using sample_result = caf::expected<tokens_with_logprobs>;
   using group_reply = caf::expected<group_result>;
 
-  token_completer(completer_actor completer, caf::actor bridge, caf::timespan timeout);
+  token_completer(completer_actor completer, caf::actor bridge);
 
   std::future<sample_result> sample(sample_request req);
   std::future<sample_result> sample(model_input prompt, stop_condition stop = {},
@@ -141,7 +141,6 @@ public:
 private:
   completer_actor completer_;
   caf::actor bridge_;
-  caf::timespan timeout_;
 };
 
 } // namespace sail
