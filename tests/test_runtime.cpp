@@ -3,7 +3,9 @@
 // error, with supervision, backpressure, cancellation and groups.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <future>
+#include <thread>
 #include <set>
 
 #include "support/stack_fixture.hpp"
@@ -32,22 +34,30 @@ void require_error(const caf::expected<T>& res, errc kind) {
   CHECK(code_of(res.error()) == kind);
 }
 
+/// Re-checks `cond` until it holds, for at most 60 s (a bound, not a
+/// synchronisation delay: each check is a round trip to the pool or the
+/// emulator, and the loop ends as soon as the condition holds).
+template <class Cond>
+bool eventually(Cond cond) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < until) {
+    if (cond())
+      return true;
+    std::this_thread::yield();
+  }
+  return cond();
+}
+
 /// Waits (bounded) until `pred(stats)` holds for the pool's counters.
 template <class Pred>
 bool wait_for_pool(stack_fixture& f, Pred pred) {
-  for (int i = 0; i < 20000; ++i)
-    if (pred(f.pool_stats()))
-      return true;
-  return false;
+  return eventually([&] { return pred(f.pool_stats()); });
 }
 
 /// Waits (bounded) until `pred(snapshot)` holds for the emulator's counters.
 template <class Pred>
 bool wait_for_emulator(stack_fixture& f, Pred pred) {
-  for (int i = 0; i < 20000; ++i)
-    if (pred(f.emu.snapshot()))
-      return true;
-  return false;
+  return eventually([&] { return pred(f.emu.snapshot()); });
 }
 
 emulator::options slow_emulator(std::chrono::milliseconds queued) {
