@@ -306,8 +306,8 @@ caf::expected<completer_config> completer_config_from(const parsed_args& args) {
 // -- CAF configuration -------------------------------------------------------------
 
 const std::vector<std::string>& app_option_groups() {
-  static const std::vector<std::string> groups{"sail", "pool", "completer",
-                                               "http", "resolver", "log"};
+  static const std::vector<std::string> groups{"sail", "pool",     "completer", "http",
+                                               "resolver", "cluster", "log"};
   return groups;
 }
 
@@ -352,6 +352,12 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.resolver_refresh_margin, "refresh-margin", "cached URLs are served until this long before expiry")
     .add(t.resolver_max_attempts, "max-attempts", "attempts of one Tinker REST call")
     .add(t.still_building_delay, "still-building-delay", "wait after a 503 'still building'");
+  caf::config_option_adder{opts, "cluster"}
+    .add(t.cluster_connect_timeout, "connect-timeout", "one connect attempt to a service node (TCP, TLS, handshake)")
+    .add(t.cluster_queue_timeout, "queue-timeout", "how long a sample waits while no node is ready")
+    .add(t.cluster_max_attempts, "max-attempts", "dispatches per sample (first send + re-routes)")
+    .add(t.cluster_retry_min, "retry-min", "first reconnect delay (doubled per failure)")
+    .add(t.cluster_retry_max, "retry-max", "longest reconnect delay");
   caf::config_option_adder{opts, "log"}
     .add(t.log_level, "level", "debug | info | warn | error | off")
     .add(t.log_format, "format", "text | json");

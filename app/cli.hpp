@@ -131,6 +131,12 @@ struct tuning {
   caf::timespan resolver_refresh_margin = std::chrono::seconds(60);
   size_t resolver_max_attempts = 8;
   caf::timespan still_building_delay = std::chrono::seconds(30);
+  // [cluster] (rollout --nodes; defaults of sail::cluster_options)
+  caf::timespan cluster_connect_timeout = std::chrono::seconds(10);
+  caf::timespan cluster_queue_timeout = std::chrono::seconds(60);
+  size_t cluster_max_attempts = 8;
+  caf::timespan cluster_retry_min = std::chrono::milliseconds(100);
+  caf::timespan cluster_retry_max = std::chrono::seconds(10);
   // [log]
   std::string log_level;
   std::string log_format;
@@ -153,7 +159,7 @@ struct basic_app_config : Base {
   }
 };
 
-/// Without the io middleman (sample, resolve, emulate, rollout).
+/// Without the io middleman (sample, resolve, emulate).
 using app_config = basic_app_config<system_config>;
 /// With the io middleman and OpenSSL (serve, rollout --nodes).
 using app_node_config = basic_app_config<node_config>;

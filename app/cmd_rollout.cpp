@@ -18,10 +18,10 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "sail_tinker/actors/cluster.hpp"
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/app/commands.hpp"
 #include "sail_tinker/app/emulator_flags.hpp"
@@ -46,7 +46,7 @@ std::vector<flag_spec> rollout_flags() {
     {"model", "M", "model (default Qwen/Qwen3-8B)"},
     {"temperature", "T", "sampling temperature (default 1.0)"},
     {"seed", "N", "seed of the generated prompts (default 1)"},
-    {"nodes", "HOST:PORT,...", "completer nodes started with `sail-tinker serve` (round-robin)"},
+    {"nodes", "HOST:PORT,...", "service nodes started with `sail-tinker serve` (least in flight, re-routed on node loss)"},
     {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL; disables the embedded emulator)"},
     {"progress", "MODE", "auto (bar on a terminal, lines otherwise) | bar | lines | off"},
   };
@@ -63,7 +63,8 @@ constexpr const char* rollout_description
   = "Drives G x N samples through the actor stack (one sample_group per group, at\n"
     "most C groups in flight) and prints a summary: samples, tokens, throughput,\n"
     "group latency p50/p90/p99, retries by cause, errors by kind and inference\n"
-    "runs per Idempotency-Key. Targets, in order: --nodes (remote completers),\n"
+    "runs per Idempotency-Key. Targets, in order: --nodes (a cluster of service\n"
+    "nodes: least in flight, samples of a lost node re-routed with their keys),\n"
     "--base-url or SAIL_API_KEY (Sail), else an embedded emulator (queued 20 ms +\n"
     "2 ms per token unless --emu-latency-* say otherwise). --emu-* flags configure\n"
     "the embedded emulator. Exit 0 when every sample succeeded, 1 otherwise, 130\n"
@@ -372,23 +373,14 @@ int cmd_rollout(const std::vector<std::string>& raw) {
       return report_error(invalid_argument("progress", "--progress: expected auto, bar, lines or off"));
   }
   // Where the samples go.
-  std::vector<std::pair<std::string, uint16_t>> nodes;
+  std::vector<node_address> nodes;
   if (auto v = args->get("nodes")) {
     if (args->has("base-url"))
       return report_error(invalid_argument("nodes", "--nodes and --base-url exclude each other"));
-    size_t pos = 0;
-    while (pos <= v->size()) {
-      auto comma = v->find(',', pos);
-      auto hp = parse_host_port("nodes", v->substr(pos, comma == std::string::npos
-                                                          ? std::string::npos
-                                                          : comma - pos));
-      if (!hp)
-        return report_error(hp.error());
-      nodes.push_back(*hp);
-      if (comma == std::string::npos)
-        break;
-      pos = comma + 1;
-    }
+    auto parsed = parse_node_list(*v, "nodes");
+    if (!parsed)
+      return report_error(parsed.error());
+    nodes = std::move(*parsed);
   }
   auto* env_key = std::getenv("SAIL_API_KEY");
   bool embedded = nodes.empty() && !args->has("base-url")
@@ -411,8 +403,22 @@ int cmd_rollout(const std::vector<std::string>& raw) {
     return report_error(opts.error());
   if (cfg.tune.group_policy.empty())
     opts->completer.group_policy = group_failure_policy::partial;
+  // A cluster's nodes validate the configuration themselves (their model
+  // tables decide); locally, the runtime's table does.
   if (nodes.empty()) {
     if (auto err = validate(ccfg, opts->models))
+      return report_error(err);
+  }
+  cluster_options copts;
+  if (!nodes.empty()) {
+    copts.nodes = nodes;
+    copts.config = ccfg;
+    copts.connect_timeout = cfg.tune.cluster_connect_timeout;
+    copts.queue_timeout = cfg.tune.cluster_queue_timeout;
+    copts.max_attempts = static_cast<uint32_t>(cfg.tune.cluster_max_attempts);
+    copts.retry_min = cfg.tune.cluster_retry_min;
+    copts.retry_max = cfg.tune.cluster_retry_max;
+    if (auto err = validate(copts))
       return report_error(err);
   }
   p.timeout = opts->pool.timing(ccfg.completion_window).deadline
@@ -434,20 +440,27 @@ int cmd_rollout(const std::vector<std::string>& raw) {
   {
     caf::actor_system sys{cfg};
     std::unique_ptr<runtime> rt;
+    std::unique_ptr<cluster> cl;
     std::vector<completer_actor> targets;
     std::string target_text;
     if (!nodes.empty()) {
-      for (auto& [host, port] : nodes) {
-        auto hdl = sys.middleman().remote_actor<completer_actor>(host, port);
-        if (!hdl)
-          return report_error(make_error(errc::transport_error,
-                                         "cannot connect to node " + host + ":"
-                                           + std::to_string(port) + ": "
-                                           + caf::to_string(hdl.error()),
-                                         "nodes"));
-        targets.push_back(*hdl);
+      // Connects asynchronously; wait for the first node (the others join
+      // as they come; samples queue while none is ready).
+      auto started = cluster::start(sys, copts);
+      if (!started)
+        return report_error(started.error());
+      cl = std::move(*started);
+      if (!cl->wait_ready(1, copts.connect_timeout + std::chrono::seconds(1))) {
+        std::string why;
+        for (auto& n : cl->status())
+          why += "\n  " + n.address.to_string() + ": "
+                 + (n.last_error.empty() ? to_string(n.state) : n.last_error);
+        cl->shutdown();
+        return report_error(make_error(errc::node_down, "no service node is ready:" + why,
+                                       "nodes"));
       }
-      target_text = std::to_string(nodes.size()) + " remote node(s)";
+      targets.push_back(cl->handle());
+      target_text = std::to_string(nodes.size()) + " service node(s)";
     } else {
       auto started = runtime::start(sys, *opts);
       if (!started)
@@ -508,6 +521,11 @@ int cmd_rollout(const std::vector<std::string>& raw) {
       }
     }
     std::optional<emulator::stats> emu_stats;
+    std::vector<node_status> node_rows;
+    if (cl) {
+      node_rows = cl->status();
+      cl->shutdown();
+    }
     if (rt)
       rt->shutdown();
     if (emu) {
@@ -543,6 +561,10 @@ int cmd_rollout(const std::vector<std::string>& raw) {
     row("retries by cause", have_stats ? render_map(merged.retries_by_cause) : "n/a");
     row("polls", have_stats ? std::to_string(merged.polls) : "n/a");
     row("errors by kind", render_map(pr.errors_by_kind));
+    for (auto& n : node_rows)
+      row("node", n.address.to_string() + " " + to_string(n.state) + ", " + std::to_string(n.completed) + " ok, "
+            + std::to_string(n.failed) + " failed, " + std::to_string(n.rerouted)
+            + " re-routed, " + std::to_string(n.losses) + " losses");
     if (emu_stats) {
       uint64_t faults = 0;
       for (auto& [k, v] : emu_stats->faults)

@@ -1,48 +1,62 @@
-// sail-tinker serve: a completer service node. It starts the runtime and one
-// completer for the given options, publishes the completer (behind a
-// metering front) through CAF's middleman on --port, and serves Prometheus
-// /metrics on --metrics-port, until SIGINT/SIGTERM.
+// sail-tinker serve: a completer service node. It starts the runtime (the
+// HTTP worker pool against Sail) and publishes the service front through
+// CAF's middleman on --port (caf::openssl when openssl.* keys are set):
+// trainers obtain a completer for their configuration from it (validated
+// here; equal configurations share one completer, each behind a metering
+// front), then sample through it. Prometheus /metrics on --metrics-port.
+// Runs until SIGINT/SIGTERM.
 #include <cstdio>
 #include <iostream>
 
 #include <caf/actor_system.hpp>
-#include <caf/io/middleman.hpp>
-#include <caf/send.hpp>
 
+#include "sail_tinker/actors/service.hpp"
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/app/commands.hpp"
 #include "sail_tinker/app/metrics.hpp"
 #include "sail_tinker/messages/error.hpp"
-#include "sail_tinker/messages/validation.hpp"
 
 namespace sail::app {
 
 namespace {
 
 std::vector<flag_spec> serve_flags() {
-  std::vector<flag_spec> flags{
-    {"host", "HOST", "address to bind both ports (default 127.0.0.1)"},
-    {"port", "PORT", "port of the published completer, 0 = any free port (default 0)"},
+  return {
+    {"host", "HOST", "address to bind both ports (default 127.0.0.1; 0.0.0.0 for all)"},
+    {"port", "PORT", "port of the published service, 0 = any free port (default 0)"},
     {"metrics-port", "PORT", "port of GET /metrics, 0 = any free port (default 0)"},
+    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL)"},
   };
-  for (auto& f : completer_flags(true))
-    flags.push_back(f);
-  return flags;
 }
 
 constexpr const char* serve_synopsis
-  = "sail-tinker serve [--host 127.0.0.1] [--port P] [--metrics-port P] --model M "
-    "--max-tokens N [completer flags]";
+  = "sail-tinker serve [--host 127.0.0.1] [--port P] [--metrics-port P] [--base-url URL] "
+    "[--openssl.certificate=F --openssl.key=F --openssl.cafile=F] [--middleman.*=...]";
 
 constexpr const char* serve_description
   = "Runs a completer service node: the runtime (HTTP worker pool against Sail,\n"
-    "SAIL_API_KEY / SAIL_BASE_URL) and one completer for the given options,\n"
-    "published through CAF's middleman (typed completer_actor; connect with\n"
-    "`sail-tinker rollout --nodes HOST:PORT`), plus Prometheus text-format\n"
-    "GET /metrics on its own port. First stdout lines:\n"
+    "SAIL_API_KEY / SAIL_BASE_URL) and the service front, published through CAF's\n"
+    "middleman. Trainers (`sail-tinker rollout --nodes`, sail::cluster) obtain a\n"
+    "completer for their configuration from it; the node validates it, and equal\n"
+    "configurations share one completer. With --openssl.certificate/key/cafile\n"
+    "the link is mutual TLS (peers without a certificate of that CA are refused).\n"
+    "Set middleman.heartbeat-interval / connection-timeout on both sides to detect\n"
+    "frozen peers. Prometheus text-format GET /metrics on its own port.\n"
+    "First stdout lines:\n"
     "  listening on caf://HOST:PORT\n"
     "  listening on http://HOST:METRICS_PORT/metrics\n"
-    "Stops cleanly on SIGINT or SIGTERM.";
+    "Stops cleanly on SIGINT or SIGTERM (open samples are answered `cancelled`;\n"
+    "a cluster re-routes them to other nodes).";
+
+caf::expected<uint16_t> port_flag(const parsed_args& args, const std::string& name) {
+  if (auto v = args.get(name)) {
+    auto p = parse_int(name, *v, 0, 65535);
+    if (!p)
+      return std::move(p.error());
+    return static_cast<uint16_t>(*p);
+  }
+  return uint16_t{0};
+}
 
 } // namespace
 
@@ -64,84 +78,60 @@ int cmd_serve(const std::vector<std::string>& raw) {
   if (auto err = setup_logging(*args, cfg.tune, log_level::info))
     return report_error(err);
   std::string host = args->get("host").value_or("127.0.0.1");
-  uint16_t port = 0;
-  uint16_t metrics_port = 0;
-  if (auto v = args->get("port")) {
-    auto p = parse_int("port", *v, 0, 65535);
-    if (!p)
-      return report_error(p.error());
-    port = static_cast<uint16_t>(*p);
-  }
-  if (auto v = args->get("metrics-port")) {
-    auto p = parse_int("metrics-port", *v, 0, 65535);
-    if (!p)
-      return report_error(p.error());
-    metrics_port = static_cast<uint16_t>(*p);
-  }
-  for (auto flag : {"model", "max-tokens"})
-    if (!args->has(flag))
-      return report_error(invalid_argument(flag, std::string{"--"} + flag + " is required"));
-  auto ccfg = completer_config_from(*args);
-  if (!ccfg)
-    return report_error(ccfg.error());
+  auto port = port_flag(*args, "port");
+  if (!port)
+    return report_error(port.error());
+  auto metrics_port = port_flag(*args, "metrics-port");
+  if (!metrics_port)
+    return report_error(metrics_port.error());
   auto opts = make_runtime_options(cfg.tune, args->get("base-url"));
   if (!opts)
     return report_error(opts.error());
-  if (auto err = validate(*ccfg, opts->models))
-    return report_error(err);
-  // Request bound of the front: the window's deadline plus margins (the
-  // completer fails typed before that).
-  auto timing = opts->pool.timing(ccfg->completion_window);
-  auto front_timeout = timing.deadline + 2 * opts->completer.request_margin;
 
   block_termination_signals();
-  int code = exit_ok;
   caf::actor_system sys{cfg};
-  {
-    auto rt = runtime::start(sys, std::move(*opts));
-    if (!rt)
-      return report_error(rt.error());
-    auto completer = (*rt)->make_completer(*ccfg);
-    if (!completer)
-      return report_error(completer.error());
-    auto metrics = std::make_shared<request_metrics>();
-    auto front = spawn_metering_front(sys, *completer, metrics, front_timeout);
-    auto published = sys.middleman().publish(front, port, host.c_str());
-    if (!published) {
-      caf::anon_send_exit(front, caf::exit_reason::user_shutdown);
-      return report_error(make_error(errc::transport_error,
-                                     "cannot publish the completer on " + host + ":"
-                                       + std::to_string(port) + ": "
-                                       + caf::to_string(published.error()),
-                                     "port"));
-    }
-    http_server_options hopts;
-    hopts.host = host;
-    hopts.port = metrics_port;
-    metrics_server ms{sys, front, metrics, hopts};
-    if (auto err = ms.start()) {
-      caf::anon_send_exit(front, caf::exit_reason::user_shutdown);
-      return report_error(err);
-    }
-    auto shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-    std::cout << "listening on caf://" << shown << ':' << *published << '\n'
-              << "listening on http://" << shown << ':' << ms.port() << "/metrics"
-              << std::endl;
-    log_info("serve", "completer node running",
-             {{"model", ccfg->model},
-              {"window", ccfg->completion_window},
-              {"base_url", (*rt)->options().sail_base_url},
-              {"completer_port", std::to_string(*published)},
-              {"metrics_port", std::to_string(ms.port())}});
-    auto sig = wait_for_termination_signal();
-    log_info("serve", "stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
-    ms.stop();
-    sys.middleman().unpublish(front, *published);
-    caf::anon_send_exit(front, caf::exit_reason::user_shutdown);
+  auto rt = runtime::start(sys, std::move(*opts));
+  if (!rt)
+    return report_error(rt.error());
+  auto metrics = std::make_shared<request_metrics>();
+  service_options so;
+  so.host = host;
+  so.port = *port;
+  so.shutdown_grace = cfg.tune.shutdown_grace;
+  so.decorate = [metrics](caf::actor_system& s, completer_actor c) {
+    return spawn_metering_front(s, std::move(c), metrics);
+  };
+  auto node = service_node::start(**rt, std::move(so));
+  if (!node) {
     (*rt)->shutdown();
-    log_info("serve", "stopped");
+    return report_error(node.error());
   }
-  return code;
+  http_server_options hopts;
+  hopts.host = host;
+  hopts.port = *metrics_port;
+  metrics_server ms{sys, (*node)->handle(), metrics, hopts};
+  if (auto err = ms.start()) {
+    (*node)->shutdown();
+    (*rt)->shutdown();
+    return report_error(err);
+  }
+  auto shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  std::cout << "listening on caf://" << shown << ':' << (*node)->port() << '\n'
+            << "listening on http://" << shown << ':' << ms.port() << "/metrics" << std::endl;
+  log_info("serve", "service node running",
+           {{"base_url", (*rt)->options().sail_base_url},
+            {"port", std::to_string((*node)->port())},
+            {"tls", (*node)->tls() ? "true" : "false"},
+            {"metrics_port", std::to_string(ms.port())}});
+  auto sig = wait_for_termination_signal();
+  log_info("serve", "stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+  // No new links, then the front, then the completers (they answer open
+  // samples `cancelled`) and the pool; the links close with the system.
+  ms.stop();
+  (*node)->shutdown();
+  (*rt)->shutdown();
+  log_info("serve", "stopped");
+  return exit_ok;
 }
 
 } // namespace sail::app

@@ -173,7 +173,6 @@ struct front_state {
   static inline const char* name = "sail.metering_front";
   completer_actor inner;
   std::shared_ptr<request_metrics> metrics;
-  caf::timespan timeout{0};
 };
 
 using clock_type = std::chrono::steady_clock;
@@ -191,8 +190,6 @@ caf::typed_response_promise<T> forward(Self self, const char* op, Request&& requ
     },
     [rp, start, metrics, name](caf::error& err) mutable {
       metrics->record(name, clock_type::now() - start, false);
-      if (err == caf::sec::request_timeout)
-        err = make_error(errc::timeout, "completer did not answer in time");
       rp.deliver(std::move(err));
     });
   return rp;
@@ -200,10 +197,9 @@ caf::typed_response_promise<T> forward(Self self, const char* op, Request&& requ
 
 completer_actor::behavior_type
 front_behavior(completer_actor::stateful_pointer<front_state> self, completer_actor inner,
-               std::shared_ptr<request_metrics> metrics, caf::timespan timeout) {
+               std::shared_ptr<request_metrics> metrics) {
   self->state.inner = std::move(inner);
   self->state.metrics = std::move(metrics);
-  self->state.timeout = timeout;
   // The front's lifetime follows the completer's.
   self->monitor(self->state.inner);
   self->set_down_handler([=](caf::down_msg& dm) { self->quit(dm.reason); });
@@ -211,12 +207,12 @@ front_behavior(completer_actor::stateful_pointer<front_state> self, completer_ac
     [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
       auto& st = self->state;
       return forward<tokens_with_logprobs>(
-        self, "sample", self->request(st.inner, st.timeout, atom::sample_v, std::move(req)));
+        self, "sample", self->request(st.inner, caf::infinite, atom::sample_v, std::move(req)));
     },
     [=](atom::sample_group, sample_request& req, uint32_t n) -> caf::result<group_result> {
       auto& st = self->state;
       return forward<group_result>(self, "sample_group",
-                                   self->request(st.inner, st.timeout, atom::sample_group_v,
+                                   self->request(st.inner, caf::infinite, atom::sample_group_v,
                                                  std::move(req), n));
     },
     [=](atom::cancel, std::string& what) {
@@ -235,9 +231,8 @@ front_behavior(completer_actor::stateful_pointer<front_state> self, completer_ac
 } // namespace
 
 completer_actor spawn_metering_front(caf::actor_system& sys, completer_actor inner,
-                                     std::shared_ptr<request_metrics> metrics,
-                                     caf::timespan request_timeout) {
-  return sys.spawn(front_behavior, std::move(inner), std::move(metrics), request_timeout);
+                                     std::shared_ptr<request_metrics> metrics) {
+  return sys.spawn(front_behavior, std::move(inner), std::move(metrics));
 }
 
 // -- metrics server ---------------------------------------------------------------------
@@ -256,9 +251,9 @@ http_server_response text_response(boost::beast::http::status status, std::strin
 /// 0.17.6 dereferences a null argument tuple for argument-less functors,
 /// which UBSan reports.)
 void scrape(caf::event_based_actor* self, std::shared_ptr<http_server_context> box,
-            completer_actor front, std::shared_ptr<request_metrics> metrics) {
+            stats_actor source, std::shared_ptr<request_metrics> metrics) {
   namespace http = boost::beast::http;
-  self->request(front, std::chrono::seconds(10), atom::stats_v)
+  self->request(source, std::chrono::seconds(10), atom::stats_v)
     .then(
       [=](completer_stats& s) {
         box->respond(text_response(http::status::ok,
@@ -268,7 +263,7 @@ void scrape(caf::event_based_actor* self, std::shared_ptr<http_server_context> b
       },
       [=](caf::error& err) {
         box->respond(text_response(http::status::service_unavailable,
-                                   "completer unavailable: " + render(err) + "\n",
+                                   "counters unavailable: " + render(err) + "\n",
                                    "text/plain"));
         self->quit();
       });
@@ -276,10 +271,10 @@ void scrape(caf::event_based_actor* self, std::shared_ptr<http_server_context> b
 
 } // namespace
 
-metrics_server::metrics_server(caf::actor_system& sys, completer_actor front,
+metrics_server::metrics_server(caf::actor_system& sys, stats_actor source,
                                std::shared_ptr<request_metrics> metrics,
                                http_server_options opts) {
-  auto handler = [&sys, front, metrics](http_server_context&& ctx) {
+  auto handler = [&sys, source, metrics](http_server_context&& ctx) {
     namespace http = boost::beast::http;
     auto& req = ctx.request();
     std::string target{req.target()};
@@ -300,7 +295,7 @@ metrics_server::metrics_server(caf::actor_system& sys, completer_actor front,
     // Fetch the completer's counters asynchronously: the handler must not
     // block, so a one-shot actor asks and answers the HTTP request.
     auto box = std::make_shared<http_server_context>(std::move(ctx));
-    sys.spawn(scrape, std::move(box), front, metrics);
+    sys.spawn(scrape, std::move(box), source, metrics);
   };
   server_ = std::make_unique<http_server>(std::move(opts), std::move(handler));
 }

@@ -17,6 +17,7 @@
 
 #include <caf/actor_system.hpp>
 #include <caf/timespan.hpp>
+#include <caf/typed_actor.hpp>
 
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/net/http_server.hpp"
@@ -64,16 +65,21 @@ private:
 std::string render_prometheus(const completer_stats& stats,
                               const std::map<std::string, request_metrics::op_data>& ops);
 
-/// Spawns the metering front around `inner`. `request_timeout` bounds each
-/// forwarded request (the completer answers typed errors well before).
+/// Spawns the metering front around `inner`. Forwarded requests carry no CAF
+/// timeout: the completer answers every request (its deadline fails a sample
+/// typed, and it fails open work with `cancelled` when it exits), and a
+/// request to a completer that is gone bounces at once.
 completer_actor spawn_metering_front(caf::actor_system& sys, completer_actor inner,
-                                     std::shared_ptr<request_metrics> metrics,
-                                     caf::timespan request_timeout);
+                                     std::shared_ptr<request_metrics> metrics);
+
+/// Whatever answers the counters of a node: a completer, or a service front
+/// (all completers of the node, i.e. its worker pool).
+using stats_actor = caf::typed_actor<caf::replies_to<atom::stats>::with<completer_stats>>;
 
 /// GET /metrics (and GET /healthz) on its own port.
 class metrics_server {
 public:
-  metrics_server(caf::actor_system& sys, completer_actor front,
+  metrics_server(caf::actor_system& sys, stats_actor source,
                  std::shared_ptr<request_metrics> metrics, http_server_options opts);
   ~metrics_server();
 

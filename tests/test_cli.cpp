@@ -422,7 +422,7 @@ TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
      {"--host", "--port", "--api-key", "--tinker-api-key", "--fault", "--fault-seed",
       "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
       "--still-building"}},
-    {"serve", {"--host", "--port", "--metrics-port", "--model", "--max-tokens"}},
+    {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate"}},
     {"rollout",
      {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
       "--concurrency", "--nodes"}},
@@ -784,10 +784,7 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
   emulate_process emu;
   process_options sopts;
   sopts.env = emu.sail_env();
-  subprocess serve{binary(),
-                   {"serve", "--port", "0", "--metrics-port", "0", "--model", "Qwen/Qwen3-8B",
-                    "--max-tokens", "8", "--window", "asap"},
-                   sopts};
+  subprocess serve{binary(), {"serve", "--port", "0", "--metrics-port", "0"}, sopts};
   auto caf_line = serve.wait_for_line("listening on caf://", 30s);
   INFO(serve.err());
   REQUIRE(caf_line);
@@ -802,11 +799,20 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
 
   auto res = cli({"rollout", "--nodes", "127.0.0.1:" + node_port, "--groups", "4",
                   "--group-size", "3", "--prompt-len", "8", "--max-tokens", "8",
-                  "--concurrency", "2"});
+                  "--concurrency", "2", "--window", "asap"});
   INFO(res.out << res.err);
   REQUIRE(res.exit_code == 0);
+  CHECK(contains(res.out, "target 1 service node(s)"));
   CHECK(contains(res.out, "12 ok, 0 failed, of 12"));
+  CHECK(contains(res.out, "127.0.0.1:" + node_port + " ready, 12 ok, 0 failed, 0 re-routed"));
   CHECK(contains(res.out, "n/a (not on the embedded emulator)"));
+  // The node validates the trainer's configuration: a rejected one fails
+  // the run typed, naming the field, and sends nothing to Sail.
+  auto rejected = cli({"rollout", "--nodes", "127.0.0.1:" + node_port, "--groups", "1",
+                       "--temperature", "7", "--cluster.connect-timeout=2s"});
+  INFO(rejected.out << rejected.err);
+  CHECK(rejected.exit_code != 0);
+  CHECK(contains(rejected.err, "temperature"));
 
   sail::test::sync_http http{"127.0.0.1", metrics_port};
   auto scrape = http.get("/metrics");
@@ -849,10 +855,10 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
 TEST_CASE("cli: serve argument errors exit 2", "[cli][serve]") {
   auto env = clean_env();
   env["SAIL_API_KEY"] = "sk_x";
-  require_invalid(cli({"serve", "--max-tokens", "4"}, env), "model");
-  require_invalid(cli({"serve", "--model", "m", "--max-tokens", "4", "--metrics-port", "x"}, env),
-                  "metrics-port");
-  require_invalid(cli({"serve", "--model", "Qwen/Qwen3-8B", "--max-tokens", "4", "--top-p", "7"},
-                      env),
-                  "top_p");
+  require_invalid(cli({"serve", "--metrics-port", "x"}, env), "metrics-port");
+  require_invalid(cli({"serve", "--port", "70000"}, env), "port");
+  require_invalid(cli({"serve", "--cluster.queue-timeout=soon"}, env), "cluster.queue-timeout");
+  require_invalid(cli({"serve", "extra"}, env), "arguments");
+  // Trainers bring the completer configuration; the node has none of its own.
+  require_invalid(cli({"serve", "--model", "Qwen/Qwen3-8B"}, env), "model");
 }
