@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -250,22 +251,38 @@ TEST_CASE("processes: three serve nodes share the load", "[cluster][processes]")
   }
 }
 
-TEST_CASE("processes: SIGKILL of a node mid-run loses no sample and runs none twice",
-          "[cluster][processes][failover]") {
-  process_cluster pc{3s};
+namespace {
+
+/// Starts `n` samples, waits until every one has reached Sail and node
+/// `victim` holds some of them, calls `fail()` (a signal to the victim), then
+/// requires what every node failure must give: each sample answered with its
+/// result (the trainer sees no error), the victim's work re-routed, every
+/// sample counted once, one inference run per Idempotency-Key. Returns the
+/// cluster's final view of its nodes.
+std::vector<node_status> run_through_failure(process_cluster& pc, size_t victim,
+                                             const std::function<void()>& fail) {
   constexpr int n = 90;
   auto fs = pc.start_samples(n);
   REQUIRE(pc.all_submitted(n));
-  REQUIRE(pc.cl().status()[0].in_flight > 0);
-  pc.nodes[0]->signal(SIGKILL);
-  pc.require_all_ok(fs);  // the trainer sees no error
+  REQUIRE(pc.cl().status()[victim].in_flight > 0);
+  fail();
+  pc.require_all_ok(fs);
   pc.dump_status();
   auto status = pc.cl().status();
-  CHECK(status[0].losses >= 1);
-  CHECK(status[0].rerouted > 0);
-  CHECK(status[0].state != node_state::ready);
+  CHECK(status[victim].rerouted > 0);
+  CHECK(status[victim].losses >= 1);
   CHECK(status[0].completed + status[1].completed + status[2].completed == n);
   pc.check_once_per_key(n);
+  return status;
+}
+
+} // namespace
+
+TEST_CASE("processes: SIGKILL of a node mid-run loses no sample and runs none twice",
+          "[cluster][processes][failover]") {
+  process_cluster pc{3s};
+  auto status = run_through_failure(pc, 0, [&] { pc.nodes[0]->signal(SIGKILL); });
+  CHECK(status[0].state != node_state::ready);
   auto killed = pc.nodes[0]->wait(10s);
   CHECK(killed.term_signal == SIGKILL);
 }
@@ -273,29 +290,21 @@ TEST_CASE("processes: SIGKILL of a node mid-run loses no sample and runs none tw
 TEST_CASE("processes: SIGSTOP of a node is detected by heartbeats and its work re-routed",
           "[cluster][processes][failover]") {
   process_cluster pc{3s};
-  constexpr int n = 90;
-  auto fs = pc.start_samples(n);
-  REQUIRE(pc.all_submitted(n));
-  REQUIRE(pc.cl().status()[1].in_flight > 0);
-  auto stopped_at = std::chrono::steady_clock::now();
-  pc.nodes[1]->signal(SIGSTOP);
-  // A stopped process keeps its sockets open: only the missing heartbeats
-  // tell. The link is dropped once nothing arrived for connection-timeout
-  // (checked on each heartbeat tick), plus scheduling slack for loaded CI.
-  auto bound = connection_timeout + heartbeat_interval + 1s;
-  bool detected = pc.cl().wait_for([](auto& xs) { return xs[1].losses >= 1; }, bound);
-  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
-    std::chrono::steady_clock::now() - stopped_at);
-  INFO("frozen node detected after " << took.count() << " ms (connection timeout "
-                                     << std::chrono::milliseconds(connection_timeout).count()
-                                     << " ms)");
-  REQUIRE(detected);
-  pc.require_all_ok(fs);
-  pc.dump_status();
-  auto status = pc.cl().status();
-  CHECK(status[1].rerouted > 0);
-  CHECK(status[0].completed + status[1].completed + status[2].completed == n);
-  pc.check_once_per_key(n);
+  run_through_failure(pc, 1, [&] {
+    auto stopped_at = std::chrono::steady_clock::now();
+    pc.nodes[1]->signal(SIGSTOP);
+    // A stopped process keeps its sockets open: only the missing heartbeats
+    // tell. The link is dropped once nothing arrived for connection-timeout
+    // (checked on each heartbeat tick), plus scheduling slack for loaded CI.
+    auto bound = connection_timeout + heartbeat_interval + 1s;
+    bool detected = pc.cl().wait_for([](auto& xs) { return xs[1].losses >= 1; }, bound);
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - stopped_at);
+    INFO("frozen node detected after " << took.count() << " ms (connection timeout "
+                                       << std::chrono::milliseconds(connection_timeout).count()
+                                       << " ms)");
+    REQUIRE(detected);
+  });
   pc.trainer->stop();
   pc.nodes[1]->signal(SIGKILL);  // a stopped process still dies on SIGKILL
 }
@@ -303,17 +312,7 @@ TEST_CASE("processes: SIGSTOP of a node is detected by heartbeats and its work r
 TEST_CASE("processes: SIGTERM of a node mid-run hands its work over",
           "[cluster][processes][failover]") {
   process_cluster pc{3s};
-  constexpr int n = 90;
-  auto fs = pc.start_samples(n);
-  REQUIRE(pc.all_submitted(n));
-  REQUIRE(pc.cl().status()[2].in_flight > 0);
-  pc.nodes[2]->signal(SIGTERM);
-  pc.require_all_ok(fs);
-  pc.dump_status();
-  auto status = pc.cl().status();
-  CHECK(status[2].rerouted > 0);
-  CHECK(status[0].completed + status[1].completed + status[2].completed == n);
-  pc.check_once_per_key(n);
+  run_through_failure(pc, 2, [&] { pc.nodes[2]->signal(SIGTERM); });
   auto done = pc.nodes[2]->wait(30s);
   INFO(done.err);
   CHECK(done.exited);
