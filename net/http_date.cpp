@@ -3,6 +3,8 @@
 #include <array>
 #include <cstdio>
 
+#include "sail_tinker/net/text.hpp"
+
 namespace sail {
 
 namespace {
@@ -20,18 +22,6 @@ constexpr std::array<std::string_view, 7> short_day_names
 constexpr std::array<std::string_view, 7> long_day_names
   = {"Sunday",   "Monday", "Tuesday", "Wednesday",
      "Thursday", "Friday", "Saturday"};
-
-bool is_space(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back()))
-    s.remove_suffix(1);
-  return s;
-}
 
 bool is_digit(char c) noexcept {
   return c >= '0' && c <= '9';
@@ -185,7 +175,7 @@ civil split(system_clock::time_point tp) {
 } // namespace
 
 std::optional<system_clock::time_point> parse_http_date(std::string_view value) {
-  auto in = trim(value);
+  auto in = text::trim_http(value);
   if (in.size() < 24 || in.size() > 40)
     return std::nullopt;
   if (in[3] == ',')
@@ -206,7 +196,7 @@ std::string format_http_date(system_clock::time_point tp) {
 }
 
 std::optional<system_clock::time_point> parse_iso8601(std::string_view value) {
-  reader r{trim(value)};
+  reader r{text::trim_http(value)};
   int year = 0, mon = 0, day = 0, h = 0, m = 0, s = 0;
   if (!(r.digits(4, year) && r.ch('-') && r.digits(2, mon) && r.ch('-')
         && r.digits(2, day)))

@@ -7,6 +7,7 @@
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/http_date.hpp"
+#include "sail_tinker/net/text.hpp"
 
 namespace sail {
 
@@ -21,18 +22,6 @@ uint64_t make_seed(uint64_t seed) {
 
 std::string status_cause(unsigned status) {
   return "http_" + std::to_string(status);
-}
-
-bool is_space(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back()))
-    s.remove_suffix(1);
-  return s;
 }
 
 } // namespace
@@ -177,7 +166,7 @@ retry_decision retry_policy::on_status(request_kind kind, uint32_t attempt,
 std::optional<caf::timespan>
 parse_retry_after(std::string_view value,
                   std::chrono::system_clock::time_point now) {
-  auto in = trim(value);
+  auto in = text::trim_http(value);
   if (in.empty())
     return std::nullopt;
   if (std::all_of(in.begin(), in.end(),

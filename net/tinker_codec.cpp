@@ -9,6 +9,7 @@
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/redact.hpp"
 #include "sail_tinker/net/http_date.hpp"
+#include "sail_tinker/net/text.hpp"
 
 namespace sail {
 
@@ -20,22 +21,9 @@ constexpr std::string_view tinker_scheme = "tinker://";
 constexpr std::string_view path_field = "tinker_path";
 constexpr size_t max_detail_in_message = 512;
 
-bool is_space(char c) noexcept {
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f'
-         || c == '\v';
-}
-
 bool is_ctl_or_space(char c) noexcept {
   auto u = static_cast<unsigned char>(c);
   return u <= 0x20 || u == 0x7f;
-}
-
-std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && is_space(s.front()))
-    s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back()))
-    s.remove_suffix(1);
-  return s;
 }
 
 bool is_unreserved(char c) noexcept {
@@ -152,7 +140,7 @@ caf::expected<signed_url> checked_url(std::string_view url,
                                       caf::timestamp expires,
                                       std::string attached_body,
                                       std::string_view what) {
-  auto trimmed = trim(url);
+  auto trimmed = text::trim_c_space(url);
   if (trimmed.empty())
     return inference_error("Tinker archive response: empty URL in "
                              + std::string{what},
@@ -215,7 +203,7 @@ caf::expected<tinker_path> parse_tinker_path(std::string_view uri) {
 // -- URLs -------------------------------------------------------------------------
 
 std::string tinker_base_url(std::string_view env_value) {
-  auto v = trim(env_value);
+  auto v = text::trim_c_space(env_value);
   while (!v.empty() && v.back() == '/')
     v.remove_suffix(1);
   if (v.empty())
@@ -325,7 +313,7 @@ caf::expected<signed_url> decode_archive_response(unsigned status,
                                                   caf::timestamp now) {
   switch (status) {
     case 301: case 302: case 303: case 307: case 308: {
-      if (trim(location_header).empty())
+      if (text::trim_c_space(location_header).empty())
         return inference_error("Tinker archive response: HTTP "
                                  + std::to_string(status)
                                  + " without a Location header",
@@ -334,7 +322,7 @@ caf::expected<signed_url> decode_archive_response(unsigned status,
       if (auto tp = parse_http_date(expires_header))
         expires = to_timestamp(*tp);
       return checked_url(location_header, expires,
-                         scrub(body, trim(location_header)), "Location");
+                         scrub(body, text::trim_c_space(location_header)), "Location");
     }
     default:
       break;
@@ -355,7 +343,7 @@ caf::expected<signed_url> decode_archive_response(unsigned status,
                            std::string{body});
   auto expires = find_expires(value).value_or(default_expiry(now));
   std::string_view url_text{url->data(), url->size()};
-  if (!is_http_url(trim(url_text))) {
+  if (!is_http_url(text::trim_c_space(url_text))) {
     // Attach the body with the rejected URL redacted (re-serialized, so that
     // however the JSON escaped it, it is gone).
     auto redacted = redact_url(url_text);
