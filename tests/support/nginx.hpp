@@ -23,15 +23,19 @@ public:
 
   /// Starts nginx serving `locations` (the body of a server{} block: location
   /// blocks and directives) on a free port of 127.0.0.1, with TLS when `tls`
-  /// is set. Keep-alive is on. "@DIR@" in `locations` is replaced by dir(). Waits (bounded) until the port accepts.
-  /// Throws std::runtime_error with nginx's error log on failure.
+  /// is set. Keep-alive is on. "@DIR@" in `locations` is replaced by dir().
+  /// Waits (bounded, 10 s) for nginx's pid file, which nginx writes once its
+  /// socket listens (inotify, plus a pidfd to notice an early exit), then
+  /// confirms with one connect. Retries on "Address already in use". Throws
+  /// std::runtime_error with nginx's error log on failure.
   explicit nginx_server(const std::string& locations,
                         std::optional<nginx_tls> tls = std::nullopt);
 
   nginx_server(const nginx_server&) = delete;
   nginx_server& operator=(const nginx_server&) = delete;
 
-  /// Stops nginx and removes its directory.
+  /// Stops nginx (SIGTERM, up to 5 s for the exit, then SIGKILL) and removes
+  /// its directory.
   ~nginx_server();
 
   uint16_t port() const noexcept {
@@ -51,6 +55,9 @@ private:
   uint16_t port_ = 0;
   bool tls_ = false;
   pid_t pid_ = -1;
+  int pid_fd_ = -1;  ///< pidfd of nginx (-1: none)
+
+  void close_pid_fd() noexcept;
 };
 
 /// A port on 127.0.0.1 that was free a moment ago.
