@@ -46,6 +46,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -311,6 +312,17 @@ public:
 
   /// A copy of the statistics.
   stats snapshot() const;
+
+  /// Waits until `pred` holds for the statistics or `timeout` passes; returns
+  /// whether it held (evaluated once more at the deadline). No polling: `pred`
+  /// is evaluated at once and again whenever a counter changes (every update
+  /// of the statistics notifies the waiters). `pred` sees the live
+  /// statistics under the emulator's lock: keep it short, do not call the
+  /// server from it, copy what must outlive it. connections_accepted is
+  /// current at each evaluation, but an accepted connection alone does not
+  /// wake the waiter (a request on it does).
+  bool wait_until(const std::function<bool(const stats&)>& pred,
+                  std::chrono::milliseconds timeout) const;
 
   /// The statistics as served by GET /_emulator/stats.
   std::string stats_json(bool summary = false) const;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -154,6 +155,9 @@ struct server::impl {
   std::unordered_map<std::string, record_ptr> responses;
   std::unordered_map<std::string, checkpoint_state> checkpoints;
   stats st;
+  /// Notified (notify_all, under mtx) after every update of `st`; see
+  /// server::wait_until.
+  std::condition_variable st_changed;
 
   // Declared last so that they go first: the server and threads stop before
   // the state above disappears.

@@ -99,6 +99,7 @@ fault_draw server::impl::draw_faults(uint8_t route_bit) {
 void server::impl::count_fault(fault_kind kind) {
   std::lock_guard guard{mtx};
   ++st.faults[to_string(kind)];
+  st_changed.notify_all();
 }
 
 http_server_reply server::impl::fault_status_reply(fault_kind kind,

@@ -583,6 +583,7 @@ void server::impl::handle_create(http_server_context&& ctx) {
       } else {
         ++st.inference_runs_without_key;
       }
+      st_changed.notify_all();
     }
   }
   if (conflict)

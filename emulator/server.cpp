@@ -173,6 +173,7 @@ void server::impl::finish(http_server_context&& ctx, const char* route_name,
   {
     std::lock_guard guard{mtx};
     ++st.requests[route_name][status];
+    st_changed.notify_all();
   }
   (void) fault_name;
   ctx.respond(std::move(reply));
@@ -190,6 +191,7 @@ void server::impl::record_arrival(bool poll, const std::string& key,
   a.fault = fault_name;
   std::lock_guard guard{mtx};
   (poll ? st.poll_arrivals : st.arrivals)[key].push_back(std::move(a));
+  st_changed.notify_all();
 }
 
 // -- statistics -------------------------------------------------------------------
@@ -200,6 +202,7 @@ void server::impl::handle_stats(http_server_context&& ctx, bool summary) {
   {
     std::lock_guard guard{mtx};
     ++st.requests[route::stats][200];
+    st_changed.notify_all();
   }
   stats copy;
   {
@@ -318,6 +321,18 @@ stats server::snapshot() const {
   copy.connections_accepted
     = impl_->http ? impl_->http->connections_accepted() : 0;
   return copy;
+}
+
+bool server::wait_until(const std::function<bool(const stats&)>& pred,
+                        std::chrono::milliseconds timeout) const {
+  auto deadline = steady::now() + timeout;
+  std::unique_lock lock{impl_->mtx};
+  return impl_->st_changed.wait_until(lock, deadline, [&] {
+    // As in snapshot(): the connection count lives in the HTTP server.
+    impl_->st.connections_accepted
+      = impl_->http ? impl_->http->connections_accepted() : 0;
+    return pred(impl_->st);
+  });
 }
 
 std::string server::stats_json(bool summary) const {

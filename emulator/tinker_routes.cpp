@@ -66,6 +66,7 @@ void server::impl::handle_tinker(http_server_context&& ctx,
   {
     std::lock_guard guard{mtx};
     st.tinker_calls[ckpt].emplace_back(parts[4]);
+    st_changed.notify_all();
   }
   auto d = draw_faults(route_tinker);
   std::string fault_name;

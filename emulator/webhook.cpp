@@ -121,6 +121,7 @@ void server::impl::send_webhook(record_ptr rec, int attempt) {
   {
     std::lock_guard guard{mtx};
     ++st.webhooks.attempts;
+    st_changed.notify_all();
   }
   auto body = boost::json::serialize(render(*rec, steady::now(), false));
   auto call = std::make_shared<webhook_call>(
@@ -128,11 +129,13 @@ void server::impl::send_webhook(record_ptr rec, int attempt) {
       if (ok) {
         std::lock_guard guard{mtx};
         ++st.webhooks.delivered;
+        st_changed.notify_all();
         return;
       }
       if (attempt >= opts.webhook_retries) {
         std::lock_guard guard{mtx};
         ++st.webhooks.failed;
+        st_changed.notify_all();
         return;
       }
       auto timer = std::make_shared<asio::steady_timer>(

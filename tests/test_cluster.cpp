@@ -62,12 +62,19 @@ caf::expected<T> get(std::future<caf::expected<T>>& f) {
   return f.get();
 }
 
-/// Total POST arrivals the emulator recorded.
-size_t post_arrivals(const emulator::server& emu) {
+/// Total POST arrivals in the emulator's statistics.
+size_t post_arrivals(const emulator::stats& st) {
   size_t n = 0;
-  for (auto& [key, xs] : emu.snapshot().arrivals)
+  for (auto& [key, xs] : st.arrivals)
     n += xs.size();
   return n;
+}
+
+/// Waits (bounded, woken by the emulator's counter updates) until the
+/// emulator has recorded at least `n` POST arrivals.
+bool wait_for_post_arrivals(const emulator::server& emu, size_t n) {
+  return emu.wait_until([n](const emulator::stats& st) { return post_arrivals(st) >= n; },
+                        60s);
 }
 
 /// Runs `n` samples through the cluster, calling `midway` once every sample
@@ -298,7 +305,7 @@ struct relayed_cluster {
 
   /// Waits until the emulator has seen `n` POSTs (every sample submitted).
   bool all_submitted(size_t n) {
-    return eventually([&] { return post_arrivals(emu) >= n; });
+    return wait_for_post_arrivals(emu, n);
   }
 
   /// Samples the trainer has in flight on node `i` (submitted, unanswered).
@@ -431,7 +438,7 @@ TEST_CASE("cluster: groups, cancel and stats behave like a local completer",
   auto req = prompt(4);
   req.group_id = "cancel-me";
   auto cg = trainer.cl().sample_group(req, 2);
-  REQUIRE(eventually([&] { return post_arrivals(emu) >= 5; }));
+  REQUIRE(wait_for_post_arrivals(emu, 5));
   trainer.cl().cancel("cancel-me");
   auto cr = get(cg);
   REQUIRE(!cr);

@@ -5,8 +5,8 @@
 
 #include <chrono>
 #include <future>
-#include <thread>
 #include <set>
+#include <utility>
 
 #include "support/stack_fixture.hpp"
 
@@ -34,30 +34,42 @@ void require_error(const caf::expected<T>& res, errc kind) {
   CHECK(code_of(res.error()) == kind);
 }
 
-/// Re-checks `cond` until it holds, for at most 60 s (a bound, not a
-/// synchronisation delay: each check is a round trip to the pool or the
-/// emulator, and the loop ends as soon as the condition holds).
-template <class Cond>
-bool eventually(Cond cond) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (std::chrono::steady_clock::now() < until) {
-    if (cond())
-      return true;
-    std::this_thread::yield();
-  }
-  return cond();
+/// Bound of every wait below.
+constexpr auto wait_bound = std::chrono::seconds(60);
+
+/// Waits (bounded) until `pred(stats)` holds for the emulator's counters:
+/// woken by the emulator on every counter update, no polling.
+template <class Pred>
+bool wait_for_emulator(stack_fixture& f, Pred pred) {
+  return f.emu.wait_until(pred, wait_bound);
 }
 
 /// Waits (bounded) until `pred(stats)` holds for the pool's counters.
+///
+/// The pool publishes no change notifications: its counters come only as the
+/// answer to a stats request, and they change on messages the pool receives
+/// from the test (admission, cancel) or from its workers (the emulator's
+/// answers, restarts). So this re-checks, but between checks it blocks on
+/// the emulator: most pool transitions the tests wait for (creates sent,
+/// redispatches replayed, answers or rejections received) go with emulator
+/// activity, which wakes the wait at once. The 20 ms cap covers transitions
+/// without emulator traffic (a sample queued behind max_in_flight, a cancel
+/// answered locally, a pool pause starting just after its 429 was counted).
+/// Each check is a round trip to the pool actor.
 template <class Pred>
 bool wait_for_pool(stack_fixture& f, Pred pred) {
-  return eventually([&] { return pred(f.pool_stats()); });
-}
-
-/// Waits (bounded) until `pred(snapshot)` holds for the emulator's counters.
-template <class Pred>
-bool wait_for_emulator(stack_fixture& f, Pred pred) {
-  return eventually([&] { return pred(f.emu.snapshot()); });
+  auto deadline = std::chrono::steady_clock::now() + wait_bound;
+  for (;;) {
+    if (pred(f.pool_stats()))
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    // Returns on the next emulator counter update (the first evaluation,
+    // before any wait, answers false), else after 20 ms.
+    bool first = true;
+    f.emu.wait_until([&first](const emulator::stats&) { return !std::exchange(first, false); },
+                     std::chrono::milliseconds(20));
+  }
 }
 
 emulator::options slow_emulator(std::chrono::milliseconds queued) {

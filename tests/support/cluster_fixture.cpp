@@ -284,16 +284,4 @@ void tcp_relay::freeze() {
   });
 }
 
-bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred())
-      return true;
-    // Polling interval of a bounded wait on a condition (not a sleep used
-    // as synchronisation: the condition decides).
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return pred();
-}
-
 } // namespace sail::test

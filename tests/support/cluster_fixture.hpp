@@ -115,8 +115,4 @@ private:
   std::shared_ptr<impl> impl_;
 };
 
-/// Waits (bounded by `timeout`) until pred() holds, checking every 2 ms.
-bool eventually(const std::function<bool()>& pred,
-                std::chrono::milliseconds timeout = std::chrono::seconds(60));
-
 } // namespace sail::test
