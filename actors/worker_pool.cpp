@@ -352,6 +352,11 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
     [=](atom::stats) -> completer_stats {
       auto s = self->state.stats;
       s.in_flight = self->state.active + self->state.queued;
+      // The client's own retries (a pooled connection that died while idle:
+      // the call goes once more on a fresh connection, below the retry
+      // policy); shared with the resolver, so Tinker calls count too.
+      if (auto n = self->state.client->stats().stale_retries; n > 0)
+        s.retries_by_cause["stale_connection"] = n;
       return s;
     },
     [=](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,

@@ -35,13 +35,20 @@ std::string bracketed(const parsed_url& u) {
 
 std::string parsed_url::host_header() const {
   auto h = bracketed(*this);
-  if (port != default_port(tls))
-    h += ":" + std::to_string(port);
+  // Appended piecewise: `":" + std::to_string(..)` makes GCC 12 at -O3 warn
+  // about an overlapping memcpy inside char_traits (a false -Wrestrict).
+  if (port != default_port(tls)) {
+    h += ':';
+    h += std::to_string(port);
+  }
   return h;
 }
 
 std::string parsed_url::authority() const {
-  return bracketed(*this) + ":" + std::to_string(port);
+  auto a = bracketed(*this);
+  a += ':';
+  a += std::to_string(port);
+  return a;
 }
 
 std::string parsed_url::origin() const {
@@ -95,8 +102,10 @@ caf::expected<parsed_url> parse_http_url(std::string_view url,
   }
   if (v.has_userinfo()) {
     out.userinfo = v.user();
-    if (v.has_password())
-      out.userinfo += ":" + std::string(v.password());
+    if (v.has_password()) {
+      out.userinfo += ':';
+      out.userinfo += v.password();
+    }
   }
   out.target = std::string(v.encoded_path());
   if (out.target.empty())
