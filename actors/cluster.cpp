@@ -261,8 +261,9 @@ void attempt_failed(proxy_ptr self, uint64_t gen, caf::error err) {
     return;
   drop_monitors(self);
   auto text = render(err);
+  // The node's state in the monitor is the balancer's to set (node_lost),
+  // so that `ready` there always means "the balancer routes to it".
   st.mon->update(st.index, [&](node_status& s) {
-    s.state = node_state::lost;
     ++s.failed_attempts;
     s.last_error = text;
   });
@@ -278,7 +279,6 @@ void node_lost(proxy_ptr self, const caf::error& why) {
                         "service node " + st.addr().to_string() + " lost: " + render(why));
   auto text = render(err);
   st.mon->update(st.index, [&](node_status& s) {
-    s.state = node_state::lost;
     ++s.losses;
     s.last_error = text;
   });
@@ -301,10 +301,9 @@ void obtained(proxy_ptr self, uint64_t gen, completer_actor c) {
   st.remote = std::move(c);
   st.ready = true;
   st.backoff = st.opts->retry_min;
-  st.mon->update(st.index, [](node_status& s) {
-    s.state = node_state::ready;
-    ++s.connects;
-  });
+  st.mon->update(st.index, [](node_status& s) { ++s.connects; });
+  // The balancer marks the node ready in the monitor once it routes to it:
+  // cluster::wait_ready() returning means samples can go there.
   self->send(st.balancer, atom::node_up_v, st.index);
 }
 
@@ -848,6 +847,7 @@ balancer_actor::behavior_type balancer_behavior(balancer_ptr self,
         return;
       st.nodes[idx].ready = true;
       st.nodes[idx].last_error = caf::none;
+      st.mon->update(idx, [](node_status& s) { s.state = node_state::ready; });
       drain_queue(self);
     },
     [self](atom::node_lost, uint32_t idx, caf::error& err) {
@@ -856,6 +856,10 @@ balancer_actor::behavior_type balancer_behavior(balancer_ptr self,
         return;
       st.nodes[idx].ready = false;
       st.nodes[idx].last_error = std::move(err);
+      st.mon->update(idx, [](node_status& s) {
+        if (s.state != node_state::stopped)
+          s.state = node_state::lost;
+      });
       if (all_rejected(st))
         fail_queue(self, unavailable(st, ""));
     },

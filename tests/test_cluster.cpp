@@ -17,16 +17,8 @@
 #include "sail_tinker/messages/type_ids.hpp"
 #include "support/certs_cluster.hpp"
 #include "support/cluster_fixture.hpp"
+#include "support/lsan_openssl.hpp"
 #include "support/stack_fixture.hpp"
-
-// CAF 0.17.6's OpenSSL module leaks its session objects (and with them a
-// BASP broker) when an actor system stops while a TLS handshake is under way:
-// allocations made inside libcaf_openssl. Suppressed for this program only,
-// so every other leak is still reported (LeakSanitizer's built-in hook).
-extern "C" const char* __lsan_default_suppressions();
-extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcaf_openssl.so\n";
-}
 
 using namespace sail;
 using namespace sail::test;
@@ -34,25 +26,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-completer_config toy_config(int64_t max_tokens = 8) {
-  return stack_fixture::config(max_tokens);
-}
-
-sample_request prompt(int64_t i) {
-  sample_request req;
-  req.prompt.tokens = {i % 50 + 1, (i * 7) % 50 + 1, 3};
-  return req;
-}
-
 node_address local(uint16_t port) {
   return {"127.0.0.1", port};
-}
-
-emulator::options emulator_with_queue(std::chrono::milliseconds queued) {
-  auto opts = test_emulator_options();
-  opts.threads = 2;
-  opts.latency.priority.queued = queued;
-  return opts;
 }
 
 template <class T>
@@ -62,28 +37,13 @@ caf::expected<T> get(std::future<caf::expected<T>>& f) {
   return f.get();
 }
 
-/// Total POST arrivals in the emulator's statistics.
-size_t post_arrivals(const emulator::stats& st) {
-  size_t n = 0;
-  for (auto& [key, xs] : st.arrivals)
-    n += xs.size();
-  return n;
-}
-
-/// Waits (bounded, woken by the emulator's counter updates) until the
-/// emulator has recorded at least `n` POST arrivals.
-bool wait_for_post_arrivals(const emulator::server& emu, size_t n) {
-  return emu.wait_until([n](const emulator::stats& st) { return post_arrivals(st) >= n; },
-                        60s);
-}
-
 /// Runs `n` samples through the cluster, calling `midway` once every sample
 /// is in flight; returns the results in order.
 std::vector<caf::expected<tokens_with_logprobs>>
 run_samples(cluster& cl, int n, const std::function<void()>& midway = {}) {
   std::vector<std::future<cluster::sample_result>> fs;
   for (int i = 0; i < n; ++i)
-    fs.push_back(cl.sample(prompt(i)));
+    fs.push_back(cl.sample(numbered_prompt(i)));
   if (midway)
     midway();
   std::vector<caf::expected<tokens_with_logprobs>> out;
@@ -102,7 +62,7 @@ void require_all_ok(const std::vector<caf::expected<tokens_with_logprobs>>& rs) 
 void check_results_match_model(const emulator::server& emu,
                                const std::vector<caf::expected<tokens_with_logprobs>>& rs) {
   for (size_t i = 0; i < rs.size(); ++i) {
-    auto want = expected_sample(emu, toy_config(), prompt(static_cast<int64_t>(i)).prompt.tokens, 8);
+    auto want = expected_sample(emu, toy_config(), numbered_prompt(static_cast<int64_t>(i)).prompt.tokens, 8);
     CHECK(rs[i]->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
   }
 }
@@ -188,11 +148,11 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
     CHECK(info_of(refused.error())->field == "max_tokens");
     // The obtained remote completer samples like a local one.
     caf::expected<tokens_with_logprobs> res{tokens_with_logprobs{}};
-    self->request(*a, 30s, atom::sample_v, prompt(1))
+    self->request(*a, 30s, atom::sample_v, numbered_prompt(1))
       .receive([&](tokens_with_logprobs& r) { res = std::move(r); },
                [&](caf::error& e) { res = std::move(e); });
     REQUIRE(res);
-    auto want = expected_sample(emu, toy_config(), prompt(1).prompt.tokens, 8);
+    auto want = expected_sample(emu, toy_config(), numbered_prompt(1).prompt.tokens, 8);
     CHECK(res->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
   }
   {
@@ -227,7 +187,7 @@ TEST_CASE("cluster: every node rejecting the configuration fails samples with "
   auto bad = toy_config();
   bad.model = "";
   test_trainer trainer{{local(node.port())}, bad};
-  auto f = trainer.cl().sample(prompt(1));
+  auto f = trainer.cl().sample(numbered_prompt(1));
   auto res = get(f);
   REQUIRE(!res);
   CHECK(code_of(res.error()) == errc::invalid_argument);
@@ -417,7 +377,7 @@ TEST_CASE("cluster: groups re-route with their keys when a node is lost",
   relayed_cluster rc{4s};
   std::vector<std::future<cluster::group_reply>> fs;
   for (int i = 0; i < 6; ++i)
-    fs.push_back(rc.trainer->cl().sample_group(prompt(i), 4));
+    fs.push_back(rc.trainer->cl().sample_group(numbered_prompt(i), 4));
   REQUIRE(rc.all_submitted(24));
   auto victim = rc.busiest_node();
   REQUIRE(rc.in_flight(victim) > 0);
@@ -444,7 +404,7 @@ TEST_CASE("cluster: groups, cancel and stats behave like a local completer",
   test_node b{emu};
   test_trainer trainer{{local(a.port()), local(b.port())}, toy_config()};
   REQUIRE(trainer.cl().wait_ready(2, 30s));
-  auto g = trainer.cl().sample_group(prompt(3), 3);
+  auto g = trainer.cl().sample_group(numbered_prompt(3), 3);
   auto gr = get(g);
   REQUIRE(gr);
   CHECK(!gr->group_id.empty());
@@ -461,7 +421,7 @@ TEST_CASE("cluster: groups, cancel and stats behave like a local completer",
   emulator::latency_model slow;
   slow.priority.queued = 60s;
   emu.set_latency(slow);
-  auto req = prompt(4);
+  auto req = numbered_prompt(4);
   req.group_id = "cancel-me";
   auto cg = trainer.cl().sample_group(req, 2);
   REQUIRE(wait_for_post_arrivals(emu, 5));
@@ -523,7 +483,7 @@ TEST_CASE("cluster: a node with another app identifier is refused", "[cluster]")
                          [](cluster_options& o) { o.queue_timeout = 1s; }};
     REQUIRE(trainer.cl().wait_for([](auto& xs) { return xs[0].failed_attempts >= 2; }, 30s));
     CHECK(trainer.cl().status()[0].connects == 0);
-    auto f = trainer.cl().sample(prompt(1));
+    auto f = trainer.cl().sample(numbered_prompt(1));
     auto r = get(f);
     REQUIRE(!r);
     CHECK(code_of(r.error()) == errc::node_down);

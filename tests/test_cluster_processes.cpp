@@ -21,18 +21,12 @@
 #include "sail_tinker/messages/error.hpp"
 #include "support/certs_cluster.hpp"
 #include "support/cluster_fixture.hpp"
+#include "support/lsan_openssl.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/stack_fixture.hpp"
 #include "support/sync_http.hpp"
 
-// See test_cluster.cpp: CAF 0.17.6's OpenSSL module leaks session objects
-// when a system stops during a TLS handshake (allocations inside
-// libcaf_openssl only); suppressed for this program, every other leak counts.
-extern "C" const char* __lsan_default_suppressions();
-extern "C" const char* __lsan_default_suppressions() {
-  return "leak:libcaf_openssl.so\n";
-}
 
 using namespace sail;
 using namespace sail::test;
@@ -44,16 +38,6 @@ namespace {
 /// configure_test_node, which uses the same values).
 constexpr auto heartbeat_interval = 200ms;
 constexpr auto connection_timeout = 1s;
-
-completer_config toy_config() {
-  return stack_fixture::config(8);
-}
-
-sample_request prompt(int64_t i) {
-  sample_request req;
-  req.prompt.tokens = {i % 50 + 1, (i * 7) % 50 + 1, 3};
-  return req;
-}
 
 /// One `sail-tinker serve` process against the emulator.
 class serve_process {
@@ -125,21 +109,6 @@ private:
   uint16_t metrics_port_ = 0;
 };
 
-/// Total POST arrivals (every create, first sends and replays).
-size_t post_arrivals(const emulator::stats& st) {
-  size_t n = 0;
-  for (auto& [key, xs] : st.arrivals)
-    n += xs.size();
-  return n;
-}
-
-emulator::options emulator_with_queue(std::chrono::milliseconds queued) {
-  auto opts = test_emulator_options();
-  opts.threads = 2;
-  opts.latency.priority.queued = queued;
-  return opts;
-}
-
 /// The emulator, three serve processes and a trainer.
 struct process_cluster {
   emulator::server emu;
@@ -171,15 +140,14 @@ struct process_cluster {
   std::vector<std::future<cluster::sample_result>> start_samples(int n) {
     std::vector<std::future<cluster::sample_result>> fs;
     for (int i = 0; i < n; ++i)
-      fs.push_back(cl().sample(prompt(i)));
+      fs.push_back(cl().sample(numbered_prompt(i)));
     return fs;
   }
 
   /// Waits until every sample has reached Sail once (the emulator wakes the
   /// wait on each request).
   bool all_submitted(size_t n) {
-    return emu.wait_until([n](const emulator::stats& st) { return post_arrivals(st) >= n; },
-                          60s);
+    return wait_for_post_arrivals(emu, n);
   }
 
   /// Every future answered with a result (none failed, none lost).
@@ -189,7 +157,7 @@ struct process_cluster {
       auto r = fs[i].get();
       INFO("sample " << i << ": " << (r ? std::string{"ok"} : render(r.error())));
       REQUIRE(r);
-      auto want = expected_sample(emu, toy_config(), prompt(static_cast<int64_t>(i)).prompt.tokens, 8);
+      auto want = expected_sample(emu, toy_config(), numbered_prompt(static_cast<int64_t>(i)).prompt.tokens, 8);
       CHECK(r->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
     }
   }
@@ -345,7 +313,7 @@ TEST_CASE("processes: with TLS, peers without a certificate of the cluster CA ar
   SECTION("a trainer with a certificate of the cluster CA is served") {
     test_trainer trainer{{node.address()}, toy_config(), {}, peer(1)};
     REQUIRE(trainer.cl().wait_ready(1, 30s));
-    auto f = trainer.cl().sample(prompt(1));
+    auto f = trainer.cl().sample(numbered_prompt(1));
     REQUIRE(f.wait_for(60s) == std::future_status::ready);
     auto r = f.get();
     INFO((r ? std::string{"ok"} : render(r.error())));

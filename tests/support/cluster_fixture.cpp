@@ -92,6 +92,35 @@ void test_node::stop() {
 
 // -- test_trainer ---------------------------------------------------------------
 
+completer_config toy_config(int64_t max_tokens) {
+  return stack_fixture::config(max_tokens);
+}
+
+sample_request numbered_prompt(int64_t i) {
+  sample_request req;
+  req.prompt.tokens = {i % 50 + 1, (i * 7) % 50 + 1, 3};
+  return req;
+}
+
+emulator::options emulator_with_queue(std::chrono::milliseconds queued) {
+  auto opts = test_emulator_options();
+  opts.threads = 2;
+  opts.latency.priority.queued = queued;
+  return opts;
+}
+
+size_t post_arrivals(const emulator::stats& st) {
+  size_t n = 0;
+  for (auto& [key, xs] : st.arrivals)
+    n += xs.size();
+  return n;
+}
+
+bool wait_for_post_arrivals(const emulator::server& emu, size_t n) {
+  return emu.wait_until([n](const emulator::stats& st) { return post_arrivals(st) >= n; },
+                        std::chrono::seconds(60));
+}
+
 cluster_options test_cluster_options(std::vector<node_address> nodes, completer_config cfg) {
   cluster_options opts;
   opts.nodes = std::move(nodes);

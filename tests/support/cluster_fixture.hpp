@@ -88,6 +88,24 @@ private:
   std::unique_ptr<cluster> cl_;
 };
 
+/// The emulator's toy model with `max_tokens` output tokens.
+completer_config toy_config(int64_t max_tokens = 8);
+
+/// A small prompt that differs with `i` (the same `i`, the same prompt).
+sample_request numbered_prompt(int64_t i);
+
+/// Test emulator options with two threads and `queued` latency on the
+/// priority window (how long each sample stays in flight).
+emulator::options emulator_with_queue(std::chrono::milliseconds queued);
+
+/// Total POST arrivals in the emulator's statistics (first sends and
+/// replays of every Idempotency-Key).
+size_t post_arrivals(const emulator::stats& st);
+
+/// Waits (bounded by 60 s, woken by the emulator's counter updates) until
+/// the emulator has recorded at least `n` POST arrivals.
+bool wait_for_post_arrivals(const emulator::server& emu, size_t n);
+
 /// Cluster options for tests: short connect/retry/queue timeouts.
 cluster_options test_cluster_options(std::vector<node_address> nodes, completer_config cfg);
 
