@@ -65,7 +65,8 @@ struct fixture {
         seen->push_back(status);
       if (status == "completed")
         return o;
-      std::this_thread::yield();
+      // Like a Sail client: the next GET is the next look (each is a round
+      // trip to the server; the status changes with the emulator's clock).
     }
     FAIL("response " << id << " never completed");
     return {};
@@ -125,16 +126,12 @@ std::string error_field(const sync_result& r, const char* field) {
   return std::string{f->as_string()};
 }
 
-// Waits (bounded, without sleeping) until pred(snapshot) holds.
+// Waits (bounded by 30 s, woken by the emulator's counter updates) until
+// pred(stats) holds; returns the statistics as they are then.
 template <class Pred>
 emu::stats wait_for_stats(emu::server& server, Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
-  for (;;) {
-    auto st = server.snapshot();
-    if (pred(st) || std::chrono::steady_clock::now() > deadline)
-      return st;
-    std::this_thread::yield();
-  }
+  server.wait_until([&](const emu::stats& st) { return pred(st); }, std::chrono::seconds{30});
+  return server.snapshot();
 }
 
 } // namespace
