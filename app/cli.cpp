@@ -212,23 +212,9 @@ caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text) {
   return out;
 }
 
-caf::expected<std::pair<std::string, uint16_t>> parse_host_port(std::string_view flag,
-                                                               std::string_view text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0)
-    return invalid_argument(std::string{flag}, "--" + std::string{flag}
-                                                 + ": expected HOST:PORT, got \""
-                                                 + std::string{text} + "\"");
-  auto port = parse_int(flag, text.substr(colon + 1), 1, 65535);
-  if (!port)
-    return std::move(port.error());
-  return std::pair<std::string, uint16_t>{std::string{text.substr(0, colon)},
-                                          static_cast<uint16_t>(*port)};
-}
-
-std::vector<flag_spec> completer_flags(bool required_model) {
+std::vector<flag_spec> completer_flags() {
   return {
-    {"model", "M", required_model ? "model name (required)" : "model name"},
+    {"model", "M", "model name (required)"},
     {"max-tokens", "N", "max output tokens (required, > 0)"},
     {"temperature", "T", "sampling temperature, 0..2 (default 1.0)"},
     {"top-p", "P", "nucleus sampling, 0..1 (default 1.0)"},

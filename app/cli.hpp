@@ -77,12 +77,9 @@ caf::expected<int64_t> parse_int(std::string_view flag, std::string_view text,
 caf::expected<double> parse_double(std::string_view flag, std::string_view text);
 /// "1,2,3" -> token ids (field "prompt").
 caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text);
-/// "host:port" -> (host, port).
-caf::expected<std::pair<std::string, uint16_t>> parse_host_port(std::string_view flag,
-                                                               std::string_view text);
 
-/// Flags that make up a completer_config (sample and serve).
-std::vector<flag_spec> completer_flags(bool required_model);
+/// Flags that make up a completer_config (sample; --model required).
+std::vector<flag_spec> completer_flags();
 
 /// Builds a completer_config from completer_flags(); checks only the CLI-level
 /// syntax (numbers, k=v); completer.md rules are checked by sail::validate.

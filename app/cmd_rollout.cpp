@@ -562,9 +562,10 @@ int cmd_rollout(const std::vector<std::string>& raw) {
     row("polls", have_stats ? std::to_string(merged.polls) : "n/a");
     row("errors by kind", render_map(pr.errors_by_kind));
     for (auto& n : node_rows)
-      row("node", n.address.to_string() + " " + to_string(n.state) + ", " + std::to_string(n.completed) + " ok, "
-            + std::to_string(n.failed) + " failed, " + std::to_string(n.rerouted)
-            + " re-routed, " + std::to_string(n.losses) + " losses");
+      row("node", n.address.to_string() + " " + to_string(n.state) + ", "
+                    + std::to_string(n.completed) + " ok, " + std::to_string(n.failed)
+                    + " failed, " + std::to_string(n.rerouted) + " re-routed, "
+                    + std::to_string(n.losses) + " losses");
     if (emu_stats) {
       uint64_t faults = 0;
       for (auto& [k, v] : emu_stats->faults)

@@ -19,7 +19,7 @@ namespace sail::app {
 namespace {
 
 std::vector<flag_spec> sample_flags() {
-  auto flags = completer_flags(true);
+  auto flags = completer_flags();
   flags.insert(flags.begin() + 2,
                flag_spec{"prompt", "IDS", "prompt token ids, e.g. 1,2,3 (required)"});
   flags.insert(flags.begin() + 3, flag_spec{"stop-token", "ID", "stop token id", true});
