@@ -7,6 +7,7 @@
 #pragma once
 
 #include <csignal>
+#include <iostream>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -23,6 +24,7 @@
 #include "sail_tinker/actors/runtime.hpp"
 #include "sail_tinker/actors/system_config.hpp"
 #include "sail_tinker/app/log.hpp"
+#include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/types.hpp"
 
 namespace sail::app {
@@ -180,6 +182,27 @@ caf::error check_http_url(std::string_view field, std::string_view url);
 caf::error setup_logging(const parsed_args& args, const tuning& t,
                          log_level default_level);
 
+// -- the common start of every subcommand -------------------------------------------
+
+/// What a subcommand declares about its command line.
+struct command_spec {
+  std::string_view synopsis;
+  std::string_view description;
+  std::vector<flag_spec> flags;
+  /// How many positional arguments it takes at most.
+  size_t max_positionals = 0;
+  log_level default_log_level = log_level::info;
+};
+
+/// Parses the flags, answers --help, refuses extra positional arguments,
+/// parses the CAF configuration into `cfg` and sets up logging. Returns the
+/// parsed arguments, or nullopt when the command ends here with `exit_code`
+/// (help printed: exit_ok; an error reported: its exit code).
+template <class Config>
+std::optional<parsed_args> begin_command(const std::vector<std::string>& raw,
+                                         const command_spec& spec, Config& cfg,
+                                         int& exit_code);
+
 // -- errors and exit codes -------------------------------------------------------
 
 /// "kind" of an error: the sail errc name, "timeout" for CAF request
@@ -191,6 +214,33 @@ std::string error_kind(const caf::error& err);
 int report_error(const caf::error& err);
 
 // -- signals -------------------------------------------------------------------------
+
+template <class Config>
+std::optional<parsed_args> begin_command(const std::vector<std::string>& raw,
+                                         const command_spec& spec, Config& cfg,
+                                         int& exit_code) {
+  auto fail = [&](const caf::error& err) -> std::optional<parsed_args> {
+    exit_code = report_error(err);
+    return std::nullopt;
+  };
+  auto args = parse_flags(raw, spec.flags);
+  if (!args)
+    return fail(args.error());
+  if (args->help) {
+    std::cout << usage_text(spec.synopsis, spec.description, spec.flags);
+    exit_code = exit_ok;
+    return std::nullopt;
+  }
+  if (args->positionals.size() > spec.max_positionals)
+    return fail(invalid_argument("arguments", "unexpected argument \""
+                                                + args->positionals[spec.max_positionals]
+                                                + "\""));
+  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
+    return fail(err);
+  if (auto err = setup_logging(*args, cfg.tune, spec.default_log_level))
+    return fail(err);
+  return std::move(*args);
+}
 
 /// Blocks SIGINT, SIGTERM (and SIGUSR1 for internal wake-ups) in the calling
 /// thread; call before any thread is started so every thread inherits it.

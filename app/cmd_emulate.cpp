@@ -44,22 +44,13 @@ constexpr const char* emulate_description
 } // namespace
 
 int cmd_emulate(const std::vector<std::string>& raw) {
-  auto flags = emulate_flags();
-  auto args = parse_flags(raw, flags);
-  if (!args)
-    return report_error(args.error());
-  if (args->help) {
-    std::cout << usage_text(emulate_synopsis, emulate_description, flags);
-    return exit_ok;
-  }
-  if (!args->positionals.empty())
-    return report_error(invalid_argument("arguments", "unexpected argument \""
-                                                        + args->positionals.front() + "\""));
+  const command_spec spec{emulate_synopsis, emulate_description, emulate_flags(), 0,
+                          log_level::info};
   app_config cfg;
-  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
-    return report_error(err);
-  if (auto err = setup_logging(*args, cfg.tune, log_level::info))
-    return report_error(err);
+  int early_exit = exit_ok;
+  auto args = begin_command(raw, spec, cfg, early_exit);
+  if (!args)
+    return early_exit;
   emulator::options opts;
   if (auto v = args->get("host"))
     opts.host = *v;

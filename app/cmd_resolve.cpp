@@ -45,19 +45,13 @@ std::string env(const char* name) {
 } // namespace
 
 int cmd_resolve(const std::vector<std::string>& raw) {
-  auto flags = resolve_flags();
-  auto args = parse_flags(raw, flags);
-  if (!args)
-    return report_error(args.error());
-  if (args->help) {
-    std::cout << usage_text(resolve_synopsis, resolve_description, flags);
-    return exit_ok;
-  }
+  const command_spec spec{resolve_synopsis, resolve_description, resolve_flags(), 1,
+                          log_level::warn};
   app_config cfg;
-  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
-    return report_error(err);
-  if (auto err = setup_logging(*args, cfg.tune, log_level::warn))
-    return report_error(err);
+  int early_exit = exit_ok;
+  auto args = begin_command(raw, spec, cfg, early_exit);
+  if (!args)
+    return early_exit;
   if (args->positionals.empty())
     return report_error(invalid_argument("tinker_path", "TINKER_PATH is required"));
   if (args->positionals.size() > 1)

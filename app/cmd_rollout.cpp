@@ -316,22 +316,13 @@ std::string random_run_id() {
 } // namespace
 
 int cmd_rollout(const std::vector<std::string>& raw) {
-  auto flags = rollout_flags();
-  auto args = parse_flags(raw, flags);
-  if (!args)
-    return report_error(args.error());
-  if (args->help) {
-    std::cout << usage_text(rollout_synopsis, rollout_description, flags);
-    return exit_ok;
-  }
-  if (!args->positionals.empty())
-    return report_error(invalid_argument("arguments", "unexpected argument \""
-                                                        + args->positionals.front() + "\""));
+  const command_spec spec{rollout_synopsis, rollout_description, rollout_flags(), 0,
+                          log_level::info};
   app_node_config cfg;
-  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
-    return report_error(err);
-  if (auto err = setup_logging(*args, cfg.tune, log_level::info))
-    return report_error(err);
+  int early_exit = exit_ok;
+  auto args = begin_command(raw, spec, cfg, early_exit);
+  if (!args)
+    return early_exit;
   plan p;
   {
     auto g = int_flag(*args, "groups", 1, 1'000'000, p.groups);

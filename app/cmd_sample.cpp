@@ -77,22 +77,12 @@ caf::error require(const parsed_args& args, const char* flag) {
 } // namespace
 
 int cmd_sample(const std::vector<std::string>& raw) {
-  auto flags = sample_flags();
-  auto args = parse_flags(raw, flags);
-  if (!args)
-    return report_error(args.error());
-  if (args->help) {
-    std::cout << usage_text(sample_synopsis, sample_description, flags);
-    return exit_ok;
-  }
-  if (!args->positionals.empty())
-    return report_error(invalid_argument("arguments", "unexpected argument \""
-                                                        + args->positionals.front() + "\""));
+  const command_spec spec{sample_synopsis, sample_description, sample_flags(), 0, log_level::warn};
   app_config cfg;
-  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
-    return report_error(err);
-  if (auto err = setup_logging(*args, cfg.tune, log_level::warn))
-    return report_error(err);
+  int early_exit = exit_ok;
+  auto args = begin_command(raw, spec, cfg, early_exit);
+  if (!args)
+    return early_exit;
   for (auto flag : {"model", "max-tokens", "prompt"})
     if (auto err = require(*args, flag))
       return report_error(err);

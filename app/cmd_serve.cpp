@@ -61,22 +61,12 @@ caf::expected<uint16_t> port_flag(const parsed_args& args, const std::string& na
 } // namespace
 
 int cmd_serve(const std::vector<std::string>& raw) {
-  auto flags = serve_flags();
-  auto args = parse_flags(raw, flags);
-  if (!args)
-    return report_error(args.error());
-  if (args->help) {
-    std::cout << usage_text(serve_synopsis, serve_description, flags);
-    return exit_ok;
-  }
-  if (!args->positionals.empty())
-    return report_error(invalid_argument("arguments", "unexpected argument \""
-                                                        + args->positionals.front() + "\""));
+  const command_spec spec{serve_synopsis, serve_description, serve_flags(), 0, log_level::info};
   app_node_config cfg;
-  if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
-    return report_error(err);
-  if (auto err = setup_logging(*args, cfg.tune, log_level::info))
-    return report_error(err);
+  int early_exit = exit_ok;
+  auto args = begin_command(raw, spec, cfg, early_exit);
+  if (!args)
+    return early_exit;
   std::string host = args->get("host").value_or("127.0.0.1");
   auto port = port_flag(*args, "port");
   if (!port)
