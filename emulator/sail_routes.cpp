@@ -476,6 +476,27 @@ void server::impl::handle_create(http_server_context&& ctx) {
   }
   // Faults that happen before acceptance reserve nothing.
   auto d = draw_faults(route_create);
+  // The faulty answer to a create, before or after acceptance: a reset or an
+  // error status (maybe slow), recorded as an arrival of its key.
+  auto fault_reply = [&](fault_kind k) {
+    count_fault(k);
+    http_server_reply reply;
+    if (k == fault_kind::connection_reset)
+      reply.fault = http_server_fault::reset;
+    else
+      reply = fault_status_reply(k, d, false);
+    if (d.slow) {
+      reply.delay = d.slow_delay;
+      count_fault(fault_kind::slow_response);
+    }
+    if (has_key)
+      record_arrival(false, key, arrived,
+                     k == fault_kind::connection_reset
+                       ? 0
+                       : static_cast<int>(reply.response.result_int()),
+                     to_string(k));
+    return finish(std::move(ctx), route::create, std::move(reply), to_string(k));
+  };
   bool accepted_fault = false;
   if (d.kind) {
     auto k = *d.kind;
@@ -485,26 +506,8 @@ void server::impl::handle_create(http_server_context&& ctx) {
     accepted_fault = !pre
                      && (is_status_fault(k)
                          || k == fault_kind::connection_reset);
-    if (pre) {
-      count_fault(k);
-      http_server_reply reply;
-      if (k == fault_kind::connection_reset)
-        reply.fault = http_server_fault::reset;
-      else
-        reply = fault_status_reply(k, d, false);
-      if (d.slow) {
-        reply.delay = d.slow_delay;
-        count_fault(fault_kind::slow_response);
-      }
-      if (has_key)
-        record_arrival(false, key, arrived,
-                       k == fault_kind::connection_reset
-                         ? 0
-                         : static_cast<int>(reply.response.result_int()),
-                       to_string(k));
-      return finish(std::move(ctx), route::create, std::move(reply),
-                    to_string(k));
-    }
+    if (pre)
+      return fault_reply(k);
   }
   // Reservation keyed by (API key, Idempotency-Key), body fingerprinted.
   auto fingerprint = has_key ? sha256_hex(req.body()) : std::string{};
@@ -595,25 +598,7 @@ void server::impl::handle_create(http_server_context&& ctx) {
     schedule_webhook(rec);
   if (accepted_fault) {
     // "503 after acceptance": the task exists, the answer is lost.
-    auto k = *d.kind;
-    count_fault(k);
-    http_server_reply reply;
-    if (k == fault_kind::connection_reset)
-      reply.fault = http_server_fault::reset;
-    else
-      reply = fault_status_reply(k, d, false);
-    if (d.slow) {
-      reply.delay = d.slow_delay;
-      count_fault(fault_kind::slow_response);
-    }
-    if (has_key)
-      record_arrival(false, key, arrived,
-                     k == fault_kind::connection_reset
-                       ? 0
-                       : static_cast<int>(reply.response.result_int()),
-                     to_string(k));
-    return finish(std::move(ctx), route::create, std::move(reply),
-                  to_string(k));
+    return fault_reply(*d.kind);
   }
   if (rec->background)
     return serve_record(std::move(ctx), route::create, rec, 202, fresh, d, key,
