@@ -122,6 +122,15 @@ struct server::impl {
   http_server_reply fault_status_reply(fault_kind kind, const fault_draw& d,
                                        bool tinker);
 
+  /// Answers a Sail request with the fault `kind` drawn in `d`: a connection
+  /// reset or an injected status (slow if `d` says so). Counts the faults,
+  /// records an arrival of `arrival_key` (a POST's key when `record`, a GET's
+  /// response id) and sends the answer.
+  void finish_with_fault(http_server_context&& ctx, const char* route_name, bool poll,
+                         bool record, const std::string& arrival_key,
+                         steady::time_point arrived, fault_kind kind,
+                         const fault_draw& d);
+
   // -- Sail helpers -------------------------------------------------------------
 
   /// The JSON of a record as served at `now`; `fresh` forces "queued".

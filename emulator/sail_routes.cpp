@@ -433,6 +433,29 @@ void server::impl::serve_record(http_server_context&& ctx,
 
 // -- POST /v1/responses ---------------------------------------------------------------
 
+void server::impl::finish_with_fault(http_server_context&& ctx, const char* route_name,
+                                     bool poll, bool record, const std::string& arrival_key,
+                                     steady::time_point arrived, fault_kind kind,
+                                     const fault_draw& d) {
+  count_fault(kind);
+  http_server_reply reply;
+  if (kind == fault_kind::connection_reset)
+    reply.fault = http_server_fault::reset;
+  else
+    reply = fault_status_reply(kind, d, false);
+  if (d.slow) {
+    reply.delay = d.slow_delay;
+    count_fault(fault_kind::slow_response);
+  }
+  if (record)
+    record_arrival(poll, arrival_key, arrived,
+                   kind == fault_kind::connection_reset
+                     ? 0
+                     : static_cast<int>(reply.response.result_int()),
+                   to_string(kind));
+  finish(std::move(ctx), route_name, std::move(reply), to_string(kind));
+}
+
 void server::impl::handle_create(http_server_context&& ctx) {
   auto& req = ctx.request();
   auto arrived = ctx.received_at();
@@ -476,26 +499,9 @@ void server::impl::handle_create(http_server_context&& ctx) {
   }
   // Faults that happen before acceptance reserve nothing.
   auto d = draw_faults(route_create);
-  // The faulty answer to a create, before or after acceptance: a reset or an
-  // error status (maybe slow), recorded as an arrival of its key.
+  // The faulty answer to a create, before or after acceptance.
   auto fault_reply = [&](fault_kind k) {
-    count_fault(k);
-    http_server_reply reply;
-    if (k == fault_kind::connection_reset)
-      reply.fault = http_server_fault::reset;
-    else
-      reply = fault_status_reply(k, d, false);
-    if (d.slow) {
-      reply.delay = d.slow_delay;
-      count_fault(fault_kind::slow_response);
-    }
-    if (has_key)
-      record_arrival(false, key, arrived,
-                     k == fault_kind::connection_reset
-                       ? 0
-                       : static_cast<int>(reply.response.result_int()),
-                     to_string(k));
-    return finish(std::move(ctx), route::create, std::move(reply), to_string(k));
+    finish_with_fault(std::move(ctx), route::create, false, has_key, key, arrived, k, d);
   };
   bool accepted_fault = false;
   if (d.kind) {
@@ -645,23 +651,8 @@ void server::impl::handle_poll(http_server_context&& ctx, std::string id) {
   auto d = draw_faults(route_poll);
   if (d.kind
       && (is_status_fault(*d.kind) || *d.kind == fault_kind::connection_reset)) {
-    auto k = *d.kind;
-    count_fault(k);
-    http_server_reply reply;
-    if (k == fault_kind::connection_reset)
-      reply.fault = http_server_fault::reset;
-    else
-      reply = fault_status_reply(k, d, false);
-    if (d.slow) {
-      reply.delay = d.slow_delay;
-      count_fault(fault_kind::slow_response);
-    }
-    record_arrival(true, id, arrived,
-                   k == fault_kind::connection_reset
-                     ? 0
-                     : static_cast<int>(reply.response.result_int()),
-                   to_string(k));
-    return finish(std::move(ctx), route::poll, std::move(reply), to_string(k));
+    return finish_with_fault(std::move(ctx), route::poll, true, true, id, arrived, *d.kind,
+                             d);
   }
   serve_record(std::move(ctx), route::poll, rec, 200, false, d, id, true);
 }
