@@ -115,7 +115,7 @@ std::string render_prometheus(const completer_stats& stats,
   out << "sail_tinker_build_info{version=\"" << version << "\",protocol=\""
       << escape_label(protocol_version) << "\"} 1\n";
   header(out, "sail_tinker_samples_in_flight", "gauge",
-         "Samples accepted by the completer and not yet finished.");
+         "Samples accepted by this node (every completer) and not yet finished.");
   out << "sail_tinker_samples_in_flight " << stats.in_flight << '\n';
   header(out, "sail_tinker_samples_completed_total", "counter",
          "Samples that finished with a result.");
@@ -136,7 +136,7 @@ std::string render_prometheus(const completer_stats& stats,
          "GET polls sent for completed samples.");
   out << "sail_tinker_polls_total " << stats.polls << '\n';
   header(out, "sail_tinker_requests_total", "counter",
-         "Requests answered by this node's completer front, by operation and outcome.");
+         "Requests answered by this node's completer fronts, by operation and outcome.");
   for (auto& [op, d] : ops) {
     out << "sail_tinker_requests_total{op=\"" << escape_label(op) << "\",outcome=\"ok\"} "
         << d.ok << '\n';
@@ -144,7 +144,7 @@ std::string render_prometheus(const completer_stats& stats,
         << "\",outcome=\"error\"} " << d.failed << '\n';
   }
   header(out, "sail_tinker_request_latency_seconds", "histogram",
-         "Latency of requests to the completer front (a sample_group counts once).");
+         "Latency of requests to the completer fronts (a sample_group counts once).");
   for (auto& [op, d] : ops) {
     auto& h = d.latency;
     uint64_t cumulative = 0;
