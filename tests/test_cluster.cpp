@@ -269,10 +269,8 @@ struct relayed_cluster {
   }
 
   /// The node to lose in a failover test: the one with the most samples in
-  /// flight (submitted by the trainer, unanswered). Not a fixed index: the
-  /// trainer's monitor reports a node ready (wait_ready) just before the
-  /// balancer takes the node's node_up message, so work submitted at once
-  /// may all go to the other nodes (seen under ASan: 30/30/0).
+  /// flight (submitted by the trainer, unanswered), so the loss always hits
+  /// work, however the balancer happened to spread it.
   size_t busiest_node() {
     auto status = trainer->cl().status();
     size_t best = 0;
@@ -303,6 +301,33 @@ struct relayed_cluster {
         ++replayed;
     CHECK(replayed > 0);
   }
+
+  struct loss_run {
+    size_t victim = 0;
+    std::vector<caf::expected<tokens_with_logprobs>> results;
+    std::vector<node_status> status;
+  };
+
+  /// Runs 60 samples; once every one has reached Sail, loses the busiest
+  /// node with `lose(index)`. Requires what every node loss must give: each
+  /// sample answered, the victim's work re-routed, every sample counted once,
+  /// one inference run per key.
+  loss_run run_through_loss(const std::function<void(size_t)>& lose) {
+    constexpr int n = 60;
+    loss_run out;
+    out.results = run_samples(trainer->cl(), n, [&] {
+      REQUIRE(all_submitted(n));
+      out.victim = busiest_node();
+      REQUIRE(in_flight(out.victim) > 0);
+      lose(out.victim);
+    });
+    require_all_ok(out.results);
+    out.status = trainer->cl().status();
+    CHECK(out.status[out.victim].rerouted > 0);
+    CHECK(out.status[0].completed + out.status[1].completed + out.status[2].completed == n);
+    check_once_per_key(n);
+    return out;
+  }
 };
 
 } // namespace
@@ -311,65 +336,28 @@ TEST_CASE("cluster: a node cut off mid-run (like SIGKILL) loses no sample and "
           "runs none twice",
           "[cluster][failover]") {
   relayed_cluster rc{4s};
-  constexpr int n = 60;
-  size_t victim = 0;
-  auto rs = run_samples(rc.trainer->cl(), n, [&] {
-    REQUIRE(rc.all_submitted(n));
-    victim = rc.busiest_node();
-    REQUIRE(rc.in_flight(victim) > 0);
-    rc.relays[victim]->cut();
-  });
-  require_all_ok(rs);
-  check_results_match_model(rc.emu, rs);
-  auto status = rc.trainer->cl().status();
-  CHECK(status[victim].losses >= 1);
-  CHECK(status[victim].rerouted > 0);
-  CHECK(status[victim].state != node_state::ready);
-  // Samples node 0 finished before the cut count there; the rest moved.
-  CHECK(status[0].completed + status[1].completed + status[2].completed == n);
-  rc.check_once_per_key(n);
+  auto run = rc.run_through_loss([&](size_t i) { rc.relays[i]->cut(); });
+  check_results_match_model(rc.emu, run.results);
+  CHECK(run.status[run.victim].losses >= 1);
+  CHECK(run.status[run.victim].state != node_state::ready);
 }
 
 TEST_CASE("cluster: a frozen node (like SIGSTOP) is detected by heartbeats and its "
           "work re-routed",
           "[cluster][failover]") {
   relayed_cluster rc{4s};
-  constexpr int n = 60;
-  size_t victim = 1;
-  auto rs = run_samples(rc.trainer->cl(), n, [&] {
-    REQUIRE(rc.all_submitted(n));
-    victim = rc.busiest_node();
-    REQUIRE(rc.in_flight(victim) > 0);
-    rc.relays[victim]->freeze();
-  });
-  require_all_ok(rs);
-  auto status = rc.trainer->cl().status();
-  for (auto& s : status)
+  auto run = rc.run_through_loss([&](size_t i) { rc.relays[i]->freeze(); });
+  for (auto& s : run.status)
     UNSCOPED_INFO(s.address.to_string() << ": " << to_string(s.state) << " completed="
                   << s.completed << " rerouted=" << s.rerouted << " losses=" << s.losses
                   << " last_error=" << s.last_error);
-  CHECK(status[victim].losses >= 1);
-  CHECK(status[victim].rerouted > 0);
-  CHECK(status[0].completed + status[1].completed + status[2].completed == n);
-  rc.check_once_per_key(n);
+  CHECK(run.status[run.victim].losses >= 1);
 }
 
 TEST_CASE("cluster: a node shut down gracefully mid-run hands its work over",
           "[cluster][failover]") {
   relayed_cluster rc{4s};
-  constexpr int n = 60;
-  size_t victim = 2;
-  auto rs = run_samples(rc.trainer->cl(), n, [&] {
-    REQUIRE(rc.all_submitted(n));
-    victim = rc.busiest_node();
-    REQUIRE(rc.in_flight(victim) > 0);
-    rc.nodes[victim]->stop();
-  });
-  require_all_ok(rs);
-  auto status = rc.trainer->cl().status();
-  CHECK(status[victim].rerouted > 0);
-  CHECK(status[0].completed + status[1].completed + status[2].completed == n);
-  rc.check_once_per_key(n);
+  rc.run_through_loss([&](size_t i) { rc.nodes[i]->stop(); });
 }
 
 TEST_CASE("cluster: groups re-route with their keys when a node is lost",
