@@ -239,10 +239,11 @@ std::variant<create_params, rejection> validate(std::string_view body) {
         return bad("metadata values must be strings", param, "invalid_type");
       std::string_view value = x.get_string();
       if (k == "completion_window") {
-        if (value != "asap" && value != "priority" && value != "standard"
-            && value != "flex")
+        // Sail's window names across 2026 (sail-facts.md).
+        if (value != "asap" && value != "priority" && value != "balanced"
+            && value != "standard" && value != "flex")
           return bad("'completion_window' must be one of asap, priority, "
-                     "standard, flex",
+                     "balanced, standard, flex",
                      param);
         p.window = value;
       } else if (k == "lora") {

@@ -179,6 +179,22 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
   node.stop();
 }
 
+TEST_CASE("cluster: adapter_config in either form is accepted on the node",
+          "[cluster][service][lora]") {
+  emulator::server emu{test_emulator_options()};
+  test_node node{emu};
+  auto cfg = toy_config();
+  cfg.tinker_lora_signed_url = "https://storage.example/ckpt.tar?sig=abc";
+  cfg.adapter_config = R"("{\"peft_type\":\"LORA\",\"r\":32}")";
+  test_trainer trainer{{local(node.port())}, cfg};
+  auto f = trainer.cl().sample(numbered_prompt(1));
+  auto res = get(f);
+  INFO((res ? std::string{} : render(res.error())));
+  REQUIRE(res);
+  trainer.stop();
+  node.stop();
+}
+
 TEST_CASE("cluster: every node rejecting the configuration fails samples with "
           "that error",
           "[cluster]") {

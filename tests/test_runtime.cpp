@@ -159,6 +159,58 @@ TEST_CASE("completer: an invalid configuration spawns nothing", "[runtime][contr
   CHECK(f.emu.snapshot().requests.empty());
 }
 
+TEST_CASE("completer: Sail's documented facts through the C++ API", "[runtime][contract][facts]") {
+  stack_fixture f;
+  // FACT (/loras): Kimi-K2.6 serves LoRAs (built-in table), on any window
+  // but asap (FACT, /completion-windows), refused with Sail's own words.
+  auto cfg = stack_fixture::config();
+  cfg.model = "moonshotai/Kimi-K2.6";
+  cfg.lora = "emulator-lora";
+  for (auto w : {"priority", "balanced"}) {
+    cfg.completion_window = w;
+    auto tc = f.completer(cfg);
+    REQUIRE(tc.sample(model_input{3, 4}).get());
+  }
+  cfg.completion_window = "asap";
+  auto refused = f.rt->make_completer(cfg);
+  REQUIRE(!refused);
+  CHECK(info_of(refused.error())->field == "completion_window");
+  CHECK(info_of(refused.error())->message == lora_asap_message);
+  // An unknown model: nothing refused locally, the server judges.
+  cfg.model = "example/unknown";
+  cfg.completion_window = "balanced";
+  cfg.lora = "not-registered";
+  auto res = f.completer(cfg).sample(model_input{3}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 404);
+  cfg.lora.reset();
+  cfg.completion_window = "tomorrow";
+  res = f.completer(cfg).sample(model_input{3}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 400);
+  CHECK(info_of(res.error())->body.find("completion_window") != std::string::npos);
+  CHECK(f.emu.snapshot().inference_runs_total == 2);
+}
+
+TEST_CASE("completer: adapter_config as an object or a string holding one",
+          "[runtime][contract][lora]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.tinker_lora_signed_url = "https://storage.example/ckpt.tar?sig=abc";
+  for (auto form : {R"({"r":32,"peft_type":"LORA"})", R"("{\"r\":32,\"peft_type\":\"LORA\"}")"}) {
+    cfg.adapter_config = form;
+    auto tc = f.rt->make_token_completer(cfg);
+    REQUIRE(tc);
+    REQUIRE(tc->sample(model_input{1, 2}).get());
+  }
+  for (auto bad : {R"("[1]")", "[1]", R"("nope")"}) {
+    cfg.adapter_config = bad;
+    auto c = f.rt->make_completer(cfg);
+    REQUIRE(!c);
+    CHECK(info_of(c.error())->field == "adapter_config");
+  }
+}
+
 TEST_CASE("sample: invalid input is refused before any request", "[runtime][contract]") {
   stack_fixture f;
   auto tc = f.completer();
