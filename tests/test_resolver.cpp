@@ -249,3 +249,34 @@ TEST_CASE("completer: signed URLs are refreshed in the background, one TTL per r
   CHECK(widest < static_cast<double>(slow.count()));
   CHECK(st.inference_runs_total == samples);
 }
+
+TEST_CASE("completer: no create attempt carries an expired signed URL",
+          "[resolver][completer][refresh]") {
+  using namespace std::chrono;
+  // Every create is refused with 503 before acceptance, so the sample keeps
+  // retrying; its URL lives 2 s. The worker stops at the URL's expiry: the
+  // sample fails with a typed timeout naming the URL, instead of sending a
+  // create whose (byte-identical) body holds an expired URL.
+  auto eo = sail::test::test_emulator_options();
+  eo.archive_url_ttl = seconds(2);
+  eo.faults.routes = emulator::route_create;
+  eo.faults.set(emulator::fault_kind::status_503, 1.0);
+  eo.faults.after_accept_fraction = 0.0;
+  stack_fixture f{eo, [](runtime_options& o) {
+                    o.pool.retry.max_attempts = 1000;
+                    o.pool.retry.base_delay = milliseconds(50);
+                    o.pool.retry.max_delay = milliseconds(100);
+                  }};
+  auto cfg = stack_fixture::config();
+  cfg.tinker_checkpoint = checkpoint_uri;
+  cfg.adapter_config = R"({"peft_type":"LORA","r":8})";
+  auto tc = f.completer(cfg);
+  auto res = tc.sample(model_input{1, 2}).get();
+  REQUIRE(!res);
+  INFO(render(res.error()));
+  CHECK(code_of(res.error()) == errc::timeout);
+  CHECK(info_of(res.error())->field == "tinker_lora_signed_url");
+  auto st = f.emu.snapshot();
+  CHECK(st.count("POST /v1/responses", 503) > 3);
+  CHECK(st.inference_runs_total == 0);
+}
