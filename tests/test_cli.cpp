@@ -487,10 +487,15 @@ TEST_CASE("cli: sample prints exactly one JSON object", "[cli][sample]") {
   REQUIRE(out.logprobs);
   CHECK(out.logprobs->size() == 6);
   CHECK(out.stop_reason == "length");
-  // --no-logprobs -> null; the toy model is deterministic per request fields.
-  auto no_lp = parse_sample(cli(sample_args({"--no-logprobs"}), emu.sail_env()));
+  // --no-logprobs -> null. Each run sends its own Idempotency-Key, which the
+  // toy model mixes into its sample; greedy sampling (temperature 0) does
+  // not depend on it, so the two greedy runs must agree.
+  auto greedy = parse_sample(cli(sample_args({"--temperature", "0"}), emu.sail_env()));
+  REQUIRE(greedy.logprobs);
+  auto no_lp = parse_sample(cli(sample_args({"--temperature", "0", "--no-logprobs"}),
+                                emu.sail_env()));
   CHECK_FALSE(no_lp.logprobs);
-  CHECK(no_lp.tokens == out.tokens);
+  CHECK(no_lp.tokens == greedy.tokens);
 }
 
 TEST_CASE("cli: sample stop flags", "[cli][sample]") {
@@ -525,11 +530,17 @@ TEST_CASE("cli: sample stop flags", "[cli][sample]") {
 
 TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   emulate_process emu;
+  // Two runs send two Idempotency-Keys: independent samples (the toy model
+  // mixes the key in), each with the requested length.
   auto a = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
                             emu.sail_env()));
   auto b = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
                             emu.sail_env()));
-  CHECK(a.tokens == b.tokens);
+  CHECK(a.tokens.size() == 6);
+  CHECK(b.tokens.size() == 6);
+  REQUIRE(a.logprobs);
+  for (auto lp : *a.logprobs)
+    CHECK(lp <= 0.0);
   for (auto w : {"asap", "priority", "standard", "flex"}) {
     auto res = parse_sample(cli(sample_args({"--window", w}), emu.sail_env()));
     CHECK(res.tokens.size() == 6);
