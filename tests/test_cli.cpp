@@ -421,7 +421,8 @@ TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
     {"emulate",
      {"--host", "--port", "--api-key", "--tinker-api-key", "--fault", "--fault-seed",
       "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
-      "--still-building"}},
+      "--still-building", "--status-vocabulary", "--model-windows", "--request-log",
+      "--archive-url-ttl-ms", "--webhook-timeout-ms", "balanced", "emulator_outcome"}},
     {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate"}},
     {"rollout",
      {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
@@ -476,6 +477,46 @@ TEST_CASE("cli: emulate stops on SIGINT too; invalid emulate flags exit 2", "[cl
   require_invalid(cli({"emulate", "--port", "70000"}), "port");
   require_invalid(cli({"emulate", "--archive-mode", "zip"}), "archive-mode");
   require_invalid(cli({"emulate", "--latency-queued-ms", "x"}), "latency-queued-ms");
+}
+
+TEST_CASE("cli: emulate fidelity flags: vocabulary, model windows, request log, outcomes",
+          "[cli]") {
+  emulate_process emu{{"--status-vocabulary", "openapi", "--request-log", "100", "--model-windows",
+                       "vendor/narrow=priority,flex", "--webhook-timeout-ms", "1000",
+                       "--archive-url-ttl-ms", "5000"}};
+  auto narrow = [](std::vector<std::string> extra) {
+    std::vector<std::string> args{"sample", "--model", "vendor/narrow", "--max-tokens", "4",
+                                  "--prompt", "1,2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  auto ok = parse_sample(cli(narrow({"--window", "priority"}), emu.sail_env()));
+  CHECK(ok.tokens.size() == 4);
+  // A window the (emulated) model does not support: the server's 400, typed.
+  auto refused = cli(narrow({"--window", "standard"}), emu.sail_env());
+  require_failure(refused, "http_error");
+  CHECK(contains(refused.err, "not supported"));
+  // emulator_outcome through --metadata: a failed response is an inference_error.
+  require_failure(cli(narrow({"--window", "priority", "--metadata", "emulator_outcome=failed"}),
+                      emu.sail_env()),
+                  "inference_error");
+  // The request log: the openapi vocabulary's words were served.
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  REQUIRE(log.is_array());
+  bool pending = false;
+  for (auto& e : log.as_array()) {
+    auto body = std::string{e.as_object().at("response_body").as_string()};
+    pending = pending || contains(body, R"("status":"pending")");
+    CHECK_FALSE(contains(body, R"("status":"queued")"));
+  }
+  CHECK(pending);
+  CHECK(log.as_array().size() >= 3);
+  require_invalid(cli({"emulate", "--status-vocabulary", "xml"}), "status-vocabulary");
+  require_invalid(cli({"emulate", "--model-windows", "no-equals"}), "model-windows");
+  require_invalid(cli({"emulate", "--model-windows", "m=priority,someday"}), "model-windows");
+  require_invalid(cli({"emulate", "--request-log", "-1"}), "request-log");
+  require_invalid(cli({"emulate", "--webhook-timeout-ms", "0"}), "webhook-timeout-ms");
 }
 
 // -- sample ------------------------------------------------------------------------------------
