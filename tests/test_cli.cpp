@@ -423,7 +423,8 @@ TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
     {"emulate",
      {"--host", "--port", "--api-key", "--tinker-api-key", "--fault", "--fault-seed",
       "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
-      "--still-building"}},
+      "--still-building", "--status-vocabulary", "--model-windows", "--request-log",
+      "--archive-url-ttl-ms", "--webhook-timeout-ms", "balanced", "emulator_outcome"}},
     {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate"}},
     {"rollout",
      {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
@@ -480,6 +481,46 @@ TEST_CASE("cli: emulate stops on SIGINT too; invalid emulate flags exit 2", "[cl
   require_invalid(cli({"emulate", "--latency-queued-ms", "x"}), "latency-queued-ms");
 }
 
+TEST_CASE("cli: emulate fidelity flags: vocabulary, model windows, request log, outcomes",
+          "[cli]") {
+  emulate_process emu{{"--status-vocabulary", "openapi", "--request-log", "100", "--model-windows",
+                       "vendor/narrow=priority,flex", "--webhook-timeout-ms", "1000",
+                       "--archive-url-ttl-ms", "5000"}};
+  auto narrow = [](std::vector<std::string> extra) {
+    std::vector<std::string> args{"sample", "--model", "vendor/narrow", "--max-tokens", "4",
+                                  "--prompt", "1,2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  auto ok = parse_sample(cli(narrow({"--window", "priority"}), emu.sail_env()));
+  CHECK(ok.tokens.size() == 4);
+  // A window the (emulated) model does not support: the server's 400, typed.
+  auto refused = cli(narrow({"--window", "standard"}), emu.sail_env());
+  require_failure(refused, "http_error");
+  CHECK(contains(refused.err, "not supported"));
+  // emulator_outcome through --metadata: a failed response is an inference_error.
+  require_failure(cli(narrow({"--window", "priority", "--metadata", "emulator_outcome=failed"}),
+                      emu.sail_env()),
+                  "inference_error");
+  // The request log: the openapi vocabulary's words were served.
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  REQUIRE(log.is_array());
+  bool pending = false;
+  for (auto& e : log.as_array()) {
+    auto body = std::string{e.as_object().at("response_body").as_string()};
+    pending = pending || contains(body, R"("status":"pending")");
+    CHECK_FALSE(contains(body, R"("status":"queued")"));
+  }
+  CHECK(pending);
+  CHECK(log.as_array().size() >= 3);
+  require_invalid(cli({"emulate", "--status-vocabulary", "xml"}), "status-vocabulary");
+  require_invalid(cli({"emulate", "--model-windows", "no-equals"}), "model-windows");
+  require_invalid(cli({"emulate", "--model-windows", "m=priority,someday"}), "model-windows");
+  require_invalid(cli({"emulate", "--request-log", "-1"}), "request-log");
+  require_invalid(cli({"emulate", "--webhook-timeout-ms", "0"}), "webhook-timeout-ms");
+}
+
 // -- sample ------------------------------------------------------------------------------------
 
 TEST_CASE("cli: sample prints exactly one JSON object", "[cli][sample]") {
@@ -489,10 +530,15 @@ TEST_CASE("cli: sample prints exactly one JSON object", "[cli][sample]") {
   REQUIRE(out.logprobs);
   CHECK(out.logprobs->size() == 6);
   CHECK(out.stop_reason == "length");
-  // --no-logprobs -> null; the toy model is deterministic per request fields.
-  auto no_lp = parse_sample(cli(sample_args({"--no-logprobs"}), emu.sail_env()));
+  // --no-logprobs -> null. Each run sends its own Idempotency-Key, which the
+  // toy model mixes into its sample; greedy sampling (temperature 0) does
+  // not depend on it, so the two greedy runs must agree.
+  auto greedy = parse_sample(cli(sample_args({"--temperature", "0"}), emu.sail_env()));
+  REQUIRE(greedy.logprobs);
+  auto no_lp = parse_sample(cli(sample_args({"--temperature", "0", "--no-logprobs"}),
+                                emu.sail_env()));
   CHECK_FALSE(no_lp.logprobs);
-  CHECK(no_lp.tokens == out.tokens);
+  CHECK(no_lp.tokens == greedy.tokens);
 }
 
 TEST_CASE("cli: sample stop flags", "[cli][sample]") {
@@ -527,11 +573,17 @@ TEST_CASE("cli: sample stop flags", "[cli][sample]") {
 
 TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   emulate_process emu;
+  // Two runs send two Idempotency-Keys: independent samples (the toy model
+  // mixes the key in), each with the requested length.
   auto a = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
                             emu.sail_env()));
   auto b = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
                             emu.sail_env()));
-  CHECK(a.tokens == b.tokens);
+  CHECK(a.tokens.size() == 6);
+  CHECK(b.tokens.size() == 6);
+  REQUIRE(a.logprobs);
+  for (auto lp : *a.logprobs)
+    CHECK(lp <= 0.0);
   for (auto w : {"asap", "priority", "balanced", "standard", "flex"}) {
     auto res = parse_sample(cli(sample_args({"--window", w}), emu.sail_env()));
     CHECK(res.tokens.size() == 6);

@@ -248,6 +248,8 @@ TEST_CASE("completer: signed URLs are refreshed in the background, one TTL per r
   INFO("samples " << samples << ", widest gap between creates " << widest << " ms");
   CHECK(widest < static_cast<double>(slow.count()));
   CHECK(st.inference_runs_total == samples);
+  // The emulator refuses creates carrying one of its URLs after expiry.
+  CHECK(st.expired_signed_urls == 0);
 }
 
 TEST_CASE("completer: no create attempt carries an expired signed URL",
@@ -279,4 +281,5 @@ TEST_CASE("completer: no create attempt carries an expired signed URL",
   auto st = f.emu.snapshot();
   CHECK(st.count("POST /v1/responses", 503) > 3);
   CHECK(st.inference_runs_total == 0);
+  CHECK(st.expired_signed_urls == 0);
 }
