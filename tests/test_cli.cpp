@@ -666,7 +666,7 @@ TEST_CASE("cli: an unknown model is the server's call, a configured table checks
 
 TEST_CASE("cli: --adapter-config takes a JSON object or a string holding one",
           "[cli][sample][facts]") {
-  emulate_process emu;
+  emulate_process emu{{"--request-log", "100"}};
   auto args = [](std::string adapter) {
     return sample_args({"--window", "priority", "--tinker-lora-signed-url",
                         "https://storage.example/ckpt.tar?sig=abc", "--adapter-config",
@@ -675,6 +675,19 @@ TEST_CASE("cli: --adapter-config takes a JSON object or a string holding one",
   parse_sample(cli(args(R"({"r":32,"peft_type":"LORA"})"), emu.sail_env()));
   parse_sample(cli(args(R"("{\"r\":32,\"peft_type\":\"LORA\"}")"), emu.sail_env()));
   CHECK(emu.creates() == 2);
+  // Both forms go out as the same canonical JSON text in a string.
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  size_t creates = 0;
+  for (auto& e : log.as_array()) {
+    auto& entry = e.as_object();
+    if (entry.at("route") != "POST /v1/responses")
+      continue;
+    ++creates;
+    auto body = boost::json::parse(entry.at("request_body").as_string());
+    CHECK(body.at("metadata").at("adapter_config") == R"({"r":32,"peft_type":"LORA"})");
+  }
+  CHECK(creates == 2);
   require_invalid(cli(args(R"("[1,2]")"), emu.sail_env()), "adapter_config");
   require_invalid(cli(args(R"("not json")"), emu.sail_env()), "adapter_config");
   require_invalid(cli(args("[1,2]"), emu.sail_env()), "adapter_config");

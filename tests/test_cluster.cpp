@@ -5,6 +5,8 @@
 // (cut = killed process, freeze = stopped process) or a graceful node stop.
 #include <catch2/catch.hpp>
 
+#include <boost/json.hpp>
+
 #include <atomic>
 #include <future>
 #include <set>
@@ -190,6 +192,15 @@ TEST_CASE("cluster: adapter_config in either form is accepted on the node",
   auto res = get(f);
   INFO((res ? std::string{} : render(res.error())));
   REQUIRE(res);
+  // Sent as the canonical JSON text of the object.
+  size_t creates = 0;
+  for (auto& r : emu.request_log())
+    if (r.route == "POST /v1/responses") {
+      ++creates;
+      auto body = boost::json::parse(r.request_body);
+      CHECK(body.at("metadata").at("adapter_config") == R"({"peft_type":"LORA","r":32})");
+    }
+  CHECK(creates == 1);
   trainer.stop();
   node.stop();
 }
