@@ -247,10 +247,11 @@ void balancer_state::send_attempt(const node_proxy_actor& proxy, uint64_t id, ui
                                   Ts... xs) {
   auto timeout = opts->request_timeout + proxy_margin;
   self->request(proxy, timeout, std::move(xs)...)
-    .then([self = self, id, attempt](T& res) { self->state.on_reply<T>(id, attempt, std::move(res)); },
-          [self = self, id, attempt](caf::error& err) {
-            self->state.on_reply<T>(id, attempt, std::move(err));
-          });
+    .then(
+      [self = self, id, attempt](T& res) { self->state.on_reply<T>(id, attempt, std::move(res)); },
+      [self = self, id, attempt](caf::error& err) {
+        self->state.on_reply<T>(id, attempt, std::move(err));
+      });
 }
 
 int32_t balancer_state::pick() {
@@ -281,7 +282,8 @@ void balancer_state::release(routed_request& r) {
   auto& n = nodes[static_cast<size_t>(r.node)];
   n.in_flight -= std::min(n.in_flight, r.weight());
   auto in_flight = n.in_flight;
-  mon->update(static_cast<size_t>(r.node), [in_flight](node_status& s) { s.in_flight = in_flight; });
+  mon->update(static_cast<size_t>(r.node),
+              [in_flight](node_status& s) { s.in_flight = in_flight; });
   r.node = -1;
 }
 
