@@ -57,3 +57,9 @@ CAF_ADD_ATOM(sail, sail::atom, deadline, "deadline")
 CAF_ADD_ATOM(sail, sail::atom, respawn, "respawn")
 CAF_ADD_ATOM(sail, sail::atom, crash, "crash")
 CAF_ADD_ATOM(sail, sail::atom, refresh, "refresh")
+
+// Local-only atoms of the cluster's actors (node proxy <-> balancer, timers).
+CAF_ADD_ATOM(sail, sail::atom, node_up, "nodeUp")
+CAF_ADD_ATOM(sail, sail::atom, node_lost, "nodeLost")
+CAF_ADD_ATOM(sail, sail::atom, reconnect, "reconnect")
+CAF_ADD_ATOM(sail, sail::atom, expire, "expire")
