@@ -460,7 +460,7 @@ TEST_CASE("cli: emulate prints its listening line first and stops on SIGTERM", "
   CHECK(res.exit_code == 0);
 }
 
-TEST_CASE("cli: emulate stops on SIGINT too; invalid emulate flags exit 2", "[cli]") {
+TEST_CASE("cli: emulate stops on SIGINT too, invalid emulate flags exit 2", "[cli]") {
   process_options opts;
   opts.env = clean_env();
   subprocess proc{binary(), {"emulate", "--fault", "status_503=0.5", "--fault-seed", "3",
@@ -610,7 +610,7 @@ TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   CHECK(contains(res.err, "completion_window"));
 }
 
-TEST_CASE("cli: Kimi-K2.6 serves LoRAs on priority; asap is refused with Sail's message",
+TEST_CASE("cli: Kimi-K2.6 serves LoRAs on priority, asap is refused with Sail's message",
           "[cli][sample][facts]") {
   // FACT (/loras): LoRA serving is documented for moonshotai/Kimi-K2.6.
   emulate_process emu;

@@ -463,7 +463,7 @@ struct test_proxy {
 
 } // namespace
 
-TEST_CASE("HTTP_PROXY: absolute-form requests through the proxy; NO_PROXY bypasses") {
+TEST_CASE("HTTP_PROXY: absolute-form requests through the proxy, NO_PROXY bypasses") {
   test_proxy proxy;
   loopback_server origin{[](tcp::socket s, size_t) -> asio::awaitable<void> {
     std::string buf, method, target;

@@ -253,7 +253,7 @@ TEST_CASE("emulator: resets and truncated bodies are retried as transport errors
   }
 }
 
-TEST_CASE("emulator: a slow response hits the deadline; retries stay within it") {
+TEST_CASE("emulator: a slow response hits the deadline, retries stay within it") {
   fixture fx;
   emu::fault_settings f;
   f.set(emu::fault_kind::slow_response, 1.0);
