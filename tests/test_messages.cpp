@@ -262,7 +262,8 @@ TEST_CASE("the error enum names every kind", "[errors]") {
          {errc::transport_error, "transport_error"},
          {errc::cancelled, "cancelled"},
          {errc::not_configured, "not_configured"},
-         {errc::node_down, "node_down"}}) {
+         {errc::node_down, "node_down"},
+         {errc::io_error, "io_error"}}) {
     CHECK(to_string(code) == name);
     CHECK(parse_errc(name) == code);
   }
