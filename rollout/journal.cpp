@@ -67,7 +67,7 @@ journal::journal(std::string path, journal_options opts)
 journal::~journal() {
   if (db_ != nullptr) {
     if (in_tx_)
-      static_cast<void>(commit());
+      static_cast<void>(exec("ROLLBACK"));
     for (auto* st : stmts_)
       sqlite3_finalize(st);
     sqlite3_close(db_);

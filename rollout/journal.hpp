@@ -105,8 +105,9 @@ public:
   /// file is not an error.
   static caf::error remove(const std::string& path);
 
-  /// Commits what is pending (errors are dropped: call commit() first to see
-  /// them) and closes.
+  /// Closes. Pending events that were not committed are discarded (rolled
+  /// back): commit() explicitly before, after the output they describe is
+  /// durable.
   ~journal();
 
   journal(const journal&) = delete;
