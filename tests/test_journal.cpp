@@ -52,7 +52,7 @@ run_record sample_run() {
 
 } // namespace
 
-TEST_CASE("journal: a new journal has no run; start_run persists it at once", "[journal]") {
+TEST_CASE("journal: a new journal has no run, start_run persists it at once", "[journal]") {
   temp_dir dir{"run"};
   auto path = dir.file("j.db");
   {

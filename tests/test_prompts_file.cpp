@@ -238,7 +238,7 @@ TEST_CASE("prompts: the validation pass counts, fingerprints and rewinds", "[pro
   CHECK(other->sha256 != sum->sha256);
 }
 
-TEST_CASE("prompts: duplicates name both lines; the earliest error wins", "[prompts]") {
+TEST_CASE("prompts: duplicates name both lines, the earliest error wins", "[prompts]") {
   temp_dir dir{"dups"};
   std::string lines;
   for (int i = 0; i < 50; ++i)
