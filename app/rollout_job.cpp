@@ -392,7 +392,11 @@ public:
       if (mode_ == progress_mode::bar) {
         render_progress(false);
       } else if (mode_ == progress_mode::lines
-                 && clock_type::now() - last_line >= std::chrono::seconds(2)) {
+                 && (clock_type::now() - last_line >= std::chrono::seconds(2)
+                     || (!first_written_line_ && written_ > 0))) {
+        // Every 2 s, and at once when the first prompt is written (time to
+        // the first result).
+        first_written_line_ = written_ > 0;
         last_line = clock_type::now();
         render_progress(false);
       }
@@ -717,6 +721,7 @@ private:
   size_t in_flight_prompts_ = 0;
   size_t in_flight_samples_ = 0;
   bool blocked_ = false;
+  bool first_written_line_ = false;
   bool stopping_ = false;
   std::atomic<bool> stop_requested_{false};
   clock_type::time_point drain_deadline_;
