@@ -68,6 +68,7 @@ journal::~journal() {
   if (db_ != nullptr) {
     if (in_tx_)
       static_cast<void>(exec("ROLLBACK"));
+    accepted_buf_.clear();
     for (auto* st : stmts_)
       sqlite3_finalize(st);
     sqlite3_close(db_);
@@ -164,9 +165,10 @@ caf::error journal::init() {
     "ON CONFLICT(prompt_id, member) DO UPDATE SET key = excluded.key, "
     "response_id = excluded.response_id, state = MAX(state, 1)");
   completed_ = prepare(
-    "INSERT INTO samples(prompt_id, member, key, state, body) VALUES(?1, ?2, ?3, 2, ?4) "
+    "INSERT INTO samples(prompt_id, member, key, state, body, response_id) "
+    "VALUES(?1, ?2, ?3, 2, ?4, ?5) "
     "ON CONFLICT(prompt_id, member) DO UPDATE SET key = excluded.key, state = 2, "
-    "body = excluded.body");
+    "body = excluded.body, response_id = COALESCE(excluded.response_id, response_id)");
   written_ = prepare("INSERT INTO prompts(prompt_id, written) VALUES(?1, 1) "
                      "ON CONFLICT(prompt_id) DO UPDATE SET written = 1");
   is_written_ = prepare("SELECT written FROM prompts WHERE prompt_id = ?1");
@@ -272,6 +274,13 @@ caf::error journal::record_accepted(std::string_view prompt_id, uint32_t member,
                                     std::string_view key, std::string_view response_id) {
   if (auto err = begin_event())
     return err;
+  accepted_buf_[{std::string{prompt_id}, member}] = {std::string{key},
+                                                     std::string{response_id}};
+  return caf::none;
+}
+
+caf::error journal::write_accepted(std::string_view prompt_id, uint32_t member,
+                                   std::string_view key, std::string_view response_id) {
   bind_text(accepted_, 1, prompt_id);
   sqlite3_bind_int64(accepted_, 2, member);
   bind_text(accepted_, 3, key);
@@ -279,6 +288,14 @@ caf::error journal::record_accepted(std::string_view prompt_id, uint32_t member,
   auto rc = sqlite3_step(accepted_);
   sqlite3_reset(accepted_);
   return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+}
+
+caf::error journal::flush_accepted() {
+  for (auto& [where, what] : accepted_buf_)
+    if (auto err = write_accepted(where.first, where.second, what.first, what.second))
+      return err;
+  accepted_buf_.clear();
+  return caf::none;
 }
 
 caf::error journal::record_completed(std::string_view prompt_id, uint32_t member,
@@ -289,8 +306,15 @@ caf::error journal::record_completed(std::string_view prompt_id, uint32_t member
   sqlite3_bind_int64(completed_, 2, member);
   bind_text(completed_, 3, key);
   bind_text(completed_, 4, body);
+  auto buffered = accepted_buf_.find({std::string{prompt_id}, member});
+  if (buffered != accepted_buf_.end())
+    bind_text(completed_, 5, buffered->second.second);
+  else
+    sqlite3_bind_null(completed_, 5);
   auto rc = sqlite3_step(completed_);
   sqlite3_reset(completed_);
+  if (buffered != accepted_buf_.end())
+    accepted_buf_.erase(buffered);
   return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
 }
 
@@ -314,6 +338,8 @@ caf::expected<bool> journal::written(std::string_view prompt_id) {
 }
 
 caf::expected<std::vector<sample_record>> journal::samples(std::string_view prompt_id) {
+  if (auto err = flush_accepted())
+    return err;
   std::vector<sample_record> out;
   bind_text(samples_of_, 1, prompt_id);
   int rc;
@@ -333,6 +359,8 @@ caf::expected<std::vector<sample_record>> journal::samples(std::string_view prom
 }
 
 caf::expected<journal_summary> journal::summary() {
+  if (auto err = flush_accepted())
+    return err;
   journal_summary s;
   auto count = [&](const char* sql, uint64_t& out) -> caf::error {
     sqlite3_stmt* st = nullptr;
@@ -361,6 +389,8 @@ caf::expected<journal_summary> journal::summary() {
 }
 
 bool journal::empty() {
+  if (!accepted_buf_.empty())
+    return false;
   uint64_t n = 0;
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_,
@@ -395,6 +425,8 @@ caf::error journal::maybe_commit() {
 caf::error journal::commit() {
   if (!in_tx_)
     return caf::none;
+  if (auto err = flush_accepted())
+    return err;
   if (hook_)
     if (auto err = hook_())
       return err;

@@ -21,7 +21,10 @@
 //
 // Commits are grouped: events go into one open transaction that commits when
 // `commit_every` events are pending or the oldest is `commit_interval` old
-// (maybe_commit), or on commit(). A hook (on_commit) runs before each commit;
+// (maybe_commit), or on commit(). An accepted event waits in memory until
+// the commit: a sample that completes before it is written once, with its
+// response id, instead of twice (the durability is the same: nothing is
+// durable before the commit). A hook (on_commit) runs before each commit;
 // the rollout syncs its samples file there and stores the synced size with
 // set_output_offset, so the journal never claims an output line that is not on
 // disk. Killing the process at any point loses at most the open transaction:
@@ -41,6 +44,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -203,6 +207,9 @@ private:
   sqlite3_stmt* prepare(const char* sql);
   caf::error load_meta();
   caf::error put_meta(std::string_view name, std::string_view value);
+  caf::error write_accepted(std::string_view prompt_id, uint32_t member, std::string_view key,
+                            std::string_view response_id);
+  caf::error flush_accepted();
 
   std::string path_;
   journal_options opts_;
@@ -222,6 +229,8 @@ private:
   sqlite3_stmt* is_written_ = nullptr;
   sqlite3_stmt* samples_of_ = nullptr;
   sqlite3_stmt* meta_put_ = nullptr;
+  /// Accepted events not yet written: (prompt id, member) -> (key, response id).
+  std::map<std::pair<std::string, uint32_t>, std::pair<std::string, std::string>> accepted_buf_;
 };
 
 } // namespace sail::rollout
