@@ -635,8 +635,17 @@ TEST_CASE("rollout files: a changed configuration, input or run id exits 2 namin
   auto orphan = run_job(emu, input, out);
   CHECK(orphan.exit_code == 2);
   CHECK(contains(orphan.err, "exists and is not empty"));
-  // --restart: journal and output discarded, a new run (new keys: inference
-  // runs again, once per sample).
+  // --restart with the same run id: journal and output discarded, but the
+  // keys are the same, so Sail replays every sample: no inference runs.
+  job_options same_run;
+  same_run.extra = {"--restart"};
+  auto replay = run_job(emu, input, out, same_run);
+  INFO(replay.out << replay.err);
+  REQUIRE(replay.exit_code == 0);
+  CHECK(check_complete(out, in) == reference);
+  CHECK(number(emu.stats(true), "inference_runs_total") == in.samples);
+  // --restart with another run id: a new run (new keys: inference runs
+  // again, once per sample).
   job_options restart;
   restart.run_id = "second-run";
   restart.extra = {"--restart", "--temperature", "0.5"};
