@@ -1,8 +1,11 @@
 // bench/rollout_bench: the main job, `sail-tinker rollout --input`, run as a
-// process against its embedded emulator at zero model latency (queued 0,
-// 0 us per token: every create answers completed, no poll), so what is
-// measured is the job itself: reading the input, the actor stack, the HTTP
-// client, writing the output and the journal.
+// process against `sail-tinker emulate` in a process of its own (a fresh one
+// per run) at zero model latency (queued 0, 0 us per token: one create and
+// one poll per sample), so what is measured -- wall time, CPU time and
+// memory of the job's process -- is the job itself: reading the input, the
+// actor stack, the HTTP client, writing the output and the journal. (The
+// emulator keeps every response it served: its memory grows with the run,
+// the job's must not.)
 //
 // 1. samples/s with the journal on and off, side by side in one run
 //    (alternating, --rounds each; the median of each side and the cost of
@@ -143,6 +146,51 @@ run_result run(const std::string& binary, const std::vector<std::string>& args,
   return res;
 }
 
+/// `sail-tinker emulate` at zero latency in a child process.
+struct emulator_child {
+  pid_t pid = -1;
+  int out_fd = -1;
+  std::string url;
+
+  explicit emulator_child(const std::string& binary) {
+    int fds[2];
+    if (pipe(fds) != 0)
+      throw std::runtime_error("pipe failed");
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    std::vector<std::string> args{binary, "emulate", "--latency-queued-ms", "0",
+                                  "--latency-per-token-us", "0", "--threads", "2"};
+    std::vector<char*> argv;
+    for (auto& s : args)
+      argv.push_back(s.data());
+    argv.push_back(nullptr);
+    auto rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    if (rc != 0)
+      throw std::runtime_error("cannot start the emulator");
+    out_fd = fds[0];
+    std::string line;
+    char c;
+    while (read(out_fd, &c, 1) == 1 && c != '\n')
+      line += c;
+    const std::string prefix = "listening on ";
+    if (line.compare(0, prefix.size(), prefix) != 0)
+      throw std::runtime_error("the emulator did not start: " + line);
+    url = line.substr(prefix.size());
+  }
+
+  ~emulator_child() {
+    kill(pid, SIGTERM);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(out_fd);
+  }
+};
+
 /// `prompts` lines of prompts of 16 tokens, each with n = `n`.
 void write_input(const std::string& path, uint64_t prompts, int n) {
   std::ofstream out{path};
@@ -158,12 +206,14 @@ void write_input(const std::string& path, uint64_t prompts, int n) {
 }
 
 std::vector<std::string> job_args(const std::string& in, const std::string& out,
-                                  const std::string& concurrency) {
+                                  const std::string& concurrency, const emulator_child& emu) {
   return {"rollout",      "--input",     in,     "--output", out,
           "--max-tokens", "8",           "--window", "asap", "--concurrency",
           concurrency,    "--run-id",    "bench", "--progress", "lines",
-          "--emu-latency-queued-ms", "0", "--emu-latency-per-token-us", "0"};
+          "--base-url",   emu.url};
 }
+
+const std::string api_key = "SAIL_API_KEY=sk_emulator_key";
 
 void remove_outputs(const std::string& out) {
   for (auto suffix : {"", ".journal", ".journal-wal", ".journal-shm"})
@@ -245,8 +295,8 @@ int main(int argc, char** argv) {
   std::string mk = "mkdir -p " + work;
   if (std::system(mk.c_str()) != 0)
     return 1;
-  std::printf("rollout_bench: %s, zero model latency (embedded emulator), max 8 tokens, "
-              "concurrency %s prompts, window asap\n\n",
+  std::printf("rollout_bench: %s, zero model latency (`sail-tinker emulate` in its own "
+              "process), max 8 tokens, concurrency %s prompts, window asap\n\n",
               binary.c_str(), concurrency.c_str());
 
   if (!skip_throughput) {
@@ -260,10 +310,11 @@ int main(int argc, char** argv) {
     for (int r = 0; r < rounds; ++r) {
       for (bool journal : {false, true}) {
         remove_outputs(out);
-        auto args = job_args(in, out, concurrency);
+        emulator_child emu{binary};
+        auto args = job_args(in, out, concurrency, emu);
         if (!journal)
           args.push_back("--no-journal");
-        auto res = run(binary, args);
+        auto res = run(binary, args, {api_key});
         check(res, journal ? "journal on" : "journal off");
         (journal ? on : off).push_back(res.throughput);
         auto per_cpu = static_cast<double>(prompts) / res.cpu;
@@ -280,7 +331,7 @@ int main(int argc, char** argv) {
     auto c_off = median(off_cpu);
     std::printf("\n1. throughput, %llu prompts x 1 sample, median of %d rounds each\n",
                 static_cast<unsigned long long>(prompts), rounds);
-    std::printf("   journal off %8.0f samples/s  %8.0f samples per CPU-s (whole process)\n",
+    std::printf("   journal off %8.0f samples/s  %8.0f samples per CPU-s of the job\n",
                 m_off, c_off);
     std::printf("   journal on  %8.0f samples/s  %8.0f samples per CPU-s\n", m_on, c_on);
     std::printf("   cost of the journal: %.1f %% wall, %.1f %% CPU (target <= 5 %%)\n\n",
@@ -296,15 +347,18 @@ int main(int argc, char** argv) {
     write_input(in, lines, group);
     auto out = work + "/resume.out";
     remove_outputs(out);
-    auto full = run(binary, job_args(in, out, concurrency));
+    std::optional<emulator_child> emu;
+    emu.emplace(binary);
+    auto full = run(binary, job_args(in, out, concurrency, *emu), {api_key});
     check(full, "full run");
-    auto again = run(binary, job_args(in, out, concurrency));
+    auto again = run(binary, job_args(in, out, concurrency, *emu), {api_key});
     check(again, "resume with nothing left");
     remove_outputs(out);
+    emu.emplace(binary);
     auto half = std::to_string(resume_samples / 2);
-    auto killed = run(binary, job_args(in, out, concurrency),
-                      {"SAIL_TINKER_FAILPOINT=sample_completed:" + half});
-    auto resumed = run(binary, job_args(in, out, concurrency));
+    auto killed = run(binary, job_args(in, out, concurrency, *emu),
+                      {api_key, "SAIL_TINKER_FAILPOINT=sample_completed:" + half});
+    auto resumed = run(binary, job_args(in, out, concurrency, *emu), {api_key});
     check(resumed, "resume after the kill");
     std::smatch m;
     std::string resume_line;
@@ -328,7 +382,8 @@ int main(int argc, char** argv) {
     write_input(in, rss_lines, 1);
     auto out = work + "/rss.out";
     remove_outputs(out);
-    auto res = run(binary, job_args(in, out, concurrency), {}, rss_mark);
+    emulator_child emu{binary};
+    auto res = run(binary, job_args(in, out, concurrency, emu), {api_key}, rss_mark);
     check(res, "RSS run");
     std::printf("3. memory, %llu-line input, 1 sample each (%.0f samples/s, %.1f s)\n",
                 static_cast<unsigned long long>(rss_lines), res.throughput, res.wall);
