@@ -668,7 +668,7 @@ private:
     if (auto err = out_.append(rollout::format_line(p.id, texts, p.meta)))
       return fail(std::move(err));
     if (jr_ != nullptr)
-      if (auto err = jr_->record_written(p.id))
+      if (auto err = jr_->record_written(p.id, out_.size()))
         return fail(std::move(err));
     ++written_;
     latencies_.add(std::chrono::duration<double>(clock_type::now() - p.started).count());
@@ -892,6 +892,8 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
         return report_error(repaired.error());
       repaired_lines = repaired->lines;
       torn_bytes = repaired->torn_bytes;
+      if (auto err = jr->set_output_offset(repaired->size))
+        return report_error(err);
     }
   }
   if (!resuming) {
@@ -907,12 +909,18 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
   if (!opened_out)
     return report_error(opened_out.error());
   auto& out = **opened_out;
+  // The journal's committer calls into `out` (the hook below): the journal
+  // goes first, whichever way this function returns.
+  struct journal_first {
+    std::unique_ptr<rollout::journal>& j;
+    ~journal_first() {
+      j.reset();
+    }
+  } close_journal_first{jr};
   if (jr) {
-    jr->on_commit([&out, j = jr.get()]() -> caf::error {
-      if (auto err = out.sync())
-        return err;
-      return j->set_output_offset(out.size());
-    });
+    // Before every commit (on the journal's thread): the lines whose
+    // prompts the commit marks written reach the disk first.
+    jr->on_commit([&out]() -> caf::error { return out.sync(); });
     if (!resuming) {
       if (auto err = jr->start_run({run_id, config_text, input->sha256, input->lines}))
         return report_error(err);

@@ -1,5 +1,7 @@
 #include "sail_tinker/rollout/journal.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,10 +67,14 @@ journal::journal(std::string path, journal_options opts)
 }
 
 journal::~journal() {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (committer_.joinable())
+    committer_.join();
   if (db_ != nullptr) {
-    if (in_tx_)
-      static_cast<void>(exec("ROLLBACK"));
-    accepted_buf_.clear();
     for (auto* st : stmts_)
       sqlite3_finalize(st);
     sqlite3_close(db_);
@@ -80,6 +86,16 @@ caf::expected<std::unique_ptr<journal>> journal::open(const std::string& path,
   std::unique_ptr<journal> j{new journal(path, opts)};
   if (auto err = j->init())
     return err;
+  if (opts.background) {
+    // The committer takes no signals (it inherits the mask at creation):
+    // they stay with the application's threads, e.g. a sigwait loop.
+    sigset_t all;
+    sigset_t old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    j->committer_ = std::thread{[p = j.get()] { p->committer_loop(); }};
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
   return j;
 }
 
@@ -193,8 +209,18 @@ caf::error journal::load_meta() {
   sqlite3_finalize(st);
   if (rc != SQLITE_DONE)
     return fail("cannot read journal");
-  if (meta.empty())
-    return caf::none; // a new journal
+  if (meta.empty()) {
+    // A new journal: mark it as ours before anything else is written.
+    sqlite3_stmt* put = nullptr;
+    if (sqlite3_prepare_v2(db_, "INSERT INTO meta(name, value) VALUES('schema', ?1)", -1, &put,
+                           nullptr)
+        != SQLITE_OK)
+      return fail("cannot write journal");
+    sqlite3_bind_text(put, 1, schema_version, -1, SQLITE_STATIC);
+    auto rc = sqlite3_step(put);
+    sqlite3_finalize(put);
+    return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+  }
   if (meta["schema"] != schema_version)
     return invalid_argument("journal", path_ + " is not a sail-tinker journal of schema "
                                          + std::string{schema_version} + " (schema \""
@@ -211,123 +237,274 @@ caf::error journal::load_meta() {
   return caf::none;
 }
 
-caf::error journal::begin_event() {
-  if (!in_tx_) {
-    if (auto err = exec("BEGIN"))
-      return err;
-    in_tx_ = true;
-    oldest_ = clock_type::now();
-  }
-  ++pending_;
-  return caf::none;
+caf::error journal::step(sqlite3_stmt* st) {
+  auto rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
 }
 
 caf::error journal::put_meta(std::string_view name, std::string_view value) {
   bind_text(meta_put_, 1, name);
   bind_text(meta_put_, 2, value);
-  auto rc = sqlite3_step(meta_put_);
-  sqlite3_reset(meta_put_);
-  sqlite3_clear_bindings(meta_put_);
-  return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+  return step(meta_put_);
 }
 
 caf::error journal::start_run(const run_record& r) {
-  if (auto err = begin_event())
+  if (auto err = commit())
+    return err;
+  std::lock_guard<std::mutex> guard{db_mtx_};
+  if (auto err = exec("BEGIN"))
     return err;
   for (auto [name, value] : {std::pair<std::string_view, std::string>{"schema", schema_version},
                              {"run_id", r.run_id},
                              {"config", r.config},
                              {"input_sha256", r.input_sha256},
                              {"input_lines", std::to_string(r.input_lines)},
-                             {"output_offset", std::to_string(output_offset_)}})
-    if (auto err = put_meta(name, value))
+                             {"output_offset", std::to_string(output_offset_.load())}})
+    if (auto err = put_meta(name, value)) {
+      static_cast<void>(exec("ROLLBACK"));
       return err;
-  if (auto err = commit())
+    }
+  if (auto err = exec("COMMIT")) {
+    static_cast<void>(exec("ROLLBACK"));
     return err;
+  }
+  ++commits_;
   run_ = r;
   return caf::none;
 }
 
-caf::error journal::set_output_offset(uint64_t offset) {
-  if (auto err = begin_event())
-    return err;
-  --pending_; // bookkeeping, not an event of its own
-  if (auto err = put_meta("output_offset", std::to_string(offset)))
-    return err;
-  output_offset_ = offset;
+// -- events -------------------------------------------------------------------------
+
+caf::error journal::add(event ev) {
+  size_t size = 0;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (failed_)
+      return failed_;
+    if (batch_.empty())
+      oldest_ = clock_type::now();
+    batch_.push_back(std::move(ev));
+    size = batch_.size();
+  }
+  // The first event arms the committer's timer; a full batch commits now.
+  if (opts_.background && (size == 1 || size >= opts_.commit_every))
+    wake_.notify_one();
   return caf::none;
+}
+
+caf::error journal::set_output_offset(uint64_t offset) {
+  return add({event::kind_t::offset, {}, 0, {}, {}, offset});
 }
 
 caf::error journal::record_key(std::string_view prompt_id, uint32_t member,
                                std::string_view key) {
-  if (auto err = begin_event())
-    return err;
-  bind_text(key_, 1, prompt_id);
-  sqlite3_bind_int64(key_, 2, member);
-  bind_text(key_, 3, key);
-  auto rc = sqlite3_step(key_);
-  sqlite3_reset(key_);
-  return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+  return add({event::kind_t::key, std::string{prompt_id}, member, std::string{key}, {}, {}});
 }
 
 caf::error journal::record_accepted(std::string_view prompt_id, uint32_t member,
                                     std::string_view key, std::string_view response_id) {
-  if (auto err = begin_event())
-    return err;
-  accepted_buf_[{std::string{prompt_id}, member}] = {std::string{key},
-                                                     std::string{response_id}};
-  return caf::none;
-}
-
-caf::error journal::write_accepted(std::string_view prompt_id, uint32_t member,
-                                   std::string_view key, std::string_view response_id) {
-  bind_text(accepted_, 1, prompt_id);
-  sqlite3_bind_int64(accepted_, 2, member);
-  bind_text(accepted_, 3, key);
-  bind_text(accepted_, 4, response_id);
-  auto rc = sqlite3_step(accepted_);
-  sqlite3_reset(accepted_);
-  return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
-}
-
-caf::error journal::flush_accepted() {
-  for (auto& [where, what] : accepted_buf_)
-    if (auto err = write_accepted(where.first, where.second, what.first, what.second))
-      return err;
-  accepted_buf_.clear();
-  return caf::none;
+  return add({event::kind_t::accepted, std::string{prompt_id}, member, std::string{key},
+              std::string{response_id}, {}});
 }
 
 caf::error journal::record_completed(std::string_view prompt_id, uint32_t member,
                                      std::string_view key, std::string_view body) {
-  if (auto err = begin_event())
-    return err;
-  bind_text(completed_, 1, prompt_id);
-  sqlite3_bind_int64(completed_, 2, member);
-  bind_text(completed_, 3, key);
-  bind_text(completed_, 4, body);
-  auto buffered = accepted_buf_.find({std::string{prompt_id}, member});
-  if (buffered != accepted_buf_.end())
-    bind_text(completed_, 5, buffered->second.second);
-  else
-    sqlite3_bind_null(completed_, 5);
-  auto rc = sqlite3_step(completed_);
-  sqlite3_reset(completed_);
-  if (buffered != accepted_buf_.end())
-    accepted_buf_.erase(buffered);
-  return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+  return add({event::kind_t::completed, std::string{prompt_id}, member, std::string{key},
+              std::string{body}, {}});
 }
 
-caf::error journal::record_written(std::string_view prompt_id) {
-  if (auto err = begin_event())
-    return err;
-  bind_text(written_, 1, prompt_id);
-  auto rc = sqlite3_step(written_);
-  sqlite3_reset(written_);
-  return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+caf::error journal::record_written(std::string_view prompt_id,
+                                   std::optional<uint64_t> output_end) {
+  return add({event::kind_t::written, std::string{prompt_id}, 0, {}, {}, output_end});
 }
+
+// -- commits --------------------------------------------------------------------------
+
+void journal::on_commit(std::function<caf::error()> hook) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  hook_ = std::move(hook);
+}
+
+caf::error journal::apply(std::vector<event>& batch) {
+  if (batch.empty())
+    return caf::none;
+  std::function<caf::error()> hook;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    hook = hook_;
+  }
+  if (hook)
+    if (auto err = hook())
+      return err;
+  std::lock_guard<std::mutex> guard{db_mtx_};
+  if (auto err = exec("BEGIN"))
+    return err;
+  auto rollback = [this](caf::error err) {
+    static_cast<void>(exec("ROLLBACK"));
+    return err;
+  };
+  // Accepted events wait for the end of the batch: a sample that completes
+  // in the same batch gets one row, with its response id.
+  std::map<std::pair<std::string_view, uint32_t>, const event*> accepted;
+  auto offset = output_offset_.load();
+  auto old_offset = offset;
+  for (auto& ev : batch) {
+    switch (ev.kind) {
+      case event::kind_t::key:
+        bind_text(key_, 1, ev.prompt_id);
+        sqlite3_bind_int64(key_, 2, ev.member);
+        bind_text(key_, 3, ev.key);
+        if (auto err = step(key_))
+          return rollback(err);
+        break;
+      case event::kind_t::accepted:
+        accepted[{ev.prompt_id, ev.member}] = &ev;
+        break;
+      case event::kind_t::completed: {
+        bind_text(completed_, 1, ev.prompt_id);
+        sqlite3_bind_int64(completed_, 2, ev.member);
+        bind_text(completed_, 3, ev.key);
+        bind_text(completed_, 4, ev.value);
+        auto acc = accepted.find({ev.prompt_id, ev.member});
+        if (acc != accepted.end())
+          bind_text(completed_, 5, acc->second->value);
+        if (auto err = step(completed_))
+          return rollback(err);
+        if (acc != accepted.end())
+          accepted.erase(acc);
+        break;
+      }
+      case event::kind_t::written:
+        bind_text(written_, 1, ev.prompt_id);
+        if (auto err = step(written_))
+          return rollback(err);
+        if (ev.output_end)
+          offset = std::max(offset, *ev.output_end);
+        break;
+      case event::kind_t::offset:
+        offset = *ev.output_end;
+        break;
+    }
+  }
+  for (auto& [where, ev] : accepted) {
+    bind_text(accepted_, 1, ev->prompt_id);
+    sqlite3_bind_int64(accepted_, 2, ev->member);
+    bind_text(accepted_, 3, ev->key);
+    bind_text(accepted_, 4, ev->value);
+    if (auto err = step(accepted_))
+      return rollback(err);
+  }
+  if (offset != old_offset)
+    if (auto err = put_meta("output_offset", std::to_string(offset)))
+      return rollback(err);
+  if (auto err = exec("COMMIT"))
+    return rollback(err);
+  output_offset_ = offset;
+  ++commits_;
+  return caf::none;
+}
+
+void journal::committer_loop() {
+  std::unique_lock<std::mutex> lock{mtx_};
+  for (;;) {
+    auto due = [this] {
+      return !batch_.empty()
+             && (batch_.size() >= opts_.commit_every
+                 || clock_type::now() - oldest_ >= opts_.commit_interval);
+    };
+    while (!stop_ && requested_ == served_ && (failed_ || !due())) {
+      if (batch_.empty() || failed_)
+        wake_.wait(lock);
+      else
+        wake_.wait_until(lock, oldest_ + opts_.commit_interval);
+    }
+    if (stop_)
+      return; // what is pending is discarded (see ~journal)
+    auto target = requested_;
+    if (failed_) {
+      served_ = target;
+      done_.notify_all();
+      continue;
+    }
+    std::vector<event> local;
+    local.swap(batch_);
+    lock.unlock();
+    auto err = apply(local);
+    lock.lock();
+    if (err) {
+      failed_ = std::move(err);
+      local.insert(local.end(), std::make_move_iterator(batch_.begin()),
+                   std::make_move_iterator(batch_.end()));
+      batch_ = std::move(local);
+    }
+    served_ = target;
+    done_.notify_all();
+  }
+}
+
+caf::error journal::maybe_commit() {
+  if (opts_.background) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return failed_;
+  }
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (batch_.empty()
+        || (batch_.size() < opts_.commit_every
+            && clock_type::now() - oldest_ < opts_.commit_interval))
+      return caf::none;
+  }
+  return commit();
+}
+
+caf::error journal::commit() {
+  if (opts_.background) {
+    std::unique_lock<std::mutex> lock{mtx_};
+    if (failed_)
+      return failed_;
+    auto target = ++requested_;
+    wake_.notify_one();
+    done_.wait(lock, [&] { return served_ >= target; });
+    return failed_;
+  }
+  std::vector<event> local;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    local.swap(batch_);
+  }
+  auto err = apply(local);
+  if (err) {
+    // The events stay pending; a later commit may succeed.
+    std::lock_guard<std::mutex> guard{mtx_};
+    local.insert(local.end(), std::make_move_iterator(batch_.begin()),
+                 std::make_move_iterator(batch_.end()));
+    batch_ = std::move(local);
+  }
+  return err;
+}
+
+size_t journal::pending() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return batch_.size();
+}
+
+std::optional<clock_type::duration> journal::until_due() const {
+  if (opts_.background)
+    return std::nullopt;
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (batch_.empty())
+    return std::nullopt;
+  auto due = oldest_ + opts_.commit_interval;
+  auto now = clock_type::now();
+  return due > now ? due - now : clock_type::duration::zero();
+}
+
+// -- lookups ---------------------------------------------------------------------------
 
 caf::expected<bool> journal::written(std::string_view prompt_id) {
+  std::lock_guard<std::mutex> guard{db_mtx_};
   bind_text(is_written_, 1, prompt_id);
   auto rc = sqlite3_step(is_written_);
   bool result = rc == SQLITE_ROW && sqlite3_column_int(is_written_, 0) != 0;
@@ -338,8 +515,7 @@ caf::expected<bool> journal::written(std::string_view prompt_id) {
 }
 
 caf::expected<std::vector<sample_record>> journal::samples(std::string_view prompt_id) {
-  if (auto err = flush_accepted())
-    return err;
+  std::lock_guard<std::mutex> guard{db_mtx_};
   std::vector<sample_record> out;
   bind_text(samples_of_, 1, prompt_id);
   int rc;
@@ -359,12 +535,11 @@ caf::expected<std::vector<sample_record>> journal::samples(std::string_view prom
 }
 
 caf::expected<journal_summary> journal::summary() {
-  if (auto err = flush_accepted())
-    return err;
+  std::lock_guard<std::mutex> guard{db_mtx_};
   journal_summary s;
-  auto count = [&](const char* sql, uint64_t& out) -> caf::error {
+  auto count = [&](const std::string& sql, uint64_t& out) -> caf::error {
     sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db_, sql, -1, &st, nullptr) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
       return fail("cannot read journal");
     auto rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
@@ -374,23 +549,20 @@ caf::expected<journal_summary> journal::summary() {
   };
   if (auto err = count("SELECT COUNT(*) FROM prompts WHERE written = 1", s.prompts_written))
     return err;
-  constexpr const char* unwritten
+  const std::string unwritten
     = " AND NOT EXISTS (SELECT 1 FROM prompts p WHERE p.prompt_id = s.prompt_id"
       " AND p.written = 1)";
-  if (auto err = count((std::string{"SELECT COUNT(*) FROM samples s WHERE state = 2"} + unwritten)
-                         .c_str(),
+  if (auto err = count("SELECT COUNT(*) FROM samples s WHERE state = 2" + unwritten,
                        s.samples_completed))
     return err;
-  if (auto err = count((std::string{"SELECT COUNT(*) FROM samples s WHERE state = 1"} + unwritten)
-                         .c_str(),
+  if (auto err = count("SELECT COUNT(*) FROM samples s WHERE state = 1" + unwritten,
                        s.samples_accepted))
     return err;
   return s;
 }
 
 bool journal::empty() {
-  if (!accepted_buf_.empty())
-    return false;
+  std::lock_guard<std::mutex> guard{db_mtx_};
   uint64_t n = 0;
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_,
@@ -403,39 +575,6 @@ bool journal::empty() {
     sqlite3_finalize(st);
   }
   return n == 0;
-}
-
-std::optional<clock_type::duration> journal::until_due() const {
-  if (!in_tx_ || pending_ == 0)
-    return std::nullopt;
-  auto due = oldest_ + opts_.commit_interval;
-  auto now = clock_type::now();
-  return due > now ? due - now : clock_type::duration::zero();
-}
-
-caf::error journal::maybe_commit() {
-  if (!in_tx_)
-    return caf::none;
-  if (pending_ >= opts_.commit_every
-      || clock_type::now() - oldest_ >= opts_.commit_interval)
-    return commit();
-  return caf::none;
-}
-
-caf::error journal::commit() {
-  if (!in_tx_)
-    return caf::none;
-  if (auto err = flush_accepted())
-    return err;
-  if (hook_)
-    if (auto err = hook_())
-      return err;
-  if (auto err = exec("COMMIT"))
-    return err;
-  in_tx_ = false;
-  pending_ = 0;
-  ++commits_;
-  return caf::none;
 }
 
 } // namespace sail::rollout

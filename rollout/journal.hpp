@@ -4,11 +4,13 @@
 //
 //   auto j = sail::rollout::journal::open("samples.jsonl.journal");
 //   if (!(*j)->run()) (*j)->start_run({run_id, config_json, input_sha256, lines});
+//   (*j)->on_commit([&] { return output.sync(); });     // before every commit
 //   ...                                    // per sample, as things happen:
 //   (*j)->record_accepted(prompt, i, key, response_id);  // Sail accepted the create
 //   (*j)->record_completed(prompt, i, key, body);        // the result arrived
-//   (*j)->record_written(prompt);                        // its output is durable
-//   (*j)->maybe_commit();                                // grouped commit
+//   (*j)->record_written(prompt, output_end);            // its output line is appended
+//   ...
+//   (*j)->commit();                                      // at the end: all durable
 //
 // What it records:
 // - the run: run id, the configuration (a canonical JSON text: what shapes a
@@ -19,36 +21,53 @@
 //   delivered result, so the body is the only copy that surely survives);
 // - per prompt: whether its output line is durable.
 //
-// Commits are grouped: events go into one open transaction that commits when
-// `commit_every` events are pending or the oldest is `commit_interval` old
-// (maybe_commit), or on commit(). An accepted event waits in memory until
-// the commit: a sample that completes before it is written once, with its
-// response id, instead of twice (the durability is the same: nothing is
-// durable before the commit). A hook (on_commit) runs before each commit;
-// the rollout syncs its samples file there and stores the synced size with
-// set_output_offset, so the journal never claims an output line that is not on
-// disk. Killing the process at any point loses at most the open transaction:
-// SQLite's WAL rolls it back, the run row and every earlier commit survive.
-// `synchronous=NORMAL` (default) survives a process crash at any point; a
-// power loss may also roll back the last commits (never corrupt); set
-// sync_full for power-loss durability of every commit.
+// Grouped commits. record_* only append the event to an in-memory batch
+// (no disk I/O, no lock held for long). The batch is committed when it holds
+// `commit_every` events or its oldest event is `commit_interval` old, or on
+// commit(): the on_commit hook runs first (the rollout syncs its samples file
+// there), then the events are written in one SQLite transaction, with the
+// largest `output_end` of the batch as the new durable output offset. With
+// `background` (the default) commits run on the journal's own thread, so the
+// owner never waits for the disk; without it they run in maybe_commit() /
+// commit() on the caller's thread. An accepted event whose sample completes
+// in the same batch is not written separately: the completed row carries its
+// response id.
 //
-// Threading: not thread-safe. One owner calls it; every call may block on
-// the disk (do not call it from an actor handler on a hot path). The file is
-// locked exclusively while open: a second process gets io_error.
+// Crash safety: a process killed at any point loses at most the batch being
+// built and the commit in progress (SQLite's WAL rolls it back); the run row
+// and every earlier commit survive. Because the hook made the output durable
+// before the journal records its offset, the journal never claims an output
+// line that is not on disk. `synchronous=NORMAL` (default) survives a process
+// crash at any point; a power loss may also roll back the last commits (never
+// corrupt); set sync_full for power-loss durability of every commit.
+//
+// Threading: record_*, commit(), maybe_commit() and the lookups may be called
+// from one owner thread (not concurrently with each other). The hook runs on
+// the committer thread in background mode (a thread that blocks every
+// signal, so process signals reach the application's threads). Lookups read
+// the committed state:
+// events recorded since the last commit are not visible to them (commit()
+// first when that matters). The file is locked exclusively while open: a
+// second process gets io_error.
 //
 // Errors: io_error (cannot open, read or write; locked by another process),
-// invalid_argument (the file is not a sail-tinker journal).
+// invalid_argument (the file is not a sail-tinker journal). A failed
+// background commit makes every later record_*, maybe_commit() and commit()
+// return its error (the events stay uncommitted).
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -93,8 +112,10 @@ struct journal_summary {
 struct journal_options {
   /// Commit when this many events are pending...
   size_t commit_every = 1000;
-  /// ...or when the oldest pending event is this old (checked by maybe_commit).
+  /// ...or when the oldest pending event is this old.
   std::chrono::milliseconds commit_interval{50};
+  /// Commit on the journal's own thread.
+  bool background = true;
   /// PRAGMA synchronous=FULL instead of NORMAL.
   bool sync_full = false;
 };
@@ -109,9 +130,9 @@ public:
   /// file is not an error.
   static caf::error remove(const std::string& path);
 
-  /// Closes. Pending events that were not committed are discarded (rolled
-  /// back): commit() explicitly before, after the output they describe is
-  /// durable.
+  /// Stops the committer (a commit in progress finishes) and closes. Events
+  /// not committed are discarded: commit() explicitly before, after the
+  /// output they describe is durable.
   ~journal();
 
   journal(const journal&) = delete;
@@ -128,19 +149,21 @@ public:
     return run_;
   }
 
-  /// Records the run and commits at once (with anything pending): every key
-  /// derived from the run id is thereby journaled before its first create.
+  /// Commits what is pending, then records the run and commits at once:
+  /// every key derived from the run id is thereby journaled before its first
+  /// create.
   caf::error start_run(const run_record& r);
 
-  /// Bytes of the output file known durable (0 for a new journal).
+  /// Bytes of the output file known durable (0 for a new journal), as of the
+  /// last commit.
   uint64_t output_offset() const noexcept {
-    return output_offset_;
+    return output_offset_.load();
   }
 
-  /// Stores a new durable output size in the open transaction.
+  /// Sets the durable output offset at the next commit (e.g. after a repair).
   caf::error set_output_offset(uint64_t offset);
 
-  // -- events (grouped into the open transaction) ---------------------------------
+  // -- events (grouped into the next commit) ------------------------------------------
 
   /// Write-ahead of a key (for callers whose keys are not derivable).
   caf::error record_key(std::string_view prompt_id, uint32_t member, std::string_view key);
@@ -153,11 +176,12 @@ public:
   caf::error record_completed(std::string_view prompt_id, uint32_t member,
                               std::string_view key, std::string_view body);
 
-  /// The prompt's output is written (durable at the next commit, after the
-  /// on_commit hook synced it).
-  caf::error record_written(std::string_view prompt_id);
+  /// The prompt's output line is appended and ends at byte `output_end` of
+  /// the output (durable once the hook synced it, at the next commit).
+  caf::error record_written(std::string_view prompt_id,
+                            std::optional<uint64_t> output_end = std::nullopt);
 
-  // -- lookups (see pending events too) ----------------------------------------------
+  // -- lookups (the committed state) ---------------------------------------------------
 
   caf::expected<bool> written(std::string_view prompt_id);
 
@@ -166,60 +190,66 @@ public:
 
   caf::expected<journal_summary> summary();
 
-  /// True if no sample or prompt was ever recorded (lookups can be skipped).
+  /// True if no sample or prompt was ever committed (lookups can be skipped).
   bool empty();
 
   // -- commits ------------------------------------------------------------------------
 
-  /// Runs before every commit that has pending events (e.g. sync the output
-  /// file, then set_output_offset). An error aborts the commit (the events
-  /// stay pending).
-  void on_commit(std::function<caf::error()> hook) {
-    hook_ = std::move(hook);
-  }
+  /// Runs before every commit that has events (e.g. sync the output file).
+  /// An error aborts that commit (the error becomes sticky). Set it before
+  /// the first event.
+  void on_commit(std::function<caf::error()> hook);
 
-  /// Commits if commit_every events are pending or the oldest is due.
+  /// Background: the error of a failed commit, if any. Otherwise: commits
+  /// if commit_every events are pending or the oldest is due.
   caf::error maybe_commit();
 
-  /// Commits every pending event now.
+  /// Commits every event recorded so far and waits for it.
   caf::error commit();
 
-  /// Events in the open transaction.
-  size_t pending() const noexcept {
-    return pending_;
-  }
+  /// Events not yet committed.
+  size_t pending() const;
 
-  /// Time until maybe_commit() would commit; nullopt when nothing is pending.
+  /// Without background: time until maybe_commit() would commit; nullopt
+  /// when nothing is pending or commits run in the background.
   std::optional<std::chrono::steady_clock::duration> until_due() const;
 
-  /// Commits made so far by this object.
+  /// Commits made so far (the run row's included).
   uint64_t commits() const noexcept {
-    return commits_;
+    return commits_.load();
   }
 
 private:
+  struct event {
+    enum class kind_t : uint8_t { key, accepted, completed, written, offset };
+    kind_t kind;
+    std::string prompt_id;
+    uint32_t member = 0;
+    std::string key;
+    std::string value;  ///< response id or body
+    std::optional<uint64_t> output_end;
+  };
+
   journal(std::string path, journal_options opts);
 
   caf::error init();
   caf::error exec(const char* sql);
   caf::error fail(const char* what);
-  caf::error begin_event();
   sqlite3_stmt* prepare(const char* sql);
   caf::error load_meta();
   caf::error put_meta(std::string_view name, std::string_view value);
-  caf::error write_accepted(std::string_view prompt_id, uint32_t member, std::string_view key,
-                            std::string_view response_id);
-  caf::error flush_accepted();
+  caf::error step(sqlite3_stmt* st);
+  caf::error add(event ev);
+  /// Hook, then the events in one transaction. Called without mtx_.
+  caf::error apply(std::vector<event>& batch);
+  void committer_loop();
 
   std::string path_;
   journal_options opts_;
   sqlite3* db_ = nullptr;
   std::optional<run_record> run_;
-  uint64_t output_offset_ = 0;
-  bool in_tx_ = false;
-  size_t pending_ = 0;
-  std::chrono::steady_clock::time_point oldest_;
-  uint64_t commits_ = 0;
+  std::atomic<uint64_t> output_offset_{0};
+  std::atomic<uint64_t> commits_{0};
   std::function<caf::error()> hook_;
   std::vector<sqlite3_stmt*> stmts_;
   sqlite3_stmt* key_ = nullptr;
@@ -229,8 +259,19 @@ private:
   sqlite3_stmt* is_written_ = nullptr;
   sqlite3_stmt* samples_of_ = nullptr;
   sqlite3_stmt* meta_put_ = nullptr;
-  /// Accepted events not yet written: (prompt id, member) -> (key, response id).
-  std::map<std::pair<std::string, uint32_t>, std::pair<std::string, std::string>> accepted_buf_;
+  /// Guards the connection (committer vs lookups).
+  std::mutex db_mtx_;
+  /// Guards the batch and the committer's state.
+  mutable std::mutex mtx_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::vector<event> batch_;
+  std::chrono::steady_clock::time_point oldest_;
+  uint64_t requested_ = 0;  ///< commit() requests made
+  uint64_t served_ = 0;     ///< requests the committer has finished
+  caf::error failed_;       ///< sticky error of a background commit
+  bool stop_ = false;
+  std::thread committer_;
 };
 
 } // namespace sail::rollout

@@ -134,7 +134,7 @@ caf::expected<std::unique_ptr<samples_writer>> samples_writer::open(const std::s
 }
 
 samples_writer::~samples_writer() {
-  static_cast<void>(flush());
+  static_cast<void>(flush_locked());
   ::close(fd_);
 }
 
@@ -152,9 +152,10 @@ caf::error samples_writer::write_all(std::string_view data) {
 }
 
 caf::error samples_writer::append(std::string_view line) {
+  std::lock_guard<std::mutex> guard{mtx_};
   if (failpoint::fires("output_line")) {
     // A torn line: the first half reaches the file, then the process dies.
-    static_cast<void>(flush());
+    static_cast<void>(flush_locked());
     static_cast<void>(write_all(line.substr(0, line.size() / 2)));
     failpoint::kill_now();
   }
@@ -162,11 +163,11 @@ caf::error samples_writer::append(std::string_view line) {
   buf_ += '\n';
   size_ += line.size() + 1;
   if (buf_.size() >= 256 * 1024)
-    return flush();
+    return flush_locked();
   return caf::none;
 }
 
-caf::error samples_writer::flush() {
+caf::error samples_writer::flush_locked() {
   if (buf_.empty())
     return caf::none;
   auto err = write_all(buf_);
@@ -174,9 +175,16 @@ caf::error samples_writer::flush() {
   return err;
 }
 
+caf::error samples_writer::flush() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return flush_locked();
+}
+
 caf::error samples_writer::sync() {
   if (auto err = flush())
     return err;
+  // Outside the lock: appends go on while the disk syncs; what was written
+  // before this call is covered.
   if (::fdatasync(fd_) != 0)
     return io_failure(path_, "cannot sync");
   return caf::none;
@@ -257,10 +265,11 @@ repair_samples_file(const std::string& path, uint64_t offset,
   if (complete_end < size) {
     if (::ftruncate(fd, static_cast<off_t>(complete_end)) != 0)
       return io_failure(path, "cannot truncate");
-    if (::fdatasync(fd) != 0)
-      return io_failure(path, "cannot sync");
     out.torn_bytes = size - complete_end;
   }
+  // The lines found are about to be journaled as written: durable first.
+  if ((out.lines > 0 || out.torn_bytes > 0) && ::fdatasync(fd) != 0)
+    return io_failure(path, "cannot sync");
   out.size = complete_end;
   return out;
 }

@@ -10,9 +10,11 @@
 // are done) and a torn last line is cut off.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,7 +39,8 @@ std::string format_error(const caf::error& err);
 std::string format_line(std::string_view id, const std::vector<std::string>& samples,
                         const std::optional<std::string>& meta);
 
-/// Appends lines to a samples file.
+/// Appends lines to a samples file. Thread-safe: one thread appends while
+/// another syncs (the journal's committer).
 class samples_writer {
 public:
   /// Opens `path` for appending, creating it if missing (io_error naming
@@ -57,12 +60,12 @@ public:
   /// Writes the buffer to the file.
   caf::error flush();
 
-  /// flush() + fdatasync(): everything appended so far is durable.
+  /// flush() + fdatasync(): everything appended before the call is durable.
   caf::error sync();
 
   /// Size of the file including buffered bytes.
   uint64_t size() const noexcept {
-    return size_;
+    return size_.load();
   }
 
   const std::string& path() const noexcept {
@@ -74,10 +77,12 @@ private:
     : fd_(fd), path_(std::move(path)), size_(size) {}
 
   caf::error write_all(std::string_view data);
+  caf::error flush_locked();
 
   int fd_;
   std::string path_;
-  uint64_t size_;
+  std::atomic<uint64_t> size_;
+  std::mutex mtx_;
   std::string buf_;
 };
 
@@ -89,7 +94,8 @@ struct repair_result {
 
 /// Reconciles a samples file with a journal that knows `offset` bytes of it
 /// to be durable: calls on_line(id) for every complete line after `offset`
-/// (each is a finished prompt), then truncates a partial last line. A file
+/// (each is a finished prompt), then truncates a partial last line and syncs
+/// the file (before the caller journals those prompts as written). A file
 /// shorter than `offset`, an offset inside a line, or a line that is not a
 /// samples line: invalid_argument naming "output" (the file was changed
 /// outside the rollout). A missing file counts as empty.

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <future>
+#include <thread>
 #include <fstream>
 #include <set>
 #include <string>
@@ -82,17 +84,17 @@ TEST_CASE("journal: committed events survive, uncommitted ones are discarded", "
     REQUIRE_FALSE(j->record_completed("p1", 2, "k2", R"({"tokens":[1]})"));
     REQUIRE_FALSE(j->record_accepted("p2", 0, "k3", "resp_3"));
     REQUIRE_FALSE(j->record_completed("p2", 0, "k3", R"({"tokens":[2]})"));
-    REQUIRE_FALSE(j->record_written("p2"));
-    REQUIRE_FALSE(j->set_output_offset(100));
-    CHECK(j->pending() == 6);
-    // Lookups see the open transaction.
-    CHECK(*j->written("p2"));
+    REQUIRE_FALSE(j->record_written("p2", 100));
+    // Lookups read the committed state only.
+    CHECK_FALSE(*j->written("p2"));
     REQUIRE_FALSE(j->commit());
+    CHECK(j->pending() == 0);
     CHECK(j->commits() == 2);
+    CHECK(*j->written("p2"));
+    CHECK(j->output_offset() == 100);
     // Not committed: lost when the journal closes (as in a crash).
     REQUIRE_FALSE(j->record_completed("p1", 1, "k1", R"({"tokens":[9]})"));
-    REQUIRE_FALSE(j->record_written("p1"));
-    REQUIRE_FALSE(j->set_output_offset(200));
+    REQUIRE_FALSE(j->record_written("p1", 200));
   }
   auto j = open_or_fail(path);
   CHECK_FALSE(j->empty());
@@ -115,7 +117,7 @@ TEST_CASE("journal: committed events survive, uncommitted ones are discarded", "
   auto p2 = j->samples("p2");
   REQUIRE(p2);
   REQUIRE(p2->size() == 1);
-  CHECK((*p2)[0].response_id == "resp_3"); // kept when the body arrived
+  CHECK((*p2)[0].response_id == "resp_3"); // the completed row carries it
   CHECK((*p2)[0].state == sample_state::completed);
   auto sum = j->summary();
   REQUIRE(sum);
@@ -128,7 +130,9 @@ TEST_CASE("journal: an accepted event never demotes a completed sample", "[journ
   temp_dir dir{"demote"};
   auto j = open_or_fail(dir.file("j.db"));
   REQUIRE_FALSE(j->record_completed("p", 0, "k", "body"));
+  REQUIRE_FALSE(j->commit());
   REQUIRE_FALSE(j->record_accepted("p", 0, "k", "resp"));
+  REQUIRE_FALSE(j->commit());
   auto s = j->samples("p");
   REQUIRE(s);
   REQUIRE(s->size() == 1);
@@ -137,39 +141,49 @@ TEST_CASE("journal: an accepted event never demotes a completed sample", "[journ
   CHECK((*s)[0].response_id == "resp");
 }
 
-TEST_CASE("journal: grouped commits (by count) and the hook before each", "[journal]") {
+TEST_CASE("journal: grouped commits by count, the hook first, the offset of the batch",
+          "[journal]") {
   temp_dir dir{"group"};
   journal_options opts;
+  opts.background = false;
   opts.commit_every = 3;
   opts.commit_interval = std::chrono::hours(1);
   auto j = open_or_fail(dir.file("j.db"), opts);
   std::vector<std::string> order;
   j->on_commit([&]() -> caf::error {
     order.push_back("hook:" + std::to_string(j->pending()));
-    return j->set_output_offset(42);
+    return caf::none;
   });
   CHECK_FALSE(j->until_due().has_value());
-  REQUIRE_FALSE(j->record_written("a"));
+  REQUIRE_FALSE(j->record_written("a", 10));
   REQUIRE(j->until_due().has_value());
   REQUIRE_FALSE(j->maybe_commit());
-  REQUIRE_FALSE(j->record_written("b"));
+  REQUIRE_FALSE(j->record_written("b", 20));
   REQUIRE_FALSE(j->maybe_commit());
   CHECK(order.empty());
   CHECK(j->commits() == 0);
-  REQUIRE_FALSE(j->record_written("c"));
+  REQUIRE_FALSE(j->record_written("c", 30));
   REQUIRE_FALSE(j->maybe_commit());
-  CHECK(order == std::vector<std::string>{"hook:3"});
+  // The hook ran once, before the batch was written (it was taken already).
+  CHECK(order == std::vector<std::string>{"hook:0"});
   CHECK(j->commits() == 1);
-  CHECK(j->output_offset() == 42);
+  CHECK(j->output_offset() == 30);
+  CHECK(*j->written("c"));
   CHECK(j->pending() == 0);
   // Nothing pending: commit() is a no-op and runs no hook.
   REQUIRE_FALSE(j->commit());
   CHECK(order.size() == 1);
+  CHECK(j->commits() == 1);
+  // An explicit offset (a repaired file) replaces the recorded one.
+  REQUIRE_FALSE(j->set_output_offset(25));
+  REQUIRE_FALSE(j->commit());
+  CHECK(j->output_offset() == 25);
 }
 
 TEST_CASE("journal: an interval of zero commits at the next maybe_commit", "[journal]") {
   temp_dir dir{"interval"};
   journal_options opts;
+  opts.background = false;
   opts.commit_every = 1000;
   opts.commit_interval = std::chrono::milliseconds(0);
   auto j = open_or_fail(dir.file("j.db"), opts);
@@ -179,11 +193,67 @@ TEST_CASE("journal: an interval of zero commits at the next maybe_commit", "[jou
   CHECK(j->commits() == 1);
 }
 
+TEST_CASE("journal: background commits run on their own thread, by count", "[journal]") {
+  temp_dir dir{"background"};
+  journal_options opts;
+  opts.commit_every = 3;
+  opts.commit_interval = std::chrono::hours(1);
+  auto path = dir.file("j.db");
+  {
+    auto j = open_or_fail(path, opts);
+    std::promise<std::thread::id> hook_thread;
+    auto ran = hook_thread.get_future();
+    bool set = false;
+    j->on_commit([&]() -> caf::error {
+      if (!set) {
+        set = true;
+        hook_thread.set_value(std::this_thread::get_id());
+      }
+      return caf::none;
+    });
+    REQUIRE_FALSE(j->record_written("a", 1));
+    REQUIRE_FALSE(j->record_written("b", 2));
+    REQUIRE_FALSE(j->record_written("c", 3)); // the third event wakes the committer
+    REQUIRE(ran.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+    CHECK(ran.get() != std::this_thread::get_id());
+    CHECK_FALSE(j->until_due().has_value());
+    REQUIRE_FALSE(j->commit()); // waits for the commit in progress
+    CHECK(j->commits() == 1);
+    CHECK(*j->written("c"));
+  }
+  auto j = open_or_fail(path);
+  CHECK(j->output_offset() == 3);
+}
+
+TEST_CASE("journal: background commits by age", "[journal]") {
+  temp_dir dir{"age"};
+  journal_options opts;
+  opts.commit_every = 1000;
+  opts.commit_interval = std::chrono::milliseconds(1);
+  auto j = open_or_fail(dir.file("j.db"), opts);
+  std::promise<void> committed;
+  auto done = committed.get_future();
+  bool set = false;
+  j->on_commit([&]() -> caf::error {
+    if (!set) {
+      set = true;
+      committed.set_value();
+    }
+    return caf::none;
+  });
+  REQUIRE_FALSE(j->record_written("a"));
+  REQUIRE(done.wait_for(std::chrono::seconds(30)) == std::future_status::ready);
+  REQUIRE_FALSE(j->commit());
+  CHECK(*j->written("a"));
+}
+
 TEST_CASE("journal: a failing hook aborts the commit and keeps the events", "[journal]") {
   temp_dir dir{"hookfail"};
   auto path = dir.file("j.db");
   {
-    auto j = open_or_fail(path);
+    journal_options opts;
+    opts.background = false;
+    auto j = open_or_fail(path, opts);
     bool fail = true;
     j->on_commit([&]() -> caf::error {
       if (fail)
@@ -200,6 +270,19 @@ TEST_CASE("journal: a failing hook aborts the commit and keeps the events", "[jo
   }
   auto j = open_or_fail(path);
   CHECK(*j->written("a"));
+}
+
+TEST_CASE("journal: in the background a failed commit is sticky", "[journal]") {
+  temp_dir dir{"sticky"};
+  auto j = open_or_fail(dir.file("j.db"));
+  j->on_commit([]() -> caf::error { return make_error(errc::io_error, "disk full"); });
+  REQUIRE_FALSE(j->record_written("a"));
+  auto err = j->commit();
+  CHECK(code_of(err) == errc::io_error);
+  CHECK(code_of(j->maybe_commit()) == errc::io_error);
+  CHECK(code_of(j->record_written("b")) == errc::io_error);
+  CHECK(j->commits() == 0);
+  CHECK_FALSE(*j->written("a"));
 }
 
 TEST_CASE("journal: a second owner is refused while the first holds it", "[journal]") {
