@@ -205,6 +205,8 @@ private:
     job.completion_window = st_.cfg.completion_window;
     job.group_id = req.group_id;
     job.url_expires = url_expires;
+    job.response_id = req.response_id;
+    job.observer = req.observer;
     if (st_.cfg.timeout)
       job.call_timeout = *st_.cfg.timeout;
     auto& deadlines = st_.opts.window_deadlines;
@@ -232,6 +234,8 @@ caf::result<group_result> run_group(completer_ptr self, sample_request& req,
                                    + std::to_string(st.opts.max_group_size));
   if (auto err = validate(req))
     return err;
+  if (!req.response_id.empty())
+    return invalid_argument("response_id", "a response id attaches one sample, not a group");
   struct group_state {
     group_result result;
     size_t pending = 0;

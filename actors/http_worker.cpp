@@ -41,6 +41,13 @@ public:
     auto& stored = st_.jobs.emplace(id, std::move(j)).first->second;
     stored.deadline_pos = st_.deadlines.emplace(stored.deadline, id);
     arm_deadline_timer();
+    if (!stored.job.response_id.empty()) {
+      // Attach: the create happened before (e.g. in a process that crashed).
+      stored.response_id = stored.job.response_id;
+      stored.attached = true;
+      send_poll(stored);
+      return;
+    }
     send_create(stored);
   }
 
@@ -89,6 +96,14 @@ public:
       return fail(j, std::move(c.result.error()));
     }
     auto& res = *c.result;
+    if (j.attached && res.status == 404) {
+      // Sail no longer knows the attached id: create under the same key,
+      // which Sail replays (no second inference) within its key retention.
+      j.attached = false;
+      j.response_id.clear();
+      j.http_attempt = 0;
+      return send_create(j);
+    }
     if (!is_success(res.status)) {
       auto decision = st_.retry->on_status(kind, j.http_attempt, res.status,
                                            res.header("Retry-After"),
@@ -102,6 +117,7 @@ public:
       return fail(j, error_from_status(res.status, res.body));
     }
     j.http_attempt = 0;
+    j.attached = false;
     auto state = decode_state(res.body);
     if (!state)
       return fail(j, std::move(state.error()));
@@ -109,6 +125,9 @@ public:
       if (state->id.empty())
         return fail(j, inference_error("create response without an id", res.body));
       j.response_id = std::move(state->id);
+      if (j.job.observer)
+        caf::anon_send(j.job.observer, atom::accepted_v, j.job.idempotency_key,
+                       j.response_id);
     }
     if (state->phase == response_phase::terminal)
       return finish(j, res.body);

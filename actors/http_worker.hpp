@@ -22,6 +22,9 @@ struct worker_job {
   uint32_t attempt = 0;
   sail_job job;
   std::string response_id;       ///< empty until the create succeeded
+  /// Attached to an earlier create (sail_job::response_id) and no poll has
+  /// succeeded yet: a 404 means Sail forgot the id, so create (same key).
+  bool attached = false;
   uint32_t http_attempt = 0;     ///< attempts of the current HTTP call
   uint64_t tag = 0;              ///< tag of the current HTTP call or timer
   caf::timespan poll_interval{0};

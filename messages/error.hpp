@@ -35,10 +35,13 @@ enum class errc : uint8_t {
   not_configured,
   /// The service node that held the work is gone.
   node_down,
+  /// A local file (rollout's journal or samples file) could not be read or
+  /// written: permissions, disk full, a file locked by another process.
+  io_error,
 };
 
 /// Number of enumerators (codes are 1..errc_count).
-inline constexpr uint8_t errc_count = 9;
+inline constexpr uint8_t errc_count = 10;
 
 /// The enumerator's name, e.g. "invalid_argument"; "unknown" for other values.
 const char* to_string(errc code) noexcept;

@@ -43,6 +43,7 @@ CAF_ADD_ATOM(sail, sail::atom, stats, "stats")
 CAF_ADD_ATOM(sail, sail::atom, submit, "submit")
 CAF_ADD_ATOM(sail, sail::atom, resolve, "resolve")
 CAF_ADD_ATOM(sail, sail::atom, obtain, "obtain")
+CAF_ADD_ATOM(sail, sail::atom, accepted, "accepted")
 
 // Local-only atoms of the actor runtime (worker <-> supervisor, timers, Asio
 // completions, test hooks).

@@ -37,4 +37,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(sail, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::sample_outcome>))
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::http_header>))
 
+  // sail-tinker.v2: the observer of accepted creates (sample_request::observer).
+  CAF_ADD_TYPE_ID(sail, (sail::sample_observer_actor))
+
 CAF_END_TYPE_ID_BLOCK(sail)

@@ -20,6 +20,8 @@
 #include <caf/sec.hpp>
 #include <caf/timespan.hpp>
 #include <caf/timestamp.hpp>
+#include <caf/typed_actor.hpp>
+#include <caf/replies_to.hpp>
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/fwd.hpp"
@@ -286,6 +288,14 @@ typename Inspector::result_type inspect(Inspector& f, completer_config& x) {
 
 // -- sample requests -------------------------------------------------------------
 
+/// Hears (Idempotency-Key, response id) as soon as Sail accepted a sample's
+/// create, before the sample completes: what a journal needs to poll the
+/// sample after a crash instead of creating it again. The worker that made
+/// the create sends it (one-way, `caf::anon_send`); across nodes the handle
+/// travels with the sample_request, so a remote worker reaches it too.
+using sample_observer_actor
+  = caf::typed_actor<caf::reacts_to<atom::accepted, std::string, std::string>>;
+
 /// One logical sample. `key` is its Idempotency-Key: empty means "let the
 /// completer make one"; a caller that re-routes a sample (to another node,
 /// after a crash) keeps the key so that Sail replays instead of re-running.
@@ -299,6 +309,15 @@ struct sample_request {
   std::string group_id;
   /// Routing hint shared by the members of a group.
   std::string prompt_cache_key;
+  /// Attach: the response id of an earlier create of this same sample (same
+  /// key, same body). The worker skips the create and polls this id; if Sail
+  /// no longer knows it (404) the worker creates with `key`, which Sail
+  /// replays within its key retention. Empty: create. Single samples only
+  /// (sample_group refuses it).
+  std::string response_id;
+  /// Notified with (key, response id) when the create is accepted; may be
+  /// null.
+  sample_observer_actor observer;
 
   friend bool operator==(const sample_request&, const sample_request&) = default;
 };
@@ -307,7 +326,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sample_request& x) {
   detail::optional_ref<int64_t> cap{x.max_tokens};
   return f(caf::meta::type_name("sail.sample_request"), x.prompt, x.stop, cap,
-           x.key, x.group_id, x.prompt_cache_key);
+           x.key, x.group_id, x.prompt_cache_key, x.response_id, x.observer);
 }
 
 /// One member of a group: a result or an error.
@@ -372,6 +391,10 @@ struct sail_job {
   /// from then on: the sample fails instead (its body must stay
   /// byte-identical under its key, so the URL cannot be swapped).
   caf::timestamp url_expires{};
+  /// sample_request::response_id: poll this id instead of creating.
+  std::string response_id;
+  /// sample_request::observer (may be null).
+  sample_observer_actor observer;
 
   friend bool operator==(const sail_job&, const sail_job&) = default;
 };
@@ -380,7 +403,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
   return f(caf::meta::type_name("sail.sail_job"), x.idempotency_key, x.body,
            x.headers, x.completion_window, x.group_id, x.call_timeout,
-           x.deadline, x.url_expires);
+           x.deadline, x.url_expires, x.response_id, x.observer);
 }
 
 // -- statistics ------------------------------------------------------------------

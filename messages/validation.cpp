@@ -282,6 +282,11 @@ caf::error validate(const sample_request& req) {
   if (req.key.size() > 255 || !is_header_safe(req.key))
     return invalid_argument("key", "idempotency key must be at most 255 "
                                    "printable ASCII characters");
+  // A response id goes into the poll URL (percent-encoded); Sail publishes
+  // no length, so the bound is generous.
+  if (req.response_id.size() > 1024 || !is_header_safe(req.response_id))
+    return invalid_argument("response_id", "response id must be at most 1024 "
+                                           "printable ASCII characters");
   return caf::none;
 }
 

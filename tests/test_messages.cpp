@@ -57,11 +57,12 @@ TEST_CASE("every message type has a type ID in the sail block", "[messages]") {
   STATIC_REQUIRE(caf::has_type_id<sail_job>::value);
   STATIC_REQUIRE(caf::has_type_id<completer_stats>::value);
   STATIC_REQUIRE(caf::has_type_id<completer_actor>::value);
+  STATIC_REQUIRE(caf::has_type_id<sample_observer_actor>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<tokens_with_logprobs>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_request>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_outcome>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<http_header>>::value);
-  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 20);
+  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 21);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: error_info", "[messages][roundtrip]") {
@@ -208,10 +209,31 @@ TEST_CASE_METHOD(caf_fixture, "a non-finite temperature or top_p never reaches a
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][roundtrip]") {
   sample_request r{{1, 2, 3}, stop_condition::texts({"\n"}), int64_t{64}, "key-1",
-                   "group-1", "cache-1"};
+                   "group-1", "cache-1", "", {}};
   CHECK(roundtrip(r) == r);
-  sample_request plain{{7}, {}, std::nullopt, "", "", ""};
+  sample_request plain{{7}, {}, std::nullopt, "", "", "", "", {}};
   CHECK(roundtrip(plain) == plain);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request attaching a response id "
+                              "with an observer, and sample_observer_actor",
+                 "[messages][roundtrip]") {
+  auto obs = sys.spawn([](int) -> sample_observer_actor::behavior_type {
+    return {[](atom::accepted, std::string&, std::string&) {}};
+  }, 0);
+  sample_request r{{1, 2}, {}, std::nullopt, "st1-abc", "sg1-def", "sg1-def", "resp_42", obs};
+  auto back = roundtrip(r);
+  REQUIRE(back);
+  CHECK(*back == r);
+  CHECK(back->response_id == "resp_42");
+  CHECK(back->observer == obs);
+  auto handle = roundtrip(obs);
+  REQUIRE(handle);
+  CHECK(*handle == obs);
+  sail_job j{"k", "{}", {}, "asap", "g", caf::timespan{0}, caf::timespan{0},
+             caf::make_timestamp(), "resp_42", obs};
+  CHECK(roundtrip(j) == j);
+  self->send_exit(obs, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_outcome and group_result",
@@ -238,7 +260,7 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
   http_header h{"Idempotency-Key", "k"};
   CHECK(roundtrip(h) == h);
   sail_job j{"k", "{}", {h}, "priority", "g", std::chrono::seconds(5),
-             std::chrono::minutes(10)};
+             std::chrono::minutes(10), {}, "", {}};
   CHECK(roundtrip(j) == j);
   completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}};
   CHECK(roundtrip(s) == s);
@@ -248,7 +270,7 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
                  "[messages][roundtrip]") {
   std::vector<tokens_with_logprobs> xs{sample_output(), sample_output()};
   CHECK(roundtrip(xs) == xs);
-  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", ""}};
+  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", "", {}}};
   CHECK(roundtrip(rs) == rs);
   std::vector<http_header> hs{{"a", "b"}};
   CHECK(roundtrip(hs) == hs);
@@ -295,7 +317,8 @@ TEST_CASE("the error enum names every kind", "[errors]") {
          {errc::transport_error, "transport_error"},
          {errc::cancelled, "cancelled"},
          {errc::not_configured, "not_configured"},
-         {errc::node_down, "node_down"}}) {
+         {errc::node_down, "node_down"},
+         {errc::io_error, "io_error"}}) {
     CHECK(to_string(code) == name);
     CHECK(parse_errc(name) == code);
   }
