@@ -505,6 +505,7 @@ int cmd_rollout(const std::vector<std::string>& raw) {
               merged.polls += s.polls;
               for (auto& [k, v] : s.retries_by_cause)
                 merged.retries_by_cause[k] += v;
+              merge_into(merged.guard, s.guard);
             },
             [&](caf::error& err) {
               log_warn("rollout", "cannot fetch completer stats", {{"error", render(err)}});
@@ -551,6 +552,15 @@ int cmd_rollout(const std::vector<std::string>& raw) {
                            + fmt(percentile(pr.group_latencies, 0.99), 3) + " s");
     row("retries by cause", have_stats ? render_map(merged.retries_by_cause) : "n/a");
     row("polls", have_stats ? std::to_string(merged.polls) : "n/a");
+    if (have_stats) {
+      auto& g = merged.guard;
+      row("circuit breaker", g.breaker + ", opened " + std::to_string(g.breaker_opened)
+                               + "x, " + std::to_string(g.probes) + " probes, "
+                               + std::to_string(g.rejected) + " samples refused");
+      row("retry budget", std::to_string(g.budget_retries) + " retries of "
+                            + std::to_string(g.budget_allowed) + " allowed in the window, "
+                            + std::to_string(g.budget_denied) + " deferred");
+    }
     row("errors by kind", render_map(pr.errors_by_kind));
     for (auto& n : node_rows)
       row("node", n.address.to_string() + " " + to_string(n.state) + ", "
