@@ -231,8 +231,9 @@ verdict retry_policy::judge(call_attempts& call,
     return v; // fail: v.error, or the status for the caller's codec
   if (now + std::chrono::duration_cast<steady_clock::duration>(d.delay) >= call.deadline) {
     v.error = make_error(errc::timeout,
-                         "the deadline expires before the next attempt (attempt "
-                           + std::to_string(call.attempt) + " failed: " + d.cause + ")",
+                         "the deadline comes before the next attempt; attempt "
+                           + std::to_string(call.attempt) + " of its " + to_string(call.kind)
+                           + " failed (" + d.cause + ")",
                          {}, static_cast<uint16_t>(v.status));
     return v;
   }
