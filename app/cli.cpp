@@ -329,6 +329,8 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
          "failures within the window that open the circuit breaker (0: no breaker)")
     .add(t.breaker.failure_ratio, "breaker-failure-ratio",
          "...if they are at least this share of the window's attempts")
+    .add(t.breaker_consecutive_failures, "breaker-consecutive-failures",
+         "failures in a row that open the circuit breaker at once (0: off)")
     .add(t.breaker.window, "breaker-window", "sliding window of the circuit breaker")
     .add(t.breaker.open_delay, "breaker-open-delay", "wait before the first probe (doubles per failed probe)")
     .add(t.breaker.max_open_delay, "breaker-max-open-delay", "longest wait between probes")
@@ -483,10 +485,14 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
     return invalid_argument("pool.retry-max-attempts", "must be within 0..4294967295");
   if (t.breaker_min_failures > UINT32_MAX)
     return invalid_argument("pool.breaker-min-failures", "must be within 0..4294967295");
+  if (t.breaker_consecutive_failures > UINT32_MAX)
+    return invalid_argument("pool.breaker-consecutive-failures",
+                            "must be within 0..4294967295");
   if (auto err = t.retry_budget.validate("pool.retry-budget-"))
     return err;
   auto breaker = t.breaker;
   breaker.min_failures = static_cast<uint32_t>(t.breaker_min_failures);
+  breaker.consecutive_failures = static_cast<uint32_t>(t.breaker_consecutive_failures);
   if (auto err = breaker.validate("pool.breaker-"))
     return err;
   p.workers = t.workers;

@@ -113,6 +113,7 @@ struct tuning {
   // [pool] retry budget and circuit breaker: defaults from the option structs
   retry_budget_options retry_budget;
   size_t breaker_min_failures = circuit_breaker_options{}.min_failures;
+  size_t breaker_consecutive_failures = circuit_breaker_options{}.consecutive_failures;
   circuit_breaker_options breaker;
   // [completer]
   std::string group_policy;  ///< "" = the subcommand's default

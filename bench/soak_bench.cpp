@@ -13,9 +13,11 @@
 //      retry must replay it, never run it again).
 //   3. down/up: --after samples; as soon as the lanes are in flight Sail goes
 //      hard down (every create and poll 503, before acceptance) for --down-s
-//      seconds, then up (no faults) until they are done. A lane whose sample is
-//      refused with `unavailable` (breaker open) resubmits it, same key, after
-//      --refused-wait-ms. Sail requests while down are counted by the emulator.
+//      seconds, then up (no faults) until they are done. One second into the
+//      outage --extra-lanes more lanes start: new work arriving while Sail is
+//      down. A lane whose sample is refused with `unavailable` (breaker open)
+//      resubmits it, same key, after --refused-wait-ms. Sail requests while
+//      down are counted by the emulator.
 //   4. baseline (same run, unless --skip-baseline): a second pool WITHOUT the
 //      breaker and with an unbounded budget (only the per-call backoff left)
 //      through the same down period, to show what the guard saves.
@@ -27,7 +29,8 @@
 // baseline, and the guard's counters; exit 1 if a sample was lost or run twice.
 //
 // Usage: soak_bench [--samples 100000] [--after 5000] [--warmup 2000]
-//                   [--concurrency 256] [--down-s 20] [--retry-after-s 1]
+//                   [--concurrency 256] [--extra-lanes 64] [--down-s 20]
+//                   [--retry-after-s 1]
 //                   [--refused-wait-ms 1000] [--workers 4] [--io-threads 1]
 //                   [--emu-threads 1] [--seed 14] [--skip-baseline]
 #include <algorithm>
@@ -36,6 +39,7 @@
 #include <cinttypes>
 #include <condition_variable>
 #include <cstdio>
+#include <ctime>
 #include <deque>
 #include <functional>
 #include <map>
@@ -67,7 +71,7 @@ double secs(clock_type::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-// -- the emulator in a child, with its faults switched by the parent -------------
+// -- the emulator's faults per phase (switched by emulator_child::command) -------
 
 /// The fault settings of each phase.
 emu::fault_settings faults_for(char phase, uint64_t seed, long retry_after_s) {
@@ -93,83 +97,6 @@ emu::fault_settings faults_for(char phase, uint64_t seed, long retry_after_s) {
   }
   return f;
 }
-
-/// Forks a child running the emulator. The parent sends one byte per phase
-/// ('m' mix, 'd' down, 'u' up) and waits for the child's acknowledgement;
-/// EOF stops the child. Construct before any thread exists.
-class emulator_child {
-public:
-  emulator_child(emu::options opts, uint64_t seed, long retry_after_s) {
-    int up[2];
-    int down[2];
-    if (::pipe(up) != 0 || ::pipe(down) != 0)
-      throw std::runtime_error("pipe failed");
-    pid_ = ::fork();
-    if (pid_ < 0)
-      throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      ::close(up[0]);
-      ::close(down[1]);
-      int rc = 0;
-      try {
-        emu::server server{std::move(opts)};
-        uint16_t port = server.port();
-        if (::write(up[1], &port, sizeof(port)) != sizeof(port))
-          std::_Exit(3);
-        char c;
-        while (::read(down[0], &c, 1) > 0) {
-          server.set_faults(faults_for(c, seed, retry_after_s));
-          if (::write(up[1], &c, 1) != 1)
-            break;
-        }
-        server.stop();
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "emulator child: %s\n", e.what());
-        rc = 2;
-      }
-      std::_Exit(rc);
-    }
-    ::close(up[1]);
-    ::close(down[0]);
-    ctl_ = down[1];
-    ack_ = up[0];
-    uint16_t port = 0;
-    if (::read(ack_, &port, sizeof(port)) != sizeof(port))
-      throw std::runtime_error("the emulator child did not start");
-    port_ = port;
-  }
-
-  ~emulator_child() {
-    if (ctl_ >= 0)
-      ::close(ctl_);
-    if (ack_ >= 0)
-      ::close(ack_);
-    if (pid_ > 0)
-      ::waitpid(pid_, nullptr, 0);
-  }
-
-  /// Switches the faults; returns once the child applied them.
-  void phase(char c) {
-    char ack = 0;
-    if (::write(ctl_, &c, 1) != 1 || ::read(ack_, &ack, 1) != 1 || ack != c)
-      throw std::runtime_error("the emulator child did not switch faults");
-  }
-
-  std::string base_url() const {
-    return "http://127.0.0.1:" + std::to_string(port_);
-  }
-
-  boost::json::object stats() const {
-    return boost::json::parse(sail::bench::http_get(port_, "/_emulator/stats?summary=1"))
-      .as_object();
-  }
-
-private:
-  pid_t pid_ = -1;
-  int ctl_ = -1;
-  int ack_ = -1;
-  uint16_t port_ = 0;
-};
 
 uint64_t num(const boost::json::object& o, const char* key) {
   auto i = o.find(key);
@@ -226,10 +153,10 @@ public:
     double seconds = 0;
   };
 
-  /// Runs `count` samples on `lanes` lanes; `on_tick(elapsed)` runs on this
-  /// thread at least every 50 ms (phase switches).
+  /// Runs `count` samples on `lanes` lanes; `on_tick(elapsed, lanes)` runs on
+  /// this thread at least every 50 ms (phase switches; it may add lanes).
   result run(size_t count, size_t lanes,
-             const std::function<void(clock_type::duration)>& on_tick = {}) {
+             const std::function<void(clock_type::duration, size_t&)>& on_tick = {}) {
     result out;
     auto t0 = clock_type::now();
     size_t next = 0;
@@ -281,7 +208,7 @@ public:
       while (busy + waiting.size() < lanes && next < count)
         launch(next++);
       if (on_tick)
-        on_tick(now - t0);
+        on_tick(now - t0, lanes);
     }
     base_ += count;
     out.seconds = secs(clock_type::now() - t0);
@@ -337,17 +264,22 @@ struct down_figures {
 };
 
 /// Phase 3 on `rt`: `count` samples; Sail down for `down` as soon as the
-/// lanes are in flight, then up.
-down_figures run_down_up(emulator_child& child, caf::actor_system& sys, sail::runtime& rt,
-                         soak_loop& loop, size_t count, size_t lanes,
-                         clock_type::duration down, soak_loop::result& out) {
+/// lanes are in flight, `extra` lanes more from one second into it, then up.
+down_figures run_down_up(sail::bench::emulator_child& child, caf::actor_system& sys,
+                         sail::runtime& rt, soak_loop& loop, size_t count, size_t lanes,
+                         size_t extra, clock_type::duration down, soak_loop::result& out) {
   down_figures f;
   bool is_down = false;
   bool was_down = false;
   uint64_t req0 = 0;
   uint64_t retries0 = 0;
   clock_type::duration went_down{};
-  out = loop.run(count, lanes, [&](clock_type::duration elapsed) {
+  bool extended = false;
+  out = loop.run(count, lanes, [&](clock_type::duration elapsed, size_t& active_lanes) {
+    if (was_down && !extended && elapsed - went_down >= 1s) {
+      active_lanes += extra;
+      extended = true;
+    }
     if (!was_down) {
       auto s = pool_stats(sys, rt);
       if (s.in_flight < lanes && elapsed < 5s)
@@ -355,16 +287,16 @@ down_figures run_down_up(emulator_child& child, caf::actor_system& sys, sail::ru
       f.in_flight = s.in_flight;
       f.guard_before = s.guard;
       retries0 = total_retries(s);
-      child.phase('d');
-      req0 = sail_requests(child.stats());
+      child.command('d');
+      req0 = sail_requests(child.stats(true));
       went_down = elapsed;
       is_down = was_down = true;
       return;
     }
     if (is_down && elapsed - went_down >= down) {
-      auto st = child.stats();
+      auto st = child.stats(true);
       auto s = pool_stats(sys, rt);
-      child.phase('u');
+      child.command('u');
       f.requests = sail_requests(st) - req0;
       f.seconds = secs(elapsed - went_down);
       f.retries = total_retries(s) - retries0;
@@ -373,7 +305,7 @@ down_figures run_down_up(emulator_child& child, caf::actor_system& sys, sail::ru
     }
   });
   if (is_down) { // finished while still down (cannot happen: nothing completes while down)
-    child.phase('u');
+    child.command('u');
   }
   return f;
 }
@@ -396,6 +328,7 @@ int main(int argc, char** argv) {
   auto after = static_cast<size_t>(flag_int(argc, argv, "after", 5000));
   auto warmup = static_cast<size_t>(flag_int(argc, argv, "warmup", 2000));
   auto lanes = static_cast<size_t>(flag_int(argc, argv, "concurrency", 256));
+  auto extra = static_cast<size_t>(flag_int(argc, argv, "extra-lanes", 64));
   auto down = std::chrono::seconds(flag_int(argc, argv, "down-s", 20));
   auto retry_after_s = flag_int(argc, argv, "retry-after-s", 1);
   auto refused_wait = std::chrono::milliseconds(flag_int(argc, argv, "refused-wait-ms", 1000));
@@ -405,7 +338,10 @@ int main(int argc, char** argv) {
   emu::options eopts;
   eopts.threads = static_cast<size_t>(flag_int(argc, argv, "emu-threads", 1));
   eopts.record_arrivals = false;
-  emulator_child child{eopts, seed, retry_after_s}; // before any thread
+  // Before any thread. Commands switch the faults: 'm' mix, 'd' down, 'u' up.
+  sail::bench::emulator_child child{eopts, [=](emu::server& server, char phase) {
+                                      server.set_faults(faults_for(phase, seed, retry_after_s));
+                                    }};
 
   sail::system_config cfg;
   caf::actor_system sys{cfg};
@@ -425,6 +361,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "completer: %s\n", sail::render(tc.error()).c_str());
     return 1;
   }
+  {
+    auto now = std::time(nullptr);
+    char when[64];
+    std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
+    std::printf("soak_bench at %s:", when);
+    for (int i = 1; i < argc; ++i)
+      std::printf(" %s", argv[i]);
+    std::printf("\n");
+  }
   std::printf("soak_bench: %u cores; emulator in a child process (%zu thread, zero latency); "
               "%zu lanes; pool: %zu workers, default retry options (no attempt cap), budget "
               "ratio %.2f + %.0f/s over %.0f s, breaker %u failures >= %.0f %% within %.0f s, "
@@ -439,28 +384,28 @@ int main(int argc, char** argv) {
   int rc = 0;
   soak_loop loop{*tc, "soak-", refused_wait};
   // 1. warm-up
-  child.phase('u');
+  child.command('u');
   auto warm = loop.run(warmup, lanes);
   auto rss_start = sail::bench::rss_kb();
-  auto st0 = child.stats();
+  auto st0 = child.stats(true);
   auto ps0 = pool_stats(sys, rt);
   std::printf("\nphases\n");
   print_result("warm-up", warm, warmup);
   // 2. the fault mix
-  child.phase('m');
+  child.command('m');
   auto cpu0 = sail::bench::self_cpu_seconds();
   auto mix = loop.run(samples, lanes);
   auto cpu_mix = sail::bench::self_cpu_seconds() - cpu0;
-  child.phase('u');
-  auto st1 = child.stats();
+  child.command('u');
+  auto st1 = child.stats(true);
   auto ps1 = pool_stats(sys, rt);
   auto rss_mix = sail::bench::rss_kb();
   print_result("mix", mix, samples);
   // 3. down, then up
   soak_loop::result du;
-  auto guarded = run_down_up(child, sys, rt, loop, after, lanes, down, du);
+  auto guarded = run_down_up(child, sys, rt, loop, after, lanes, extra, down, du);
   print_result("down/up", du, after);
-  auto st2 = child.stats();
+  auto st2 = child.stats(true);
   auto ps2 = pool_stats(sys, rt);
   // Idle, everything finished.
   auto rss_end = sail::bench::rss_kb();
@@ -478,11 +423,12 @@ int main(int argc, char** argv) {
     }
     auto btc = (*brt)->make_token_completer(c);
     soak_loop bloop{*btc, "baseline-", refused_wait};
-    unguarded = run_down_up(child, sys, **brt, bloop, lanes, lanes, down, base_result);
-    print_result("baseline", base_result, lanes);
+    unguarded = run_down_up(child, sys, **brt, bloop, lanes + extra, lanes, extra, down,
+                            base_result);
+    print_result("baseline", base_result, lanes + extra);
     (*brt)->shutdown();
   }
-  auto st_end = child.stats();
+  auto st_end = child.stats(true);
 
   // Figures.
   auto mix_requests = sail_requests(st1) - sail_requests(st0);

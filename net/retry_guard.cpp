@@ -192,16 +192,23 @@ bool circuit_breaker::on_result(steady_time now, call_health health, uint64_t pr
   if (health == call_health::neutral)
     return false;
   counts_.add(now, health == call_health::down ? 1 : 0, health == call_health::up ? 1 : 0);
-  if (health != call_health::down)
+  if (health != call_health::down) {
+    streak_ = 0;
     return false;
+  }
+  ++streak_;
   auto [failures, successes] = counts_.totals(now);
   auto judged = failures + successes;
-  if (failures < opts_.min_failures
-      || static_cast<double>(failures) < opts_.failure_ratio * static_cast<double>(judged))
+  if (opts_.consecutive_failures != 0 && streak_ >= opts_.consecutive_failures)
+    reason_ = std::to_string(streak_) + " attempts in a row failed (last: " + cause + ")";
+  else if (failures >= opts_.min_failures
+           && static_cast<double>(failures)
+                >= opts_.failure_ratio * static_cast<double>(judged))
+    reason_ = std::to_string(failures) + " of " + std::to_string(judged)
+              + " attempts failed within " + seconds_text(opts_.window) + " (last: " + cause
+              + ")";
+  else
     return false;
-  reason_ = std::to_string(failures) + " of " + std::to_string(judged)
-            + " attempts failed within " + seconds_text(opts_.window) + " (last: " + cause
-            + ")";
   ++opened_;
   open(now, opts_.open_delay);
   return true;
@@ -241,6 +248,7 @@ void circuit_breaker::close() {
   state_ = breaker_state::closed;
   delay_ = opts_.open_delay;
   counts_.clear();
+  streak_ = 0;
 }
 
 // -- retry_guard --------------------------------------------------------------------

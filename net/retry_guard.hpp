@@ -10,7 +10,8 @@
 //   `window`, at least `min_failures` attempts failed in a way that means Sail
 //   is failing (call_health::down: transport errors, timeouts, 408, 5xx) and
 //   they make at least `failure_ratio` of the attempts judged (429/529 do not
-//   count either way). Open: no attempt goes out until `open_delay` has
+//   count either way) -- or at once after `consecutive_failures` failures in a
+//   row (a hard outage, before the window's earlier successes have aged out). Open: no attempt goes out until `open_delay` has
 //   passed; then ONE attempt is let through as the probe (half-open) while
 //   the others keep waiting. The probe's answer decides: Sail answered ->
 //   closed; it failed -> open again, the delay doubled up to
@@ -128,6 +129,9 @@ struct circuit_breaker_options {
   uint32_t min_failures = 20;
   /// ...and the share of the window's judged attempts they must make.
   double failure_ratio = 0.8;
+  /// Failures in a row (no success between them) that open it whatever the
+  /// window holds; 0: this rule is off.
+  uint32_t consecutive_failures = 50;
   caf::timespan window = std::chrono::seconds(10);
   /// Wait before the first probe; doubles per failed probe up to the max.
   caf::timespan open_delay = std::chrono::seconds(1);
@@ -186,6 +190,7 @@ private:
 
   circuit_breaker_options opts_;
   sliding_counts counts_; ///< first: failures, second: successes
+  uint32_t streak_ = 0;   ///< failures since the last success
   breaker_state state_ = breaker_state::closed;
   caf::timespan delay_;
   steady_time probe_at_{};

@@ -169,6 +169,30 @@ TEST_CASE("breaker: failures older than the window are forgotten") {
   CHECK(b.state() == breaker_state::open);
 }
 
+TEST_CASE("breaker: consecutive_failures in a row open it whatever the window holds") {
+  auto o = breaker_opts();
+  o.consecutive_failures = 50;
+  circuit_breaker b{o};
+  // A busy window full of successes: the ratio rule would need 4,000 failures.
+  for (int i = 0; i < 1000; ++i)
+    b.on_result(t0(), call_health::up, 0, "ok");
+  fail_n(b, t0(), 49);
+  b.on_result(t0(), call_health::neutral, 0, "http_429"); // neither breaks nor extends it
+  b.on_result(t0(), call_health::up, 0, "ok");           // a success breaks it
+  fail_n(b, t0(), 49);
+  CHECK(b.state() == breaker_state::closed);
+  fail_n(b, t0(), 1, "transport");
+  CHECK(b.state() == breaker_state::open);
+  CHECK(b.reason() == "50 attempts in a row failed (last: transport)");
+  // 0 turns the rule off.
+  o.consecutive_failures = 0;
+  circuit_breaker off{o};
+  for (int i = 0; i < 1000; ++i)
+    off.on_result(t0(), call_health::up, 0, "ok");
+  fail_n(off, t0(), 500);
+  CHECK(off.state() == breaker_state::closed);
+}
+
 TEST_CASE("breaker: min_failures 0 disables it") {
   auto o = breaker_opts();
   o.min_failures = 0;
