@@ -125,10 +125,13 @@ sail::completer_stats pool_stats(caf::actor_system& sys, sail::runtime& rt) {
   return result;
 }
 
+/// Retries decided by the retry policy (not the pool's pauses and
+/// re-dispatches, nor the HTTP client's own stale-connection replays).
 uint64_t total_retries(const sail::completer_stats& s) {
   uint64_t n = 0;
   for (auto& [cause, count] : s.retries_by_cause)
-    if (cause != "pool_pause" && cause != "worker_restart" && cause != "redispatch")
+    if (cause != "pool_pause" && cause != "worker_restart" && cause != "redispatch"
+        && cause != "stale_connection")
       n += count;
   return n;
 }
@@ -263,8 +266,9 @@ struct down_figures {
   sail::retry_guard_stats guard_after;
 };
 
-/// Phase 3 on `rt`: `count` samples; Sail down for `down` as soon as the
-/// lanes are in flight, `extra` lanes more from one second into it, then up.
+/// Phase 3 on `rt`: `count` samples; Sail down for `down` from the first
+/// tick (the lanes' samples in flight), `extra` lanes more from one second
+/// into it, then up.
 down_figures run_down_up(sail::bench::emulator_child& child, caf::actor_system& sys,
                          sail::runtime& rt, soak_loop& loop, size_t count, size_t lanes,
                          size_t extra, clock_type::duration down, soak_loop::result& out) {
@@ -280,10 +284,8 @@ down_figures run_down_up(sail::bench::emulator_child& child, caf::actor_system& 
       active_lanes += extra;
       extended = true;
     }
-    if (!was_down) {
+    if (!was_down) { // the first tick: every lane has its sample in flight
       auto s = pool_stats(sys, rt);
-      if (s.in_flight < lanes && elapsed < 5s)
-        return;
       f.in_flight = s.in_flight;
       f.guard_before = s.guard;
       retries0 = total_retries(s);
@@ -372,13 +374,14 @@ int main(int argc, char** argv) {
   }
   std::printf("soak_bench: %u cores; emulator in a child process (%zu thread, zero latency); "
               "%zu lanes; pool: %zu workers, default retry options (no attempt cap), budget "
-              "ratio %.2f + %.0f/s over %.0f s, breaker %u failures >= %.0f %% within %.0f s, "
-              "probes after %.0f..%.0f s\n",
+              "ratio %.2f + %.0f/s over %.0f s, breaker %u failures >= %.0f %% within %.0f s "
+              "or %u in a row, probes after %.0f..%.0f s\n",
               std::thread::hardware_concurrency(), eopts.threads, lanes, opts.pool.workers,
               opts.pool.retry_budget.ratio, opts.pool.retry_budget.min_per_second,
               secs(opts.pool.retry_budget.window), opts.pool.breaker.min_failures,
               opts.pool.breaker.failure_ratio * 100, secs(opts.pool.breaker.window),
-              secs(opts.pool.breaker.open_delay), secs(opts.pool.breaker.max_open_delay));
+              opts.pool.breaker.consecutive_failures, secs(opts.pool.breaker.open_delay),
+              secs(opts.pool.breaker.max_open_delay));
   std::fflush(stdout);
 
   int rc = 0;
