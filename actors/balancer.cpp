@@ -26,6 +26,7 @@ void merge_into(completer_stats& sum, const completer_stats& x) {
     sum.failed_by_kind[k] += v;
   for (auto& [k, v] : x.retries_by_cause)
     sum.retries_by_cause[k] += v;
+  merge_into(sum.guard, x.guard);
 }
 
 /// One stats request: the ready nodes' answers, summed as they arrive; a node

@@ -321,6 +321,7 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
             auto merged = own;
             merged.polls = pool.polls;
             merged.retries_by_cause = pool.retries_by_cause;
+            merged.guard = pool.guard;
             rp.deliver(std::move(merged));
           },
           [rp, own](caf::error&) mutable { rp.deliver(own); });

@@ -13,6 +13,11 @@
 // rather than re-runs. An attempt cap stops poison jobs; results from an
 // earlier attempt are ignored.
 //
+// The pool's retry_guard (net/retry_guard.hpp), shared with its workers,
+// bounds the retry load: every attempt asks it first (retry budget, circuit
+// breaker); while the breaker is open new work is refused with `unavailable`
+// and work in flight waits, with its deadline, for the breaker to close.
+//
 // Workers run many jobs each: create the background response, poll it with
 // an adaptive interval, decode it. HTTP completions come back as messages
 // through weak handles (http_bridge.hpp).
@@ -28,6 +33,7 @@
 
 #include "sail_tinker/actors/http_bridge.hpp"
 #include "sail_tinker/messages/interfaces.hpp"
+#include "sail_tinker/net/retry_guard.hpp"
 #include "sail_tinker/net/retry_policy.hpp"
 
 namespace sail {
@@ -65,8 +71,17 @@ struct pool_options {
   /// Timing per completion window; unknown windows use `default_timing`.
   std::map<std::string, window_timing> windows = default_windows();
   window_timing default_timing;
-  /// HTTP retries of one call (create or poll).
+  /// HTTP retries of one call (create or poll), bounded by the sample's
+  /// deadline (retry.max_attempts 0: no other cap).
   retry_options retry;
+  /// Bound on the pool's retries: at most retry_budget.ratio retries per
+  /// first attempt in a sliding window, plus a floor.
+  retry_budget_options retry_budget;
+  /// Sustained failure of Sail: probe instead of hammering, refuse new work.
+  circuit_breaker_options breaker;
+  /// Called on every change of the breaker's state (from any thread; keep it
+  /// short), e.g. to log it.
+  retry_guard::listener on_breaker_change;
   /// Seed for jitter (0: random).
   uint64_t seed = 0;
 

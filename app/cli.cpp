@@ -316,10 +316,25 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.poll_growth, "poll-growth", "poll interval growth factor")
     .add(t.poll_jitter, "poll-jitter", "poll interval jitter (+/- fraction)")
     .add(t.pool_seed, "seed", "seed of the jitter (0: random)")
-    .add(t.retry_max_attempts, "retry-max-attempts", "HTTP attempts of one call (create or poll)")
+    .add(t.retry_max_attempts, "retry-max-attempts",
+         "cap on the HTTP attempts of one call (create or poll); 0: none, the sample's deadline")
     .add(t.retry_base_delay, "retry-base-delay", "backoff cap of the first retry")
     .add(t.retry_max_delay, "retry-max-delay", "upper bound of the backoff cap")
-    .add(t.retry_max_retry_after, "retry-max-retry-after", "cap on an honoured Retry-After");
+    .add(t.retry_max_retry_after, "retry-max-retry-after", "cap on an honoured Retry-After")
+    .add(t.retry_budget.ratio, "retry-budget-ratio", "retries allowed per first attempt in the window")
+    .add(t.retry_budget.min_per_second, "retry-budget-min-per-second",
+         "retries allowed per second of the window whatever the traffic")
+    .add(t.retry_budget.window, "retry-budget-window", "sliding window of the retry budget")
+    .add(t.breaker_min_failures, "breaker-min-failures",
+         "failures within the window that open the circuit breaker (0: no breaker)")
+    .add(t.breaker.failure_ratio, "breaker-failure-ratio",
+         "...if they are at least this share of the window's attempts")
+    .add(t.breaker_consecutive_failures, "breaker-consecutive-failures",
+         "failures in a row that open the circuit breaker at once (0: off)")
+    .add(t.breaker.window, "breaker-window", "sliding window of the circuit breaker")
+    .add(t.breaker.open_delay, "breaker-open-delay", "wait before the first probe (doubles per failed probe)")
+    .add(t.breaker.max_open_delay, "breaker-max-open-delay", "longest wait between probes")
+    .add(t.breaker.probe_timeout, "breaker-probe-timeout", "a probe without an answer is replaced after this");
   caf::config_option_adder{opts, "completer"}
     .add(t.group_policy, "group-policy", "fail_group | partial (a failed group member)")
     .add(t.max_group_size, "max-group-size", "largest n of sample_group")
@@ -466,8 +481,20 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
     return invalid_argument("pool.poll-growth", "must be >= 1");
   if (t.poll_jitter < 0.0 || t.poll_jitter >= 1.0)
     return invalid_argument("pool.poll-jitter", "must be within [0, 1)");
-  if (t.retry_max_attempts == 0)
-    return invalid_argument("pool.retry-max-attempts", "must be > 0");
+  if (t.retry_max_attempts > UINT32_MAX)
+    return invalid_argument("pool.retry-max-attempts", "must be within 0..4294967295");
+  if (t.breaker_min_failures > UINT32_MAX)
+    return invalid_argument("pool.breaker-min-failures", "must be within 0..4294967295");
+  if (t.breaker_consecutive_failures > UINT32_MAX)
+    return invalid_argument("pool.breaker-consecutive-failures",
+                            "must be within 0..4294967295");
+  if (auto err = t.retry_budget.validate("pool.retry-budget-"))
+    return err;
+  auto breaker = t.breaker;
+  breaker.min_failures = static_cast<uint32_t>(t.breaker_min_failures);
+  breaker.consecutive_failures = static_cast<uint32_t>(t.breaker_consecutive_failures);
+  if (auto err = breaker.validate("pool.breaker-"))
+    return err;
   p.workers = t.workers;
   p.max_in_flight = t.max_in_flight;
   p.max_queued = t.max_queued;
@@ -482,6 +509,15 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
   p.retry.base_delay = t.retry_base_delay;
   p.retry.max_delay = t.retry_max_delay;
   p.retry.max_retry_after = t.retry_max_retry_after;
+  p.retry_budget = t.retry_budget;
+  p.breaker = breaker;
+  p.on_breaker_change = [](breaker_state state, const std::string& detail) {
+    auto msg = std::string{"circuit breaker "} + to_string(state);
+    if (state == breaker_state::closed)
+      log_info("pool", msg, {{"detail", detail}});
+    else
+      log_warn("pool", msg, {{"detail", detail}});
+  };
   auto& c = opts.completer;
   if (t.group_policy == "fail_group" || t.group_policy.empty())
     c.group_policy = group_failure_policy::fail_group;

@@ -106,10 +106,15 @@ struct tuning {
   double poll_growth = 1.5;
   double poll_jitter = 0.2;
   size_t pool_seed = 0;
-  size_t retry_max_attempts = 6;
+  size_t retry_max_attempts = 0;
   caf::timespan retry_base_delay = std::chrono::milliseconds(250);
   caf::timespan retry_max_delay = std::chrono::seconds(30);
   caf::timespan retry_max_retry_after = std::chrono::seconds(60);
+  // [pool] retry budget and circuit breaker: defaults from the option structs
+  retry_budget_options retry_budget;
+  size_t breaker_min_failures = circuit_breaker_options{}.min_failures;
+  size_t breaker_consecutive_failures = circuit_breaker_options{}.consecutive_failures;
+  circuit_breaker_options breaker;
   // [completer]
   std::string group_policy;  ///< "" = the subcommand's default
   size_t max_group_size = 4096;

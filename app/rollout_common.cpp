@@ -245,6 +245,15 @@ void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row) {
   row("retries by cause", rep.counters ? render_map(rep.counters->retries_by_cause) : "n/a");
   row("polls", rep.counters ? std::to_string(rep.counters->polls) : "n/a");
+  if (rep.counters) {
+    auto& g = rep.counters->guard;
+    row("circuit breaker", g.breaker + ", opened " + std::to_string(g.breaker_opened) + "x, "
+                             + std::to_string(g.probes) + " probes, "
+                             + std::to_string(g.rejected) + " samples refused");
+    row("retry budget", std::to_string(g.budget_retries) + " retries of "
+                          + std::to_string(g.budget_allowed) + " allowed in the window, "
+                          + std::to_string(g.budget_denied) + " deferred");
+  }
   row("errors by kind", render_map(errors));
   for (auto& n : rep.nodes)
     row("node", n.address.to_string() + " " + to_string(n.state) + ", "

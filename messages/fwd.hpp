@@ -30,7 +30,7 @@ struct completer_stats;
 
 /// Wire version of the message vocabulary; nodes with a different value refuse
 /// each other's handshake (middleman.app-identifiers).
-inline constexpr const char* protocol_version = "sail-tinker.v2";
+inline constexpr const char* protocol_version = "sail-tinker.v3";
 
 } // namespace sail
 

@@ -408,6 +408,42 @@ typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
 
 // -- statistics ------------------------------------------------------------------
 
+/// The worker pool's retry budget and circuit breaker (net/retry_guard.hpp).
+struct retry_guard_stats {
+  /// "closed", "half_open" or "open" (merged: the worst of them).
+  std::string breaker = "closed";
+  /// Times the breaker opened.
+  uint64_t breaker_opened = 0;
+  /// While open: milliseconds until the next probe may go (else 0).
+  int64_t next_probe_ms = 0;
+  /// Probes sent (one attempt let through while open).
+  uint64_t probes = 0;
+  /// Attempts held back while the breaker was not closed.
+  uint64_t held = 0;
+  /// New samples refused at once (errc::unavailable).
+  uint64_t rejected = 0;
+  /// The budget's sliding window: first attempts, retries, and the retries it
+  /// allows (floor + ratio * first attempts).
+  uint64_t budget_requests = 0;
+  uint64_t budget_retries = 0;
+  uint64_t budget_allowed = 0;
+  /// Retries deferred because the budget was spent.
+  uint64_t budget_denied = 0;
+
+  friend bool operator==(const retry_guard_stats&, const retry_guard_stats&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, retry_guard_stats& x) {
+  return f(caf::meta::type_name("sail.retry_guard_stats"), x.breaker,
+           x.breaker_opened, x.next_probe_ms, x.probes, x.held, x.rejected,
+           x.budget_requests, x.budget_retries, x.budget_allowed, x.budget_denied);
+}
+
+/// Adds `x` to `sum` (several pools: counters add up, the breaker shows the
+/// worst state and the nearest probe).
+void merge_into(retry_guard_stats& sum, const retry_guard_stats& x);
+
 struct completer_stats {
   uint64_t in_flight = 0;
   uint64_t completed = 0;
@@ -415,6 +451,8 @@ struct completer_stats {
   uint64_t polls = 0;
   std::map<std::string, uint64_t> failed_by_kind;
   std::map<std::string, uint64_t> retries_by_cause;
+  /// The pool's retry budget and circuit breaker.
+  retry_guard_stats guard;
 
   friend bool operator==(const completer_stats&, const completer_stats&) = default;
 };
@@ -422,7 +460,7 @@ struct completer_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
   return f(caf::meta::type_name("sail.completer_stats"), x.in_flight,
-           x.completed, x.polls, x.failed_by_kind, x.retries_by_cause);
+           x.completed, x.polls, x.failed_by_kind, x.retries_by_cause, x.guard);
 }
 
 } // namespace sail

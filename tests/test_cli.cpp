@@ -798,6 +798,12 @@ TEST_CASE("cli: sample argument errors exit 2 and send nothing", "[cli][sample]"
   require_invalid(cli(sample_args({"--completer.group-policy=sometimes"}), env),
                   "completer.group-policy");
   require_invalid(cli(sample_args({"--sail.io-threads=0"}), env), "sail.io-threads");
+  require_invalid(cli(sample_args({"--pool.retry-budget-ratio=-1"}), env),
+                  "pool.retry-budget-ratio");
+  require_invalid(cli(sample_args({"--pool.breaker-failure-ratio=1.5"}), env),
+                  "pool.breaker-failure-ratio");
+  require_invalid(cli(sample_args({"--pool.breaker-open-delay=1min"}), env),
+                  "pool.breaker-open-delay");
   CHECK(emu.creates() == before);
 }
 
@@ -1010,6 +1016,21 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
   CHECK(doc.find("sail_tinker_samples_completed_total")[0]->value == 12);
   CHECK(doc.find("sail_tinker_samples_in_flight")[0]->value == 0);
   CHECK(doc.find("sail_tinker_polls_total")[0]->value >= 12);
+  // The retry budget and the circuit breaker (closed: Sail answered).
+  CHECK(doc.types.at("sail_tinker_breaker_state") == "gauge");
+  for (auto* s : doc.find("sail_tinker_breaker_state"))
+    CHECK(s->value == (s->labels.at("state") == "closed" ? 1 : 0));
+  CHECK(doc.find("sail_tinker_breaker_state").size() == 3);
+  CHECK(doc.find("sail_tinker_breaker_opened_total")[0]->value == 0);
+  CHECK(doc.find("sail_tinker_breaker_next_probe_seconds")[0]->value == 0);
+  std::map<std::string, double> budget;
+  for (auto* s : doc.find("sail_tinker_retry_budget"))
+    budget[s->labels.at("window")] = s->value;
+  REQUIRE(budget.size() == 3);
+  // The floor (10/s over 10 s) plus one retry per first attempt of the window.
+  CHECK(budget["allowed"] == 100 + budget["requests"]);
+  CHECK(budget["retries"] == 0);
+  CHECK(doc.types.at("sail_tinker_retry_budget_denied_total") == "counter");
   std::set<std::string> kinds;
   for (auto* s : doc.find("sail_tinker_samples_failed_total")) {
     kinds.insert(s->labels.at("kind"));

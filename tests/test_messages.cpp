@@ -262,8 +262,10 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
   sail_job j{"k", "{}", {h}, "priority", "g", std::chrono::seconds(5),
              std::chrono::minutes(10), {}, "", {}};
   CHECK(roundtrip(j) == j);
-  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}};
+  retry_guard_stats g{"open", 2, 1500, 3, 40, 5, 100, 60, 110, 7};
+  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, g};
   CHECK(roundtrip(s) == s);
+  CHECK(roundtrip(s)->guard.breaker == "open");
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
@@ -318,7 +320,8 @@ TEST_CASE("the error enum names every kind", "[errors]") {
          {errc::cancelled, "cancelled"},
          {errc::not_configured, "not_configured"},
          {errc::node_down, "node_down"},
-         {errc::io_error, "io_error"}}) {
+         {errc::io_error, "io_error"},
+         {errc::unavailable, "unavailable"}}) {
     CHECK(to_string(code) == name);
     CHECK(parse_errc(name) == code);
   }
