@@ -209,7 +209,10 @@ void check_invariants(const signed_url& x) {
 
 void check_invariants(const caf::error& x) {
   (void) render(x);
-  if (auto code = code_of(x))
+  // CAF's rendering through the registered renderers (sail::render_error for
+  // the "sail" category), as in CAF's own log and exit messages.
+  (void) sys->render(x);
+  if (code_of(x))
     (void) info_of(x);
 }
 
