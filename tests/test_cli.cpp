@@ -933,6 +933,12 @@ TEST_CASE("cli: serve refuses an incomplete mutual TLS configuration off loopbac
     require_invalid(res, "[field=openssl]");
     CHECK(contains(res.err, "missing openssl.key, openssl.cafile or openssl.capath"));
   }
+  // The keys count from caf-application.ini too.
+  temp_dir dir;
+  dir.write("caf-application.ini", "[openssl]\ncafile=\"/nonexistent/ca.pem\"\n");
+  auto res = cli({"serve", "--host", "0.0.0.0", "--port", "0"}, serve_env(), dir.path.string());
+  require_invalid(res, "[field=openssl]");
+  CHECK(contains(res.err, "missing openssl.certificate, openssl.key)"));
 }
 
 TEST_CASE("cli: serve --insecure-plaintext starts off loopback and warns", "[cli][serve]") {
