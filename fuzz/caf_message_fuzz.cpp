@@ -33,7 +33,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -76,6 +78,98 @@ template <class T>
 caf::error load(const char* data, size_t size, T& x) {
   caf::binary_deserializer source{*sys, data, size};
   return source(x);
+}
+
+// -- what may be saved again ------------------------------------------------------
+//
+// CAF 0.17.6 cannot save a non-finite float: pack754 loops forever on an
+// infinity and converts a NaN to an integer (UB) -- CAF #1107, the reason the
+// message types refuse non-finite doubles in their callbacks. A peer's message
+// may still carry builtin floats anywhere (an element, an error's context, a
+// nested message); a node never saves what it received (an unexpected message
+// is dropped with a context-free error), so the round-trip check below only
+// runs on values whose every float is finite, and skips values holding types
+// it cannot look into (CAF's stream, down/exit and config_value types).
+
+bool saveable(const caf::message& msg, int depth);
+
+bool saveable(const caf::error& err, int depth) {
+  return !err || saveable(err.context(), depth + 1);
+}
+
+bool saveable(const sample_outcome& x, int depth) {
+  return saveable(x.error, depth);
+}
+
+bool saveable(const std::vector<sample_outcome>& xs, int depth) {
+  for (auto& x : xs)
+    if (!saveable(x, depth))
+      return false;
+  return true;
+}
+
+bool saveable(const group_result& x, int depth) {
+  return saveable(x.members, depth);
+}
+
+template <class T>
+bool saveable(const T&, int) {
+  return true;
+}
+
+template <class T>
+bool is(const caf::message& msg, size_t i) {
+  return msg.match_element<T>(i);
+}
+
+template <class... Ts>
+bool one_of(const caf::message& msg, size_t i) {
+  return (is<Ts>(msg, i) || ...);
+}
+
+bool saveable(const caf::message& msg, int depth) {
+  if (depth > 64)
+    return false;
+  for (size_t i = 0; i < msg.size(); ++i) {
+    if (is<float>(msg, i)) {
+      if (!std::isfinite(msg.get_as<float>(i)))
+        return false;
+    } else if (is<double>(msg, i)) {
+      if (!std::isfinite(msg.get_as<double>(i)))
+        return false;
+    } else if (is<long double>(msg, i)) {
+      if (!std::isfinite(msg.get_as<long double>(i)))
+        return false;
+    } else if (is<caf::error>(msg, i)) {
+      if (!saveable(msg.get_as<caf::error>(i), depth))
+        return false;
+    } else if (is<caf::message>(msg, i)) {
+      if (!saveable(msg.get_as<caf::message>(i), depth + 1))
+        return false;
+    } else if (is<sample_outcome>(msg, i)) {
+      if (!saveable(msg.get_as<sample_outcome>(i), depth))
+        return false;
+    } else if (is<group_result>(msg, i)) {
+      if (!saveable(msg.get_as<group_result>(i), depth))
+        return false;
+    } else if (is<std::vector<sample_outcome>>(msg, i)) {
+      if (!saveable(msg.get_as<std::vector<sample_outcome>>(i), depth))
+        return false;
+    } else if (!one_of<bool, int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t,
+                       uint64_t, caf::atom_value, std::string, std::u16string,
+                       std::u32string, caf::timespan, caf::timestamp,
+                       std::vector<std::string>, std::map<std::string, std::string>,
+                       std::set<std::string>, caf::actor, caf::actor_addr,
+                       caf::strong_actor_ptr, caf::node_id, error_info, voyage,
+                       model_input, stop_condition, tokens_with_logprobs, tinker_path,
+                       signed_url, resolve_request, completer_config, sample_request,
+                       http_header, sail_job, completer_stats, completer_actor,
+                       std::vector<tokens_with_logprobs>, std::vector<sample_request>,
+                       std::vector<http_header>>(msg, i)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 /// Save, load, save: the bytes must not change.
@@ -230,9 +324,11 @@ void fuzz_one(const char* data, size_t size) {
   if (load(data, size, x))
     return;
   check_invariants(x);
+  (void) caf::deep_to_string(x);
+  if (!saveable(x, 0))
+    return;
   auto y = round_trip(x);
   check_invariants(y);
-  (void) caf::deep_to_string(x);
 }
 
 // -- whole messages --------------------------------------------------------------
@@ -270,6 +366,8 @@ void fuzz_message(const char* data, size_t size) {
       && msg.match_element<sample_request>(1) && msg.match_element<uint32_t>(2))
     (void) (msg.get_as<uint32_t>(2) == 0);
   (void) caf::to_string(msg);
+  if (!saveable(msg, 0))
+    return;
   auto bytes = save(msg);
   caf::message again;
   require(!load(bytes.data(), bytes.size(), again), "a saved message does not load again");
