@@ -294,6 +294,12 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
   st.resolver = std::move(resolver);
   st.opts = opts;
   self->set_exit_handler([=](caf::exit_msg& em) { completer_logic{self}.shutdown(em.reason); });
+  // Handed to remote trainers by a service node: a peer's unexpected message
+  // is dropped unprinted (see service_behavior: printing one could crash the
+  // node), and so is a down message (this actor monitors nothing; CAF's
+  // default down handler prints it).
+  self->set_default_handler(caf::drop);
+  self->set_down_handler([](caf::down_msg&) {});
   return {
     [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
       if (auto err = validate(req))

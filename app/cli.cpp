@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <caf/config_option_adder.hpp>
 #include <caf/config_value.hpp>
@@ -444,6 +446,18 @@ caf::error check_http_url(std::string_view field, std::string_view url) {
                             "expected an absolute http(s) URL without query, got \""
                               + redact_url(url) + "\"");
   return caf::none;
+}
+
+bool is_loopback_host(std::string_view host) {
+  if (host.size() == 9
+      && std::equal(host.begin(), host.end(), "localhost", [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         }))
+    return true;
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(std::string{host}, ec);
+  // address_v6::is_loopback() is true for ::1 only, not for ::ffff:127.x.
+  return !ec && addr.is_loopback();
 }
 
 caf::expected<runtime_options> make_runtime_options(const tuning& t,

@@ -181,6 +181,12 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
 /// Checks an absolute http(s) base URL (invalid_argument naming `field`).
 caf::error check_http_url(std::string_view field, std::string_view url);
 
+/// True if a listener bound to `host` is reachable from this machine only:
+/// "localhost" (any case), an IPv4 address in 127.0.0.0/8, or ::1. Anything
+/// else is not: 0.0.0.0, ::, "" (all interfaces), an IPv4-mapped IPv6
+/// address (::ffff:127.0.0.1), other names (never resolved here).
+bool is_loopback_host(std::string_view host);
+
 /// Applies --log-level / --log-format (flags win over [log] config). Returns
 /// invalid_argument for bad values.
 caf::error setup_logging(const parsed_args& args, const tuning& t,

@@ -229,6 +229,9 @@ front_behavior(completer_actor::stateful_pointer<front_state> self, completer_ac
   // The front's lifetime follows the completer's.
   self->monitor(self->state.inner);
   self->set_down_handler([=](caf::down_msg& dm) { self->quit(dm.reason); });
+  // Remote trainers talk to this front: their unexpected messages are dropped
+  // unprinted (see service_behavior: printing one could crash the node).
+  self->set_default_handler(caf::drop);
   return {
     [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
       auto& st = self->state;

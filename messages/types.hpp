@@ -329,7 +329,8 @@ typename Inspector::result_type inspect(Inspector& f, sample_request& x) {
            x.key, x.group_id, x.prompt_cache_key, x.response_id, x.observer);
 }
 
-/// One member of a group: a result or an error.
+/// One member of a group: a result or an error, exactly one of them
+/// (serialization refuses a value with both or neither).
 struct sample_outcome {
   std::optional<tokens_with_logprobs> result;
   caf::error error;
@@ -343,8 +344,17 @@ struct sample_outcome {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sample_outcome& x) {
+  // A remote peer's outcome with neither (or both) would read as a failure
+  // without an error (found by fuzz/caf_message_fuzz).
+  auto check = [&x]() -> caf::error {
+    if (x.result.has_value() == static_cast<bool>(x.error))
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
   detail::optional_ref<tokens_with_logprobs> res{x.result};
-  return f(caf::meta::type_name("sail.sample_outcome"), res, x.error);
+  return f(caf::meta::type_name("sail.sample_outcome"),
+           caf::meta::save_callback(check), res, x.error,
+           caf::meta::load_callback(check));
 }
 
 /// Reply to sample_group: one outcome per member, in request order.

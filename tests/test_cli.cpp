@@ -22,6 +22,7 @@
 #include <boost/json/value.hpp>
 
 #include "sail_tinker/emulator/emulator.hpp"
+#include "support/certs_cluster.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/sync_http.hpp"
@@ -425,7 +426,8 @@ TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
       "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
       "--still-building", "--status-vocabulary", "--model-windows", "--request-log",
       "--archive-url-ttl-ms", "--webhook-timeout-ms", "balanced", "emulator_outcome"}},
-    {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate"}},
+    {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate",
+       "--insecure-plaintext"}},
     {"rollout",
      {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
       "--concurrency", "--nodes"}},
@@ -1061,4 +1063,112 @@ TEST_CASE("cli: serve argument errors exit 2", "[cli][serve]") {
   require_invalid(cli({"serve", "extra"}, env), "arguments");
   // Trainers bring the completer configuration; the node has none of its own.
   require_invalid(cli({"serve", "--model", "Qwen/Qwen3-8B"}, env), "model");
+}
+
+// -- serve off loopback (issue 14) ------------------------------------------------------------
+
+namespace {
+
+/// Environment of a serve process that never reaches Sail (it exits or is
+/// stopped before any sample).
+env_map serve_env() {
+  auto env = clean_env();
+  env["SAIL_API_KEY"] = "sk_x";
+  env["SAIL_BASE_URL"] = "http://127.0.0.1:9";
+  return env;
+}
+
+/// Starts `serve` with `args`, waits for both listening lines (they must
+/// show `host`), stops it with SIGTERM and returns what it printed.
+process_result serve_until_listening(const std::string& host, std::vector<std::string> args) {
+  process_options opts;
+  opts.env = serve_env();
+  std::vector<std::string> full{"serve", "--host", host, "--port", "0", "--metrics-port", "0"};
+  full.insert(full.end(), args.begin(), args.end());
+  subprocess serve{binary(), full, opts};
+  auto caf_line = serve.wait_for_line("listening on caf://", 30s);
+  auto metrics_line = caf_line ? serve.wait_for_line("listening on http://", 30s) : std::nullopt;
+  serve.signal(SIGTERM);
+  auto done = serve.wait(30s);
+  INFO("host " << host << "\nstdout: " << done.out << "\nstderr: " << done.err);
+  REQUIRE(caf_line);
+  REQUIRE(metrics_line);
+  auto shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  CHECK(starts_with(*caf_line, "listening on caf://" + shown + ":"));
+  CHECK(starts_with(*metrics_line, "listening on http://" + shown + ":"));
+  CHECK_FALSE(done.timed_out);
+  CHECK(done.exit_code == 0);
+  return done;
+}
+
+} // namespace
+
+TEST_CASE("cli: serve refuses plaintext off loopback without --insecure-plaintext",
+          "[cli][serve]") {
+  // Anything but 127.0.0.0/8, ::1 and localhost is off loopback: all
+  // interfaces, an IPv4-mapped IPv6 address, other addresses and names.
+  for (std::string host : {"0.0.0.0", "::", "::ffff:127.0.0.1", "", "10.11.12.13",
+                           "node1.example", "127.1"}) {
+    INFO("host '" << host << "'");
+    auto res = cli({"serve", "--host", host, "--port", "0", "--metrics-port", "0"}, serve_env());
+    require_invalid(res, "[field=host]");
+    for (auto part : {"--openssl.certificate=FILE", "--openssl.key=FILE",
+                      "--openssl.cafile=FILE", "docs/cluster.md", "--insecure-plaintext",
+                      "--host 127.0.0.1"})
+      CHECK(contains(res.err, part));
+  }
+}
+
+TEST_CASE("cli: serve refuses an incomplete mutual TLS configuration off loopback",
+          "[cli][serve]") {
+  // Whatever --insecure-plaintext says: the node would be neither plaintext
+  // nor working TLS.
+  for (bool insecure : {false, true}) {
+    std::vector<std::string> args{"serve", "--host", "0.0.0.0", "--port", "0",
+                                  "--openssl.certificate=/nonexistent/node.pem"};
+    if (insecure)
+      args.push_back("--insecure-plaintext");
+    auto res = cli(args, serve_env());
+    require_invalid(res, "[field=openssl]");
+    CHECK(contains(res.err, "missing openssl.key, openssl.cafile or openssl.capath"));
+  }
+  // The keys count from caf-application.ini too.
+  temp_dir dir;
+  dir.write("caf-application.ini", "[openssl]\ncafile=\"/nonexistent/ca.pem\"\n");
+  auto res = cli({"serve", "--host", "0.0.0.0", "--port", "0"}, serve_env(), dir.path.string());
+  require_invalid(res, "[field=openssl]");
+  CHECK(contains(res.err, "missing openssl.certificate, openssl.key)"));
+}
+
+TEST_CASE("cli: serve --insecure-plaintext starts off loopback and warns", "[cli][serve]") {
+  auto res = serve_until_listening("0.0.0.0", {"--insecure-plaintext"});
+  CHECK(contains(res.err, "WARN  serve: INSECURE: plaintext CAF node on a non-loopback address "
+                          "(--insecure-plaintext)"));
+  CHECK(contains(res.err, "host=0.0.0.0"));
+  CHECK(contains(res.err, "tls=false"));
+}
+
+TEST_CASE("cli: serve on loopback is unchanged", "[cli][serve]") {
+  // Any address of 127.0.0.0/8 and localhost; no flag, no warning.
+  for (std::string host : {"127.0.0.2", "localhost"}) {
+    auto res = serve_until_listening(host, {});
+    CHECK_FALSE(contains(res.err, "INSECURE"));
+    CHECK(contains(res.err, "tls=false"));
+  }
+  // The flag changes nothing on loopback.
+  auto res = serve_until_listening("127.0.0.1", {"--insecure-plaintext"});
+  CHECK_FALSE(contains(res.err, "INSECURE"));
+}
+
+TEST_CASE("cli: serve with mutual TLS starts off loopback", "[cli][serve]") {
+  auto certs = sail::test::make_cluster_certs(1);
+  struct cleanup {
+    sail::test::cluster_certs c;
+    ~cleanup() { sail::test::remove_cluster_certs(c); }
+  } guard{certs};
+  auto res = serve_until_listening("0.0.0.0", {"--openssl.certificate=" + certs.peers[0].cert,
+                                               "--openssl.key=" + certs.peers[0].key,
+                                               "--openssl.cafile=" + certs.ca});
+  CHECK_FALSE(contains(res.err, "INSECURE"));
+  CHECK(contains(res.err, "tls=true"));
 }

@@ -255,6 +255,44 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_outcome and group_resul
   CHECK(info_of(r3->members[1].error)->body == "busy");
 }
 
+TEST_CASE_METHOD(caf_fixture, "a sample_outcome holds exactly one of result and error",
+                 "[messages][roundtrip]") {
+  // Found by fuzz/caf_message_fuzz: a peer could send a group member with
+  // neither (a failure without an error) or both.
+  sample_outcome neither{std::nullopt, caf::error{}};
+  CHECK(!roundtrip(neither));
+  CHECK(last_error == caf::sec::invalid_argument);
+  sample_outcome both{sample_output(), http_error(503, "busy")};
+  CHECK(!roundtrip(both));
+  CHECK(last_error == caf::sec::invalid_argument);
+  // The same bytes written field by field (flag, [result], error), as a
+  // peer that skips the check would send them: loading refuses them, also
+  // inside a group_result.
+  auto load_outcome = [this](bool with_result, const caf::error& err) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    auto twl = sample_output();
+    auto e = err;
+    REQUIRE(!(with_result ? sink(uint8_t{1}, twl, e) : sink(uint8_t{0}, e)));
+    sample_outcome out;
+    caf::binary_deserializer source{sys, buf};
+    auto res = source(out);
+    std::vector<char> group_buf;
+    caf::binary_serializer group_sink{sys, group_buf};
+    std::string gid = "g";
+    REQUIRE(!group_sink(gid, uint8_t{1}));  // group id, one member
+    group_buf.insert(group_buf.end(), buf.begin(), buf.end());
+    group_result g;
+    caf::binary_deserializer group_source{sys, group_buf};
+    CHECK(group_source(g) == res);
+    return res;
+  };
+  CHECK(load_outcome(false, caf::error{}) == caf::sec::invalid_argument);
+  CHECK(load_outcome(true, http_error(503, "busy")) == caf::sec::invalid_argument);
+  CHECK(!load_outcome(true, caf::error{}));
+  CHECK(!load_outcome(false, http_error(503, "busy")));
+}
+
 TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, completer_stats",
                  "[messages][roundtrip]") {
   http_header h{"Idempotency-Key", "k"};
@@ -379,6 +417,13 @@ TEST_CASE("redact_url keeps scheme, host and path only", "[secrets]") {
   CHECK(redact_url("https://user:pw@host.example:8443/a/b?sig=1#frag")
         == "https://host.example:8443/a/b?[REDACTED]");
   CHECK(redact_url("https://host.example/a") == "https://host.example/a");
+  // Found by fuzz/tinker_response_fuzz: a "://" inside the query of a
+  // relative or malformed URL was taken for the scheme separator and the
+  // query before it was kept.
+  CHECK(redact_url("/a.tar?sig=SECRET&next=http://x") == "/a.tar?[REDACTED]");
+  CHECK(redact_url("https:/h/p?sig=SECRET&u=http://GMT") == "https:/h/p?[REDACTED]");
+  CHECK(redact_url("host.example?sig=SECRET://x") == "host.example?[REDACTED]");
+  CHECK(redact_url("https://h.example/p?next=https://x") == "https://h.example/p?[REDACTED]");
   CHECK(redact_secrets("plain text stays") == "plain text stays");
   CHECK(redact_secrets("skeleton sk_ and tml-x stay") == "skeleton sk_ and tml-x stay");
 }
