@@ -6,6 +6,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <caf/binary_serializer.hpp>
+#include <caf/logger.hpp>
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
@@ -16,6 +17,20 @@
 namespace sail::py {
 
 namespace {
+
+/// CAF 0.17 keeps a reference to the system's logger in a thread-local of
+/// every thread that spawns (a scoped_actor too), and ~actor_system waits
+/// until the logger is gone: a Python thread that once started a runtime
+/// would hang another thread's shutdown forever. Every host operation drops
+/// its thread's reference when it ends.
+struct release_thread_logger {
+  release_thread_logger() = default;
+  release_thread_logger(const release_thread_logger&) = delete;
+  release_thread_logger& operator=(const release_thread_logger&) = delete;
+  ~release_thread_logger() {
+    caf::logger::set_current_actor_system(nullptr);
+  }
+};
 
 /// Bound of each shutdown step of an actor the binding owns (the bridge and
 /// the resolver answer open calls from memory on exit).
@@ -163,6 +178,7 @@ caf::expected<system_entry*> host::system_for(const system_settings& ss) {
 caf::expected<std::shared_ptr<completer_slot>>
 host::local_completer(const system_settings& ss, const std::string& runtime_key,
                       runtime_options opts, completer_config cfg) {
+  release_thread_logger release;
   std::lock_guard<std::mutex> guard{mtx_};
   auto e = system_for(ss);
   if (!e)
@@ -189,6 +205,7 @@ host::local_completer(const system_settings& ss, const std::string& runtime_key,
 
 caf::expected<std::shared_ptr<completer_slot>>
 host::cluster_completer(const system_settings& ss, cluster_options opts) {
+  release_thread_logger release;
   std::lock_guard<std::mutex> guard{mtx_};
   auto e = system_for(ss);
   if (!e)
@@ -231,6 +248,7 @@ host::cluster_completer(const system_settings& ss, cluster_options opts) {
 
 caf::expected<std::shared_ptr<resolver_slot>> host::resolver(resolver_options opts,
                                                              http_client_options http) {
+  release_thread_logger release;
   std::lock_guard<std::mutex> guard{mtx_};
   auto e = system_for(system_settings{});
   if (!e)
@@ -268,6 +286,7 @@ caf::expected<std::shared_ptr<resolver_slot>> host::resolver(resolver_options op
 }
 
 void host::close(completer_slot& slot) {
+  release_thread_logger release;
   std::unique_ptr<sail::cluster> done;
   {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -300,18 +319,24 @@ void host::close(completer_slot& slot) {
 }
 
 caf::expected<completer_stats> host::stats(completer_slot& slot) {
+  release_thread_logger release;
+  // Under the host's lock: shutdown() cannot take the system away meanwhile
+  // (the requests are bounded).
+  std::lock_guard<std::mutex> guard{mtx_};
   caf::actor_system* sys = nullptr;
   completer_actor completer;
+  sail::cluster* cl = nullptr;
   {
-    std::lock_guard<std::mutex> guard{mtx_};
+    // Never block holding the slot's lock: the event loop takes it per call.
     std::lock_guard<std::mutex> slot_guard{slot.mtx_};
     if (slot.closed_)
       return make_error(errc::cancelled, "the completer is closed");
-    if (slot.cluster_ != nullptr)
-      return slot.cluster_->stats();
+    cl = slot.cluster_;
     sys = slot.sys_;
     completer = slot.completer_;
   }
+  if (cl != nullptr)
+    return cl->stats();
   caf::scoped_actor self{*sys};
   caf::expected<completer_stats> result{completer_stats{}};
   self->request(completer, std::chrono::seconds(10), atom::stats_v)
@@ -343,6 +368,7 @@ bool host::wait_ready(completer_slot& slot, size_t n, caf::timespan timeout) {
 }
 
 void host::shutdown(bool final) {
+  release_thread_logger release;
   std::vector<std::unique_ptr<system_entry>> systems;
   {
     std::lock_guard<std::mutex> guard{mtx_};

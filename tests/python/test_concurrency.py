@@ -53,11 +53,11 @@ def test_another_thread_runs_while_samples_are_in_flight(emu):
 
     async def main():
         loop = asyncio.get_running_loop()
-        tasks = [asyncio.ensure_future(c(prompt(i))) for i in range(300)]
-        assert await emu.wait_until_async("posts", 300, 60)
+        tasks = [asyncio.ensure_future(c(prompt(i))) for i in range(200)]
+        assert await emu.wait_until_async("posts", 200, 60)
         worker = threading.Thread(target=compute)
         worker.start()
-        # The loop idles in select() with 300 samples in flight; the C++ side
+        # The loop idles in select() with 200 samples in flight; the C++ side
         # polls them without the GIL, so the other thread gets it.
         assert await loop.run_in_executor(None, finished.wait, 120)
         worker.join()
