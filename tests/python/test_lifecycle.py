@@ -72,7 +72,7 @@ EXIT_SCRIPTS = {
             c = sail_tinker.SailTokenCompleter("emulator/toy", 8, emulator=emu)
             for i in range(50):
                 asyncio.ensure_future(c([1, 2, i]))
-            assert emu.wait_until("posts", 50, 30)
+            assert await emu.wait_until_async("posts", 50, 30)
         asyncio.run(main())
     """,
     # A loop still running in a daemon thread, with samples in flight.
