@@ -56,6 +56,10 @@ async def step(completer: sail_tinker.SailTokenCompleter, prompts: list[ModelInp
     surrogate = -statistics.fmean(a * lp for a, lp in zip(advantages, logprob_sums))
     return {
         "samples": len(rewards),
+        # The toy model samples from the prompt and the request's fields; an
+        # emulator that mixes each sample's Idempotency-Key into its random
+        # stream gives every member of a group its own completion.
+        "distinct": statistics.fmean(len({tuple(m.tokens) for m in g}) for g in groups),
         "mean_reward": statistics.fmean(rewards),
         "stopped": sum(m.stop_reason == "stop" for g in groups for m in g),
         "surrogate": surrogate,
@@ -77,6 +81,7 @@ async def main(args: argparse.Namespace) -> int:
                 total += out["samples"]
                 print(f"step {s}: {out['samples']} samples, mean reward "
                       f"{out['mean_reward']:+.3f}, {out['stopped']} stopped at '.', "
+                      f"{out['distinct']:.1f} distinct completions per group, "
                       f"surrogate {out['surrogate']:+.3f}", flush=True)
             st = emu.stats()
             print(f"done: {total} samples, {st['inference_runs_total']} inference runs, "
