@@ -28,20 +28,19 @@ struct bridge_state {
   /// timeout stays in the clock until it fires.
   template <class T, class Handle, class... Ts>
   void call(const Handle& dst, caf::duration timeout,
-            std::function<void(caf::expected<T>)> done, Ts&&... xs) {
-    auto shared = std::make_shared<std::function<void(caf::expected<T>)>>(std::move(done));
+            std::shared_ptr<once_callback<T>> done, Ts&&... xs) {
     auto id = ++next;
-    open.emplace(id, [shared](caf::error err) { (*shared)(std::move(err)); });
+    open.emplace(id, [done](caf::error err) { (*done)(std::move(err)); });
     auto* st = this;
     self->request(dst, timeout, std::forward<Ts>(xs)...)
       .then(
-        [st, id, shared](T& res) {
-          if (st->open.erase(id) > 0)
-            (*shared)(std::move(res));
+        [st, id, done](T& res) {
+          st->open.erase(id);
+          (*done)(std::move(res));
         },
-        [st, id, shared](caf::error& err) {
-          if (st->open.erase(id) > 0)
-            (*shared)(std::move(err));
+        [st, id, done](caf::error& err) {
+          st->open.erase(id);
+          (*done)(std::move(err));
         });
   }
 

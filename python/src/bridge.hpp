@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <memory>
 #include <unordered_map>
+#include <utility>
 
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
@@ -18,13 +20,43 @@
 #include <caf/timespan.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/interfaces.hpp"
 
 namespace sail::py {
 
-using sample_done = std::function<void(caf::expected<tokens_with_logprobs>)>;
-using group_done = std::function<void(caf::expected<group_result>)>;
-using resolve_done = std::function<void(caf::expected<signed_url>)>;
+/// A completion callback that runs exactly once: with the reply, or with
+/// `cancelled` when the last reference goes away unanswered (a call message
+/// dropped from the mailbox of an exiting bridge, say). Never leaves a Python
+/// future waiting.
+template <class T>
+class once_callback {
+public:
+  using function = std::function<void(caf::expected<T>)>;
+
+  explicit once_callback(function fn) : fn_(std::move(fn)) {
+  }
+
+  once_callback(const once_callback&) = delete;
+  once_callback& operator=(const once_callback&) = delete;
+
+  ~once_callback() {
+    if (fn_)
+      fn_(make_error(errc::cancelled, "the call was dropped before it ran"));
+  }
+
+  void operator()(caf::expected<T> res) {
+    if (auto fn = std::exchange(fn_, nullptr))
+      fn(std::move(res));
+  }
+
+private:
+  function fn_;
+};
+
+using sample_done = std::shared_ptr<once_callback<tokens_with_logprobs>>;
+using group_done = std::shared_ptr<once_callback<group_result>>;
+using resolve_done = std::shared_ptr<once_callback<signed_url>>;
 
 /// One sample for `completer` (a local completer or a cluster balancer).
 struct sample_call {
@@ -59,7 +91,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::py::resolve_call)
 namespace sail::py {
 
 /// Local only. Every call's callback runs exactly once: with the reply, the
-/// error, or `cancelled` when the bridge exits.
+/// error, or `cancelled` when the bridge exits (once_callback).
 using bridge_actor = caf::typed_actor<caf::reacts_to<atom::sample, sample_call>,
                                       caf::reacts_to<atom::sample_group, group_call>,
                                       caf::reacts_to<atom::resolve, resolve_call>>;

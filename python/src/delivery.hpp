@@ -23,6 +23,7 @@
 #include <caf/expected.hpp>
 #include <pybind11/pybind11.h>
 
+#include "bridge.hpp"
 #include "sail_tinker/messages/types.hpp"
 
 namespace sail::py {
@@ -126,10 +127,12 @@ public:
   /// A new future on the loop and the id its completion will carry.
   std::pair<pyb::object, uint64_t> open_call(pyb::handle loop);
 
-  /// A callback for CAF that completes call `id` through the sink.
+  /// A callback for CAF that completes call `id` through the sink, exactly
+  /// once (bridge.hpp, once_callback).
   template <class T>
-  std::function<void(caf::expected<T>)> callback(uint64_t id) {
-    return [s = sink_, id](caf::expected<T> res) { s->push(completion{id, std::move(res)}); };
+  std::shared_ptr<once_callback<T>> callback(uint64_t id) {
+    return std::make_shared<once_callback<T>>(
+      [s = sink_, id](caf::expected<T> res) { s->push(completion{id, std::move(res)}); });
   }
 
   /// Forgets call `id` (it was never sent).
@@ -161,7 +164,9 @@ private:
   std::shared_ptr<sink> sink_;
   std::unordered_map<uint64_t, pyb::object> pending_;
   uint64_t next_ = 0;
-  boost::uuids::random_generator uuids_;
+  // Seeded once from the OS; random_generator (pure) makes a getrandom
+  // syscall per key.
+  boost::uuids::random_generator_mt19937 uuids_;
 };
 
 } // namespace sail::py

@@ -120,6 +120,21 @@ std::optional<completer_slot::target> completer_slot::get() const {
   return target{bridge_, completer_};
 }
 
+void completer_slot::abandon() {
+  completer_actor completer;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (closed_ || is_cluster())
+      return;
+    closed_ = true;
+    completer = std::move(completer_);
+    completer_ = nullptr;
+    bridge_ = nullptr;
+  }
+  if (completer)
+    caf::anon_send_exit(completer, caf::exit_reason::user_shutdown);
+}
+
 std::optional<resolver_slot::target> resolver_slot::get() const {
   std::lock_guard<std::mutex> guard{mtx_};
   if (closed_)

@@ -61,6 +61,11 @@ public:
     return !cluster_key_.empty();
   }
 
+  /// When its Python object goes away: a local completer exits (nobody can
+  /// await its samples any more); a cluster stays until shutdown(), since
+  /// stopping one blocks. Never blocks; takes only the slot's lock.
+  void abandon();
+
 private:
   friend class host;
   mutable std::mutex mtx_;

@@ -29,6 +29,17 @@ namespace {
 struct completer_ref {
   std::shared_ptr<completer_slot> slot;
 
+  completer_ref(std::shared_ptr<completer_slot> s) : slot(std::move(s)) {
+  }
+  completer_ref(const completer_ref&) = delete;
+  completer_ref& operator=(const completer_ref&) = delete;
+  completer_ref(completer_ref&&) = default;
+
+  ~completer_ref() {
+    if (slot)
+      slot->abandon();
+  }
+
   completer_slot::target target() const {
     auto t = slot->get();
     if (!t)
