@@ -1,8 +1,9 @@
 """Builds sail_tinker._native with the project's CMake (the whole repository
 is the CMake project; this directory is its python/ part) and packages it
 with the pure-Python sources. Used by `pip install --no-build-isolation
-./python`; the CMake build tree defaults to <repo>/build/pip
-(SAIL_TINKER_BUILD_DIR overrides it)."""
+./python`. The CMake build tree is <repo>/build/pip (configured here,
+Release); SAIL_TINKER_BUILD_DIR names another one, which is used as it is
+configured if it exists (e.g. build/dev)."""
 from __future__ import annotations
 
 import glob
@@ -25,7 +26,13 @@ class CMakeExtension(Extension):
 
 class CMakeBuild(build_ext):
     def build_extension(self, ext: Extension) -> None:
-        build_dir = os.environ.get("SAIL_TINKER_BUILD_DIR", os.path.join(ROOT, "build", "pip"))
+        build_dir = os.environ.get("SAIL_TINKER_BUILD_DIR")
+        if build_dir and os.path.exists(os.path.join(build_dir, "CMakeCache.txt")):
+            # An existing build tree (e.g. build/dev): build the module in it
+            # as it is configured.
+            self._build(build_dir, ext)
+            return
+        build_dir = build_dir or os.path.join(ROOT, "build", "pip")
         configure = ["cmake", "-S", ROOT, "-B", build_dir, "-G", "Ninja",
                      "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG",
                      f"-DPython3_EXECUTABLE={sys.executable}",
@@ -33,6 +40,9 @@ class CMakeBuild(build_ext):
         if shutil.which("ccache"):
             configure.append("-DCMAKE_CXX_COMPILER_LAUNCHER=ccache")
         subprocess.check_call(configure)
+        self._build(build_dir, ext)
+
+    def _build(self, build_dir: str, ext: Extension) -> None:
         jobs = os.environ.get("JOBS", str(os.cpu_count() or 1))
         subprocess.check_call(["cmake", "--build", build_dir, "--target", "sail_tinker_python",
                                "-j", jobs])
