@@ -11,6 +11,7 @@
 #include "convert.hpp"
 #include "delivery.hpp"
 #include "host.hpp"
+#include "sail_tinker/actors/completer.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
 #include "sail_tinker/net/tinker_codec.hpp"
@@ -97,9 +98,12 @@ pyb::tuple dispatch_group(dispatcher& d, pyb::handle loop, const completer_ref& 
                           pyb::handle max_tokens) {
   if (PyBool_Check(n_obj.ptr()) || !PyLong_Check(n_obj.ptr()))
     throw pyb::type_error("n must be an int");
-  auto n = n_obj.cast<int64_t>();
-  if (n < 1 || n > 4096)
-    raise_error(invalid_argument("n", "group size must be within 1..4096"));
+  int overflow = 0;
+  auto n = PyLong_AsLongLongAndOverflow(n_obj.ptr(), &overflow);
+  // The completer's bound (a node may have its own; it answers typed).
+  const auto max_n = static_cast<long long>(completer_options{}.max_group_size);
+  if (overflow != 0 || n < 1 || n > max_n)
+    raise_error(invalid_argument("n", "group size must be within 1.." + std::to_string(max_n)));
   auto req = make_request(prompt, stop, max_tokens);
   // Member keys are key + "." + i; the group id is what cancel names.
   req.key = d.new_key();
@@ -124,8 +128,9 @@ pyb::object dispatch_resolve(dispatcher& d, pyb::handle loop, const resolver_ref
   if (!ttl.is_none()) {
     if (PyBool_Check(ttl.ptr()) || !PyLong_Check(ttl.ptr()))
       throw pyb::type_error("ttl_seconds must be an int or None");
-    auto v = ttl.cast<int64_t>();
-    if (v <= 0)
+    int overflow = 0;
+    auto v = PyLong_AsLongLongAndOverflow(ttl.ptr(), &overflow);
+    if (overflow != 0 || v <= 0)
       raise_error(invalid_argument("ttl_seconds", "ttl_seconds must be > 0"));
     req.ttl_seconds = v;
   }
