@@ -5,14 +5,12 @@ import asyncio
 import datetime
 import json
 import weakref
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import _native
 from ._types import TokensWithLogprobs
 
 __all__ = ["SailTokenCompleter", "get_tinker_checkpoint_signed_url_async", "shutdown"]
-
-StopCondition = "None | int | str | list[int] | list[str]"
 
 # One dispatcher per event loop: the futures of that loop's calls in flight
 # and the queue their results arrive in (C++, see python/src/delivery.hpp).

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import pytest
-
-import sail_tinker
 from conftest import completer, prompt
 
 

@@ -12,7 +12,7 @@ import textwrap
 import pytest
 
 import sail_tinker
-from conftest import FAST, TOY_MODEL, completer, prompt
+from conftest import completer, prompt
 
 
 def test_async_context_manager(emu):
