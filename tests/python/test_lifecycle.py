@@ -111,3 +111,27 @@ def test_interpreter_exit_is_clean(name):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "Fatal" not in proc.stderr
+
+
+def test_results_for_a_closed_loop_are_dropped(emu):
+    # Loop A submits 50 samples and is closed before they finish: their
+    # results find a closed loop (call_soon_threadsafe raises; the binding
+    # drops them). The completer keeps serving other loops.
+    c = completer(emu)
+    loop = asyncio.new_event_loop()
+    tasks = []
+
+    async def submit():
+        tasks.extend(asyncio.ensure_future(c(prompt(i))) for i in range(50))
+        await asyncio.sleep(0)  # let each task send its sample
+
+    loop.run_until_complete(submit())
+    loop.close()
+    for t in tasks:
+        t._log_destroy_pending = False  # pending on purpose
+    assert emu.wait_until("inference_runs", 50, 60)
+
+    async def more():
+        return await asyncio.gather(*(c(prompt(100 + i)) for i in range(10)))
+
+    assert all(len(o.tokens) == 8 for o in asyncio.run(more()))
