@@ -1,6 +1,7 @@
 #include "host.hpp"
 
 #include <algorithm>
+#include <condition_variable>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -83,6 +84,27 @@ struct resolver_host {
 
 } // namespace
 
+/// A cluster and the threads blocked in wait_ready() on it: it is destroyed
+/// only after they left (its shutdown wakes them: every node is `stopped`).
+struct cluster_box {
+  std::unique_ptr<sail::cluster> cl;
+  size_t users = 0;  ///< completers (guarded by the host's lock)
+  std::mutex mtx;
+  std::condition_variable cv;
+  size_t waiting = 0;
+
+  /// Shuts the cluster down (bounded), waits for the waiters to leave and
+  /// destroys it, so that nothing of it outlives its actor system.
+  void stop() {
+    cl->shutdown();
+    {
+      std::unique_lock<std::mutex> lock{mtx};
+      cv.wait(lock, [this] { return waiting == 0; });
+    }
+    cl.reset();
+  }
+};
+
 /// One actor system and everything started in it.
 struct system_entry {
   std::string key;
@@ -90,11 +112,7 @@ struct system_entry {
   std::unique_ptr<caf::actor_system> sys;
   bridge_actor bridge;
   std::map<std::string, std::unique_ptr<runtime>> runtimes;
-  struct cluster_entry {
-    std::unique_ptr<sail::cluster> cl;
-    size_t users = 0;
-  };
-  std::map<std::string, cluster_entry> clusters;
+  std::map<std::string, std::shared_ptr<cluster_box>> clusters;
   std::map<std::string, std::unique_ptr<resolver_host>> resolvers;
   std::vector<std::weak_ptr<completer_slot>> slots;
 };
@@ -247,16 +265,18 @@ host::cluster_completer(const system_settings& ss, cluster_options opts) {
     auto cl = sail::cluster::start(sys, std::move(opts));
     if (!cl)
       return std::move(cl.error());
-    i = cls.emplace(key, system_entry::cluster_entry{std::move(*cl), 0}).first;
+    auto box = std::make_shared<cluster_box>();
+    box->cl = std::move(*cl);
+    i = cls.emplace(key, std::move(box)).first;
   }
-  ++i->second.users;
+  ++i->second->users;
   auto slot = std::make_shared<completer_slot>();
   slot->bridge_ = (*e)->bridge;
-  slot->completer_ = i->second.cl->handle();
+  slot->completer_ = i->second->cl->handle();
   slot->sys_ = &sys;
   slot->owner_ = *e;
   slot->cluster_key_ = key;
-  slot->cluster_ = i->second.cl.get();
+  slot->cluster_ = i->second;
   (*e)->slots.push_back(slot);
   return slot;
 }
@@ -302,10 +322,10 @@ caf::expected<std::shared_ptr<resolver_slot>> host::resolver(resolver_options op
 
 void host::close(completer_slot& slot) {
   release_thread_logger release;
-  std::unique_ptr<sail::cluster> done;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     completer_actor completer;
+    std::shared_ptr<cluster_box> box;
     {
       std::lock_guard<std::mutex> slot_guard{slot.mtx_};
       if (slot.closed_)
@@ -314,6 +334,8 @@ void host::close(completer_slot& slot) {
       completer = std::move(slot.completer_);
       slot.completer_ = nullptr;
       slot.bridge_ = nullptr;
+      box = std::move(slot.cluster_);
+      slot.cluster_ = nullptr;
     }
     if (!slot.is_cluster()) {
       // The runtime keeps the (dead) handle until it shuts down.
@@ -321,16 +343,13 @@ void host::close(completer_slot& slot) {
         caf::anon_send_exit(completer, caf::exit_reason::user_shutdown);
       return;
     }
-    auto& cls = slot.owner_->clusters;
-    auto i = cls.find(slot.cluster_key_);
-    if (i != cls.end() && --i->second.users == 0) {
-      done = std::move(i->second.cl);
-      cls.erase(i);
+    if (box && --box->users == 0) {
+      slot.owner_->clusters.erase(slot.cluster_key_);
+      // Bounded; open samples fail with `cancelled`. Under the host's lock,
+      // so that shutdown() cannot destroy the actor system meanwhile.
+      box->stop();
     }
-    slot.cluster_ = nullptr;
   }
-  if (done)
-    done->shutdown();  // bounded; open samples fail with `cancelled`
 }
 
 caf::expected<completer_stats> host::stats(completer_slot& slot) {
@@ -340,18 +359,18 @@ caf::expected<completer_stats> host::stats(completer_slot& slot) {
   std::lock_guard<std::mutex> guard{mtx_};
   caf::actor_system* sys = nullptr;
   completer_actor completer;
-  sail::cluster* cl = nullptr;
+  std::shared_ptr<cluster_box> box;
   {
     // Never block holding the slot's lock: the event loop takes it per call.
     std::lock_guard<std::mutex> slot_guard{slot.mtx_};
     if (slot.closed_)
       return make_error(errc::cancelled, "the completer is closed");
-    cl = slot.cluster_;
+    box = slot.cluster_;
     sys = slot.sys_;
     completer = slot.completer_;
   }
-  if (cl != nullptr)
-    return cl->stats();
+  if (box)
+    return box->cl->stats();
   caf::scoped_actor self{*sys};
   caf::expected<completer_stats> result{completer_stats{}};
   self->request(completer, std::chrono::seconds(10), atom::stats_v)
@@ -363,23 +382,44 @@ caf::expected<completer_stats> host::stats(completer_slot& slot) {
 std::vector<node_status> host::status(completer_slot& slot) {
   std::lock_guard<std::mutex> guard{mtx_};
   std::lock_guard<std::mutex> slot_guard{slot.mtx_};
-  if (slot.closed_ || slot.cluster_ == nullptr)
+  if (slot.closed_ || !slot.cluster_)
     return {};
-  return slot.cluster_->status();
+  return slot.cluster_->cl->status();  // the monitor's snapshot: never blocks
 }
 
 bool host::wait_ready(completer_slot& slot, size_t n, caf::timespan timeout) {
-  sail::cluster* cl = nullptr;
+  std::shared_ptr<cluster_box> box;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     std::lock_guard<std::mutex> slot_guard{slot.mtx_};
-    if (slot.closed_ || slot.cluster_ == nullptr)
+    if (slot.closed_ || !slot.cluster_)
       return false;
-    cl = slot.cluster_;
+    box = slot.cluster_;
+    std::lock_guard<std::mutex> box_guard{box->mtx};
+    ++box->waiting;
   }
-  // Waiting outside the lock: close() of this slot is the caller's own
-  // business (one Python object), and a cluster outlives its users' calls.
-  return cl->wait_ready(n, timeout);
+  auto ready = [n](const std::vector<node_status>& xs) {
+    return static_cast<size_t>(std::count_if(xs.begin(), xs.end(), [](auto& x) {
+             return x.state == node_state::ready;
+           }))
+           >= n;
+  };
+  // Also wakes when the cluster stops (close() or shutdown() on another
+  // thread), which then waits for this call to leave before destroying it.
+  box->cl->wait_for(
+    [&](const std::vector<node_status>& xs) {
+      return ready(xs) || std::any_of(xs.begin(), xs.end(), [](auto& x) {
+               return x.state == node_state::stopped;
+             });
+    },
+    timeout);
+  bool result = ready(box->cl->status());
+  {
+    std::lock_guard<std::mutex> box_guard{box->mtx};
+    --box->waiting;
+  }
+  box->cv.notify_all();
+  return result;
 }
 
 void host::shutdown(bool final) {
@@ -390,11 +430,18 @@ void host::shutdown(bool final) {
     if (final)
       final_ = true;
     systems.swap(systems_);
+    // No new calls from here on; the handles go once the actors are down.
+    for (auto& e : systems)
+      for (auto& weak : e->slots)
+        if (auto slot = weak.lock()) {
+          std::lock_guard<std::mutex> slot_guard{slot->mtx_};
+          slot->closed_ = true;
+        }
   }
   for (auto& e : systems) {
     auto& sys = *e->sys;
-    for (auto& [key, c] : e->clusters)
-      c.cl->shutdown();
+    for (auto& [key, box] : e->clusters)
+      box->stop();
     for (auto& [key, rt] : e->runtimes)
       rt->shutdown();
     for (auto& [key, rh] : e->resolvers) {
@@ -412,7 +459,6 @@ void host::shutdown(bool final) {
     for (auto& weak : e->slots) {
       if (auto slot = weak.lock()) {
         std::lock_guard<std::mutex> slot_guard{slot->mtx_};
-        slot->closed_ = true;
         slot->completer_ = nullptr;
         slot->bridge_ = nullptr;
         slot->cluster_ = nullptr;

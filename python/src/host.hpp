@@ -44,6 +44,7 @@ struct system_settings {
 };
 
 struct system_entry;
+struct cluster_box;
 
 /// What a Python completer holds: the handles it sends to. Emptied (closed)
 /// by close() or shutdown(), so no Python object keeps an actor alive.
@@ -75,7 +76,7 @@ private:
   caf::actor_system* sys_ = nullptr;
   system_entry* owner_ = nullptr;
   std::string cluster_key_;  ///< non-empty in cluster mode
-  sail::cluster* cluster_ = nullptr;
+  std::shared_ptr<cluster_box> cluster_;
 };
 
 /// What the Python resolve call holds.

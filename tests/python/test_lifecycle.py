@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
 import sail_tinker
-from conftest import completer, prompt
+from conftest import TOY_MODEL, closed_port, completer, prompt
 
 
 def test_async_context_manager(emu):
@@ -135,3 +136,17 @@ def test_results_for_a_closed_loop_are_dropped(emu):
         return await asyncio.gather(*(c(prompt(100 + i)) for i in range(10)))
 
     assert all(len(o.tokens) == 8 for o in asyncio.run(more()))
+
+
+def test_closing_a_cluster_completer_wakes_wait_ready():
+    # Nobody listens: wait_ready would wait its whole timeout (10 min), but
+    # close() stops the cluster, which wakes it.
+    c = sail_tinker.SailTokenCompleter(TOY_MODEL, 8, nodes=[f"127.0.0.1:{closed_port()}"],
+                                       cluster_options={"retry_min": 0.05, "retry_max": 0.2})
+    result = []
+    t = threading.Thread(target=lambda: result.append(c.wait_ready(1, 600)))
+    t.start()
+    c.close()
+    t.join(120)
+    assert not t.is_alive()
+    assert result == [False]
