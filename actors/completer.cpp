@@ -18,7 +18,6 @@ namespace sail {
 
 namespace {
 
-using clock_type = std::chrono::system_clock;
 using sample_promise = caf::typed_response_promise<tokens_with_logprobs>;
 
 /// A sample that waits for the checkpoint's signed URL.
@@ -34,8 +33,12 @@ struct completer_state {
   worker_pool_actor pool;
   resolver_actor resolver;
   std::optional<tinker_path> checkpoint;
+  /// The checkpoint's current signed URL (its schedule set by the resolver).
   std::optional<signed_url> url;
   bool resolving = false;
+  /// Only the newest refresh timer acts (CAF 0.17 cannot cancel one).
+  uint64_t refresh_generation = 0;
+  /// Samples that arrived while no usable URL was known.
   std::vector<waiting_sample> waiting;
   /// Every open logical sample; each callback runs exactly once (on a
   /// result, an error, or with `cancelled` when the completer exits).
@@ -47,8 +50,10 @@ struct completer_state {
   std::string new_key() { return boost::uuids::to_string(uuids()); }
 };
 
-/// The completer's own interface: the public one plus its refresh timer.
-using completer_impl_actor = completer_actor::extend<caf::reacts_to<atom::refresh>>;
+/// The completer's own interface: the public one plus its refresh timer
+/// (carrying the generation it was armed with).
+using completer_impl_actor
+  = completer_actor::extend<caf::reacts_to<atom::refresh, uint64_t>>;
 
 using completer_ptr = completer_impl_actor::stateful_pointer<completer_state>;
 using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
@@ -67,7 +72,9 @@ public:
     };
     if (req.key.empty())
       req.key = st_.new_key();
-    if (st_.checkpoint && !url_fresh()) {
+    // A sample waits for a resolve only while no usable URL is known (at
+    // start, or after refreshes failed until the URL's use_until passed).
+    if (st_.checkpoint && !url_usable()) {
       st_.waiting.push_back({std::move(req), std::move(counted)});
       resolve_url();
       return;
@@ -89,8 +96,9 @@ public:
     self_->send(st_.pool, atom::cancel_v, what);
   }
 
-  void refresh() {
-    if (st_.checkpoint)
+  /// The background refresh timer (armed at the URL's refresh_at).
+  void refresh(uint64_t generation) {
+    if (st_.checkpoint && generation == st_.refresh_generation)
       resolve_url();
   }
 
@@ -124,11 +132,18 @@ public:
   }
 
 private:
-  bool url_fresh() const {
-    return st_.url
-           && clock_type::now() + st_.opts.url_refresh_margin < st_.url->expires;
+  bool url_usable() const {
+    return st_.url && caf::make_timestamp() < st_.url->use_until;
   }
 
+  void arm_refresh(caf::timestamp at) {
+    auto delay = std::max(caf::timespan{0}, at - caf::make_timestamp());
+    self_->delayed_send(self_, delay, atom::refresh_v, ++st_.refresh_generation);
+  }
+
+  /// Resolves the checkpoint's URL (one resolve at a time; a TTL, when
+  /// configured, is set by that same resolve: once per refresh, never per
+  /// sample). Samples keep using the current URL meanwhile.
   void resolve_url() {
     if (st_.resolving)
       return;
@@ -136,37 +151,49 @@ private:
     resolve_request rr{*st_.checkpoint, st_.cfg.tinker_ttl_seconds};
     auto self = self_;
     self_->request(st_.resolver, st_.opts.resolve_timeout, atom::resolve_v, rr)
-      .then(
-        [self](signed_url& url) {
-          auto& st = self->state;
-          st.resolving = false;
-          st.url = std::move(url);
-          // Refresh ahead of expiry, so samples rarely wait for a resolve.
-          auto lead = st.url->expires - clock_type::now() - st.opts.url_refresh_margin;
-          if (lead.count() > 0)
-            self->delayed_send(self, std::chrono::duration_cast<caf::timespan>(lead),
-                               atom::refresh_v);
-          auto waiting = std::move(st.waiting);
-          st.waiting.clear();
-          for (auto& x : waiting)
-            completer_logic{self}.submit(x.req, std::move(x.done));
-        },
-        [self](caf::error& err) {
-          auto& st = self->state;
-          st.resolving = false;
-          auto waiting = std::move(st.waiting);
-          st.waiting.clear();
-          for (auto& x : waiting)
-            x.done(err);
-        });
+      .then([self](signed_url& url) { completer_logic{self}.resolved(std::move(url)); },
+            [self](caf::error& err) { completer_logic{self}.resolve_failed(std::move(err)); });
+  }
+
+  void resolved(signed_url url) {
+    st_.resolving = false;
+    if (caf::make_timestamp() >= url.use_until) {
+      // Nothing to schedule: the next sample resolves again.
+      resolve_failed(inference_error("Tinker returned a signed URL that is "
+                                     "already at or past its expiry"));
+      return;
+    }
+    st_.url = std::move(url);
+    arm_refresh(st_.url->refresh_at);
+    auto waiting = std::move(st_.waiting);
+    st_.waiting.clear();
+    for (auto& x : waiting)
+      submit(x.req, std::move(x.done));
+  }
+
+  void resolve_failed(caf::error err) {
+    st_.resolving = false;
+    auto waiting = std::move(st_.waiting);
+    st_.waiting.clear();
+    for (auto& x : waiting)
+      x.done(err);
+    // A failed background refresh: the current URL still serves; try again
+    // within its remaining usable time.
+    if (url_usable()) {
+      auto left = st_.url->use_until - caf::make_timestamp();
+      auto retry = std::max(caf::timespan{std::chrono::milliseconds(100)}, left / 4);
+      arm_refresh(caf::make_timestamp() + retry);
+    }
   }
 
   void submit(const sample_request& req, sample_callback done) {
     auto cfg = st_.cfg;
+    caf::timestamp url_expires{};
     if (st_.checkpoint) {
       cfg.tinker_lora_signed_url = st_.url->url;
       cfg.tinker_checkpoint.reset();
       cfg.tinker_ttl_seconds.reset();
+      url_expires = st_.url->expires;
     }
     auto encoded = encode_create(cfg, req, req.key);
     if (!encoded)
@@ -177,6 +204,7 @@ private:
     job.headers = std::move(encoded->headers);
     job.completion_window = st_.cfg.completion_window;
     job.group_id = req.group_id;
+    job.url_expires = url_expires;
     if (st_.cfg.timeout)
       job.call_timeout = *st_.cfg.timeout;
     auto& deadlines = st_.opts.window_deadlines;
@@ -294,7 +322,7 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
           [rp, own](caf::error&) mutable { rp.deliver(own); });
       return rp;
     },
-    [=](atom::refresh) { completer_logic{self}.refresh(); },
+    [=](atom::refresh, uint64_t generation) { completer_logic{self}.refresh(generation); },
   };
 }
 

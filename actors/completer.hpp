@@ -37,8 +37,6 @@ struct completer_options {
   /// so completer and pool agree.
   std::map<std::string, caf::timespan> window_deadlines;
   caf::timespan default_deadline = std::chrono::minutes(15);
-  /// Resolve a tinker_checkpoint's signed URL again this long before expiry.
-  caf::timespan url_refresh_margin = std::chrono::minutes(2);
   /// Timeout of a resolve request.
   caf::timespan resolve_timeout = std::chrono::minutes(5);
 };

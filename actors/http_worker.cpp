@@ -182,6 +182,14 @@ private:
   }
 
   void send_create(worker_job& j) {
+    // No request ever carries an expired signed URL (completers stop using a
+    // URL a margin before its expiry; this catches creates still retrying).
+    if (j.job.url_expires != caf::timestamp{}
+        && caf::make_timestamp() >= j.job.url_expires)
+      return fail(j, make_error(errc::timeout,
+                                "the sample's signed checkpoint URL expired "
+                                "before its create was accepted",
+                                "tinker_lora_signed_url"));
     auto req = base_request(j, http::verb::post,
                             st_.opts->base_url + std::string{create_target});
     req.headers = j.job.headers;

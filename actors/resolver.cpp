@@ -106,11 +106,13 @@ public:
       return on_failure_status(r, kind, res);
     }
     if (res.status >= 200 && res.status < 400) {
+      auto now = caf::make_timestamp();
       auto url = decode_archive_response(res.status, res.header("Location"),
-                                         res.header("Expires"), res.body,
-                                         caf::make_timestamp());
-      if (url)
+                                         res.header("Expires"), res.body, now);
+      if (url) {
+        url = with_refresh_schedule(std::move(*url), st_.opts.refresh_margin, now);
         st_.cache[r.req.path.to_uri()] = *url;
+      }
       return finish(r, std::move(url));
     }
     if (res.status == 405 || res.status == 501)
@@ -125,7 +127,8 @@ private:
     auto i = st_.cache.find(uri);
     if (i == st_.cache.end())
       return std::nullopt;
-    if (caf::make_timestamp() + st_.opts.refresh_margin >= i->second.expires) {
+    // The completers' schedule too: past refresh_at a holder wants a new URL.
+    if (caf::make_timestamp() >= i->second.refresh_at) {
       st_.cache.erase(i);
       return std::nullopt;
     }

@@ -3,8 +3,9 @@
 // resolve(tinker_path, optional ttl_seconds): sets the TTL first when asked
 // (PUT .../ttl), then fetches the archive URL (GET .../archive; 302 + Location
 // or 200 JSON), retrying "still building" 503s and transient failures with
-// bounded backoff. URLs are cached per path until shortly before they expire;
-// concurrent resolves of one path share one REST call.
+// bounded backoff. URLs are cached per path until their refresh point
+// (signed_url::refresh_at); concurrent resolves of one path share one REST
+// call. A resolve with a TTL always calls Tinker (the PUT must happen).
 #pragma once
 
 #include <string>
@@ -27,8 +28,12 @@ struct resolver_options {
   retry_options retry = default_retry();
   /// Timeout of one HTTP call.
   caf::timespan call_timeout = std::chrono::seconds(30);
-  /// A cached URL is served until this long before it expires.
-  caf::timespan refresh_margin = std::chrono::seconds(60);
+  /// The one refresh margin of signed URLs (see with_refresh_schedule): a
+  /// URL is replaced from 2 margins before its expiry on (the cache stops
+  /// serving it, completers refresh it in the background) and is not sent in
+  /// new requests during its last margin. Shorter for URLs that live less
+  /// than 4 margins.
+  caf::timespan refresh_margin = std::chrono::minutes(2);
   /// Seed for backoff jitter (0: random).
   uint64_t seed = 0;
 

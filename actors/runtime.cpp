@@ -11,6 +11,7 @@
 #include <caf/send.hpp>
 
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/redact.hpp"
 
 namespace sail {
 
@@ -39,15 +40,6 @@ namespace {
 std::string env_or(const char* name, std::string fallback) {
   auto* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? std::string{value} : fallback;
-}
-
-caf::error check_base_url(const std::string& url) {
-  auto parsed = boost::urls::parse_absolute_uri(url);
-  if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https")
-      || parsed->host().empty() || parsed->has_query())
-    return invalid_argument("SAIL_BASE_URL", "Sail base URL must be an absolute "
-                                             "http(s) URL without a query");
-  return caf::none;
 }
 
 /// Forwards future/callback-style calls to a completer and runs the
@@ -141,9 +133,62 @@ void terminate_all(caf::actor_system& sys, const std::vector<Handle>& actors,
 
 // -- options --------------------------------------------------------------------------
 
+caf::expected<std::string> sail_host_for_mode(std::string_view mode) {
+  // Sail's Python SDK (sail-facts.md, "Endpoints"; /sdk-configuration).
+  if (mode == "prod")
+    return std::string{default_sail_base_url};
+  if (mode == "dev")
+    return std::string{"https://dev.sailresearch.com"};
+  if (mode == "staging")
+    return std::string{"https://staging.sailresearch.com"};
+  if (mode == "local")
+    return std::string{"http://localhost:8080"};
+  return invalid_argument("SAIL_MODE", "SAIL_MODE must be prod, dev, staging or "
+                                       "local, got \""
+                                         + redact_secrets(mode) + "\"");
+}
+
+caf::expected<std::string> normalize_sail_base_url(std::string url,
+                                                   std::string_view field) {
+  while (!url.empty() && url.back() == '/')
+    url.pop_back();
+  auto parsed = boost::urls::parse_absolute_uri(url);
+  if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https")
+      || parsed->host().empty() || parsed->has_query() || parsed->has_fragment())
+    return invalid_argument(std::string{field},
+                            "Sail base URL must be an absolute http(s) URL "
+                            "without query, got \""
+                              + redact_url(url) + "\"");
+  constexpr std::string_view v1 = "/v1";
+  if (url.size() >= v1.size()
+      && std::string_view{url}.substr(url.size() - v1.size()) == v1)
+    url.resize(url.size() - v1.size());
+  while (!url.empty() && url.back() == '/')
+    url.pop_back();
+  return url;
+}
+
+caf::expected<std::string> runtime_options::resolve_sail_base_url() const {
+  if (!sail_base_url.empty())
+    return normalize_sail_base_url(sail_base_url, sail_base_url_origin);
+  auto host = sail_host_for_mode(sail_mode);
+  if (!host)
+    return host;
+  return normalize_sail_base_url(std::move(*host), "SAIL_MODE");
+}
+
 runtime_options runtime_options::from_env() {
   runtime_options opts;
-  opts.sail_base_url = env_or("SAIL_BASE_URL", default_sail_base_url);
+  if (auto url = env_or("SAIL_BASE_URL", ""); !url.empty()) {
+    opts.sail_base_url = std::move(url);
+    opts.sail_base_url_origin = "SAIL_BASE_URL";
+  } else if (auto host = env_or("SAIL_API_URL", ""); !host.empty()) {
+    opts.sail_base_url = std::move(host);
+    opts.sail_base_url_origin = "SAIL_API_URL";
+  } else {
+    opts.sail_base_url.clear();
+    opts.sail_mode = env_or("SAIL_MODE", "prod");
+  }
   opts.sail_api_key = env_or("SAIL_API_KEY", "");
   opts.tinker_base_url = env_or("TINKER_BASE_URL", "");
   opts.tinker_api_key = env_or("TINKER_API_KEY", "");
@@ -167,10 +212,10 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
   if (opts.sail_api_key.empty())
     return make_error(errc::not_configured, "SAIL_API_KEY is not set",
                       "SAIL_API_KEY");
-  while (!opts.sail_base_url.empty() && opts.sail_base_url.back() == '/')
-    opts.sail_base_url.pop_back();
-  if (auto err = check_base_url(opts.sail_base_url))
-    return err;
+  auto base = opts.resolve_sail_base_url();
+  if (!base)
+    return std::move(base.error());
+  opts.sail_base_url = std::move(*base);
   std::unique_ptr<runtime> rt{new runtime(sys, std::move(opts))};
   auto& o = rt->opts_;
   auto client = http_client::make(rt->io_, o.http);

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -38,11 +39,30 @@
 
 namespace sail {
 
-/// Default Sail endpoint.
+/// Default Sail endpoint (SAIL_MODE=prod).
 inline constexpr const char* default_sail_base_url = "https://api.sailresearch.com";
 
+/// The API host of one of Sail's SDK modes (sail-facts.md, "Endpoints": prod,
+/// dev, staging, local); invalid_argument (field SAIL_MODE) for another name.
+caf::expected<std::string> sail_host_for_mode(std::string_view mode);
+
+/// A Sail base URL as the runtime uses it: trailing slashes and one trailing
+/// "/v1" removed, since the routes carry "/v1" themselves and OpenAI-style
+/// clients are configured with ".../v1". invalid_argument naming `field`
+/// unless it is an absolute http(s) URL without query or fragment.
+caf::expected<std::string> normalize_sail_base_url(std::string url,
+                                                   std::string_view field);
+
 struct runtime_options {
+  /// Sail base URL, with or without the trailing "/v1". Empty: the host of
+  /// `sail_mode`.
   std::string sail_base_url = default_sail_base_url;
+  /// Where sail_base_url came from, named in errors (an environment
+  /// variable or a flag).
+  std::string sail_base_url_origin = "sail_base_url";
+  /// Sail SDK mode (prod | dev | staging | local), used when sail_base_url
+  /// is empty.
+  std::string sail_mode = "prod";
   std::string sail_api_key;
   std::string tinker_base_url;  ///< empty: Tinker's default
   std::string tinker_api_key;
@@ -57,9 +77,16 @@ struct runtime_options {
   /// Bound of each shutdown stage before it kills.
   caf::timespan shutdown_grace = std::chrono::seconds(5);
 
-  /// Defaults plus SAIL_API_KEY, SAIL_BASE_URL, TINKER_API_KEY,
-  /// TINKER_BASE_URL and the proxy variables from the environment.
+  /// Defaults plus the environment, as Sail's Python SDK reads it and more:
+  /// SAIL_API_KEY; the endpoint from SAIL_BASE_URL (this project's own),
+  /// else SAIL_API_URL (the SDK's host override), else SAIL_MODE (the SDK's
+  /// modes; default prod); TINKER_API_KEY, TINKER_BASE_URL and the proxy
+  /// variables. An unknown SAIL_MODE or a malformed URL is reported by
+  /// resolve_sail_base_url() (and so by runtime::start).
   static runtime_options from_env();
+
+  /// The base URL the runtime talks to (see normalize_sail_base_url).
+  caf::expected<std::string> resolve_sail_base_url() const;
 };
 
 class token_completer;

@@ -24,9 +24,11 @@ std::map<std::string, window_timing> pool_options::default_windows() {
   using std::chrono::milliseconds;
   using std::chrono::minutes;
   using std::chrono::seconds;
-  // First poll, poll cap, default deadline. Latency targets (mid 2026): asap
-  // immediate; priority about 1 min per turn; standard about 5 min; flex best
-  // effort.
+  // First poll, poll cap, default deadline: ASSUMED from Sail's latency
+  // targets (/completion-windows, mid 2026: asap immediate; priority about 1
+  // min per turn; standard about 5 min; flex best effort). `balanced`
+  // replaced `priority` in Sept 2026 (sail-facts.md) and nobody publishes
+  // its latency: it takes priority's timing. Other names: default_timing.
   return {
     {"asap", {milliseconds(100), seconds(1), minutes(5)}},
     {"priority", {milliseconds(500), seconds(5), minutes(15)}},

@@ -152,8 +152,10 @@ std::string usage_text(std::string_view synopsis, std::string_view description,
          "--config-file=PATH, or --group.key=value):\n"
          "  [sail] [pool] [completer] [http] [resolver] [log] tuning groups and\n"
          "  CAF's own [scheduler] [middleman] [openssl]; see docs/operations.md.\n"
-         "environment: SAIL_API_KEY, SAIL_BASE_URL, TINKER_API_KEY, TINKER_BASE_URL,\n"
-         "  http_proxy, https_proxy, no_proxy.\n"
+         "environment: SAIL_API_KEY; the Sail endpoint from SAIL_BASE_URL, else\n"
+         "  SAIL_API_URL, else SAIL_MODE (prod | dev | staging | local; a trailing /v1\n"
+         "  is accepted); TINKER_API_KEY, TINKER_BASE_URL, http_proxy, https_proxy,\n"
+         "  no_proxy.\n"
          "exit status: 0 ok, 1 error, 2 invalid argument or configuration.\n";
   return out.str();
 }
@@ -218,16 +220,16 @@ std::vector<flag_spec> completer_flags() {
     {"max-tokens", "N", "max output tokens (required, > 0)"},
     {"temperature", "T", "sampling temperature, 0..2 (default 1.0)"},
     {"top-p", "P", "nucleus sampling, 0..1 (default 1.0)"},
-    {"window", "W", "completion window: asap | priority | standard | flex (default priority)"},
+    {"window", "W", "completion window, e.g. asap | priority | balanced | standard | flex (default priority; others go to the server)"},
     {"lora", "NAME", "Sail-registered LoRA adapter"},
     {"tinker-lora-signed-url", "URL", "signed URL of a Tinker checkpoint archive (needs --adapter-config)"},
-    {"adapter-config", "JSON", "adapter config, a JSON object"},
+    {"adapter-config", "JSON", "adapter config: a JSON object, or a JSON string holding one"},
     {"tinker-lora-name", "S", "label of the Tinker LoRA"},
     {"metadata", "K=V", "extra request metadata", true},
     {"no-logprobs", "", "do not request logprobs"},
     {"timeout", "SECONDS", "per-HTTP-call timeout"},
     {"voyage-id", "ID", "Sail Voyage id (X-Sail-Voyage-Id header)"},
-    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL)"},
+    {"base-url", "URL", "Sail base URL, with or without /v1 (overrides SAIL_BASE_URL, SAIL_API_URL, SAIL_MODE)"},
   };
 }
 
@@ -322,7 +324,6 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.group_policy, "group-policy", "fail_group | partial (a failed group member)")
     .add(t.max_group_size, "max-group-size", "largest n of sample_group")
     .add(t.request_margin, "request-margin", "added to a sample's deadline for the request to the pool")
-    .add(t.url_refresh_margin, "url-refresh-margin", "resolve a checkpoint URL again this long before expiry")
     .add(t.resolve_timeout, "resolve-timeout", "timeout of a resolve request");
   caf::config_option_adder{opts, "http"}
     .add(t.connect_timeout, "connect-timeout", "name resolution + TCP connect")
@@ -335,7 +336,7 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.user_agent, "user-agent", "User-Agent header");
   caf::config_option_adder{opts, "resolver"}
     .add(t.resolver_call_timeout, "call-timeout", "timeout of one Tinker REST call")
-    .add(t.resolver_refresh_margin, "refresh-margin", "cached URLs are served until this long before expiry")
+    .add(t.resolver_refresh_margin, "refresh-margin", "signed URLs: refreshed from 2 margins before expiry, unused in the last margin")
     .add(t.resolver_max_attempts, "max-attempts", "attempts of one Tinker REST call")
     .add(t.still_building_delay, "still-building-delay", "wait after a 503 'still building'");
   caf::config_option_adder{opts, "cluster"}
@@ -434,12 +435,13 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
                                                     const std::optional<std::string>& base_url) {
   auto opts = runtime_options::from_env();
   if (base_url) {
-    if (auto err = check_http_url("base-url", *base_url))
-      return err;
     opts.sail_base_url = *base_url;
-  } else if (auto err = check_http_url("SAIL_BASE_URL", opts.sail_base_url)) {
-    return err;
+    opts.sail_base_url_origin = "base-url";
   }
+  auto resolved = opts.resolve_sail_base_url();
+  if (!resolved)
+    return std::move(resolved.error());
+  opts.sail_base_url = std::move(*resolved);
   if (t.io_threads == 0 || t.io_threads > 256)
     return invalid_argument("sail.io-threads", "must be within 1..256");
   opts.io_threads = t.io_threads;
@@ -491,7 +493,6 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
     return invalid_argument("completer.max-group-size", "must be within 1..4294967295");
   c.max_group_size = static_cast<uint32_t>(t.max_group_size);
   c.request_margin = t.request_margin;
-  c.url_refresh_margin = t.url_refresh_margin;
   c.resolve_timeout = t.resolve_timeout;
   auto& h = opts.http;
   h.timeouts.connect = t.connect_timeout;

@@ -114,7 +114,6 @@ struct tuning {
   std::string group_policy;  ///< "" = the subcommand's default
   size_t max_group_size = 4096;
   caf::timespan request_margin = std::chrono::seconds(30);
-  caf::timespan url_refresh_margin = std::chrono::minutes(2);
   caf::timespan resolve_timeout = std::chrono::minutes(5);
   // [http]
   caf::timespan connect_timeout = std::chrono::seconds(10);
@@ -127,7 +126,7 @@ struct tuning {
   std::string user_agent = "sail-tinker/0.1";
   // [resolver]
   caf::timespan resolver_call_timeout = std::chrono::seconds(30);
-  caf::timespan resolver_refresh_margin = std::chrono::seconds(60);
+  caf::timespan resolver_refresh_margin = std::chrono::minutes(2);
   size_t resolver_max_attempts = 8;
   caf::timespan still_building_delay = std::chrono::seconds(30);
   // [cluster] (rollout --nodes; defaults of sail::cluster_options)

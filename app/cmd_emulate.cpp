@@ -1,4 +1,5 @@
 // sail-tinker emulate: runs the Sail + Tinker emulator until SIGINT/SIGTERM.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -24,6 +25,17 @@ std::vector<flag_spec> emulate_flags() {
     {"still-building", "N", "archive calls per checkpoint answered 503 \"still building\" first"},
     {"known-lora", "NAME", "a LoRA name the emulator knows (besides emulator-lora)", true},
     {"default-max-output-tokens", "N", "output length without max_output_tokens (default 16)"},
+    {"status-vocabulary", "V",
+     "status words of unfinished responses: guides (queued/in_progress, default) | openapi "
+     "(pending/running)"},
+    {"model-windows", "MODEL=W1,W2",
+     "windows MODEL supports; any other explicit window is a 400 (repeatable; models not "
+     "listed support every window)",
+     true},
+    {"request-log", "N", "keep the last N requests in the request log (GET /_emulator/requests; "
+                         "default 0 = off)"},
+    {"archive-url-ttl-ms", "MS", "lifetime of the signed archive URLs handed out (default 900000)"},
+    {"webhook-timeout-ms", "MS", "timeout of one webhook delivery attempt (default 30000)"},
   };
   for (auto& f : emulator_fault_latency_flags(""))
     flags.push_back(f);
@@ -39,7 +51,9 @@ constexpr const char* emulate_description
     "checkpoint REST calls. The first stdout line is exactly\n"
     "  listening on http://HOST:PORT\n"
     "Stops cleanly on SIGINT or SIGTERM. Latency flags apply to every completion\n"
-    "window. Statistics: GET /_emulator/stats.";
+    "window (asap, priority, balanced, standard, flex). Statistics: GET /_emulator/stats;\n"
+    "request log: GET /_emulator/requests. A request's metadata key emulator_outcome =\n"
+    "completed | incomplete | failed | cancelled chooses how its response ends.";
 
 } // namespace
 
@@ -103,6 +117,54 @@ int cmd_emulate(const std::vector<std::string>& raw) {
     if (!n)
       return report_error(n.error());
     opts.default_max_output_tokens = *n;
+  }
+  if (auto v = args->get("status-vocabulary")) {
+    if (*v == "guides")
+      opts.vocabulary = emulator::status_vocabulary::guides;
+    else if (*v == "openapi")
+      opts.vocabulary = emulator::status_vocabulary::openapi;
+    else
+      return report_error(invalid_argument("status-vocabulary",
+                                           "--status-vocabulary: expected guides or openapi"));
+  }
+  for (auto& spec : args->all("model-windows")) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return report_error(invalid_argument("model-windows",
+                                           "--model-windows: expected MODEL=W1,W2, got \"" + spec
+                                             + "\""));
+    auto& ws = opts.model_windows[spec.substr(0, eq)];
+    size_t pos = eq + 1;
+    for (;;) {
+      auto comma = spec.find(',', pos);
+      auto w = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      auto& known = emulator::known_windows();
+      if (std::find(known.begin(), known.end(), w) == known.end())
+        return report_error(invalid_argument("model-windows",
+                                             "--model-windows: unknown window \"" + w + "\""));
+      ws.insert(w);
+      if (comma == std::string::npos)
+        break;
+      pos = comma + 1;
+    }
+  }
+  if (auto v = args->get("request-log")) {
+    auto n = parse_int("request-log", *v, 0, 10'000'000);
+    if (!n)
+      return report_error(n.error());
+    opts.request_log_capacity = static_cast<size_t>(*n);
+  }
+  if (auto v = args->get("archive-url-ttl-ms")) {
+    auto n = parse_int("archive-url-ttl-ms", *v, 1, 365LL * 24 * 3600 * 1000);
+    if (!n)
+      return report_error(n.error());
+    opts.archive_url_ttl = std::chrono::milliseconds(*n);
+  }
+  if (auto v = args->get("webhook-timeout-ms")) {
+    auto n = parse_int("webhook-timeout-ms", *v, 1, 3'600'000);
+    if (!n)
+      return report_error(n.error());
+    opts.webhook_timeout = std::chrono::milliseconds(*n);
   }
   if (auto err = apply_emulator_flags(*args, "", opts))
     return report_error(err);

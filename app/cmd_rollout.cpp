@@ -377,8 +377,7 @@ int cmd_rollout(const std::vector<std::string>& raw) {
   bool embedded = nodes.empty() && !args->has("base-url")
                   && (env_key == nullptr || *env_key == '\0');
   emulator::options emu_opts;
-  for (auto* w : {&emu_opts.latency.asap, &emu_opts.latency.priority,
-                  &emu_opts.latency.standard, &emu_opts.latency.flex}) {
+  for (auto* w : emu_opts.latency.all()) {
     w->queued = std::chrono::milliseconds(20);
     w->per_token = std::chrono::microseconds(2000);
   }

@@ -22,8 +22,8 @@ std::vector<flag_spec> sample_flags() {
   auto flags = completer_flags();
   flags.insert(flags.begin() + 2,
                flag_spec{"prompt", "IDS", "prompt token ids, e.g. 1,2,3 (required)"});
-  flags.insert(flags.begin() + 3, flag_spec{"stop-token", "ID", "stop token id", true});
-  flags.insert(flags.begin() + 4, flag_spec{"stop", "TEXT", "stop string", true});
+  flags.insert(flags.begin() + 3, flag_spec{"stop-token", "ID", "stop token id (repeatable; sent as a list)", true});
+  flags.insert(flags.begin() + 4, flag_spec{"stop", "TEXT", "stop string (once: sent as a string; repeated: a list)", true});
   return flags;
 }
 
@@ -108,6 +108,8 @@ int cmd_sample(const std::vector<std::string>& raw) {
                                                  "(token ids and strings never mix)"));
   if (!stop_ids.empty())
     req.stop = stop_condition::tokens(stop_ids);
+  else if (stop_texts.size() == 1)
+    req.stop = stop_condition::text(stop_texts.front()); // sent as a string
   else if (!stop_texts.empty())
     req.stop = stop_condition::texts(stop_texts);
   auto opts = make_runtime_options(cfg.tune, args->get("base-url"));

@@ -108,8 +108,7 @@ caf::error apply_emulator_flags(const parsed_args& args, const std::string& p,
   auto per_token = int_flag(args, p + "latency-per-token-us", 0, 60'000'000, -1);
   if (!per_token)
     return std::move(per_token.error());
-  for (auto* w : {&opts.latency.asap, &opts.latency.priority, &opts.latency.standard,
-                  &opts.latency.flex}) {
+  for (auto* w : opts.latency.all()) {
     if (*queued >= 0)
       w->queued = std::chrono::milliseconds(*queued);
     if (*per_token >= 0)

@@ -10,6 +10,8 @@
 //
 // The emulator is an independent implementation of the server side (it does
 // not use the project's Sail codec), so the codec can be tested against it.
+// Facts it encodes come from ../shared/contracts/sail-facts.md (cited as
+// "sail-facts") and Sail's OpenAPI document (2026-02-18).
 //
 // Routes:
 //   POST /v1/responses                     Sail create (Bearer auth)
@@ -18,21 +20,78 @@
 //   GET  /api/v1/training_runs/{run}/checkpoints/{kind}/{name}/archive Tinker
 //   GET  /_emulator/stats                  statistics as JSON (no auth;
 //                                          "?summary=1" omits per-key maps)
+//   GET  /_emulator/requests               the request log as JSON (no auth;
+//                                          empty unless request_log_capacity)
 //   GET  /_emulator/health                 200 {"status":"ok"} (cheapest route)
 //   GET  /_emulator/archive/...            the "signed URL" target (200 bytes)
 //   GET  /_emulator/bytes?n=N              200 with N bytes (capped at 256 MiB)
 //
-// Webhooks: metadata.completion_webhook (an http:// URL; the emulator's own
-// minimal client speaks plain HTTP only, so https:// deliveries count as
-// failed) and metadata.webhook_token; on completion the emulator POSTs the
-// GET's JSON with "Authorization: Bearer <token>", retried on failure.
-// webhook_token is never echoed in the response's metadata.
+// Completion windows (sail-facts: names across 2026): asap, priority,
+// balanced, standard, flex; anything else is a 400. A LoRA request
+// (metadata.lora or metadata.tinker_lora_signed_url) with asap is a 400 with
+// Sail's live message "lora requests cannot use completion_window=asap";
+// flex requires background=true. options::model_windows (empty: any model,
+// any window) makes an explicit window the model does not support a 400
+// (explicit values never fall back). An omitted window is `standard` when the
+// model supports it, else `flex` for background requests when supported, else
+// the model's first window (OpenAPI RequestMetadata.completion_window).
+//
+// Status words (options::vocabulary): `guides` (default) answers queued /
+// in_progress / completed as Sail's quickstart and idempotency pages do;
+// `openapi` answers pending / running / completed (OpenAPI ResponseObject
+// enum). Terminal outcomes other than completed are triggered by the request
+// metadata key `emulator_outcome` (echoed like any metadata):
+//   completed   (default)
+//   incomplete  status "incomplete", incomplete_details {"reason":
+//               "max_output_tokens"}; the sample runs to max_output_tokens
+//               ignoring stop conditions; the output_text part carries the
+//               partial output (text, token_ids, logprobs) WITHOUT a
+//               stop_reason (the reason lives in incomplete_details); usage
+//               is billed.
+//   failed      status "failed", output [], error {"code":"server_error",
+//               "message":...}
+//   cancelled   status "cancelled", output [], error {"code":"cancelled",
+//               "message":...}
+// Any other value is a 400 naming metadata.emulator_outcome. The terminal
+// status is reached when the latency model says the response is done; until
+// then it is queued/in_progress (pending/running). `usage` is always an object
+// (OpenAPI: ResponseUsage, required): zeros until the response is terminal.
+//
+// Other validation as Sail documents it: `user` at most 256 characters
+// (OpenAPI maxLength); Idempotency-Key at most 255; a create whose
+// metadata.tinker_lora_signed_url is an archive URL this emulator handed out
+// and whose expiry has passed -> 400 naming metadata.tinker_lora_signed_url
+// (counted in stats::expired_signed_urls; checked on every create, replays
+// included, before the reservation). The expiry is exact to the millisecond
+// (options::archive_url_ttl); the Expires header / "expires" field the
+// Tinker route advertises is the same instant rounded DOWN to the second.
+//
+// Webhooks (sail-facts, /webhooks): metadata.completion_webhook (an http://
+// URL; the emulator's own minimal client speaks plain HTTP only, so https://
+// deliveries count as failed) and metadata.webhook_token; on reaching a
+// terminal status the emulator POSTs the GET's JSON with "Authorization:
+// Bearer <token>", retried on failure, each attempt bounded by
+// options::webhook_timeout (30 s as Sail documents). An invalid webhook URL
+// is silently ignored (request accepted, no webhook; counted in
+// webhook_stats::ignored_invalid). webhook_token is never echoed in the
+// response's metadata.
+//
+// Request log (options::request_log_capacity, off by default): every request
+// except the /_emulator/stats and /_emulator/requests introspection routes is
+// recorded with method, target, route, status, the headers that matter
+// (Idempotency-Key, X-Sail-Voyage-*), the raw request body (non-GET) and the
+// raw response body as sent (cut at request_log_body_cap). Oldest entries go
+// first when the log is full (counted in stats::request_log_dropped). It holds
+// signed URLs and webhook tokens verbatim: test data, never logged.
 //
 // Toy model (deterministic): a 64-token vocabulary (see vocabulary()); the
-// sample depends only on the prompt (raw_prompt_tokens, else the input) and
-// the request's sampling fields (model, temperature, top_p, seed,
-// max_output_tokens), never on the Idempotency-Key, so replays are identical.
-// Logits come from a hash of the context; softmax after temperature
+// sample depends on the prompt (raw_prompt_tokens, else the input), the
+// request's sampling fields (model, temperature, top_p, seed,
+// max_output_tokens) and, when the request has no `seed`, its
+// Idempotency-Key: the n members of a group (one key each) get independent
+// samples, while a replay under the same key returns the stored response (no
+// second inference). Greedy sampling (temperature 0) does not depend on the
+// key. Logits come from a hash of the context; softmax after temperature
 // (temperature 0 = greedy), then top_p nucleus truncation; the recorded
 // logprob is the TRUE log-probability of the sampled token under that
 // adjusted distribution. A stop token or stop string ends generation with
@@ -53,6 +112,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <caf/expected.hpp>
@@ -152,9 +212,33 @@ struct window_latency {
 struct latency_model {
   window_latency asap;
   window_latency priority;
+  window_latency balanced;
   window_latency standard;
   window_latency flex;
+
+  /// The latency of `window` (unknown names: standard's).
+  const window_latency& of(std::string_view window) const noexcept;
+  window_latency& of(std::string_view window) noexcept {
+    return const_cast<window_latency&>(std::as_const(*this).of(window));
+  }
+
+  /// Every window's entry (to set them all at once).
+  std::vector<window_latency*> all() noexcept {
+    return {&asap, &priority, &balanced, &standard, &flex};
+  }
 };
+
+/// The completion windows the emulator knows (sail-facts: 2026 names).
+const std::vector<std::string>& known_windows();
+
+/// Status words of non-terminal responses.
+enum class status_vocabulary : uint8_t {
+  guides,   ///< queued / in_progress (Sail's quickstart and idempotency pages)
+  openapi,  ///< pending / running (OpenAPI ResponseObject.status enum)
+};
+
+/// "guides" / "openapi".
+const char* to_string(status_vocabulary v) noexcept;
 
 // -- options ------------------------------------------------------------------
 
@@ -178,8 +262,9 @@ struct options {
   archive_mode archive = archive_mode::redirect;
   /// Archive calls per checkpoint answered 503 "still building" first.
   int still_building_calls = 0;
-  /// Lifetime of the signed archive URLs handed out.
-  std::chrono::seconds archive_url_ttl{900};
+  /// Lifetime of the signed archive URLs handed out (millisecond precision;
+  /// a create carrying one after it expired is refused).
+  std::chrono::milliseconds archive_url_ttl{900'000};
   /// Known LoRA names (metadata.lora); others -> 404 "lora not found".
   std::set<std::string> known_loras = {"emulator-lora"};
   /// Known checkpoints as "tinker://<run>/<kind>/<name>"; empty: any.
@@ -194,12 +279,22 @@ struct options {
   /// How long stop() lets in-flight requests finish.
   std::chrono::milliseconds drain_timeout{1'000};
   /// Webhooks: retries after the first attempt, delay between attempts and
-  /// the timeout of one attempt.
+  /// the timeout of one attempt (30 s: Sail's /webhooks page).
   int webhook_retries = 3;
   std::chrono::milliseconds webhook_retry_delay{100};
-  std::chrono::milliseconds webhook_timeout{5'000};
+  std::chrono::milliseconds webhook_timeout{30'000};
   /// Record request arrival times per Idempotency-Key and per response id.
   bool record_arrivals = true;
+  /// Status words of non-terminal responses.
+  status_vocabulary vocabulary = status_vocabulary::guides;
+  /// Windows each model supports; a model not listed supports every known
+  /// window. Empty (default): any model, any window. Sail publishes this on
+  /// its pricing page and it changes (sail-facts), so it is configuration.
+  std::map<std::string, std::set<std::string>> model_windows;
+  /// Entries kept in the request log (0: no log). Oldest go first.
+  size_t request_log_capacity = 0;
+  /// Bytes of one request or response body kept in the log.
+  size_t request_log_body_cap = 1024 * 1024;
 };
 
 // -- statistics ---------------------------------------------------------------
@@ -216,6 +311,36 @@ struct webhook_stats {
   uint64_t attempts = 0;
   uint64_t delivered = 0;  ///< responses whose webhook got a 2xx
   uint64_t failed = 0;     ///< responses whose webhook gave up
+  /// Accepted creates whose completion_webhook was not an http(s) URL
+  /// (silently no webhook, as Sail documents).
+  uint64_t ignored_invalid = 0;
+};
+
+/// Times of one accepted create, in milliseconds since the emulator started.
+struct response_timing {
+  std::string id;            ///< the response id
+  double accepted_ms = 0;    ///< accepted (inference ran)
+  double done_ms = 0;        ///< reached its terminal status
+  double delivered_ms = -1;  ///< first terminal body served; -1: not yet
+};
+
+/// One entry of the request log.
+struct logged_request {
+  uint64_t seq = 0;      ///< 1, 2, ... in the order answered
+  double ms = 0;         ///< arrival, milliseconds since the emulator started
+  std::string method;    ///< "POST", "GET", ...
+  std::string target;    ///< request target (path and query)
+  std::string route;     ///< route name as in stats::requests
+  int status = 0;        ///< status answered (0: connection reset)
+  std::string fault;     ///< injected fault kind, empty if none
+  /// Idempotency-Key and X-Sail-Voyage-* headers as received, in order.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string request_body;   ///< raw request body (non-GET requests)
+  std::string response_body;  ///< raw response body as sent
+  bool truncated = false;     ///< a body was cut at request_log_body_cap
+
+  /// The value of header `name` (case-insensitive), empty if absent.
+  std::string header(std::string_view name) const;
 };
 
 /// A snapshot of what the emulator saw. Route names: "POST /v1/responses",
@@ -242,6 +367,16 @@ struct stats {
   webhook_stats webhooks;
   /// Responses stored (background or foreground).
   uint64_t responses = 0;
+  /// prompt_cache_key of each accepted create, by Idempotency-Key ("" when
+  /// the request had none).
+  std::map<std::string, std::string> prompt_cache_keys;
+  /// Acceptance and completion times of each accepted create, by
+  /// Idempotency-Key.
+  std::map<std::string, response_timing> timings;
+  /// Creates refused because metadata.tinker_lora_signed_url had expired.
+  uint64_t expired_signed_urls = 0;
+  /// Request log entries dropped because the log was full.
+  uint64_t request_log_dropped = 0;
 
   /// Number of requests to `route` answered with `status`.
   uint64_t count(const std::string& route, int status) const;
@@ -268,7 +403,11 @@ struct sample_params {
   std::string model;
   double temperature = 1.0;
   double top_p = 1.0;
-  int64_t seed = 0;
+  /// The request's `seed`; without one the Idempotency-Key (if any) is mixed
+  /// into the random stream.
+  std::optional<int64_t> seed;
+  /// The request's Idempotency-Key ("" when it had none).
+  std::string idempotency_key;
   int64_t max_output_tokens = 16;
   std::vector<int64_t> stop_token_ids;
   std::vector<std::string> stop_strings;
@@ -326,6 +465,12 @@ public:
 
   /// The statistics as served by GET /_emulator/stats.
   std::string stats_json(bool summary = false) const;
+
+  /// A copy of the request log, oldest first (empty when it is off).
+  std::vector<logged_request> request_log() const;
+
+  /// The request log as served by GET /_emulator/requests.
+  std::string request_log_json() const;
 
   /// Replaces the fault settings (the draw sequence restarts from the seed).
   void set_faults(fault_settings faults);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -27,6 +28,12 @@ namespace sail::emulator {
 
 using steady = std::chrono::steady_clock;
 
+/// How an accepted response ends (options: metadata.emulator_outcome).
+enum class outcome_kind : uint8_t { completed, incomplete, failed, cancelled };
+
+/// Where a response is at a point in time.
+enum class response_phase : uint8_t { queued, in_progress, terminal };
+
 /// One accepted response task (immutable once published).
 struct response_record {
   std::string id;
@@ -46,9 +53,10 @@ struct response_record {
   steady::time_point done;
   std::string webhook_url;
   std::string webhook_token;
+  outcome_kind outcome = outcome_kind::completed;
 
-  /// "queued", "in_progress" or "completed" at `now`.
-  const char* status_at(steady::time_point now) const noexcept;
+  /// The phase at `now` (time-based: accepted -> started -> done).
+  response_phase phase_at(steady::time_point now) const noexcept;
 };
 
 using record_ptr = std::shared_ptr<const response_record>;
@@ -71,6 +79,7 @@ inline constexpr const char* poll = "GET /v1/responses/{id}";
 inline constexpr const char* ttl = "PUT tinker ttl";
 inline constexpr const char* archive = "GET tinker archive";
 inline constexpr const char* stats = "GET /_emulator/stats";
+inline constexpr const char* requests = "GET /_emulator/requests";
 inline constexpr const char* health = "GET /_emulator/health";
 inline constexpr const char* archive_file = "GET /_emulator/archive";
 inline constexpr const char* bytes = "GET /_emulator/bytes";
@@ -102,9 +111,17 @@ struct server::impl {
   void handle_tinker(http_server_context&& ctx, std::string_view path);
   void handle_stats(http_server_context&& ctx, bool summary);
 
-  /// Records the request in the stats and answers.
+  /// Records the request in the stats (and the request log) and answers.
   void finish(http_server_context&& ctx, const char* route_name,
               http_server_reply reply, const std::string& fault_name = {});
+
+  /// A copy of the request log.
+  std::vector<logged_request> log_copy() const;
+
+  /// Appends one entry to the request log (when it is on).
+  void log_request(const http_server_context& ctx, const char* route_name,
+                   const http_server_reply& reply, int status,
+                   const std::string& fault_name);
 
   /// Records an arrival (POST per key, GET per response id).
   void record_arrival(bool poll, const std::string& key,
@@ -137,6 +154,20 @@ struct server::impl {
   boost::json::object render(const response_record& rec,
                              steady::time_point now, bool fresh) const;
 
+  /// The status word of `rec` in `phase` (options::vocabulary).
+  const char* status_word(const response_record& rec,
+                          response_phase phase) const noexcept;
+
+  /// Milliseconds since the emulator started.
+  double ms_since_start(steady::time_point t) const noexcept;
+
+  /// Signature of an archive URL path with its expiry (unix milliseconds).
+  std::string sign_archive(std::string_view path, int64_t expires_ms) const;
+
+  /// Whether `url` is an archive URL this emulator handed out whose expiry
+  /// has passed (a forged or foreign URL is not "expired").
+  bool is_expired_archive_url(std::string_view url) const;
+
   /// Serves `rec` (the reply for create or poll) applying corruption faults.
   void serve_record(http_server_context&& ctx, const char* route_name,
                     record_ptr rec, unsigned status, bool fresh,
@@ -164,6 +195,8 @@ struct server::impl {
   std::unordered_map<std::string, record_ptr> responses;
   std::unordered_map<std::string, checkpoint_state> checkpoints;
   stats st;
+  std::deque<logged_request> request_log;
+  uint64_t request_log_seq = 0;
   /// Notified (notify_all, under mtx) after every update of `st`; see
   /// server::wait_until.
   std::condition_variable st_changed;
@@ -188,6 +221,9 @@ std::string sail_error_body(std::string_view message, std::string_view type,
 
 /// The statistics as JSON (GET /_emulator/stats).
 std::string render_stats(const stats& st, bool summary);
+
+/// The request log as JSON (GET /_emulator/requests).
+std::string render_request_log(const std::vector<logged_request>& log);
 
 /// A JSON reply with `status` and `body`.
 http_server_reply json_reply(unsigned status, std::string body);

@@ -101,13 +101,17 @@ sample_result sample(const sample_params& params, uint64_t base_seed) {
   static_assert(vocabulary_size == 64);
   const auto& vocab = vocabulary();
   sample_result out;
-  // The random stream depends on the prompt, model and seed only, so that
-  // temperature/top_p change the distribution but not the uniforms drawn.
+  // The random stream depends on the prompt, model, seed and (without a
+  // seed) the Idempotency-Key only, so that temperature/top_p change the
+  // distribution but not the uniforms drawn. The logits depend on the
+  // context alone: greedy sampling ignores the key.
   uint64_t ctx = mix64(base_seed ^ 0x5a11u);
   for (auto t : params.prompt)
     ctx = mix64(ctx ^ static_cast<uint64_t>(t));
   ctx = mix64(ctx ^ hash_bytes(params.model));
-  uint64_t stream = mix64(ctx ^ static_cast<uint64_t>(params.seed));
+  uint64_t stream = mix64(ctx ^ static_cast<uint64_t>(params.seed.value_or(0)));
+  if (!params.seed && !params.idempotency_key.empty())
+    stream = mix64(stream ^ hash_bytes(params.idempotency_key, 0x1de4u));
   size_t max_stop_len = 0;
   for (auto& s : params.stop_strings)
     max_stop_len = std::max(max_stop_len, s.size());

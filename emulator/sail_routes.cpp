@@ -22,6 +22,8 @@ namespace {
 constexpr int64_t max_token_id = 2147483647;
 constexpr size_t max_prompt_tokens = 2'000'000;
 constexpr size_t max_idempotency_key = 255;
+// OpenAPI CreateResponseRequest.user: maxLength 256 (characters).
+constexpr size_t max_user_chars = 256;
 
 struct create_params {
   std::string model;
@@ -30,16 +32,21 @@ struct create_params {
   std::optional<int64_t> max_output_tokens;
   double temperature = 1.0;
   double top_p = 1.0;
-  int64_t seed = 0;
+  std::optional<int64_t> seed;
   std::vector<int64_t> stop_ids;
   std::vector<std::string> stop_strings;
   bool include_logprobs = false;
   bool background = false;
   json::object metadata;  // echoed, without webhook_token
-  std::string window = "standard";
+  std::optional<std::string> window;  // explicit metadata.completion_window
+  bool uses_lora = false;
   std::string lora;
+  std::string signed_url;
   std::string webhook_url;
+  bool webhook_invalid = false;  // given but not an http(s) URL: ignored
   std::string webhook_token;
+  std::string prompt_cache_key;
+  outcome_kind outcome = outcome_kind::completed;
 };
 
 struct rejection {
@@ -75,6 +82,30 @@ bool is_http_url(std::string_view s) {
               : s.starts_with("https://") ? s.substr(8)
                                           : std::string_view{};
   return !rest.empty() && rest.front() != '/';
+}
+
+/// Number of characters (UTF-8 code points) in `s`.
+size_t utf8_length(std::string_view s) noexcept {
+  size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80)
+      ++n;
+  return n;
+}
+
+bool is_known_window(std::string_view w) {
+  auto& ws = known_windows();
+  return std::find(ws.begin(), ws.end(), w) != ws.end();
+}
+
+std::string window_list() {
+  std::string out;
+  for (auto& w : known_windows()) {
+    if (!out.empty())
+      out += ", ";
+    out += w;
+  }
+  return out;
 }
 
 std::variant<create_params, rejection> validate(std::string_view body) {
@@ -180,6 +211,19 @@ std::variant<create_params, rejection> validate(std::string_view body) {
       return bad("'seed' must be an integer", "seed", "invalid_type");
     p.seed = *n;
   }
+  if (auto* v = o.if_contains("user")) {
+    if (!v->is_string())
+      return bad("'user' must be a string", "user", "invalid_type");
+    if (utf8_length(v->get_string()) > max_user_chars)
+      return bad("'user' must be at most 256 characters", "user",
+                 "string_above_max_length");
+  }
+  if (auto* v = o.if_contains("prompt_cache_key"); v && !v->is_null()) {
+    if (!v->is_string())
+      return bad("'prompt_cache_key' must be a string", "prompt_cache_key",
+                 "invalid_type");
+    p.prompt_cache_key = v->get_string();
+  }
   if (auto* v = o.if_contains("stop"); v && !v->is_null()) {
     if (v->is_string()) {
       p.stop_strings.emplace_back(v->get_string());
@@ -229,7 +273,6 @@ std::variant<create_params, rejection> validate(std::string_view body) {
                  "unsupported_value");
   }
   // metadata: string values only
-  bool lora = false;
   if (auto* v = o.if_contains("metadata"); v && !v->is_null()) {
     if (!v->is_object())
       return bad("'metadata' must be an object", "metadata", "invalid_type");
@@ -239,26 +282,40 @@ std::variant<create_params, rejection> validate(std::string_view body) {
         return bad("metadata values must be strings", param, "invalid_type");
       std::string_view value = x.get_string();
       if (k == "completion_window") {
-        if (value != "asap" && value != "priority" && value != "standard"
-            && value != "flex")
-          return bad("'completion_window' must be one of asap, priority, "
-                     "standard, flex",
+        if (!is_known_window(value))
+          return bad("'completion_window' must be one of " + window_list(),
                      param);
-        p.window = value;
+        p.window = std::string{value};
       } else if (k == "lora") {
         p.lora = value;
-        lora = true;
+        p.uses_lora = true;
       } else if (k == "tinker_lora_signed_url") {
-        lora = true;
+        p.signed_url = value;
+        p.uses_lora = true;
+      } else if (k == "emulator_outcome") {
+        if (value == "completed")
+          p.outcome = outcome_kind::completed;
+        else if (value == "incomplete")
+          p.outcome = outcome_kind::incomplete;
+        else if (value == "failed")
+          p.outcome = outcome_kind::failed;
+        else if (value == "cancelled")
+          p.outcome = outcome_kind::cancelled;
+        else
+          return bad("'emulator_outcome' must be one of completed, "
+                     "incomplete, failed, cancelled",
+                     param);
       } else if (k == "adapter_config") {
         boost::system::error_code ec2;
         auto cfg = json::parse(value, ec2);
         if (ec2 || !cfg.is_object())
           return bad("'adapter_config' must be a JSON object string", param);
       } else if (k == "completion_webhook") {
-        if (!is_http_url(value))
-          return bad("'completion_webhook' must be an http(s) URL", param);
-        p.webhook_url = value;
+        // Sail (/webhooks): an invalid URL silently means no webhook.
+        if (is_http_url(value))
+          p.webhook_url = value;
+        else
+          p.webhook_invalid = true;
       } else if (k == "webhook_token") {
         p.webhook_token = value;
         continue; // never echoed
@@ -266,8 +323,9 @@ std::variant<create_params, rejection> validate(std::string_view body) {
       p.metadata[k] = x;
     }
   }
-  if (lora && p.window == "asap")
-    return bad("LoRA requests cannot use the asap completion window",
+  // Sail's live error text (sail-facts: FACT-2nd, PokerBench example).
+  if (p.uses_lora && p.window == "asap")
+    return bad("lora requests cannot use completion_window=asap",
                "metadata.completion_window", "unsupported_value");
   if (p.window == "flex" && !p.background)
     return bad("the flex completion window requires background=true",
@@ -275,14 +333,51 @@ std::variant<create_params, rejection> validate(std::string_view body) {
   return p;
 }
 
-const window_latency& window_of(const latency_model& m, std::string_view w) {
-  if (w == "asap")
-    return m.asap;
-  if (w == "priority")
-    return m.priority;
-  if (w == "flex")
-    return m.flex;
-  return m.standard;
+/// The window a request runs in: the explicit one if the model supports it
+/// (an explicit value never falls back: sail-facts), else a rejection; when
+/// omitted, standard if supported, else flex for background requests if
+/// supported, else the model's first window (OpenAPI RequestMetadata).
+std::variant<std::string, rejection>
+choose_window(const options& opts, const create_params& p) {
+  auto i = opts.model_windows.find(p.model);
+  if (i == opts.model_windows.end()) {
+    if (p.window)
+      return *p.window;
+    return std::string{"standard"};
+  }
+  auto& supported = i->second;
+  if (p.window) {
+    if (supported.count(*p.window) == 0)
+      return bad("completion_window=" + *p.window + " is not supported for "
+                   + "model " + p.model,
+                 "metadata.completion_window", "unsupported_value");
+    return *p.window;
+  }
+  if (supported.count("standard"))
+    return std::string{"standard"};
+  if (p.background && supported.count("flex"))
+    return std::string{"flex"};
+  for (auto& w : known_windows())
+    if (supported.count(w) && !(w == "asap" && p.uses_lora)
+        && !(w == "flex" && !p.background))
+      return w;
+  return bad("model " + p.model + " supports no completion window for this "
+               "request",
+             "metadata.completion_window", "unsupported_value");
+}
+
+const char* terminal_word(outcome_kind k) noexcept {
+  switch (k) {
+    case outcome_kind::completed:
+      return "completed";
+    case outcome_kind::incomplete:
+      return "incomplete";
+    case outcome_kind::failed:
+      return "failed";
+    case outcome_kind::cancelled:
+      return "cancelled";
+  }
+  return "completed";
 }
 
 bool is_status_fault(fault_kind k) {
@@ -293,19 +388,39 @@ bool is_status_fault(fault_kind k) {
 
 // -- rendering ------------------------------------------------------------------------
 
+const char* server::impl::status_word(const response_record& rec,
+                                      response_phase phase) const noexcept {
+  bool openapi = opts.vocabulary == status_vocabulary::openapi;
+  switch (phase) {
+    case response_phase::queued:
+      return openapi ? "pending" : "queued";
+    case response_phase::in_progress:
+      return openapi ? "running" : "in_progress";
+    case response_phase::terminal:
+      break;
+  }
+  return terminal_word(rec.outcome);
+}
+
 json::object server::impl::render(const response_record& rec,
                                   steady::time_point now, bool fresh) const {
-  const char* status = fresh ? "queued" : rec.status_at(now);
-  bool completed = std::string_view{status} == "completed";
+  auto phase = fresh ? response_phase::queued : rec.phase_at(now);
+  bool terminal = phase == response_phase::terminal;
+  // Output and billed usage exist once the response is completed or
+  // incomplete (sail-facts: an incomplete response can carry billed usage
+  // and partial output).
+  bool has_output = terminal
+                    && (rec.outcome == outcome_kind::completed
+                        || rec.outcome == outcome_kind::incomplete);
   json::object o;
   o["id"] = rec.id;
   o["object"] = "response";
-  o["status"] = status;
+  o["status"] = status_word(rec, phase);
   o["model"] = rec.model;
   o["created_at"] = rec.created_at;
   o["metadata"] = rec.metadata;
   json::array output;
-  if (completed) {
+  if (has_output) {
     json::object part;
     part["type"] = "output_text";
     part["text"] = rec.result.text;
@@ -321,7 +436,9 @@ json::object server::impl::render(const response_record& rec,
         lps.push_back(x);
       part["logprobs"] = std::move(lps);
     }
-    part["stop_reason"] = rec.result.stop_reason;
+    // An incomplete response says why in incomplete_details only.
+    if (rec.outcome == outcome_kind::completed)
+      part["stop_reason"] = rec.result.stop_reason;
     json::array content;
     content.push_back(std::move(part));
     json::object msg;
@@ -331,23 +448,35 @@ json::object server::impl::render(const response_record& rec,
     output.push_back(std::move(msg));
   }
   o["output"] = std::move(output);
-  o["incomplete_details"] = nullptr;
-  if (completed) {
-    auto out_tokens = static_cast<int64_t>(rec.result.token_ids.size());
-    json::object details;
-    details["cached_tokens"] = 0;
-    details["reasoning_tokens"] = 0;
-    json::object usage;
-    usage["input_tokens"] = rec.input_tokens;
-    usage["input_tokens_details"] = details;
-    usage["output_tokens"] = out_tokens;
-    usage["output_tokens_details"] = details;
-    usage["total_tokens"] = rec.input_tokens + out_tokens;
-    o["usage"] = std::move(usage);
-  } else {
-    o["usage"] = nullptr;
-  }
-  o["error"] = nullptr;
+  if (terminal && rec.outcome == outcome_kind::incomplete)
+    o["incomplete_details"] = json::object{{"reason", "max_output_tokens"}};
+  else
+    o["incomplete_details"] = nullptr;
+  // usage is a required ResponseUsage object (OpenAPI): zeros until billed.
+  auto in_tokens = terminal ? rec.input_tokens : 0;
+  auto out_tokens = has_output
+                      ? static_cast<int64_t>(rec.result.token_ids.size())
+                      : 0;
+  json::object details;
+  details["cached_tokens"] = 0;
+  details["reasoning_tokens"] = 0;
+  json::object usage;
+  usage["input_tokens"] = in_tokens;
+  usage["input_tokens_details"] = details;
+  usage["output_tokens"] = out_tokens;
+  usage["output_tokens_details"] = details;
+  usage["total_tokens"] = in_tokens + out_tokens;
+  o["usage"] = std::move(usage);
+  if (terminal && rec.outcome == outcome_kind::failed)
+    o["error"] = json::object{
+      {"code", "server_error"},
+      {"message", "the response failed (emulator_outcome=failed)"}};
+  else if (terminal && rec.outcome == outcome_kind::cancelled)
+    o["error"] = json::object{
+      {"code", "cancelled"},
+      {"message", "the response was cancelled (emulator_outcome=cancelled)"}};
+  else
+    o["error"] = nullptr;
   o["background"] = rec.background;
   if (rec.max_output_tokens)
     o["max_output_tokens"] = *rec.max_output_tokens;
@@ -365,7 +494,9 @@ void server::impl::serve_record(http_server_context&& ctx,
                                 const std::string& arrival_key, bool poll) {
   auto now = steady::now();
   auto obj = render(*rec, now, fresh);
-  bool completed = !fresh && now >= rec->done;
+  bool terminal = !fresh && rec->phase_at(now) == response_phase::terminal;
+  // Only a body that carries an output part can lose its token_ids.
+  bool completed = terminal && !obj["output"].as_array().empty();
   std::string fault_name;
   bool truncate = false;
   bool malformed = false;
@@ -428,6 +559,14 @@ void server::impl::serve_record(http_server_context&& ctx,
   }
   record_arrival(poll, arrival_key, ctx.received_at(), static_cast<int>(status),
                  fault_name);
+  if (terminal && !rec->idempotency_key.empty()) {
+    std::lock_guard guard{mtx};
+    auto i = st.timings.find(rec->idempotency_key);
+    if (i != st.timings.end() && i->second.delivered_ms < 0) {
+      i->second.delivered_ms = ms_since_start(now);
+      st_changed.notify_all();
+    }
+  }
   finish(std::move(ctx), route_name, std::move(reply), fault_name);
 }
 
@@ -487,6 +626,23 @@ void server::impl::handle_create(http_server_context&& ctx) {
   if (auto* r = std::get_if<rejection>(&checked))
     return reject(r->status, std::move(r->body));
   auto& p = std::get<create_params>(checked);
+  auto chosen = choose_window(opts, p);
+  if (auto* r = std::get_if<rejection>(&chosen))
+    return reject(r->status, std::move(r->body));
+  auto window = std::get<std::string>(std::move(chosen));
+  if (!p.signed_url.empty() && is_expired_archive_url(p.signed_url)) {
+    {
+      std::lock_guard guard{mtx};
+      ++st.expired_signed_urls;
+      st_changed.notify_all();
+    }
+    // Names the field, never the URL (its query string is a secret).
+    return reject(400, sail_error_body("metadata.tinker_lora_signed_url has "
+                                       "expired",
+                                       "invalid_request_error",
+                                       "metadata.tinker_lora_signed_url",
+                                       "expired_signed_url"));
+  }
   if (!p.lora.empty()) {
     bool known;
     {
@@ -542,10 +698,14 @@ void server::impl::handle_create(http_server_context&& ctx) {
     sp.temperature = p.temperature;
     sp.top_p = p.top_p;
     sp.seed = p.seed;
+    sp.idempotency_key = key;
     sp.max_output_tokens = p.max_output_tokens.value_or(
       opts.default_max_output_tokens);
-    sp.stop_token_ids = p.stop_ids;
-    sp.stop_strings = p.stop_strings;
+    // An incomplete response ran into max_output_tokens: no stop applies.
+    if (p.outcome != outcome_kind::incomplete) {
+      sp.stop_token_ids = p.stop_ids;
+      sp.stop_strings = p.stop_strings;
+    }
     auto result = sample(sp, opts.seed);
     std::lock_guard guard{mtx};
     if (has_key)
@@ -571,7 +731,8 @@ void server::impl::handle_create(http_server_context&& ctx) {
       r->include_logprobs = p.include_logprobs;
       r->input_tokens = p.input_tokens;
       r->result = std::move(result);
-      auto& w = window_of(latency, p.window);
+      auto& w = latency.of(window);
+      r->outcome = p.outcome;
       r->accepted = steady::now();
       r->started = r->accepted + w.queued;
       r->done = r->started
@@ -586,9 +747,14 @@ void server::impl::handle_create(http_server_context&& ctx) {
         reservations.emplace(rkey, reservation{fingerprint, rec});
       ++st.responses;
       ++st.inference_runs_total;
+      if (p.webhook_invalid)
+        ++st.webhooks.ignored_invalid;
       if (has_key) {
         auto n = ++st.inference_runs[key];
         st.max_runs_per_key = std::max(st.max_runs_per_key, n);
+        st.prompt_cache_keys[key] = p.prompt_cache_key;
+        st.timings[key] = response_timing{r->id, ms_since_start(r->accepted),
+                                          ms_since_start(r->done), -1};
       } else {
         ++st.inference_runs_without_key;
       }

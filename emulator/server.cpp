@@ -36,12 +36,55 @@ http_server_reply json_reply(unsigned status, std::string body) {
   return reply;
 }
 
-const char* response_record::status_at(steady::time_point now) const noexcept {
+response_phase response_record::phase_at(steady::time_point now) const noexcept {
   if (now < started)
-    return "queued";
+    return response_phase::queued;
   if (now < done)
-    return "in_progress";
-  return "completed";
+    return response_phase::in_progress;
+  return response_phase::terminal;
+}
+
+const std::vector<std::string>& known_windows() {
+  // sail-facts: asap/priority/standard/flex (OpenAPI enum, mid 2026) and
+  // asap/balanced/standard/flex (Sept 2026).
+  static const std::vector<std::string> windows{"asap", "priority", "balanced",
+                                                "standard", "flex"};
+  return windows;
+}
+
+const window_latency& latency_model::of(std::string_view window) const noexcept {
+  if (window == "asap")
+    return asap;
+  if (window == "priority")
+    return priority;
+  if (window == "balanced")
+    return balanced;
+  if (window == "flex")
+    return flex;
+  return standard;
+}
+
+const char* to_string(status_vocabulary v) noexcept {
+  return v == status_vocabulary::openapi ? "openapi" : "guides";
+}
+
+std::string logged_request::header(std::string_view name) const {
+  auto lower = [](std::string_view x) {
+    std::string out{x};
+    for (auto& c : out)
+      if (c >= 'A' && c <= 'Z')
+        c = static_cast<char>(c - 'A' + 'a');
+    return out;
+  };
+  auto want = lower(name);
+  for (auto& [k, v] : headers)
+    if (lower(k) == want)
+      return v;
+  return {};
+}
+
+double server::impl::ms_since_start(steady::time_point t) const noexcept {
+  return std::chrono::duration<double, std::milli>(t - started_at).count();
 }
 
 // -- impl lifecycle ---------------------------------------------------------------
@@ -133,6 +176,17 @@ void server::impl::handle(http_server_context&& ctx) {
   if (path == "/_emulator/stats")
     return handle_stats(std::move(ctx),
                         query.find("summary=1") != std::string_view::npos);
+  if (path == "/_emulator/requests") {
+    auto reply = json_reply(200, {});
+    {
+      std::lock_guard guard{mtx};
+      ++st.requests[route::requests][200];
+      st_changed.notify_all();
+    }
+    reply.response.body() = render_request_log(log_copy());
+    ctx.respond(std::move(reply));
+    return;
+  }
   if (path == "/_emulator/health")
     return finish(std::move(ctx), route::health,
                   json_reply(200, R"({"status":"ok"})"));
@@ -175,8 +229,56 @@ void server::impl::finish(http_server_context&& ctx, const char* route_name,
     ++st.requests[route_name][status];
     st_changed.notify_all();
   }
-  (void) fault_name;
+  if (opts.request_log_capacity > 0)
+    log_request(ctx, route_name, reply, status, fault_name);
   ctx.respond(std::move(reply));
+}
+
+void server::impl::log_request(const http_server_context& ctx,
+                               const char* route_name,
+                               const http_server_reply& reply, int status,
+                               const std::string& fault_name) {
+  auto& req = ctx.request();
+  logged_request e;
+  e.ms = ms_since_start(ctx.received_at());
+  e.method = std::string{req.method_string()};
+  e.target = std::string{req.target()};
+  e.route = route_name;
+  e.status = status;
+  e.fault = fault_name;
+  for (auto& field : req) {
+    auto name = field.name_string();
+    auto lower = [](char c) {
+      return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+    };
+    std::string n;
+    for (auto c : name)
+      n.push_back(lower(c));
+    if (n == "idempotency-key" || n.starts_with("x-sail-voyage-"))
+      e.headers.emplace_back(std::string{name}, std::string{field.value()});
+  }
+  auto keep = [&](std::string_view body, std::string& out) {
+    if (body.size() > opts.request_log_body_cap) {
+      body = body.substr(0, opts.request_log_body_cap);
+      e.truncated = true;
+    }
+    out.assign(body.data(), body.size());
+  };
+  if (req.method() != http::verb::get)
+    keep(req.body(), e.request_body);
+  if (reply.fault != http_server_fault::reset) {
+    std::string_view sent = reply.response.body();
+    if (reply.fault == http_server_fault::truncate_body && !sent.empty())
+      sent = sent.substr(0, std::min(reply.truncate_at, sent.size() - 1));
+    keep(sent, e.response_body);
+  }
+  std::lock_guard guard{mtx};
+  e.seq = ++request_log_seq;
+  request_log.push_back(std::move(e));
+  while (request_log.size() > opts.request_log_capacity) {
+    request_log.pop_front();
+    ++st.request_log_dropped;
+  }
 }
 
 void server::impl::record_arrival(bool poll, const std::string& key,
@@ -237,7 +339,10 @@ std::string render_stats(const stats& copy, bool summary) {
   wh["attempts"] = copy.webhooks.attempts;
   wh["delivered"] = copy.webhooks.delivered;
   wh["failed"] = copy.webhooks.failed;
+  wh["ignored_invalid"] = copy.webhooks.ignored_invalid;
   o["webhooks"] = std::move(wh);
+  o["expired_signed_urls"] = copy.expired_signed_urls;
+  o["request_log_dropped"] = copy.request_log_dropped;
   if (!summary) {
     json::object runs;
     for (auto& [k, n] : copy.inference_runs)
@@ -269,8 +374,48 @@ std::string render_stats(const stats& copy, bool summary) {
       calls[k] = std::move(arr);
     }
     o["tinker_calls"] = std::move(calls);
+    json::object pck;
+    for (auto& [k, v] : copy.prompt_cache_keys)
+      pck[k] = v;
+    o["prompt_cache_keys"] = std::move(pck);
+    json::object timings;
+    for (auto& [k, t] : copy.timings)
+      timings[k] = json::object{{"id", t.id},
+                                {"accepted_ms", t.accepted_ms},
+                                {"done_ms", t.done_ms},
+                                {"delivered_ms", t.delivered_ms}};
+    o["timings"] = std::move(timings);
   }
   return json::serialize(o);
+}
+
+std::vector<logged_request> server::impl::log_copy() const {
+  std::lock_guard guard{mtx};
+  return {request_log.begin(), request_log.end()};
+}
+
+std::string render_request_log(const std::vector<logged_request>& log) {
+  json::array out;
+  out.reserve(log.size());
+  for (auto& e : log) {
+    json::object hdrs;
+    for (auto& [k, v] : e.headers)
+      hdrs[k] = v;
+    json::object o{{"seq", e.seq},
+                   {"ms", e.ms},
+                   {"method", e.method},
+                   {"target", e.target},
+                   {"route", e.route},
+                   {"status", e.status},
+                   {"headers", std::move(hdrs)},
+                   {"request_body", e.request_body},
+                   {"response_body", e.response_body},
+                   {"truncated", e.truncated}};
+    if (!e.fault.empty())
+      o["fault"] = e.fault;
+    out.push_back(std::move(o));
+  }
+  return json::serialize(out);
 }
 
 // -- server -------------------------------------------------------------------------
@@ -337,6 +482,14 @@ bool server::wait_until(const std::function<bool(const stats&)>& pred,
 
 std::string server::stats_json(bool summary) const {
   return render_stats(snapshot(), summary);
+}
+
+std::vector<logged_request> server::request_log() const {
+  return impl_->log_copy();
+}
+
+std::string server::request_log_json() const {
+  return render_request_log(impl_->log_copy());
 }
 
 void server::set_faults(fault_settings f) {

@@ -136,15 +136,21 @@ void server::impl::handle_tinker(http_server_context&& ctx,
     if (building) {
       reply = json_reply(503, detail_body("Archive is still being built"));
     } else {
-      auto expires = std::chrono::system_clock::now() + opts.archive_url_ttl;
-      auto unix = std::chrono::duration_cast<std::chrono::seconds>(
-                    expires.time_since_epoch())
-                    .count();
-      auto sig = sha256_hex(ckpt + "\n" + std::to_string(unix)).substr(0, 32);
-      auto url = base_url + "/_emulator/archive/" + std::string{run} + "/"
-                 + std::string{kind} + "/" + std::string{name}
-                 + ".tar?Expires=" + std::to_string(unix)
-                 + "&Signature=" + sig;
+      // Exact expiry in milliseconds (enforced on creates); advertised
+      // rounded down to the second, so a client never believes a URL valid
+      // after it expired.
+      auto expires_ms
+        = std::chrono::duration_cast<std::chrono::milliseconds>(
+            (std::chrono::system_clock::now() + opts.archive_url_ttl)
+              .time_since_epoch())
+            .count();
+      std::chrono::system_clock::time_point expires{
+        std::chrono::seconds{expires_ms / 1000}};
+      auto path = "/_emulator/archive/" + std::string{run} + "/"
+                  + std::string{kind} + "/" + std::string{name} + ".tar";
+      auto url = base_url + path + "?Expires=" + std::to_string(expires_ms / 1000)
+                 + "&ExpiresMs=" + std::to_string(expires_ms)
+                 + "&Signature=" + sign_archive(path, expires_ms);
       if (mode == archive_mode::redirect) {
         reply = json_reply(302, {});
         reply.response.erase(http::field::content_type);
@@ -176,6 +182,50 @@ void server::impl::handle_tinker(http_server_context&& ctx,
     count_fault(fault_kind::slow_response);
   }
   finish(std::move(ctx), route_name, std::move(reply), fault_name);
+}
+
+std::string server::impl::sign_archive(std::string_view path,
+                                       int64_t expires_ms) const {
+  return sha256_hex("emulator-archive\n" + std::to_string(opts.seed) + "\n"
+                    + std::string{path} + "\n" + std::to_string(expires_ms))
+    .substr(0, 32);
+}
+
+bool server::impl::is_expired_archive_url(std::string_view url) const {
+  std::string_view prefix = base_url;
+  if (!url.starts_with(prefix))
+    return false;
+  url.remove_prefix(prefix.size());
+  auto q = url.find('?');
+  if (q == std::string_view::npos)
+    return false;
+  auto path = url.substr(0, q);
+  if (!path.starts_with("/_emulator/archive/"))
+    return false;
+  auto param = [&](std::string_view name) -> std::string_view {
+    auto query = url.substr(q + 1);
+    for (auto& part : split(query, '&'))
+      if (part.size() > name.size() && part.starts_with(name)
+          && part[name.size()] == '=')
+        return part.substr(name.size() + 1);
+    return {};
+  };
+  auto ms_text = param("ExpiresMs");
+  auto sig = param("Signature");
+  if (ms_text.empty() || ms_text.size() > 18 || sig.empty())
+    return false;
+  int64_t expires_ms = 0;
+  for (auto c : ms_text) {
+    if (c < '0' || c > '9')
+      return false;
+    expires_ms = expires_ms * 10 + (c - '0');
+  }
+  if (sign_archive(path, expires_ms) != sig)
+    return false; // not handed out by this emulator
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  return now_ms >= expires_ms;
 }
 
 } // namespace sail::emulator

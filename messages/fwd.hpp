@@ -30,7 +30,7 @@ struct completer_stats;
 
 /// Wire version of the message vocabulary; nodes with a different value refuse
 /// each other's handshake (middleman.app-identifiers).
-inline constexpr const char* protocol_version = "sail-tinker.v1";
+inline constexpr const char* protocol_version = "sail-tinker.v2";
 
 } // namespace sail
 
@@ -57,3 +57,9 @@ CAF_ADD_ATOM(sail, sail::atom, deadline, "deadline")
 CAF_ADD_ATOM(sail, sail::atom, respawn, "respawn")
 CAF_ADD_ATOM(sail, sail::atom, crash, "crash")
 CAF_ADD_ATOM(sail, sail::atom, refresh, "refresh")
+
+// Local-only atoms of the cluster's actors (node proxy <-> balancer, timers).
+CAF_ADD_ATOM(sail, sail::atom, node_up, "nodeUp")
+CAF_ADD_ATOM(sail, sail::atom, node_lost, "nodeLost")
+CAF_ADD_ATOM(sail, sail::atom, reconnect, "reconnect")
+CAF_ADD_ATOM(sail, sail::atom, expire, "expire")

@@ -1,5 +1,7 @@
 #include "sail_tinker/messages/types.hpp"
 
+#include <algorithm>
+
 namespace sail {
 
 stop_condition stop_condition::tokens(std::vector<int64_t> ids) {
@@ -8,10 +10,27 @@ stop_condition stop_condition::tokens(std::vector<int64_t> ids) {
   return result;
 }
 
+stop_condition stop_condition::text(std::string s) {
+  stop_condition result;
+  result.strings.push_back(std::move(s));
+  result.bare_string = true;
+  return result;
+}
+
 stop_condition stop_condition::texts(std::vector<std::string> xs) {
   stop_condition result;
   result.strings = std::move(xs);
   return result;
+}
+
+signed_url with_refresh_schedule(signed_url url, caf::timespan margin,
+                                 caf::timestamp now) {
+  auto life = url.expires - now;
+  auto m = std::max(caf::timespan{0},
+                    std::min(margin, std::chrono::duration_cast<caf::timespan>(life / 4)));
+  url.refresh_at = url.expires - 2 * m;
+  url.use_until = url.expires - m;
+  return url;
 }
 
 caf::expected<std::vector<double>> tokens_with_logprobs::logprobs() const {

@@ -73,13 +73,20 @@ typename Inspector::result_type inspect(Inspector& f, model_input& x) {
 
 // -- stop condition --------------------------------------------------------------
 
-/// None, token ids, or strings; never both (construction enforces it, and
-/// deserialization refuses a value that breaks it).
+/// The stop condition as the seed normalises it (completer.md, "A sample
+/// call"): none; token ids (a single int becomes a one-element list); a
+/// bare string (sent as a string, not wrapped); or a list of strings. Ints
+/// and strings never mix (construction enforces it, and deserialization
+/// refuses a value that breaks it).
 struct stop_condition {
-  enum class kind : uint8_t { none = 0, token_ids = 1, strings = 2 };
+  enum class kind : uint8_t { none = 0, token_ids = 1, strings = 2, text = 3 };
 
   std::vector<int64_t> token_ids;
   std::vector<std::string> strings;
+  /// `strings` holds exactly one string, sent bare ("stop": "x") rather than
+  /// as a list: the seed passes any value that is not an int or a list
+  /// through unchanged.
+  bool bare_string = false;
 
   stop_condition() = default;
 
@@ -87,13 +94,17 @@ struct stop_condition {
   /// A single int becomes a one-element list.
   static stop_condition token(int64_t id) { return tokens({id}); }
   static stop_condition tokens(std::vector<int64_t> ids);
-  /// A single string becomes a one-element list.
-  static stop_condition text(std::string s) { return texts({std::move(s)}); }
+  /// A single string, sent as a string.
+  static stop_condition text(std::string s);
+  /// A list of strings, sent as a list (also with one element).
   static stop_condition texts(std::vector<std::string> xs);
 
   kind which() const noexcept {
-    return !token_ids.empty() ? kind::token_ids
-                              : (!strings.empty() ? kind::strings : kind::none);
+    if (!token_ids.empty())
+      return kind::token_ids;
+    if (strings.empty())
+      return kind::none;
+    return bare_string ? kind::text : kind::strings;
   }
 
   bool empty() const noexcept { return token_ids.empty() && strings.empty(); }
@@ -106,11 +117,13 @@ typename Inspector::result_type inspect(Inspector& f, stop_condition& x) {
   auto check = [&x]() -> caf::error {
     if (!x.token_ids.empty() && !x.strings.empty())
       return caf::sec::invalid_argument;
+    if (x.bare_string && x.strings.size() != 1)
+      return caf::sec::invalid_argument;
     return caf::none;
   };
   return f(caf::meta::type_name("sail.stop_condition"),
            caf::meta::save_callback(check), x.token_ids, x.strings,
-           caf::meta::load_callback(check));
+           x.bare_string, caf::meta::load_callback(check));
 }
 
 // -- sample output ---------------------------------------------------------------
@@ -171,10 +184,17 @@ typename Inspector::result_type inspect(Inspector& f, tinker_path& x) {
   return f(caf::meta::type_name("sail.tinker_path"), x.run_id, x.kind, x.name);
 }
 
-/// A signed archive URL and the moment it stops working.
+/// A signed archive URL, the moment it stops working, and when its holders
+/// replace it. The resolver sets `refresh_at` and `use_until` from its one
+/// refresh margin (resolver_options::refresh_margin), so that its cache and
+/// every completer follow the same schedule: a completer starts a background
+/// refresh at refresh_at and sends the URL in new requests until use_until,
+/// never later (see with_refresh_schedule).
 struct signed_url {
   std::string url;
   caf::timestamp expires{};
+  caf::timestamp refresh_at{};
+  caf::timestamp use_until{};
 
   friend bool operator==(const signed_url&, const signed_url&) = default;
 };
@@ -182,8 +202,15 @@ struct signed_url {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, signed_url& x) {
   detail::secret_ref url{x.url};
-  return f(caf::meta::type_name("sail.signed_url"), url, x.expires);
+  return f(caf::meta::type_name("sail.signed_url"), url, x.expires,
+           x.refresh_at, x.use_until);
 }
+
+/// Sets url.refresh_at = expires - 2m and url.use_until = expires - m, where
+/// m = min(margin, (expires - now) / 4): a URL that lives shorter than four
+/// margins is refreshed halfway through its life, not in a tight loop.
+signed_url with_refresh_schedule(signed_url url, caf::timespan margin,
+                                 caf::timestamp now);
 
 /// Resolver input: a checkpoint and an optional TTL to set first.
 struct resolve_request {
@@ -341,6 +368,10 @@ struct sail_job {
   caf::timespan call_timeout{0};
   /// Deadline for the whole sample (0 = default for the window).
   caf::timespan deadline{0};
+  /// Expiry of the signed URL inside `body` (epoch: none). No create is sent
+  /// from then on: the sample fails instead (its body must stay
+  /// byte-identical under its key, so the URL cannot be swapped).
+  caf::timestamp url_expires{};
 
   friend bool operator==(const sail_job&, const sail_job&) = default;
 };
@@ -349,7 +380,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
   return f(caf::meta::type_name("sail.sail_job"), x.idempotency_key, x.body,
            x.headers, x.completion_window, x.group_id, x.call_timeout,
-           x.deadline);
+           x.deadline, x.url_expires);
 }
 
 // -- statistics ------------------------------------------------------------------

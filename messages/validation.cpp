@@ -13,20 +13,18 @@ namespace json = boost::json;
 // -- model table ----------------------------------------------------------------
 
 const model_table& model_table::builtin() {
-  // Window names as of Sail's pricing page, mid 2026. Deployments override
-  // this table from configuration when Sail changes it.
+  // Only what Sail documents (../shared/contracts/sail-facts.md, "Models,
+  // LoRA serving, windows"). Every other model is unknown: any window, any
+  // LoRA source, and the server judges (its 4xx comes back as a typed
+  // http_error with the body attached). Window support per model is
+  // published on Sail's /pricing page and changes, so no window list is
+  // built in; deployments load a fuller table from configuration
+  // ([sail] model-table).
   static const model_table table = [] {
     model_table t;
-    const std::vector<std::string> all{"asap", "priority", "standard", "flex"};
-    const std::vector<std::string> batchy{"priority", "standard", "flex"};
-    t.set("moonshotai/Kimi-K2.6", {all, false});
-    t.set("deepseek-ai/DeepSeek-V3.2", {all, false});
-    t.set("Qwen/Qwen3-235B-A22B-Instruct-2507", {all, true});
-    t.set("Qwen/Qwen3-30B-A3B", {all, true});
-    t.set("Qwen/Qwen3-8B", {all, true});
-    t.set("meta-llama/Llama-3.1-8B-Instruct", {all, true});
-    t.set("meta-llama/Llama-3.3-70B-Instruct", {batchy, true});
-    t.set("openai/gpt-oss-120b", {all, false});
+    // FACT (docs.sailresearch.com/loras): LoRA serving is offered for
+    // moonshotai/Kimi-K2.6 (max rank 32, all target modules).
+    t.set("moonshotai/Kimi-K2.6", {{}, true});
     return t;
   }();
   return table;
@@ -58,8 +56,6 @@ caf::expected<model_table> model_table::from_json(std::string_view text) {
                                   "must be a list of non-empty strings");
         caps.windows.emplace_back(w.get_string());
       }
-    } else {
-      return invalid_argument(field + ".windows", "missing");
     }
     if (auto* lora = obj->if_contains("lora")) {
       if (!lora->is_bool())
@@ -197,16 +193,14 @@ caf::error validate(const completer_config& cfg, const model_table& models) {
       return invalid_argument("adapter_config", "tinker_lora_signed_url "
                                                 "requires adapter_config");
   }
-  if (cfg.adapter_config) {
-    json::error_code ec;
-    auto doc = json::parse(*cfg.adapter_config, ec);
-    if (ec || !doc.is_object())
-      return invalid_argument("adapter_config",
-                              "adapter_config must be a JSON object");
-  }
+  // Either form of the contract: a JSON object, or a string holding one.
+  if (cfg.adapter_config)
+    if (auto normalized = normalize_adapter_config(*cfg.adapter_config); !normalized)
+      return std::move(normalized.error());
+  // FACT (/completion-windows; the live error text quoted in sail-facts.md):
+  // a LoRA request of either source cannot use asap.
   if (cfg.uses_lora() && cfg.completion_window == "asap")
-    return invalid_argument("completion_window",
-                            "LoRA requests cannot use the asap window");
+    return invalid_argument("completion_window", std::string{lora_asap_message});
   for (auto& [key, value] : cfg.metadata) {
     auto& reserved = reserved_metadata_keys();
     if (std::find(reserved.begin(), reserved.end(), key) != reserved.end())
@@ -229,7 +223,8 @@ caf::error validate(const completer_config& cfg, const model_table& models) {
   }
   if (auto* caps = models.find(cfg.model)) {
     auto& ws = caps->windows;
-    if (std::find(ws.begin(), ws.end(), cfg.completion_window) == ws.end())
+    if (!ws.empty()
+        && std::find(ws.begin(), ws.end(), cfg.completion_window) == ws.end())
       return invalid_argument("completion_window",
                               "model " + cfg.model + " does not support the "
                                 + cfg.completion_window + " window");
@@ -265,6 +260,8 @@ caf::error validate(const model_input& prompt) {
 caf::error validate(const stop_condition& stop) {
   if (!stop.token_ids.empty() && !stop.strings.empty())
     return invalid_argument("stop", "stop mixes token ids and strings");
+  if (stop.bare_string && stop.strings.size() != 1)
+    return invalid_argument("stop", "a bare stop string holds exactly one string");
   for (auto t : stop.token_ids)
     if (t < 0 || t > max_token_id)
       return invalid_argument("stop", "stop token " + std::to_string(t)

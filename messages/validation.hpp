@@ -17,22 +17,26 @@ namespace sail {
 /// What a model supports. Sail publishes this on its pricing page and it
 /// changes, so it is configuration (model_table), not code.
 struct model_capabilities {
+  /// Windows the model accepts; empty: not known here, any window passes
+  /// and the server judges.
   std::vector<std::string> windows;
   bool lora_capable = false;
 
   friend bool operator==(const model_capabilities&, const model_capabilities&) = default;
 };
 
-/// model -> capabilities. A model missing from the table may use any window;
-/// the server is the final judge.
+/// model -> capabilities. A model missing from the table may use any window
+/// and any LoRA source; the server is the final judge.
 class model_table {
 public:
   model_table() = default;
 
-  /// The built-in default table.
+  /// The built-in table: only what Sail documents (moonshotai/Kimi-K2.6
+  /// serves LoRAs; no window lists, since they change on /pricing).
   static const model_table& builtin();
 
-  /// Parses {"models": {"<model>": {"windows": [...], "lora": bool}}}.
+  /// Parses {"models": {"<model>": {"windows": [...], "lora": bool}}};
+  /// "windows" may be omitted (any window), "lora" defaults to false.
   static caf::expected<model_table> from_json(std::string_view text);
 
   void set(std::string model, model_capabilities caps);
@@ -47,6 +51,11 @@ public:
 private:
   std::map<std::string, model_capabilities, std::less<>> models_;
 };
+
+/// Sail's answer to a LoRA request on the asap window (the live error text,
+/// sail-facts.md); the completer refuses such a configuration with it.
+inline constexpr std::string_view lora_asap_message
+  = "lora requests cannot use completion_window=asap";
 
 /// Metadata keys the completer sets itself; a user key must not collide.
 const std::vector<std::string>& reserved_metadata_keys();

@@ -108,9 +108,14 @@ caf::error response_error(std::string message, std::string_view body) {
 
 void encoder::stop_and_include(json_out& out, const stop_condition& stop,
                                bool request_logprobs) {
-  // A1: the normalised stop condition, always a list.
+  // A1: the stop condition as the seed normalises it (a list of ids, a bare
+  // string, or a list of strings).
   switch (stop.which()) {
     case stop_condition::kind::none:
+      break;
+    case stop_condition::kind::text:
+      out.key("stop");
+      out.string(stop.strings.front());
       break;
     case stop_condition::kind::token_ids:
       out.key("stop");

@@ -6,8 +6,10 @@
 // and sail_wire_assumed.cpp:
 //
 //   Encoder (create body):
-//   A1. `stop` is the normalised stop condition, always a list: of token ids
-//       ([198]) or of strings (["\n\n"]); absent when no stop is set.
+//   A1. `stop` carries the stop condition as the seed normalises it: token
+//       ids as a list ([198]; a single int becomes a one-element list), a
+//       bare string as a string ("\n\n"), a list of strings as a list
+//       (["\n\n"]); absent when no stop is set. The field name is ASSUMED.
 //   A2. `include: ["message.output_text.logprobs"]` requests logprobs; absent
 //       when the completer does not request them.
 //   A3. LoRA keys inside `metadata`, after completion_window and in this

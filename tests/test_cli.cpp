@@ -64,6 +64,8 @@ std::vector<std::string> lines_of(const std::string& text) {
 env_map clean_env() {
   return {{"SAIL_API_KEY", std::nullopt},
           {"SAIL_BASE_URL", std::nullopt},
+          {"SAIL_API_URL", std::nullopt},
+          {"SAIL_MODE", std::nullopt},
           {"TINKER_API_KEY", std::nullopt},
           {"TINKER_BASE_URL", std::nullopt},
           {"http_proxy", std::nullopt},
@@ -421,7 +423,8 @@ TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
     {"emulate",
      {"--host", "--port", "--api-key", "--tinker-api-key", "--fault", "--fault-seed",
       "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
-      "--still-building"}},
+      "--still-building", "--status-vocabulary", "--model-windows", "--request-log",
+      "--archive-url-ttl-ms", "--webhook-timeout-ms", "balanced", "emulator_outcome"}},
     {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate"}},
     {"rollout",
      {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
@@ -478,6 +481,46 @@ TEST_CASE("cli: emulate stops on SIGINT too; invalid emulate flags exit 2", "[cl
   require_invalid(cli({"emulate", "--latency-queued-ms", "x"}), "latency-queued-ms");
 }
 
+TEST_CASE("cli: emulate fidelity flags: vocabulary, model windows, request log, outcomes",
+          "[cli]") {
+  emulate_process emu{{"--status-vocabulary", "openapi", "--request-log", "100", "--model-windows",
+                       "vendor/narrow=priority,flex", "--webhook-timeout-ms", "1000",
+                       "--archive-url-ttl-ms", "5000"}};
+  auto narrow = [](std::vector<std::string> extra) {
+    std::vector<std::string> args{"sample", "--model", "vendor/narrow", "--max-tokens", "4",
+                                  "--prompt", "1,2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  auto ok = parse_sample(cli(narrow({"--window", "priority"}), emu.sail_env()));
+  CHECK(ok.tokens.size() == 4);
+  // A window the (emulated) model does not support: the server's 400, typed.
+  auto refused = cli(narrow({"--window", "standard"}), emu.sail_env());
+  require_failure(refused, "http_error");
+  CHECK(contains(refused.err, "not supported"));
+  // emulator_outcome through --metadata: a failed response is an inference_error.
+  require_failure(cli(narrow({"--window", "priority", "--metadata", "emulator_outcome=failed"}),
+                      emu.sail_env()),
+                  "inference_error");
+  // The request log: the openapi vocabulary's words were served.
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  REQUIRE(log.is_array());
+  bool pending = false;
+  for (auto& e : log.as_array()) {
+    auto body = std::string{e.as_object().at("response_body").as_string()};
+    pending = pending || contains(body, R"("status":"pending")");
+    CHECK_FALSE(contains(body, R"("status":"queued")"));
+  }
+  CHECK(pending);
+  CHECK(log.as_array().size() >= 3);
+  require_invalid(cli({"emulate", "--status-vocabulary", "xml"}), "status-vocabulary");
+  require_invalid(cli({"emulate", "--model-windows", "no-equals"}), "model-windows");
+  require_invalid(cli({"emulate", "--model-windows", "m=priority,someday"}), "model-windows");
+  require_invalid(cli({"emulate", "--request-log", "-1"}), "request-log");
+  require_invalid(cli({"emulate", "--webhook-timeout-ms", "0"}), "webhook-timeout-ms");
+}
+
 // -- sample ------------------------------------------------------------------------------------
 
 TEST_CASE("cli: sample prints exactly one JSON object", "[cli][sample]") {
@@ -487,10 +530,15 @@ TEST_CASE("cli: sample prints exactly one JSON object", "[cli][sample]") {
   REQUIRE(out.logprobs);
   CHECK(out.logprobs->size() == 6);
   CHECK(out.stop_reason == "length");
-  // --no-logprobs -> null; the toy model is deterministic per request fields.
-  auto no_lp = parse_sample(cli(sample_args({"--no-logprobs"}), emu.sail_env()));
+  // --no-logprobs -> null. Each run sends its own Idempotency-Key, which the
+  // toy model mixes into its sample; greedy sampling (temperature 0) does
+  // not depend on it, so the two greedy runs must agree.
+  auto greedy = parse_sample(cli(sample_args({"--temperature", "0"}), emu.sail_env()));
+  REQUIRE(greedy.logprobs);
+  auto no_lp = parse_sample(cli(sample_args({"--temperature", "0", "--no-logprobs"}),
+                                emu.sail_env()));
   CHECK_FALSE(no_lp.logprobs);
-  CHECK(no_lp.tokens == out.tokens);
+  CHECK(no_lp.tokens == greedy.tokens);
 }
 
 TEST_CASE("cli: sample stop flags", "[cli][sample]") {
@@ -525,12 +573,18 @@ TEST_CASE("cli: sample stop flags", "[cli][sample]") {
 
 TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   emulate_process emu;
+  // Two runs send two Idempotency-Keys: independent samples (the toy model
+  // mixes the key in), each with the requested length.
   auto a = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
                             emu.sail_env()));
   auto b = parse_sample(cli(sample_args({"--temperature", "0.5", "--top-p", "0.9"}),
                             emu.sail_env()));
-  CHECK(a.tokens == b.tokens);
-  for (auto w : {"asap", "priority", "standard", "flex"}) {
+  CHECK(a.tokens.size() == 6);
+  CHECK(b.tokens.size() == 6);
+  REQUIRE(a.logprobs);
+  for (auto lp : *a.logprobs)
+    CHECK(lp <= 0.0);
+  for (auto w : {"asap", "priority", "balanced", "standard", "flex"}) {
     auto res = parse_sample(cli(sample_args({"--window", w}), emu.sail_env()));
     CHECK(res.tokens.size() == 6);
   }
@@ -541,13 +595,138 @@ TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   require_invalid(cli(sample_args({"--temperature", "3"}), emu.sail_env()), "temperature");
   require_invalid(cli(sample_args({"--temperature", "hot"}), emu.sail_env()), "temperature");
   require_invalid(cli(sample_args({"--top-p", "1.5"}), emu.sail_env()), "top_p");
-  require_invalid(cli(sample_args({"--window", "someday"}), emu.sail_env()), "window");
   require_invalid(cli(sample_args({"--timeout", "0"}), emu.sail_env()), "timeout");
   require_invalid(cli(sample_args({"--timeout", "soon"}), emu.sail_env()), "timeout");
   require_invalid(cli(sample_args({"--metadata", "novalue"}), emu.sail_env()), "metadata");
   require_invalid(cli(sample_args({"--metadata", "lora=x"}), emu.sail_env()), "metadata");
   require_invalid(cli(sample_args({"--voyage-id", ""}), emu.sail_env()), "voyage");
   CHECK(emu.creates() == before);
+  // A window name nobody configured goes to the server, which judges it (its
+  // 400 comes back typed, body attached): window names changed three times
+  // in 2026 (sail-facts.md).
+  auto res = cli(sample_args({"--window", "someday"}), emu.sail_env());
+  require_failure(res, "http_error");
+  CHECK(contains(res.err, "status=400"));
+  CHECK(contains(res.err, "completion_window"));
+}
+
+TEST_CASE("cli: Kimi-K2.6 serves LoRAs on priority; asap is refused with Sail's message",
+          "[cli][sample][facts]") {
+  // FACT (/loras): LoRA serving is documented for moonshotai/Kimi-K2.6.
+  emulate_process emu;
+  auto kimi = [](std::vector<std::string> extra) {
+    std::vector<std::string> args{"sample", "--model", "moonshotai/Kimi-K2.6",
+                                  "--max-tokens", "6", "--prompt", "5,6,7,8",
+                                  "--lora", "emulator-lora"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  auto out = parse_sample(cli(kimi({"--window", "priority"}), emu.sail_env()));
+  CHECK(out.tokens.size() == 6);
+  CHECK(emu.creates() == 1);
+  parse_sample(cli(kimi({"--window", "balanced"}), emu.sail_env()));
+  CHECK(emu.creates() == 2);
+  // FACT (/completion-windows, live error text): LoRA requests cannot use
+  // asap. Refused before anything is sent, with the server's own words.
+  auto res = cli(kimi({"--window", "asap"}), emu.sail_env());
+  require_invalid(res, "completion_window");
+  CHECK(contains(res.err, "lora requests cannot use completion_window=asap"));
+  CHECK(emu.creates() == 2);
+}
+
+TEST_CASE("cli: an unknown model is the server's call, a configured table checks locally",
+          "[cli][sample][facts]") {
+  emulate_process emu;
+  std::vector<std::string> unknown{"sample", "--model", "example/not-in-any-table",
+                                   "--max-tokens", "4", "--prompt", "1,2",
+                                   "--window", "balanced", "--lora", "emulator-lora"};
+  // Not documented anywhere, so nothing is refused locally: the request goes.
+  parse_sample(cli(unknown, emu.sail_env()));
+  CHECK(emu.creates() == 1);
+  // A deployment's own table (sail.model-table) restricts windows and LoRA.
+  temp_dir dir;
+  dir.write("models.json", R"({"models": {
+      "example/not-in-any-table": {"windows": ["priority", "flex"], "lora": false},
+      "example/windows-only": {"windows": ["balanced"]}}})");
+  auto table = "--sail.model-table=" + (dir.path / "models.json").string();
+  auto args = unknown;
+  args.push_back(table);
+  require_invalid(cli(args, emu.sail_env()), "completion_window");
+  auto lora_args = std::vector<std::string>{"sample", "--model", "example/not-in-any-table",
+                                            "--max-tokens", "4", "--prompt", "1,2",
+                                            "--window", "priority", "--lora", "emulator-lora",
+                                            table};
+  require_invalid(cli(lora_args, emu.sail_env()), "lora");
+  CHECK(emu.creates() == 1);
+  parse_sample(cli({"sample", "--model", "example/windows-only", "--max-tokens", "4",
+                    "--prompt", "1,2", "--window", "balanced", table},
+                   emu.sail_env()));
+  CHECK(emu.creates() == 2);
+}
+
+TEST_CASE("cli: --adapter-config takes a JSON object or a string holding one",
+          "[cli][sample][facts]") {
+  emulate_process emu{{"--request-log", "100"}};
+  auto args = [](std::string adapter) {
+    return sample_args({"--window", "priority", "--tinker-lora-signed-url",
+                        "https://storage.example/ckpt.tar?sig=abc", "--adapter-config",
+                        std::move(adapter)});
+  };
+  parse_sample(cli(args(R"({"r":32,"peft_type":"LORA"})"), emu.sail_env()));
+  parse_sample(cli(args(R"("{\"r\":32,\"peft_type\":\"LORA\"}")"), emu.sail_env()));
+  CHECK(emu.creates() == 2);
+  // Both forms go out as the same canonical JSON text in a string.
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  size_t creates = 0;
+  for (auto& e : log.as_array()) {
+    auto& entry = e.as_object();
+    if (entry.at("route") != "POST /v1/responses")
+      continue;
+    ++creates;
+    auto body = boost::json::parse(entry.at("request_body").as_string());
+    CHECK(body.at("metadata").at("adapter_config") == R"({"r":32,"peft_type":"LORA"})");
+  }
+  CHECK(creates == 2);
+  require_invalid(cli(args(R"("[1,2]")"), emu.sail_env()), "adapter_config");
+  require_invalid(cli(args(R"("not json")"), emu.sail_env()), "adapter_config");
+  require_invalid(cli(args("[1,2]"), emu.sail_env()), "adapter_config");
+  CHECK(emu.creates() == 2);
+}
+
+TEST_CASE("cli: the Sail endpoint from SAIL_BASE_URL, SAIL_API_URL or SAIL_MODE",
+          "[cli][sample][facts]") {
+  emulate_process emu;
+  // OpenAI-compatible clients are configured with ".../v1" (sail-facts.md).
+  auto env = emu.sail_env();
+  env["SAIL_BASE_URL"] = emu.url + "/v1";
+  parse_sample(cli(sample_args(), env));
+  env["SAIL_BASE_URL"] = emu.url + "/v1/";
+  parse_sample(cli(sample_args(), env));
+  parse_sample(cli(sample_args({"--base-url", emu.url + "/v1"}), emu.sail_env()));
+  // Sail's SDK: SAIL_API_URL overrides the host (no /v1).
+  env = emu.sail_env();
+  env["SAIL_BASE_URL"] = std::nullopt;
+  env["SAIL_API_URL"] = emu.url;
+  parse_sample(cli(sample_args(), env));
+  CHECK(emu.creates() == 4);
+  // SAIL_BASE_URL (this project's own) wins over SAIL_API_URL.
+  env["SAIL_BASE_URL"] = emu.url;
+  env["SAIL_API_URL"] = "http://127.0.0.1:1";
+  parse_sample(cli(sample_args(), env));
+  CHECK(emu.creates() == 5);
+  // SAIL_MODE: the SDK's hosts; an unknown mode is invalid_argument.
+  env = emu.sail_env();
+  env["SAIL_BASE_URL"] = std::nullopt;
+  env["SAIL_MODE"] = "production";
+  require_invalid(cli(sample_args(), env), "SAIL_MODE");
+  env["SAIL_MODE"] = "local";
+  auto res = cli(sample_args({"--log-level", "debug", "--pool.retry-max-attempts=1"}), env);
+  CHECK(contains(res.err, "base_url=http://localhost:8080"));
+  CHECK(emu.creates() == 5);
+  env["SAIL_MODE"] = std::nullopt;
+  env["SAIL_API_URL"] = "ftp://example.com";
+  require_invalid(cli(sample_args(), env), "SAIL_API_URL");
 }
 
 TEST_CASE("cli: sample LoRA flags", "[cli][sample]") {

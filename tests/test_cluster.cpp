@@ -5,6 +5,8 @@
 // (cut = killed process, freeze = stopped process) or a graceful node stop.
 #include <catch2/catch.hpp>
 
+#include <boost/json.hpp>
+
 #include <atomic>
 #include <future>
 #include <set>
@@ -62,8 +64,8 @@ void require_all_ok(const std::vector<caf::expected<tokens_with_logprobs>>& rs) 
 void check_results_match_model(const emulator::server& emu,
                                const std::vector<caf::expected<tokens_with_logprobs>>& rs) {
   for (size_t i = 0; i < rs.size(); ++i) {
-    auto want = expected_sample(emu, toy_config(), numbered_prompt(static_cast<int64_t>(i)).prompt.tokens, 8);
-    CHECK(rs[i]->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
+    CHECK(matches_model(emu, toy_config(), numbered_prompt(static_cast<int64_t>(i)).prompt.tokens, 8,
+                        rs[i]->tokens));
   }
 }
 
@@ -152,8 +154,7 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
       .receive([&](tokens_with_logprobs& r) { res = std::move(r); },
                [&](caf::error& e) { res = std::move(e); });
     REQUIRE(res);
-    auto want = expected_sample(emu, toy_config(), numbered_prompt(1).prompt.tokens, 8);
-    CHECK(res->tokens == std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()));
+    CHECK(matches_model(emu, toy_config(), numbered_prompt(1).prompt.tokens, 8, res->tokens));
   }
   {
     // A decorator wraps each new completer once (the CLI's metering front).
@@ -176,6 +177,31 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
     CHECK(*decorated == 1);
     (*second)->shutdown();
   }
+  node.stop();
+}
+
+TEST_CASE("cluster: adapter_config in either form is accepted on the node",
+          "[cluster][service][lora]") {
+  emulator::server emu{test_emulator_options()};
+  test_node node{emu};
+  auto cfg = toy_config();
+  cfg.tinker_lora_signed_url = "https://storage.example/ckpt.tar?sig=abc";
+  cfg.adapter_config = R"("{\"peft_type\":\"LORA\",\"r\":32}")";
+  test_trainer trainer{{local(node.port())}, cfg};
+  auto f = trainer.cl().sample(numbered_prompt(1));
+  auto res = get(f);
+  INFO((res ? std::string{} : render(res.error())));
+  REQUIRE(res);
+  // Sent as the canonical JSON text of the object.
+  size_t creates = 0;
+  for (auto& r : emu.request_log())
+    if (r.route == "POST /v1/responses") {
+      ++creates;
+      auto body = boost::json::parse(r.request_body);
+      CHECK(body.at("metadata").at("adapter_config") == R"({"peft_type":"LORA","r":32})");
+    }
+  CHECK(creates == 1);
+  trainer.stop();
   node.stop();
 }
 

@@ -6,8 +6,11 @@
 #include <atomic>
 #include <cmath>
 #include <future>
+#include <set>
 #include <thread>
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/json.hpp>
 
 #include "sail_tinker/emulator/emulator.hpp"
@@ -264,11 +267,6 @@ TEST_CASE("emulator validates create requests like Sail") {
        o["metadata"] = json::object{{"completion_window", "flex"}};
      },
      400, "metadata.completion_window"},
-    {"bad webhook url",
-     [](json::object& o) {
-       o["metadata"] = json::object{{"completion_webhook", "ftp://x/y"}};
-     },
-     400, "metadata.completion_webhook"},
     {"stop mixing ids and strings",
      [](json::object& o) { o["stop"] = json::array{1, "x"}; }, 400, "stop"},
     {"background not a bool", [](json::object& o) { o["background"] = "yes"; },
@@ -395,7 +393,11 @@ TEST_CASE("emulator status moves queued -> in_progress -> completed by time") {
     auto p = f.poll(id2);
     CHECK(p.json().as_object().at("status") == "queued");
     CHECK(p.json().as_object().at("output").as_array().empty());
-    CHECK(p.json().as_object().at("usage").is_null());
+    // usage is a required object (OpenAPI ResponseUsage): zeros until done.
+    auto queued = p.json();
+    auto& usage = queued.as_object().at("usage").as_object();
+    CHECK(usage.at("output_tokens") == 0);
+    CHECK(usage.at("total_tokens") == 0);
     slow.standard.queued = std::chrono::microseconds{0};
     slow.standard.per_token = std::chrono::hours{1};
     f.server.set_latency(slow);
@@ -520,7 +522,7 @@ TEST_CASE("emulator model is deterministic for a prompt and seed") {
   CHECK(a.at("id") != b.at("id"));
   CHECK(first_part(a).at("token_ids") == first_part(b).at("token_ids"));
   CHECK(first_part(a).at("logprobs") == first_part(b).at("logprobs"));
-  // The Idempotency-Key does not enter the sample.
+  // With a seed, the Idempotency-Key does not enter the sample.
   auto c = f.create_keyed(body, "any-key").json().as_object();
   CHECK(first_part(a).at("token_ids") == first_part(c).at("token_ids"));
   // Another seed or prompt gives another sample.
@@ -1075,6 +1077,415 @@ TEST_CASE("emulator stats JSON") {
   auto api = json::parse(f.server.stats_json()).as_object();
   CHECK(api.at("inference_runs").as_object().at("s-1") == 1);
   CHECK(f.server.snapshot().count(poll_route, 200) == 0);
+}
+
+// -- windows, LoRA, per-model table (issue 10, items 1-2) ------------------------------
+
+TEST_CASE("emulator accepts the 2026 window names; balanced has its own latency") {
+  emu::options opts;
+  opts.latency.balanced.queued = std::chrono::hours{1};
+  fixture f{opts};
+  for (auto w : {"asap", "priority", "balanced", "standard", "flex"}) {
+    INFO(w);
+    auto body = basic_body();
+    body["metadata"] = json::object{{"completion_window", w}};
+    auto r = f.create_keyed(body, std::string{"win-"} + w);
+    REQUIRE(r.status() == 202);
+    std::string id{r.json().as_object().at("id").as_string()};
+    // Only balanced is slow: its own latency entry, not standard's.
+    auto polled = f.poll(id).json().as_object();
+    CHECK(polled.at("status") == (std::string{w} == "balanced" ? "queued" : "completed"));
+    CHECK(polled.at("metadata").as_object().at("completion_window") == w);
+  }
+  auto body = basic_body();
+  body["metadata"] = json::object{{"completion_window", "15m"}};
+  auto r = f.create(body);
+  CHECK(r.status() == 400);
+  CHECK(error_field(r, "param") == "metadata.completion_window");
+  CHECK(error_field(r, "message").find("balanced") != std::string::npos);
+}
+
+TEST_CASE("emulator refuses LoRA with asap with Sail's live message") {
+  fixture f;
+  for (auto lora_key : {"lora", "tinker_lora_signed_url"}) {
+    INFO(lora_key);
+    auto body = basic_body();
+    body["metadata"] = json::object{
+      {lora_key, std::string{lora_key} == "lora" ? "emulator-lora"
+                                                 : "https://example.invalid/a.tar?sig=1"},
+      {"completion_window", "asap"}};
+    auto r = f.create(body);
+    CHECK(r.status() == 400);
+    CHECK(error_field(r, "message") == "lora requests cannot use completion_window=asap");
+    CHECK(error_field(r, "param") == "metadata.completion_window");
+  }
+  CHECK(f.server.snapshot().inference_runs_total == 0);
+}
+
+TEST_CASE("emulator per-model window table: an unsupported explicit window is a 400") {
+  emu::options opts;
+  opts.model_windows["vendor/narrow"] = {"priority", "flex"};
+  opts.latency.flex.queued = std::chrono::hours{1};
+  fixture f{opts};
+  auto body = basic_body();
+  body["model"] = "vendor/narrow";
+  body["metadata"] = json::object{{"completion_window", "standard"}};
+  auto r = f.create(body);
+  CHECK(r.status() == 400);
+  CHECK(error_field(r, "param") == "metadata.completion_window");
+  CHECK(error_field(r, "code") == "unsupported_value");
+  body["metadata"] = json::object{{"completion_window", "balanced"}};
+  CHECK(f.create(body).status() == 400);
+  body["metadata"] = json::object{{"completion_window", "priority"}};
+  CHECK(f.create(body).status() == 202);
+  // Omitted: standard is not supported, so a background request runs on flex
+  // (slow here) rather than falling back to a fast window.
+  body.erase("metadata");
+  auto omitted = f.create(body);
+  REQUIRE(omitted.status() == 202);
+  std::string id{omitted.json().as_object().at("id").as_string()};
+  CHECK(f.poll(id).json().as_object().at("status") == "queued");
+  // A model the table does not list supports every window.
+  body["model"] = "emulator/toy";
+  body["metadata"] = json::object{{"completion_window", "standard"}};
+  CHECK(f.create(body).status() == 202);
+  CHECK(f.server.snapshot().inference_runs_total == 3);
+}
+
+// -- user, webhooks (item 10) ----------------------------------------------------------------
+
+TEST_CASE("emulator limits user to 256 characters") {
+  fixture f;
+  auto body = basic_body();
+  std::string e_acute = "\xc3\xa9";
+  std::string user;
+  for (int i = 0; i < 256; ++i)
+    user += e_acute; // 256 characters, 512 bytes
+  body["user"] = user;
+  CHECK(f.create(body).status() == 202);
+  body["user"] = user + "x";
+  auto r = f.create(body);
+  CHECK(r.status() == 400);
+  CHECK(error_field(r, "param") == "user");
+  body["user"] = 42;
+  CHECK(f.create(body).status() == 400);
+  CHECK(f.server.snapshot().inference_runs_total == 1);
+}
+
+TEST_CASE("emulator ignores an invalid completion_webhook silently") {
+  fixture f;
+  int n = 0;
+  for (auto url : {"ftp://x/y", "not a url", "https:///nohost"}) {
+    INFO(url);
+    auto body = basic_body();
+    body["metadata"] = json::object{{"completion_webhook", url}, {"webhook_token", "t"}};
+    auto r = f.create_keyed(body, "hook-" + std::to_string(++n));
+    REQUIRE(r.status() == 202);
+    std::string id{r.json().as_object().at("id").as_string()};
+    CHECK(f.poll_until_completed(id).at("status") == "completed");
+  }
+  auto st = f.server.snapshot();
+  CHECK(st.webhooks.ignored_invalid == 3);
+  CHECK(st.webhooks.attempts == 0);
+  CHECK(st.responses == 3);
+}
+
+TEST_CASE("emulator webhook timeout: 30 s by default, configurable") {
+  CHECK(emu::options{}.webhook_timeout == std::chrono::seconds{30});
+  // A listener that never accepts: the kernel completes the handshake, the
+  // emulator writes its POST and then waits for an answer that never comes.
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::acceptor silent{
+    ioc, {boost::asio::ip::make_address("127.0.0.1"), 0}};
+  auto port = silent.local_endpoint().port();
+  emu::options opts;
+  opts.webhook_timeout = std::chrono::milliseconds{50};
+  opts.webhook_retries = 1;
+  opts.webhook_retry_delay = std::chrono::milliseconds{1};
+  fixture f{opts};
+  auto body = basic_body();
+  body["metadata"]
+    = json::object{{"completion_webhook", "http://127.0.0.1:" + std::to_string(port) + "/h"}};
+  REQUIRE(f.create(body).status() == 202);
+  auto st = wait_for_stats(f.server, [](const emu::stats& s) { return s.webhooks.failed == 1; });
+  CHECK(st.webhooks.failed == 1);
+  CHECK(st.webhooks.attempts == 2);
+  CHECK(st.webhooks.delivered == 0);
+}
+
+// -- status vocabulary and outcomes (item 9) -------------------------------------------------
+
+TEST_CASE("emulator status vocabulary: guides or openapi words") {
+  for (auto vocab : {emu::status_vocabulary::guides, emu::status_vocabulary::openapi}) {
+    bool openapi = vocab == emu::status_vocabulary::openapi;
+    INFO(emu::to_string(vocab));
+    emu::options opts;
+    opts.vocabulary = vocab;
+    opts.latency.standard.queued = std::chrono::hours{1};
+    opts.latency.priority.per_token = std::chrono::hours{1};
+    fixture f{opts};
+    auto r = f.create(basic_body());
+    REQUIRE(r.status() == 202);
+    CHECK(r.json().as_object().at("status") == (openapi ? "pending" : "queued"));
+    std::string queued_id{r.json().as_object().at("id").as_string()};
+    CHECK(f.poll(queued_id).json().as_object().at("status") == (openapi ? "pending" : "queued"));
+    auto body = basic_body();
+    body["metadata"] = json::object{{"completion_window", "priority"}};
+    std::string running_id{f.create(body).json().as_object().at("id").as_string()};
+    CHECK(f.poll(running_id).json().as_object().at("status")
+          == (openapi ? "running" : "in_progress"));
+    body["metadata"] = json::object{{"completion_window", "asap"}};
+    std::string done_id{f.create(body).json().as_object().at("id").as_string()};
+    CHECK(f.poll(done_id).json().as_object().at("status") == "completed");
+  }
+}
+
+TEST_CASE("emulator outcomes: incomplete, failed and cancelled by metadata") {
+  fixture f;
+  auto make = [&](const char* outcome) {
+    auto body = basic_body();
+    body["include"] = json::array{"message.output_text.logprobs"};
+    json::array stop_ids; // 0..47: a completed sample stops within 8 tokens
+    for (int t = 0; t < 48; ++t)
+      stop_ids.push_back(t);
+    body["stop"] = stop_ids;
+    body["metadata"] = json::object{{"emulator_outcome", outcome}};
+    auto r = f.create_keyed(body, std::string{"outcome-"} + outcome);
+    REQUIRE(r.status() == 202);
+    CHECK(r.json().as_object().at("status") == "queued");
+    std::string id{r.json().as_object().at("id").as_string()};
+    return f.poll(id).json().as_object();
+  };
+  SECTION("incomplete: partial output and usage, reason max_output_tokens") {
+    auto o = make("incomplete");
+    CHECK(o.at("status") == "incomplete");
+    CHECK(o.at("incomplete_details").as_object().at("reason") == "max_output_tokens");
+    auto part = first_part(o);
+    CHECK(ints(part.at("token_ids")).size() == 8); // ran to the cap, stop ignored
+    CHECK(doubles(part.at("logprobs")).size() == 8);
+    CHECK_FALSE(part.contains("stop_reason"));
+    CHECK(o.at("usage").as_object().at("output_tokens") == 8);
+    CHECK(o.at("error").is_null());
+  }
+  for (auto outcome : {"failed", "cancelled"}) {
+    SECTION(std::string{outcome} + ": no output, an error object") {
+      auto o = make(outcome);
+      CHECK(o.at("status") == outcome);
+      CHECK(o.at("output").as_array().empty());
+      auto& err = o.at("error").as_object();
+      CHECK(err.at("code").is_string());
+      CHECK(err.at("message").is_string());
+      CHECK(o.at("usage").as_object().at("output_tokens") == 0);
+    }
+  }
+  SECTION("completed is the default and may be named") {
+    auto o = make("completed");
+    CHECK(o.at("status") == "completed");
+    CHECK(first_part(o).at("stop_reason") == "stop");
+  }
+  SECTION("any other value is a 400 naming the key") {
+    auto body = basic_body();
+    body["metadata"] = json::object{{"emulator_outcome", "exploded"}};
+    auto r = f.create(body);
+    CHECK(r.status() == 400);
+    CHECK(error_field(r, "param") == "metadata.emulator_outcome");
+  }
+}
+
+// -- the Idempotency-Key in the toy model (item 7) ----------------------------------------------
+
+TEST_CASE("emulator mixes the Idempotency-Key into a sample without a seed") {
+  fixture f;
+  auto body = basic_body();
+  body["background"] = false;
+  body["max_output_tokens"] = 16;
+  body["include"] = json::array{"message.output_text.logprobs"};
+  std::set<std::vector<int64_t>> distinct;
+  for (int i = 0; i < 4; ++i) {
+    auto key = "member." + std::to_string(i);
+    auto r = f.create_keyed(body, key);
+    REQUIRE(r.status() == 200);
+    auto ids = ints(first_part(r.json().as_object()).at("token_ids"));
+    distinct.insert(ids);
+    // The public model function predicts it from prompt, fields and key.
+    emu::sample_params p;
+    p.prompt = {151644, 872, 198};
+    p.model = "emulator/toy";
+    p.max_output_tokens = 16;
+    p.idempotency_key = key;
+    CHECK(emu::sample(p, f.server.config().seed).token_ids == ids);
+  }
+  CHECK(distinct.size() == 4);
+  // A replay under the same key and body: the identical stored response.
+  auto first = f.create_keyed(body, "member.0");
+  auto again = f.create_keyed(body, "member.0");
+  CHECK(first.body() == again.body());
+  auto st = f.server.snapshot();
+  CHECK(st.inference_runs.at("member.0") == 1);
+  CHECK(st.max_runs_per_key == 1);
+  // Greedy sampling does not depend on the key.
+  body["temperature"] = 0;
+  auto g1 = f.create_keyed(body, "greedy-1").json().as_object();
+  auto g2 = f.create_keyed(body, "greedy-2").json().as_object();
+  CHECK(first_part(g1).at("token_ids") == first_part(g2).at("token_ids"));
+}
+
+// -- request log, prompt_cache_key, timings (items 6, 11; signed URLs) --------------------------
+
+TEST_CASE("emulator records prompt_cache_key and the times of each create") {
+  emu::options opts;
+  opts.latency.standard.queued = std::chrono::milliseconds{20};
+  fixture f{opts};
+  auto body = basic_body();
+  body["prompt_cache_key"] = "group-7";
+  auto r = f.create_keyed(body, "pck-1");
+  REQUIRE(r.status() == 202);
+  CHECK(f.create_keyed(basic_body(), "pck-2").status() == 202);
+  body["prompt_cache_key"] = 3;
+  CHECK(f.create_keyed(body, "pck-3").status() == 400);
+  std::string id{r.json().as_object().at("id").as_string()};
+  f.poll_until_completed(id);
+  auto st = f.server.snapshot();
+  CHECK(st.prompt_cache_keys.at("pck-1") == "group-7");
+  CHECK(st.prompt_cache_keys.at("pck-2").empty());
+  CHECK(st.prompt_cache_keys.count("pck-3") == 0);
+  auto& t = st.timings.at("pck-1");
+  CHECK(t.id == id);
+  CHECK(t.done_ms - t.accepted_ms >= 20.0);
+  CHECK(t.delivered_ms >= t.done_ms);
+  CHECK(st.timings.at("pck-2").delivered_ms == -1); // never polled to the end
+  auto o = json::parse(f.server.stats_json()).as_object();
+  CHECK(o.at("prompt_cache_keys").as_object().at("pck-1") == "group-7");
+  CHECK(o.at("timings").as_object().at("pck-1").as_object().at("id") == json::value(id));
+}
+
+TEST_CASE("emulator request log: bounded, raw bodies, the headers that matter") {
+  SECTION("off by default") {
+    fixture f;
+    CHECK(f.create(basic_body()).status() == 202);
+    CHECK(f.server.request_log().empty());
+    CHECK(f.client.get("/_emulator/requests").body() == "[]");
+  }
+  SECTION("on: every request, oldest dropped beyond the cap") {
+    emu::options opts;
+    opts.request_log_capacity = 3;
+    opts.request_log_body_cap = 64;
+    fixture f{opts};
+    auto body = json::serialize(basic_body());
+    auto r = f.client.post("/v1/responses", body,
+                           f.auth({{"Idempotency-Key", "log-1"},
+                                   {"X-Sail-Voyage-Id", "voyage-9"},
+                                   {"X-Unrelated", "x"}}));
+    REQUIRE(r.status() == 202);
+    auto log = f.server.request_log();
+    REQUIRE(log.size() == 1);
+    auto& e = log[0];
+    CHECK(e.seq == 1);
+    CHECK(e.method == "POST");
+    CHECK(e.target == "/v1/responses");
+    CHECK(e.route == create_route);
+    CHECK(e.status == 202);
+    CHECK(e.header("idempotency-key") == "log-1");
+    CHECK(e.header("X-Sail-Voyage-Id") == "voyage-9");
+    CHECK(e.header("Authorization").empty()); // never recorded
+    CHECK(e.header("X-Unrelated").empty());
+    CHECK(e.headers.size() == 2);
+    // Bodies are cut at the cap (the body is longer than 64 bytes).
+    CHECK(e.truncated);
+    CHECK(e.request_body == body.substr(0, 64));
+    CHECK(e.response_body == r.body().substr(0, 64));
+    std::string id{r.json().as_object().at("id").as_string()};
+    f.poll(id);
+    f.client.get("/nope");
+    f.client.get("/_emulator/stats"); // introspection is not logged
+    f.poll(id);
+    log = f.server.request_log();
+    REQUIRE(log.size() == 3);
+    CHECK(log[0].seq == 2);
+    CHECK(log[0].route == poll_route);
+    CHECK(log[0].request_body.empty());
+    CHECK(log[1].status == 404);
+    CHECK(log[2].seq == 4);
+    CHECK(f.server.snapshot().request_log_dropped == 1);
+    auto served = f.client.get("/_emulator/requests").json().as_array();
+    REQUIRE(served.size() == 3);
+    CHECK(served[2].as_object().at("route") == poll_route);
+    CHECK(served[2].as_object().at("status") == 200);
+    CHECK(served[2].as_object().at("response_body").is_string());
+  }
+  SECTION("faults: the body as sent, the fault named") {
+    emu::options opts;
+    opts.request_log_capacity = 10;
+    opts.faults.routes = emu::route_create;
+    opts.faults.scripted = {fault_kind::status_503};
+    opts.faults.after_accept_fraction = 0.0;
+    fixture f{opts};
+    CHECK(f.create_keyed(basic_body(), "f-1").status() == 503);
+    auto log = f.server.request_log();
+    REQUIRE(log.size() == 1);
+    CHECK(log[0].fault == "status_503");
+    CHECK(json::parse(log[0].response_body).as_object().contains("error"));
+  }
+}
+
+TEST_CASE("emulator refuses a create carrying a signed URL it handed out that expired") {
+  auto signed_url = [](fixture& f) {
+    f.server.set_archive_mode(emu::archive_mode::json);
+    auto r = f.client.get("/api/v1/training_runs/run-1/checkpoints/sampler_weights/s1/archive",
+                          f.tinker_auth());
+    REQUIRE(r.status() == 200);
+    return std::string{r.json().as_object().at("url").as_string()};
+  };
+  auto body_with = [](const std::string& url) {
+    auto body = basic_body();
+    body["metadata"] = json::object{{"tinker_lora_signed_url", url},
+                                    {"adapter_config", R"({"r":32})"},
+                                    {"completion_window", "priority"}};
+    return body;
+  };
+  SECTION("expired: 400 naming the field, never echoing the URL, counted") {
+    emu::options opts;
+    opts.archive_url_ttl = std::chrono::milliseconds{0}; // expired when handed out
+    fixture f{opts};
+    auto url = signed_url(f);
+    auto r = f.create_keyed(body_with(url), "expired-1");
+    CHECK(r.status() == 400);
+    CHECK(error_field(r, "param") == "metadata.tinker_lora_signed_url");
+    CHECK(r.body().find("Signature") == std::string::npos);
+    auto st = f.server.snapshot();
+    CHECK(st.expired_signed_urls == 1);
+    CHECK(st.inference_runs_total == 0);
+    // Not one of ours (forged signature, or another host): not judged.
+    auto forged = url.substr(0, url.find("&Signature=")) + "&Signature=00";
+    CHECK(f.create(body_with(forged)).status() == 202);
+    CHECK(f.create(body_with("https://storage.example/a.tar?Expires=1&ExpiresMs=1000"))
+            .status()
+          == 202);
+    CHECK(f.server.snapshot().expired_signed_urls == 1);
+  }
+  SECTION("valid: accepted; the advertised expiry is the exact one rounded down") {
+    emu::options opts;
+    opts.archive_url_ttl = std::chrono::milliseconds{3'600'500};
+    fixture f{opts};
+    auto url = signed_url(f);
+    CHECK(f.create_keyed(body_with(url), "valid-1").status() == 202);
+    auto ms_at = url.find("ExpiresMs=");
+    REQUIRE(ms_at != std::string::npos);
+    auto ms = std::stoll(url.substr(ms_at + 10));
+    auto s_at = url.find("Expires=");
+    CHECK(std::stoll(url.substr(s_at + 8)) == ms / 1000);
+    CHECK(f.server.snapshot().expired_signed_urls == 0);
+  }
+}
+
+TEST_CASE("emulator stats JSON carries the new counters") {
+  fixture f;
+  auto o = json::parse(f.server.stats_json()).as_object();
+  CHECK(o.at("expired_signed_urls") == 0);
+  CHECK(o.at("request_log_dropped") == 0);
+  CHECK(o.at("webhooks").as_object().at("ignored_invalid") == 0);
+  CHECK(o.at("prompt_cache_keys").is_object());
+  CHECK(o.at("timings").is_object());
 }
 
 // -- load -----------------------------------------------------------------------------------------

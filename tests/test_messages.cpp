@@ -98,13 +98,46 @@ TEST_CASE_METHOD(caf_fixture, "stop_condition never mixes ints and strings on th
   CHECK(last_error == caf::sec::invalid_argument);
 }
 
+TEST_CASE_METHOD(caf_fixture, "binary round trip: a bare stop string, and a broken one",
+                 "[messages][roundtrip]") {
+  CHECK(roundtrip(stop_condition::text("END")) == stop_condition::text("END"));
+  stop_condition broken;
+  broken.strings = {"a", "b"};
+  broken.bare_string = true;
+  CHECK(!roundtrip(broken));
+  CHECK(last_error == caf::sec::invalid_argument);
+}
+
+TEST_CASE("signed URLs: one refresh schedule from one margin", "[messages][resolver]") {
+  using namespace std::chrono;
+  auto now = caf::make_timestamp();
+  signed_url url{"https://store.example/a?sig=x", now + minutes(15), {}, {}};
+  auto s = with_refresh_schedule(url, minutes(2), now);
+  CHECK(s.refresh_at == url.expires - minutes(4));
+  CHECK(s.use_until == url.expires - minutes(2));
+  // Shorter than four margins: refreshed halfway, unused in the last quarter.
+  url.expires = now + seconds(4);
+  s = with_refresh_schedule(url, minutes(2), now);
+  CHECK(s.refresh_at == now + seconds(2));
+  CHECK(s.use_until == now + seconds(3));
+  // Already expired: due at once, never usable.
+  url.expires = now - seconds(1);
+  s = with_refresh_schedule(url, minutes(2), now);
+  CHECK(s.refresh_at == url.expires);
+  CHECK(s.use_until == url.expires);
+}
+
 TEST_CASE("a single int stop becomes a one-element list", "[messages]") {
   auto s = stop_condition::token(42);
   CHECK(s.which() == stop_condition::kind::token_ids);
   CHECK(s.token_ids == std::vector<int64_t>{42});
+  // A bare string stays a string (the seed passes it through unchanged); a
+  // list of one string stays a list.
   auto t = stop_condition::text("END");
-  CHECK(t.which() == stop_condition::kind::strings);
+  CHECK(t.which() == stop_condition::kind::text);
   CHECK(t.strings == std::vector<std::string>{"END"});
+  CHECK(stop_condition::texts({"END"}).which() == stop_condition::kind::strings);
+  CHECK(t != stop_condition::texts({"END"}));
   CHECK(stop_condition::none().which() == stop_condition::kind::none);
 }
 

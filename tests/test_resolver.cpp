@@ -3,6 +3,8 @@
 // call for concurrent resolves, 503 "still building" retries, typed errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include <caf/scoped_actor.hpp>
 
 #include "sail_tinker/net/tinker_codec.hpp"
@@ -78,13 +80,11 @@ TEST_CASE("resolver: a cached URL is served without a REST call", "[resolver][ca
   CHECK(calls(f) == std::vector<std::string>{"archive"});
 }
 
-TEST_CASE("resolver: a URL close to expiry is fetched again", "[resolver][cache]") {
+TEST_CASE("resolver: a URL past its refresh point is fetched again", "[resolver][cache]") {
   auto eo = sail::test::test_emulator_options();
-  eo.archive_url_ttl = std::chrono::seconds(90);
-  // Refresh margin 120 s > URL lifetime: a cached URL is always too old.
-  stack_fixture f{eo, [](runtime_options& o) {
-                    o.resolver.refresh_margin = std::chrono::seconds(120);
-                  }};
+  // URLs that expire as they are handed out are due for refresh at once.
+  eo.archive_url_ttl = std::chrono::seconds(0);
+  stack_fixture f{eo};
   REQUIRE(resolve(f));
   REQUIRE(resolve(f));
   CHECK(calls(f) == std::vector<std::string>{"archive", "archive"});
@@ -184,4 +184,102 @@ TEST_CASE("completer: a bad tinker_checkpoint is refused at spawn", "[resolver][
   auto c = f.rt->make_completer(cfg);
   REQUIRE(!c);
   CHECK(code_of(c.error()) == errc::invalid_argument);
+}
+
+TEST_CASE("completer: signed URLs are refreshed in the background, one TTL per refresh, "
+          "no sample waits",
+          "[resolver][completer][refresh]") {
+  using namespace std::chrono;
+  // URLs live 8 s; one margin of 2 s (life / 4): each URL is refreshed 4 s
+  // after it was handed out and unused in its last 2 s. Every Tinker call
+  // takes 600 ms, so a refresh (TTL + archive) takes 1.2 s.
+  constexpr auto slow = milliseconds(600);
+  auto eo = sail::test::test_emulator_options();
+  eo.archive_url_ttl = seconds(8);
+  eo.faults.routes = emulator::route_tinker;
+  eo.faults.set(emulator::fault_kind::slow_response, 1.0);
+  eo.faults.slow_delay = slow;
+  stack_fixture f{eo, [](runtime_options& o) { o.resolver.refresh_margin = seconds(2); }};
+  auto cfg = stack_fixture::config();
+  cfg.tinker_checkpoint = checkpoint_uri;
+  cfg.tinker_ttl_seconds = 600;
+  cfg.adapter_config = R"({"peft_type":"LORA","r":8})";
+  auto tc = f.completer(cfg);
+  // Sample one after another until the URL was refreshed twice (a run of
+  // about 2.5 URL lifetimes... three archive calls in all).
+  auto refreshed_twice = [](const emulator::stats& st) {
+    auto i = st.tinker_calls.find(checkpoint_uri);
+    return i != st.tinker_calls.end()
+           && std::count(i->second.begin(), i->second.end(), "archive") >= 3;
+  };
+  size_t samples = 0;
+  while (!f.emu.wait_until(refreshed_twice, milliseconds(0))) {
+    auto res = tc.sample(model_input{1, 2, static_cast<int64_t>(samples % 50)}).get();
+    REQUIRE(res);
+    ++samples;
+  }
+  // Two more after the last refresh started, so one may have used its URL.
+  REQUIRE(tc.sample(model_input{5}).get());
+  REQUIRE(tc.sample(model_input{6}).get());
+  samples += 2;
+  auto st = f.emu.snapshot();
+  auto& seq = st.tinker_calls[checkpoint_uri];
+  // One TTL PUT per refresh (each immediately before its archive call),
+  // never one per sample.
+  REQUIRE(seq.size() % 2 == 0);
+  for (size_t i = 0; i < seq.size(); i += 2) {
+    CHECK(seq[i] == "ttl");
+    CHECK(seq[i + 1] == "archive");
+  }
+  CHECK(seq.size() <= 8);
+  CHECK(samples > seq.size() * 4);
+  // No sample waited for a resolve after the first URL was known: every gap
+  // between consecutive creates (as the emulator recorded them) is shorter
+  // than a single Tinker call would make it.
+  std::vector<double> at;
+  for (auto& [key, arrivals] : st.arrivals)
+    for (auto& a : arrivals)
+      at.push_back(a.ms);
+  std::sort(at.begin(), at.end());
+  REQUIRE(at.size() == samples);
+  double widest = 0;
+  for (size_t i = 1; i < at.size(); ++i)
+    widest = std::max(widest, at[i] - at[i - 1]);
+  INFO("samples " << samples << ", widest gap between creates " << widest << " ms");
+  CHECK(widest < static_cast<double>(slow.count()));
+  CHECK(st.inference_runs_total == samples);
+  // The emulator refuses creates carrying one of its URLs after expiry.
+  CHECK(st.expired_signed_urls == 0);
+}
+
+TEST_CASE("completer: no create attempt carries an expired signed URL",
+          "[resolver][completer][refresh]") {
+  using namespace std::chrono;
+  // Every create is refused with 503 before acceptance, so the sample keeps
+  // retrying; its URL lives 2 s. The worker stops at the URL's expiry: the
+  // sample fails with a typed timeout naming the URL, instead of sending a
+  // create whose (byte-identical) body holds an expired URL.
+  auto eo = sail::test::test_emulator_options();
+  eo.archive_url_ttl = seconds(2);
+  eo.faults.routes = emulator::route_create;
+  eo.faults.set(emulator::fault_kind::status_503, 1.0);
+  eo.faults.after_accept_fraction = 0.0;
+  stack_fixture f{eo, [](runtime_options& o) {
+                    o.pool.retry.max_attempts = 1000;
+                    o.pool.retry.base_delay = milliseconds(50);
+                    o.pool.retry.max_delay = milliseconds(100);
+                  }};
+  auto cfg = stack_fixture::config();
+  cfg.tinker_checkpoint = checkpoint_uri;
+  cfg.adapter_config = R"({"peft_type":"LORA","r":8})";
+  auto tc = f.completer(cfg);
+  auto res = tc.sample(model_input{1, 2}).get();
+  REQUIRE(!res);
+  INFO(render(res.error()));
+  CHECK(code_of(res.error()) == errc::timeout);
+  CHECK(info_of(res.error())->field == "tinker_lora_signed_url");
+  auto st = f.emu.snapshot();
+  CHECK(st.count("POST /v1/responses", 503) > 3);
+  CHECK(st.inference_runs_total == 0);
+  CHECK(st.expired_signed_urls == 0);
 }

@@ -8,6 +8,8 @@
 #include <set>
 #include <utility>
 
+#include <boost/json.hpp>
+
 #include "support/stack_fixture.hpp"
 
 using namespace sail;
@@ -72,6 +74,15 @@ bool wait_for_pool(stack_fixture& f, Pred pred) {
   }
 }
 
+/// The create bodies the emulator received (its request log), in order.
+std::vector<boost::json::object> sent_creates(stack_fixture& f) {
+  std::vector<boost::json::object> out;
+  for (auto& r : f.emu.request_log())
+    if (r.route == "POST /v1/responses")
+      out.push_back(boost::json::parse(r.request_body).as_object());
+  return out;
+}
+
 emulator::options slow_emulator(std::chrono::milliseconds queued) {
   auto opts = sail::test::test_emulator_options();
   opts.latency.priority.queued = queued;
@@ -86,7 +97,8 @@ TEST_CASE("sample: tokens, logprobs and stop reason from the emulator",
   auto tc = f.completer();
   auto res = tc.sample(model_input{5, 6, 7}).get();
   REQUIRE(res);
-  auto want = expected_sample(f.emu, stack_fixture::config(), {5, 6, 7}, 8);
+  auto want = expected_sample(f.emu, stack_fixture::config(), {5, 6, 7}, 8,
+                              sail::test::key_of_prompt(f.emu, {5, 6, 7}));
   CHECK(res->tokens == as_int32(want.token_ids));
   REQUIRE(res->maybe_logprobs);
   CHECK(res->maybe_logprobs->size() == want.logprobs.size());
@@ -102,32 +114,51 @@ TEST_CASE("sample: the per-call max_tokens cap is min(config, cap)",
           "[runtime][contract]") {
   stack_fixture f;
   auto tc = f.completer(stack_fixture::config(10));
-  auto capped = tc.sample(model_input{1, 2}, {}, int64_t{3}).get();
+  // Explicit keys: the toy model mixes the Idempotency-Key into the sample.
+  auto capped_req = prompt_request({1, 2});
+  capped_req.max_tokens = 3;
+  capped_req.key = "cap-3";
+  auto capped = tc.sample(capped_req).get();
   REQUIRE(capped);
   CHECK(capped->tokens.size() <= 3);
   CHECK(capped->tokens
-        == as_int32(expected_sample(f.emu, stack_fixture::config(10), {1, 2}, 3).token_ids));
-  auto uncapped = tc.sample(model_input{1, 2}, {}, int64_t{50}).get();
+        == as_int32(
+          expected_sample(f.emu, stack_fixture::config(10), {1, 2}, 3, "cap-3").token_ids));
+  auto uncapped_req = prompt_request({1, 2});
+  uncapped_req.max_tokens = 50;
+  uncapped_req.key = "cap-50";
+  auto uncapped = tc.sample(uncapped_req).get();
   REQUIRE(uncapped);
   CHECK(uncapped->tokens
-        == as_int32(expected_sample(f.emu, stack_fixture::config(10), {1, 2}, 10).token_ids));
+        == as_int32(
+          expected_sample(f.emu, stack_fixture::config(10), {1, 2}, 10, "cap-50").token_ids));
 }
 
 TEST_CASE("sample: stop token ids and stop strings end the sample", "[runtime][contract]") {
   stack_fixture f;
   auto cfg = stack_fixture::config(32);
   auto tc = f.completer(cfg);
-  // Find a prompt whose unconstrained sample contains a token we can stop on.
-  auto free_run = expected_sample(f.emu, cfg, {9, 9, 9}, 32);
+  // Find a prompt whose unconstrained sample contains a token we can stop on
+  // (for the key the sample will be sent with).
+  auto free_run = expected_sample(f.emu, cfg, {9, 9, 9}, 32, "stop-by-id");
   REQUIRE(free_run.token_ids.size() > 2);
   auto stop_id = free_run.token_ids[1];
-  auto by_id = tc.sample(model_input{9, 9, 9}, stop_condition::token(stop_id)).get();
+  auto by_id_req = prompt_request({9, 9, 9});
+  by_id_req.stop = stop_condition::token(stop_id);
+  by_id_req.key = "stop-by-id";
+  auto by_id = tc.sample(by_id_req).get();
   REQUIRE(by_id);
-  auto want = expected_sample(f.emu, cfg, {9, 9, 9}, 32, stop_condition::token(stop_id));
+  auto want = expected_sample(f.emu, cfg, {9, 9, 9}, 32, "stop-by-id",
+                              stop_condition::token(stop_id));
   CHECK(by_id->tokens == as_int32(want.token_ids));
   CHECK(by_id->stop_reason == "stop");
-  auto text = emulator::vocabulary()[static_cast<size_t>(free_run.token_ids[1])];
-  auto by_text = tc.sample(model_input{9, 9, 9}, stop_condition::text(text)).get();
+  auto free_text_run = expected_sample(f.emu, cfg, {9, 9, 9}, 32, "stop-by-text");
+  REQUIRE(free_text_run.token_ids.size() > 2);
+  auto text = emulator::vocabulary()[static_cast<size_t>(free_text_run.token_ids[1])];
+  auto by_text_req = prompt_request({9, 9, 9});
+  by_text_req.stop = stop_condition::text(text);
+  by_text_req.key = "stop-by-text";
+  auto by_text = tc.sample(by_text_req).get();
   REQUIRE(by_text);
   CHECK(by_text->stop_reason == "stop");
   CHECK(by_text->tokens.size() <= 2);
@@ -157,6 +188,80 @@ TEST_CASE("completer: an invalid configuration spawns nothing", "[runtime][contr
   cfg.completion_window = "asap";
   REQUIRE(!f.rt->make_completer(cfg));
   CHECK(f.emu.snapshot().requests.empty());
+}
+
+TEST_CASE("completer: Sail's documented facts through the C++ API", "[runtime][contract][facts]") {
+  stack_fixture f;
+  // FACT (/loras): Kimi-K2.6 serves LoRAs (built-in table), on any window
+  // but asap (FACT, /completion-windows), refused with Sail's own words.
+  auto cfg = stack_fixture::config();
+  cfg.model = "moonshotai/Kimi-K2.6";
+  cfg.lora = "emulator-lora";
+  for (auto w : {"priority", "balanced"}) {
+    cfg.completion_window = w;
+    auto tc = f.completer(cfg);
+    REQUIRE(tc.sample(model_input{3, 4}).get());
+  }
+  cfg.completion_window = "asap";
+  auto refused = f.rt->make_completer(cfg);
+  REQUIRE(!refused);
+  CHECK(info_of(refused.error())->field == "completion_window");
+  CHECK(info_of(refused.error())->message == lora_asap_message);
+  // An unknown model: nothing refused locally, the server judges.
+  cfg.model = "example/unknown";
+  cfg.completion_window = "balanced";
+  cfg.lora = "not-registered";
+  auto res = f.completer(cfg).sample(model_input{3}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 404);
+  cfg.lora.reset();
+  cfg.completion_window = "tomorrow";
+  res = f.completer(cfg).sample(model_input{3}).get();
+  require_error(res, errc::http_error);
+  CHECK(info_of(res.error())->http_status == 400);
+  CHECK(info_of(res.error())->body.find("completion_window") != std::string::npos);
+  CHECK(f.emu.snapshot().inference_runs_total == 2);
+}
+
+TEST_CASE("completer: adapter_config as an object or a string holding one",
+          "[runtime][contract][lora]") {
+  stack_fixture f;
+  auto cfg = stack_fixture::config();
+  cfg.tinker_lora_signed_url = "https://storage.example/ckpt.tar?sig=abc";
+  for (auto form : {R"({"r":32,"peft_type":"LORA"})", R"("{\"r\":32,\"peft_type\":\"LORA\"}")"}) {
+    cfg.adapter_config = form;
+    auto tc = f.rt->make_token_completer(cfg);
+    REQUIRE(tc);
+    REQUIRE(tc->sample(model_input{1, 2}).get());
+  }
+  // On the wire both forms are the same canonical JSON text in a string.
+  auto creates = sent_creates(f);
+  REQUIRE(creates.size() == 2);
+  for (auto& body : creates)
+    CHECK(body.at("metadata").at("adapter_config") == R"({"r":32,"peft_type":"LORA"})");
+  for (auto bad : {R"("[1]")", "[1]", R"("nope")"}) {
+    cfg.adapter_config = bad;
+    auto c = f.rt->make_completer(cfg);
+    REQUIRE(!c);
+    CHECK(info_of(c.error())->field == "adapter_config");
+  }
+}
+
+TEST_CASE("sample: the stop forms on the wire as the seed normalises them",
+          "[runtime][contract][stop]") {
+  stack_fixture f;
+  auto tc = f.completer();
+  // An int is wrapped, a list stays a list, a bare string passes unchanged.
+  REQUIRE(tc.sample(model_input{1}, stop_condition::token(7)).get());
+  REQUIRE(tc.sample(model_input{1}, stop_condition::tokens({7, 8})).get());
+  REQUIRE(tc.sample(model_input{1}, stop_condition::text("END")).get());
+  REQUIRE(tc.sample(model_input{1}, stop_condition::texts({"END"})).get());
+  auto creates = sent_creates(f);
+  REQUIRE(creates.size() == 4);
+  CHECK(boost::json::serialize(creates[0].at("stop")) == "[7]");
+  CHECK(boost::json::serialize(creates[1].at("stop")) == "[7,8]");
+  CHECK(boost::json::serialize(creates[2].at("stop")) == R"("END")");
+  CHECK(boost::json::serialize(creates[3].at("stop")) == R"(["END"])");
 }
 
 TEST_CASE("sample: invalid input is refused before any request", "[runtime][contract]") {

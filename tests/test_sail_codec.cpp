@@ -176,8 +176,10 @@ TEST_CASE("create body: a stop list of token ids", "[sail_codec][create][stop]")
            R"("stop":[198,0,2147483647],"metadata":{"completion_window":"priority"}})");
 }
 
-TEST_CASE("create body: a single stop string becomes a one-element list",
+TEST_CASE("create body: a bare stop string is sent as a string, a list as a list",
           "[sail_codec][create][stop]") {
+  // The seed: an int is wrapped, a list is sent as a list, anything else (a
+  // bare string) passes through unchanged.
   auto cfg = base_config();
   cfg.request_logprobs = false;
   auto req = base_request();
@@ -185,7 +187,17 @@ TEST_CASE("create body: a single stop string becomes a one-element list",
   CHECK(body_of(cfg, req)
         == R"({"model":"moonshotai/Kimi-K2.6","input":".","raw_prompt_tokens":[151644,872,198],)"
            R"("max_output_tokens":256,"temperature":0.7,"top_p":1.0,"background":true,)"
+           R"("stop":"</s>","metadata":{"completion_window":"priority"}})");
+  req.stop = stop_condition::texts({"</s>"});
+  CHECK(body_of(cfg, req)
+        == R"({"model":"moonshotai/Kimi-K2.6","input":".","raw_prompt_tokens":[151644,872,198],)"
+           R"("max_output_tokens":256,"temperature":0.7,"top_p":1.0,"background":true,)"
            R"("stop":["</s>"],"metadata":{"completion_window":"priority"}})");
+  req.stop = stop_condition::token(7);
+  CHECK(body_of(cfg, req)
+        == R"({"model":"moonshotai/Kimi-K2.6","input":".","raw_prompt_tokens":[151644,872,198],)"
+           R"("max_output_tokens":256,"temperature":0.7,"top_p":1.0,"background":true,)"
+           R"("stop":[7],"metadata":{"completion_window":"priority"}})");
 }
 
 TEST_CASE("create body: a stop list of strings, JSON-escaped",

@@ -168,6 +168,12 @@ TEST_CASE("config: adapter_config string that is not a JSON object is rejected",
 
 TEST_CASE("config: adapter_config accepts an object or a string holding JSON",
           "[validation][config][lora]") {
+  auto cfg = base_config();
+  cfg.tinker_lora_signed_url = "https://store.example/ckpt.tar?sig=x";
+  cfg.adapter_config = R"({"r":32})";
+  CHECK(!validate(cfg));
+  cfg.adapter_config = R"("{\"r\":32}")";
+  CHECK(!validate(cfg));
   CHECK(*normalize_adapter_config(R"({"r": 32, "peft_type": "LORA"})")
         == R"({"r":32,"peft_type":"LORA"})");
   CHECK(*normalize_adapter_config(R"("{\"r\": 32}")") == R"({"r":32})");
@@ -260,15 +266,32 @@ TEST_CASE("config: LoRA needs a LoRA-capable model", "[validation][config][model
   CHECK(!validate(cfg, table));
 }
 
-TEST_CASE("config: the built-in model table has sensible defaults",
-          "[validation][config][models]") {
+TEST_CASE("config: the built-in model table holds only what Sail documents",
+          "[validation][config][models][facts]") {
   auto& table = model_table::builtin();
-  CHECK(!table.models().empty());
+  // FACT (/loras): Kimi-K2.6 serves LoRAs. Window support is published on
+  // /pricing and changes, so no window list is built in.
+  REQUIRE(table.models().size() == 1);
   auto* kimi = table.find("moonshotai/Kimi-K2.6");
   REQUIRE(kimi != nullptr);
-  CHECK(std::find(kimi->windows.begin(), kimi->windows.end(), "priority")
-        != kimi->windows.end());
+  CHECK(kimi->lora_capable);
+  CHECK(kimi->windows.empty());
   CHECK(table.find("no/such-model") == nullptr);
+  auto cfg = base_config();
+  cfg.model = "moonshotai/Kimi-K2.6";
+  cfg.lora = "my-lora";
+  for (auto w : {"priority", "balanced", "standard", "flex", "15m"}) {
+    cfg.completion_window = w;
+    CHECK(!validate(cfg));
+  }
+  cfg.completion_window = "asap";
+  auto err = validate(cfg);
+  require_invalid(err, "completion_window");
+  CHECK(render(err).find(std::string{lora_asap_message}) != std::string::npos);
+  // Any other model is unknown: LoRA and any window pass, the server judges.
+  cfg.model = "Qwen/Qwen3-8B";
+  cfg.completion_window = "balanced";
+  CHECK(!validate(cfg));
 }
 
 TEST_CASE("config: the model table loads from JSON configuration",
@@ -284,8 +307,11 @@ TEST_CASE("config: the model table loads from JSON configuration",
   require_invalid(model_table::from_json("{").error(), "models");
   require_invalid(model_table::from_json(R"({"x": 1})").error(), "models");
   require_invalid(model_table::from_json(R"({"models": {"m": 1}})").error(), "models.m");
-  require_invalid(model_table::from_json(R"({"models": {"m": {}}})").error(),
-                  "models.m.windows");
+  // "windows" omitted: any window; "lora" omitted: not LoRA-capable.
+  auto open = model_table::from_json(R"({"models": {"m": {}}})");
+  REQUIRE(open);
+  CHECK(open->find("m")->windows.empty());
+  CHECK(!open->find("m")->lora_capable);
   require_invalid(model_table::from_json(R"({"models": {"m": {"windows": [1]}}})").error(),
                   "models.m.windows");
   require_invalid(
@@ -314,6 +340,13 @@ TEST_CASE("sample: at most 2,000,000 prompt tokens", "[validation][sample]") {
   CHECK(!validate(request_with(big)));
   big.push_back(7);
   require_invalid(validate(request_with(std::move(big))), "prompt");
+}
+
+TEST_CASE("sample: a bare stop string holds exactly one string", "[validation][sample][stop]") {
+  auto req = request_with({1});
+  req.stop.strings = {"a", "b"};
+  req.stop.bare_string = true;
+  require_invalid(validate(req), "stop");
 }
 
 TEST_CASE("sample: stop accepts none, ids, strings", "[validation][sample][stop]") {

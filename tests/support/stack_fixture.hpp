@@ -5,6 +5,12 @@
 
 #include <functional>
 #include <memory>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/json/parse.hpp>
 
 #include <caf/actor_system.hpp>
 #include <caf/scoped_actor.hpp>
@@ -16,10 +22,11 @@
 
 namespace sail::test {
 
-/// Emulator options for tests: instant model, fixed seed.
+/// Emulator options for tests: instant model, fixed seed, request log on.
 inline emulator::options test_emulator_options() {
   emulator::options opts;
   opts.threads = 1;
+  opts.request_log_capacity = 100'000;
   return opts;
 }
 
@@ -99,21 +106,75 @@ struct stack_fixture {
   }
 };
 
-/// What the emulator's toy model answers for a prompt under a config.
+/// What the emulator's toy model answers for a prompt under a config, for
+/// the create sent with Idempotency-Key `key` (the client sends no seed, so
+/// the key is part of the sample).
 inline emulator::sample_result expected_sample(const emulator::server& emu,
                                                const completer_config& c,
                                                std::vector<int64_t> prompt,
-                                               int64_t max_tokens,
+                                               int64_t max_tokens, std::string key,
                                                stop_condition stop = {}) {
   emulator::sample_params p;
   p.prompt = std::move(prompt);
   p.model = c.model;
   p.temperature = c.temperature;
   p.top_p = c.top_p;
+  p.idempotency_key = std::move(key);
   p.max_output_tokens = max_tokens;
   p.stop_token_ids = stop.token_ids;
   p.stop_strings = stop.strings;
   return emulator::sample(p, emu.config().seed);
+}
+
+/// The Idempotency-Keys of the creates whose raw_prompt_tokens equal
+/// `prompt`, from the emulator's request log (test_emulator_options turns it
+/// on).
+inline std::set<std::string> keys_of_prompt(const emulator::server& emu,
+                                            const std::vector<int64_t>& prompt) {
+  std::set<std::string> keys;
+  for (auto& e : emu.request_log()) {
+    if (e.method != "POST" || e.route != "POST /v1/responses")
+      continue;
+    boost::system::error_code ec;
+    auto body = boost::json::parse(e.request_body, ec);
+    if (ec || !body.is_object())
+      continue;
+    auto* raw = body.as_object().if_contains("raw_prompt_tokens");
+    if (raw == nullptr || !raw->is_array())
+      continue;
+    std::vector<int64_t> tokens;
+    for (auto& t : raw->as_array())
+      if (t.is_int64())
+        tokens.push_back(t.as_int64());
+    if (tokens == prompt)
+      keys.insert(e.header("Idempotency-Key"));
+  }
+  return keys;
+}
+
+/// Whether `tokens` is what the toy model answers for `prompt` under one of
+/// the Idempotency-Keys the emulator saw with that prompt (prompts may repeat
+/// across samples, each with its own key).
+inline bool matches_model(const emulator::server& emu, const completer_config& c,
+                          const std::vector<int64_t>& prompt, int64_t max_tokens,
+                          const std::vector<int32_t>& tokens) {
+  for (auto& key : keys_of_prompt(emu, prompt)) {
+    auto want = expected_sample(emu, c, prompt, max_tokens, key);
+    if (std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()) == tokens)
+      return true;
+  }
+  return false;
+}
+
+/// The one Idempotency-Key sent with `prompt` (throws unless exactly one
+/// distinct key carried it).
+inline std::string key_of_prompt(const emulator::server& emu,
+                                 const std::vector<int64_t>& prompt) {
+  auto keys = keys_of_prompt(emu, prompt);
+  if (keys.size() != 1)
+    throw std::runtime_error("expected one Idempotency-Key for the prompt, found "
+                             + std::to_string(keys.size()));
+  return *keys.begin();
 }
 
 } // namespace sail::test

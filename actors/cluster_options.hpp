@@ -1,0 +1,52 @@
+// Options of a cluster (the trainer side of a set of service nodes) and the
+// check that refuses options that cannot work.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include <caf/error.hpp>
+#include <caf/timespan.hpp>
+
+#include "sail_tinker/actors/node_address.hpp"
+#include "sail_tinker/actors/service.hpp"
+#include "sail_tinker/messages/types.hpp"
+
+namespace sail {
+
+/// Which nodes a cluster uses, for which configuration, and how long it waits
+/// for them.
+struct cluster_options {
+  std::vector<node_address> nodes;
+  /// The configuration every node builds a completer for (validated by the
+  /// nodes; the cluster only refuses what can never cross a link).
+  completer_config config;
+  transport_security security = transport_security::automatic;
+  /// One connect attempt (TCP + TLS + BASP handshake).
+  caf::timespan connect_timeout = std::chrono::seconds(10);
+  /// The obtain request after connecting.
+  caf::timespan obtain_timeout = std::chrono::seconds(10);
+  /// One sample or group on one node. Must exceed the node's own deadline
+  /// (window deadline + margin), so the node fails first and typed; the
+  /// default suits every completion window.
+  caf::timespan request_timeout = std::chrono::hours(25);
+  /// Reconnect backoff: first delay, doubled per failed attempt up to max.
+  caf::timespan retry_min = std::chrono::milliseconds(100);
+  caf::timespan retry_max = std::chrono::seconds(10);
+  /// How long a sample waits while no node is ready before it fails with
+  /// node_down.
+  caf::timespan queue_timeout = std::chrono::seconds(60);
+  /// Dispatches per sample (first send + re-routes) before it fails.
+  uint32_t max_attempts = 8;
+  /// Timeout of the per-node stats requests.
+  caf::timespan stats_timeout = std::chrono::seconds(5);
+  /// Seed of the tie-break (0: random).
+  uint64_t seed = 0;
+};
+
+/// Refuses options that cannot work (no nodes, zero timeouts, non-finite
+/// sampling values that must never reach a link).
+caf::error validate(const cluster_options& opts);
+
+} // namespace sail
