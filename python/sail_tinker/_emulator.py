@@ -20,7 +20,8 @@ class Emulator:
         with sail_tinker.Emulator() as emu:
             completer = sail_tinker.SailTokenCompleter("emulator/toy", 16, emulator=emu)
 
-    ``latency``: {"priority": {"queued": seconds, "per_token": seconds}, ...};
+    ``latency``: {"priority": {"queued": seconds, "per_token": seconds}, ...}
+    ("all" for every window);
     ``faults``: {"scripted": ["status_500", ...], "probability": {"status_429":
     0.1}, "routes": ["create", "poll", "tinker"], ...} (fault kind names as in
     emulator.hpp).
@@ -33,6 +34,9 @@ class Emulator:
                  known_checkpoints: Iterable[str] | None = None,
                  default_max_output_tokens: int | None = None,
                  archive: str | None = None, still_building_calls: int | None = None,
+                 vocabulary: str | None = None,
+                 model_windows: Mapping[str, Iterable[str]] | None = None,
+                 record_arrivals: bool | None = None,
                  host: str | None = None, port: int | None = None) -> None:
         options = {
             "latency": dict(latency) if latency is not None else None,
@@ -46,6 +50,10 @@ class Emulator:
             "default_max_output_tokens": default_max_output_tokens,
             "archive": archive,
             "still_building_calls": still_building_calls,
+            "vocabulary": vocabulary,
+            "model_windows": ({m: set(ws) for m, ws in model_windows.items()}
+                              if model_windows is not None else None),
+            "record_arrivals": record_arrivals,
             "host": host,
             "port": port,
         }
@@ -118,14 +126,15 @@ class Emulator:
 
     def expected_sample(self, prompt: Any, model: str, temperature: float = 1.0,
                         top_p: float = 1.0, max_output_tokens: int = 16, stop: Any = None,
-                        seed: int = 0) -> dict:
+                        seed: int | None = None, key: str = "") -> dict:
         """What the toy model answers for these request fields: token_ids,
-        logprobs, text, stop_reason. Greedy (temperature 0) answers depend on
-        the prompt and model only."""
+        logprobs, text, stop_reason. Without a seed the Idempotency-Key
+        (``key``) is mixed into the random stream; greedy answers
+        (temperature 0) depend on the prompt and model only."""
         to_ints = getattr(prompt, "to_ints", None)
         prompt = to_ints() if to_ints is not None else prompt
         return self._native.expected_sample(prompt, model, temperature, top_p,
-                                            max_output_tokens, stop, seed)
+                                            max_output_tokens, stop, seed, key)
 
     # -- lifetime -----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "delivery.hpp"
+#include "sail_tinker/messages/validation.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/tinker_codec.hpp"
 
@@ -282,8 +283,10 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   // The same environment as the C++ runtime (SAIL_API_KEY, SAIL_BASE_URL,
   // TINKER_*, proxies), then the keyword arguments on top.
   auto opts = runtime_options::from_env();
-  if (auto v = opt_str(target, "base_url"))
+  if (auto v = opt_str(target, "base_url")) {
     opts.sail_base_url = *v;
+    opts.sail_base_url_origin = "base_url";
+  }
   if (auto v = opt_str(target, "api_key"))
     opts.sail_api_key = *v;
   if (auto v = opt_str(target, "tinker_base_url"))
@@ -298,8 +301,22 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   check_keys(o,
              {"io_threads", "workers", "max_in_flight", "max_queued", "call_timeout",
               "poll_growth", "poll_jitter", "windows", "default_window", "all_windows",
-              "retry", "resolver_retry", "max_connections", "shutdown_grace", "seed"},
+              "retry", "resolver_retry", "max_connections", "shutdown_grace", "seed", "models"},
              p);
+  // The model table (validation.hpp): {"<model>": {"windows": [...], "lora":
+  // bool}}, replacing the built-in one.
+  auto models = item(o, "models");
+  if (!models.is_none()) {
+    if (!pyb::isinstance<pyb::dict>(models))
+      bad_type(p + "models", "a dict of model -> {windows, lora}", models);
+    pyb::dict wrapped;
+    wrapped["models"] = models;
+    auto text = pyb::module_::import("json").attr("dumps")(wrapped).cast<std::string>();
+    auto table = model_table::from_json(text);
+    if (!table)
+      raise_error(table.error());
+    opts.models = std::move(*table);
+  }
   if (auto x = opt_int(o, "io_threads", p + "io_threads"))
     opts.io_threads = positive_size(*x, p + "io_threads");
   if (auto x = opt_int(o, "workers", p + "workers"))
@@ -351,7 +368,10 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
     opts.pool.seed = static_cast<uint64_t>(*x);
     opts.resolver.seed = static_cast<uint64_t>(*x);
   }
-  append_key(key, opts.sail_base_url);
+  // The endpoint as the runtime will resolve it (SAIL_BASE_URL, SAIL_API_URL
+  // or SAIL_MODE); an invalid one is reported by runtime::start.
+  auto resolved = opts.resolve_sail_base_url();
+  append_key(key, resolved ? *resolved : opts.sail_base_url + "|" + opts.sail_mode);
   append_key(key, opts.sail_api_key);
   append_key(key, opts.tinker_base_url);
   append_key(key, opts.tinker_api_key);

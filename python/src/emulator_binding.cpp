@@ -1,7 +1,10 @@
 // sail_tinker._native.Emulator: the embedded Sail + Tinker emulator
 // (emulator/emulator.hpp) for tests and examples. Waits release the GIL and
 // are woken by the emulator's counter updates (server::wait_until).
+#include <algorithm>
+#include <map>
 #include <memory>
+#include <set>
 
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -33,27 +36,32 @@ Duration seconds_as(pyb::handle v, const std::string& field) {
   return std::chrono::duration_cast<Duration>(to_timespan(v, field, true));
 }
 
+/// {"priority": {"queued": s, "per_token": s}, ...}; "all" sets every window
+/// (named windows given too still win).
 emu::latency_model to_latency(const pyb::dict& d, emu::latency_model base) {
-  for (auto kv : d) {
-    auto name = kv.first.cast<std::string>();
-    emu::window_latency* w = name == "asap"       ? &base.asap
-                             : name == "priority" ? &base.priority
-                             : name == "standard" ? &base.standard
-                             : name == "flex"     ? &base.flex
-                                                  : nullptr;
-    if (w == nullptr)
-      bad("latency." + name, "the emulator models asap, priority, standard and flex");
-    auto wd = kv.second.cast<pyb::dict>();
+  auto apply = [](emu::window_latency& w, const pyb::dict& wd, const std::string& name) {
     for (auto x : wd) {
       auto k = x.first.cast<std::string>();
       if (k == "queued")
-        w->queued = seconds_as<std::chrono::microseconds>(x.second, "latency." + name + ".queued");
+        w.queued = seconds_as<std::chrono::microseconds>(x.second, "latency." + name + ".queued");
       else if (k == "per_token")
-        w->per_token
+        w.per_token
           = seconds_as<std::chrono::microseconds>(x.second, "latency." + name + ".per_token");
       else
         bad("latency." + name + "." + k, "unknown option (queued, per_token)");
     }
+  };
+  if (d.contains("all"))
+    for (auto* w : base.all())
+      apply(*w, d["all"].cast<pyb::dict>(), "all");
+  const auto& known = emu::known_windows();
+  for (auto kv : d) {
+    auto name = kv.first.cast<std::string>();
+    if (name == "all")
+      continue;
+    if (std::find(known.begin(), known.end(), name) == known.end())
+      bad("latency." + name, "not a window the emulator knows");
+    apply(base.of(name), kv.second.cast<pyb::dict>(), name);
   }
   return base;
 }
@@ -127,7 +135,14 @@ emu::options to_options(const pyb::dict& d) {
     else if (k == "still_building_calls")
       o.still_building_calls = v.cast<int>();
     else if (k == "archive_url_ttl")
-      o.archive_url_ttl = seconds_as<std::chrono::seconds>(v, "archive_url_ttl");
+      o.archive_url_ttl = seconds_as<std::chrono::milliseconds>(v, "archive_url_ttl");
+    else if (k == "record_arrivals")
+      o.record_arrivals = v.cast<bool>();
+    else if (k == "vocabulary")
+      o.vocabulary = v.cast<std::string>() == "openapi" ? emu::status_vocabulary::openapi
+                                                        : emu::status_vocabulary::guides;
+    else if (k == "model_windows")
+      o.model_windows = v.cast<std::map<std::string, std::set<std::string>>>();
     else
       bad(k, "unknown Emulator option '" + k + "'");
   }
@@ -205,10 +220,13 @@ pyb::dict to_dict(const emu::stats& st) {
   d["polls_per_response"] = polls;
   d["tinker_calls"] = st.tinker_calls;
   d["responses"] = st.responses;
+  d["prompt_cache_keys"] = st.prompt_cache_keys;
+  d["expired_signed_urls"] = st.expired_signed_urls;
   pyb::dict webhooks;
   webhooks["attempts"] = st.webhooks.attempts;
   webhooks["delivered"] = st.webhooks.delivered;
   webhooks["failed"] = st.webhooks.failed;
+  webhooks["ignored_invalid"] = st.webhooks.ignored_invalid;
   d["webhooks"] = webhooks;
   return d;
 }
@@ -287,7 +305,8 @@ void bind_emulator(pyb::module_& m) {
     .def(
       "expected_sample",
       [](emulator_ref& e, pyb::handle prompt, const std::string& model, double temperature,
-         double top_p, int64_t max_output_tokens, pyb::handle stop, int64_t seed) {
+         double top_p, int64_t max_output_tokens, pyb::handle stop, std::optional<int64_t> seed,
+         const std::string& key) {
         emu::sample_params p;
         p.prompt = to_prompt(prompt).tokens;
         p.model = model;
@@ -295,6 +314,7 @@ void bind_emulator(pyb::module_& m) {
         p.top_p = top_p;
         p.max_output_tokens = max_output_tokens;
         p.seed = seed;
+        p.idempotency_key = key;
         auto s = to_stop(stop);
         p.stop_token_ids = s.token_ids;
         p.stop_strings = s.strings;
@@ -308,8 +328,8 @@ void bind_emulator(pyb::module_& m) {
       },
       pyb::arg("prompt"), pyb::arg("model"), pyb::arg("temperature") = 1.0,
       pyb::arg("top_p") = 1.0, pyb::arg("max_output_tokens") = 16,
-      pyb::arg("stop") = pyb::none(), pyb::arg("seed") = 0,
-      "What the toy model answers for these sampling fields (a pure function).")
+      pyb::arg("stop") = pyb::none(), pyb::arg("seed") = pyb::none(), pyb::arg("key") = "",
+      "What the toy model answers for these request fields (a pure function).")
     .def("stop", [](emulator_ref& e) {
       auto s = std::move(e.server);
       pyb::gil_scoped_release nogil;

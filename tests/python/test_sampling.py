@@ -105,6 +105,23 @@ def test_sample_group(emu):
     assert sorted(k.rsplit(".", 1)[1] for k in keys) == ["0", "1", "2", "3"]
 
 
+def test_group_members_are_sampled_under_their_own_keys(emu):
+    # Sampled (not greedy): each member is the toy model's answer under its
+    # Idempotency-Key <group key>.<i>, all members share one prompt_cache_key.
+    c = completer(emu, max_tokens=12, temperature=1.0)
+    toks = prompt(6)
+    group = asyncio.run(c.sample_group(toks, 4))
+    st = emu.stats()
+    keys = sorted(st["inference_runs"], key=lambda k: int(k.rsplit(".", 1)[1]))
+    assert len(keys) == 4
+    for member, key in zip(group, keys):
+        want = emu.expected_sample(toks, TOY_MODEL, 1.0, 1.0, 12, key=key)
+        assert member.tokens == want["token_ids"]
+        assert member.logprobs == pytest.approx(want["logprobs"])
+    assert len({st["prompt_cache_keys"][k] for k in keys}) == 1
+    assert st["prompt_cache_keys"][keys[0]] != ""
+
+
 def test_plain_lists_and_tuples_are_prompts(emu):
     c = completer(emu, max_tokens=4, temperature=0.0)
     toks = prompt(5)

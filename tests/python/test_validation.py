@@ -14,10 +14,15 @@ from conftest import FAST, TOY_MODEL, ModelInput, completer
 URL = "https://storage.example/ckpt.tar?X-Goog-Signature=abc"
 
 
+# One model with known windows and no LoRA serving; the rest are unknown.
+MODELS = {"acme/m1": {"windows": ["priority", "standard"], "lora": False}}
+
+
 def make(emu, **kw):
     args = dict(model=TOY_MODEL, max_tokens=8)
     args.update(kw)
-    return sail_tinker.SailTokenCompleter(emulator=emu, runtime_options=FAST, **args)
+    return sail_tinker.SailTokenCompleter(emulator=emu, runtime_options={**FAST, "models": MODELS},
+                                          **args)
 
 
 @pytest.mark.parametrize("kw, field", [
@@ -43,8 +48,10 @@ def make(emu, **kw):
     (dict(timeout=-1.0), "timeout"),
     (dict(voyage={"id": ""}), "voyage.id"),
     (dict(voyage={"id": "v1", "span_id": "bad\nspan"}), "voyage.span_id"),
-    # The built-in model table: a known model's windows are checked ...
-    (dict(model="moonshotai/Kimi-K2.6", completion_window="no-such-window"), "completion_window"),
+    # A model table from runtime_options: a known model's windows and LoRA
+    # support are checked ...
+    (dict(model="acme/m1", completion_window="flex"), "completion_window"),
+    (dict(model="acme/m1", lora="emulator-lora"), "lora"),
 ])
 def test_value_errors_name_the_field(emu, kw, field):
     with pytest.raises(ValueError) as info:
@@ -55,9 +62,23 @@ def test_value_errors_name_the_field(emu, kw, field):
     assert err.field == field
 
 
-def test_unknown_models_may_use_any_window(emu):
-    # ... an unknown model is the server's to judge.
-    make(emu, completion_window="some-future-window").close()
+def test_unknown_models_and_windows_are_the_servers_to_judge(emu):
+    # ... an unknown model may use any window; Sail answers a 400 for one it
+    # does not know, typed, with its body.
+    make(emu, model="acme/m1", completion_window="standard").close()
+    c = make(emu, completion_window="some-future-window")
+    with pytest.raises(sail_tinker.HTTPError) as info:
+        asyncio.run(c([1, 2, 3]))
+    assert info.value.http_status == 400
+    assert "completion_window" in info.value.body
+
+
+def test_a_bad_model_table_is_refused(emu):
+    with pytest.raises(ValueError) as info:
+        make(emu).close()
+        sail_tinker.SailTokenCompleter(TOY_MODEL, 8, emulator=emu,
+                                       runtime_options={"models": {"m": {"windows": "flex"}}})
+    assert info.value.field == "models.m.windows"
 
 
 @pytest.mark.parametrize("kw", [
