@@ -56,9 +56,8 @@ async def step(completer: sail_tinker.SailTokenCompleter, prompts: list[ModelInp
     surrogate = -statistics.fmean(a * lp for a, lp in zip(advantages, logprob_sums))
     return {
         "samples": len(rewards),
-        # The toy model samples from the prompt and the request's fields; an
-        # emulator that mixes each sample's Idempotency-Key into its random
-        # stream gives every member of a group its own completion.
+        # The toy model mixes each sample's Idempotency-Key into its random
+        # stream, so the members of a group differ (and a replay does not).
         "distinct": statistics.fmean(len({tuple(m.tokens) for m in g}) for g in groups),
         "mean_reward": statistics.fmean(rewards),
         "stopped": sum(m.stop_reason == "stop" for g in groups for m in g),
