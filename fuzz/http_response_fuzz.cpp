@@ -95,11 +95,11 @@ void check_retry_after(const http_response& resp) {
   if (auto d = parse_retry_after(ra, fixed_now))
     require(d->count() >= 0, "negative Retry-After");
   retry_options opts;
+  opts.max_attempts = 6; // a cap, so that "none beyond it" is checked (0: no cap)
   retry_policy policy{opts, 42};
   auto cap = std::max({opts.max_delay, opts.max_retry_after, opts.still_building_delay});
   for (auto kind : {request_kind::sail_create, request_kind::sail_poll,
-                    request_kind::tinker_ttl, request_kind::tinker_archive,
-                    request_kind::other_get}) {
+                    request_kind::tinker_ttl, request_kind::tinker_archive}) {
     auto d = policy.on_status(kind, 1, resp.status, ra, fixed_now);
     require(d.retry == policy.retryable_status(kind, resp.status),
             "retry decision disagrees with retryable_status");
