@@ -37,6 +37,7 @@
 #include "sail_tinker/rollout/journal.hpp"
 #include "sail_tinker/rollout/keys.hpp"
 #include "support/paths.hpp"
+#include "support/cli_process.hpp"
 #include "support/process.hpp"
 #include "support/sync_http.hpp"
 
@@ -49,22 +50,15 @@ namespace json = boost::json;
 
 namespace {
 
-using env_map = std::map<std::string, std::optional<std::string>>;
+using sail::test::clean_env;
+using sail::test::env_map;
 
 std::string binary() {
-  return std::string{sail::test::binary_dir} + "/sail-tinker";
+  return sail::test::cli_binary();
 }
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
-}
-
-env_map clean_env() {
-  return {{"SAIL_API_KEY", std::nullopt},     {"SAIL_BASE_URL", std::nullopt},
-          {"TINKER_API_KEY", std::nullopt},   {"TINKER_BASE_URL", std::nullopt},
-          {"http_proxy", std::nullopt},       {"https_proxy", std::nullopt},
-          {"HTTP_PROXY", std::nullopt},       {"HTTPS_PROXY", std::nullopt},
-          {"SAIL_TINKER_FAILPOINT", std::nullopt}};
 }
 
 std::string read_all(const std::string& path) {
@@ -110,55 +104,12 @@ struct temp_dir {
 };
 
 /// `sail-tinker emulate` as a separate process.
-struct emulator_process {
-  std::unique_ptr<subprocess> proc;
-  std::string url;
-  uint16_t port = 0;
-
-  explicit emulator_process(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args{"emulate"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    process_options opts;
-    opts.env = clean_env();
-    proc = std::make_unique<subprocess>(binary(), args, opts);
-    auto line = proc->wait_for_line("listening on ", 30s);
-    INFO("stderr: " << proc->err());
-    REQUIRE(line);
-    std::smatch m;
-    std::regex re{R"(^listening on (http://127\.0\.0\.1:(\d+))$)"};
-    REQUIRE(std::regex_match(*line, m, re));
-    url = m[1];
-    port = static_cast<uint16_t>(std::stoi(m[2]));
-  }
-
-  ~emulator_process() {
-    proc->signal(SIGTERM);
-    proc->wait(15s);
-  }
-
-  env_map sail_env() const {
-    auto env = clean_env();
-    env["SAIL_BASE_URL"] = url;
-    env["SAIL_API_KEY"] = "sk_emulator_key";
-    return env;
-  }
-
-  json::value stats(bool summary = false) const {
-    sail::test::sync_http http{"127.0.0.1", port};
-    auto res = http.get(summary ? "/_emulator/stats?summary=1" : "/_emulator/stats");
-    REQUIRE(res.ok());
-    return res.json();
-  }
+struct emulator_process : sail::test::emulate_process {
+  using sail::test::emulate_process::emulate_process;
 
   /// Requests to Sail's routes (create and poll), any status.
   uint64_t sail_requests() const {
-    auto doc = stats(true);
-    uint64_t n = 0;
-    for (auto& [route, by_status] : doc.at("requests").as_object())
-      if (route == "POST /v1/responses" || route == "GET /v1/responses/{id}")
-        for (auto& [status, count] : by_status.as_object())
-          n += count.to_number<uint64_t>();
-    return n;
+    return requests_to("POST /v1/responses") + requests_to("GET /v1/responses/{id}");
   }
 };
 
