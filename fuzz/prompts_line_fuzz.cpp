@@ -195,8 +195,11 @@ void check_output(const std::vector<rollout::prompt_line>& accepted) {
       }
       auto line = rollout::format_line(p.id, samples, p.meta);
       require(line.find('\n') == std::string::npos, "an output line holds a line break");
+      // As deep as the input allows (what the resume's repair reads).
       json::error_code ec;
-      auto v = json::parse(line, ec);
+      json::parse_options popts;
+      popts.max_depth = rollout::prompt_limits{}.max_depth;
+      auto v = json::parse(line, ec, {}, popts);
       require(!ec && v.is_object(), "an output line is not a JSON object");
       auto& obj = v.get_object();
       require(obj.contains("id") && obj.at("id").is_string()
