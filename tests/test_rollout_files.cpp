@@ -167,7 +167,9 @@ std::vector<std::string> check_complete(const std::string& path, const test_inpu
   std::map<std::string, size_t> seen;
   for (auto& line : lines) {
     json::error_code ec;
-    auto v = json::parse(line, ec);
+    json::parse_options deep;
+    deep.max_depth = 64; // the input's limit (a meta may nest that deep)
+    auto v = json::parse(line, ec, {}, deep);
     INFO(line);
     REQUIRE_FALSE(ec);
     auto id = std::string{v.at("id").as_string()};
@@ -320,6 +322,23 @@ TEST_CASE("rollout files: SIGKILL while an output line is written, then resume",
 
 TEST_CASE("rollout files: SIGKILL during a journal commit, then resume", "[rollout][crash]") {
   crash_and_resume(make_input(24), {"journal_commit:4"});
+}
+
+TEST_CASE("rollout files: a meta nested deeper than 32 levels survives a crash and resume",
+          "[rollout][crash]") {
+  // The input allows 64 levels of JSON; the resume's repair of the output
+  // once read lines with Boost.JSON's default limit of 32 and refused the
+  // rollout's own output (found by fuzz/prompts_line_fuzz).
+  test_input in;
+  std::string deep = std::string(40, '[') + "\"x\"" + std::string(40, ']');
+  for (size_t i = 0; i < 12; ++i) {
+    auto id = "deep-" + std::to_string(i);
+    in.text += R"({"id":")" + id + R"(","prompt":[1,2,3],"meta":)" + deep + "}\n";
+    in.ids.push_back(id);
+    in.n_of[id] = 1;
+    in.samples += 1;
+  }
+  crash_and_resume(in, {"journal_commit:2", "output_line:3"});
 }
 
 TEST_CASE("rollout files: a chain of kills at different points, then resume",
@@ -512,6 +531,9 @@ TEST_CASE("rollout files: every bad input line kind exits 2 naming line and fiel
     {R"({"id":"b","prompt":[1],"stop":[1,"x"]})", "input:3: stop: mixes token ids and strings"},
     {R"({"id":"b","prompt":[1],"stop":[""]})", "input:3: stop: stop strings must not be empty"},
     {R"({"id":"b","prompt":[1],"seed":3})", "input:3: seed: unknown key"},
+    // A key that looks like a secret (a JWT) is redacted in the message and
+    // in the field that the error shows (found by fuzz/prompts_line_fuzz).
+    {R"({"id":"b","prompt":[1],"eyJhbGciOiJIUzI1NiJ9":3})", "input:3: [REDACTED]: unknown key"},
     {R"({"id":"b","prompt":[1],"prompt":[2]})", "input:3: prompt: key appears twice"},
   };
   for (auto& c : cases) {
@@ -522,6 +544,7 @@ TEST_CASE("rollout files: every bad input line kind exits 2 naming line and fiel
     CHECK(res.exit_code == 2);
     CHECK(res.err.compare(0, 25 + c.message.size(), "error: invalid_argument: " + c.message)
           == 0);
+    CHECK_FALSE(contains(res.err, "eyJhbGci"));
     CHECK_FALSE(fs::exists(out));
     CHECK_FALSE(fs::exists(out + ".journal"));
   }
