@@ -24,13 +24,13 @@ class worker_logic {
 public:
   explicit worker_logic(http_worker_ptr self) : self_(self), st_(self->state) {}
 
-  void submit(uint64_t id, uint32_t attempt, sail_job job) {
+  void submit(uint64_t id, uint32_t attempt, shared_job job) {
     auto& opts = *st_.opts;
     worker_job j;
     j.id = id;
     j.attempt = attempt;
-    j.timing = &opts.timing(job.completion_window);
-    auto limit = job.deadline.count() > 0 ? job.deadline : j.timing->deadline;
+    j.timing = &opts.timing(job->completion_window);
+    auto limit = job->deadline.count() > 0 ? job->deadline : j.timing->deadline;
     j.deadline = clock_type::now() + limit;
     j.job = std::move(job);
     if (auto old = st_.jobs.find(id); old != st_.jobs.end())
@@ -38,9 +38,9 @@ public:
     auto& stored = st_.jobs.emplace(id, std::move(j)).first->second;
     stored.deadline_pos = st_.deadlines.emplace(stored.deadline, id);
     arm_deadline_timer();
-    if (!stored.job.response_id.empty()) {
+    if (!stored.job->response_id.empty()) {
       // Attach: the create happened before (e.g. in a process that crashed).
-      stored.response_id = stored.job.response_id;
+      stored.response_id = stored.job->response_id;
       stored.attached = true;
       stored.call.start(request_kind::sail_poll, stored.deadline);
     } else {
@@ -115,8 +115,8 @@ public:
       if (state->id.empty())
         return fail(j, inference_error("create response without an id", res.body));
       j.response_id = std::move(state->id);
-      if (j.job.observer)
-        caf::anon_send(j.job.observer, atom::accepted_v, j.job.idempotency_key,
+      if (j.job->observer)
+        caf::anon_send(j.job->observer, atom::accepted_v, j.job->idempotency_key,
                        j.response_id);
     }
     if (state->phase == response_phase::terminal)
@@ -201,7 +201,7 @@ private:
     http_request req;
     req.method = verb;
     req.url = std::move(url);
-    auto call = j.job.call_timeout.count() > 0 ? j.job.call_timeout
+    auto call = j.job->call_timeout.count() > 0 ? j.job->call_timeout
                                                : st_.opts->call_timeout;
     req.deadline = std::max(caf::timespan{1}, std::min(call, remaining(j)));
     return req;
@@ -210,17 +210,17 @@ private:
   void send_create(worker_job& j) {
     // No request ever carries an expired signed URL (completers stop using a
     // URL a margin before its expiry; this catches creates still retrying).
-    if (j.job.url_expires != caf::timestamp{}
-        && caf::make_timestamp() >= j.job.url_expires)
+    if (j.job->url_expires != caf::timestamp{}
+        && caf::make_timestamp() >= j.job->url_expires)
       return fail(j, make_error(errc::timeout,
                                 "the sample's signed checkpoint URL expired "
                                 "before its create was accepted",
                                 "tinker_lora_signed_url"));
     auto req = base_request(j, http::verb::post,
                             st_.opts->base_url + std::string{create_target});
-    req.headers = j.job.headers;
+    req.headers = j.job->headers;
     req.headers.push_back(bearer_auth(st_.opts->api_key));
-    req.body = j.job.body; // byte-identical on every attempt
+    req.body = j.job->body; // byte-identical on every attempt
     start(j, std::move(req));
   }
 
@@ -270,7 +270,7 @@ http_worker(http_worker_ptr self, http_client* client,
   st.opts = std::move(opts);
   st.pool = std::move(pool);
   return {
-    [=](atom::submit, uint64_t id, uint32_t attempt, sail_job& job) {
+    [=](atom::submit, uint64_t id, uint32_t attempt, shared_job& job) {
       worker_logic{self}.submit(id, attempt, std::move(job));
     },
     [=](atom::cancel, uint64_t id) { worker_logic{self}.cancel(id); },

@@ -20,7 +20,7 @@ namespace sail {
 struct worker_job {
   uint64_t id = 0;
   uint32_t attempt = 0;
-  sail_job job;
+  shared_job job;                ///< the pool's copy (immutable)
   std::string response_id;       ///< empty until the create succeeded
   /// Attached to an earlier create (sail_job::response_id) and no poll has
   /// succeeded yet: a 404 means Sail forgot the id, so create (same key).
