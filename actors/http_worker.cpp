@@ -37,6 +37,7 @@ public:
       drop(old->second);
     auto& stored = st_.jobs.emplace(id, std::move(j)).first->second;
     stored.deadline_pos = st_.deadlines.emplace(stored.deadline, id);
+    stored.step_pos = st_.steps.end();
     arm_deadline_timer();
     if (!stored.job->response_id.empty()) {
       // Attach: the create happened before (e.g. in a process that crashed).
@@ -72,6 +73,26 @@ public:
                          static_cast<uint16_t>(j.call.last_status)));
     }
     arm_deadline_timer();
+  }
+
+  void on_step_timer() {
+    st_.step_timer_at.reset();
+    auto now = clock_type::now();
+    std::vector<uint64_t> due;
+    auto& steps = st_.steps;
+    while (!steps.empty() && steps.begin()->first <= now) {
+      auto id = steps.begin()->second;
+      steps.erase(steps.begin());
+      if (auto i = st_.jobs.find(id); i != st_.jobs.end()) {
+        i->second.step_pos = steps.end();
+        due.push_back(id);
+      }
+    }
+    // Collected first: a step may schedule the next one (pitfall 18).
+    for (auto id : due)
+      if (auto i = st_.jobs.find(id); i != st_.jobs.end())
+        next_attempt(i->second);
+    arm_step_timer();
   }
 
   void on_step(uint64_t id, uint64_t tag) {
@@ -138,21 +159,40 @@ private:
     self_->delayed_send(self_, delay, atom::deadline_v);
   }
 
+  void arm_step_timer() {
+    if (st_.steps.empty())
+      return;
+    auto earliest = st_.steps.begin()->first;
+    if (st_.step_timer_at && *st_.step_timer_at <= earliest)
+      return;
+    st_.step_timer_at = earliest;
+    auto delay = std::max(caf::timespan{0},
+                          std::chrono::duration_cast<caf::timespan>(
+                            earliest - clock_type::now()));
+    self_->delayed_send(self_, delay, atom::step_v);
+  }
+
   // Forgets a job (its result has been reported, or it was cancelled).
   void drop(worker_job& j) {
     if (j.probe != 0)
       st_.guard->abandon_probe(clock_type::now(), j.probe);
     st_.deadlines.erase(j.deadline_pos);
+    if (j.step_pos != st_.steps.end())
+      st_.steps.erase(j.step_pos);
     st_.jobs.erase(j.id); // j dangles from here on
   }
 
   // Runs the job's next step after `delay`; at once without the clock.
   void step_after(worker_job& j, caf::timespan delay) {
     j.tag = ++st_.next_tag;
+    if (j.step_pos != st_.steps.end()) {
+      st_.steps.erase(j.step_pos);
+      j.step_pos = st_.steps.end();
+    }
     if (delay.count() <= 0)
-      self_->send(self_, atom::step_v, j.id, j.tag);
-    else
-      self_->delayed_send(self_, delay, atom::step_v, j.id, j.tag);
+      return self_->send(self_, atom::step_v, j.id, j.tag);
+    j.step_pos = st_.steps.emplace(clock_type::now() + delay, j.id);
+    arm_step_timer();
   }
 
   // Sends the job's next attempt once the pool's retry guard lets it go:
@@ -218,7 +258,9 @@ private:
                                 "tinker_lora_signed_url"));
     auto req = base_request(j, http::verb::post,
                             st_.opts->base_url + std::string{create_target});
-    req.headers = j.job->headers;
+    auto& hs = j.job->headers;
+    req.headers.reserve(hs.size() + 1); // no regrowth while it waits for a connection
+    req.headers.assign(hs.begin(), hs.end());
     req.headers.push_back(bearer_auth(st_.opts->api_key));
     req.body = j.job->body; // byte-identical on every attempt
     start(j, std::move(req));
@@ -278,6 +320,7 @@ http_worker(http_worker_ptr self, http_client* client,
     [=](atom::step, uint64_t id, uint64_t tag) {
       worker_logic{self}.on_step(id, tag);
     },
+    [=](atom::step) { worker_logic{self}.on_step_timer(); },
     [=](atom::deadline) { worker_logic{self}.on_deadline(); },
     [=](atom::crash) {
       throw std::runtime_error("crash injected by test hook");

@@ -128,8 +128,10 @@ using http_worker_actor = caf::typed_actor<
   caf::reacts_to<atom::submit, uint64_t, uint32_t, shared_job>,
   caf::reacts_to<atom::cancel, uint64_t>,
   caf::reacts_to<atom::http_done, http_completion>,
-  // timer: next HTTP step of a job (job id, step tag)
+  // next HTTP step of a job (job id, step tag)
   caf::reacts_to<atom::step, uint64_t, uint64_t>,
+  // timer: run the delayed steps that are due
+  caf::reacts_to<atom::step>,
   // timer: fail the jobs whose deadline passed
   caf::reacts_to<atom::deadline>,
   // test hook: throw from the handler
