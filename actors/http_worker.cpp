@@ -24,23 +24,24 @@ class worker_logic {
 public:
   explicit worker_logic(http_worker_ptr self) : self_(self), st_(self->state) {}
 
-  void submit(uint64_t id, uint32_t attempt, sail_job job) {
+  void submit(uint64_t id, uint32_t attempt, shared_job job) {
     auto& opts = *st_.opts;
     worker_job j;
     j.id = id;
     j.attempt = attempt;
-    j.timing = &opts.timing(job.completion_window);
-    auto limit = job.deadline.count() > 0 ? job.deadline : j.timing->deadline;
+    j.timing = &opts.timing(job->completion_window);
+    auto limit = job->deadline.count() > 0 ? job->deadline : j.timing->deadline;
     j.deadline = clock_type::now() + limit;
     j.job = std::move(job);
     if (auto old = st_.jobs.find(id); old != st_.jobs.end())
       drop(old->second);
     auto& stored = st_.jobs.emplace(id, std::move(j)).first->second;
     stored.deadline_pos = st_.deadlines.emplace(stored.deadline, id);
+    stored.step_pos = st_.steps.end();
     arm_deadline_timer();
-    if (!stored.job.response_id.empty()) {
+    if (!stored.job->response_id.empty()) {
       // Attach: the create happened before (e.g. in a process that crashed).
-      stored.response_id = stored.job.response_id;
+      stored.response_id = stored.job->response_id;
       stored.attached = true;
       stored.call.start(request_kind::sail_poll, stored.deadline);
     } else {
@@ -72,6 +73,26 @@ public:
                          static_cast<uint16_t>(j.call.last_status)));
     }
     arm_deadline_timer();
+  }
+
+  void on_step_timer() {
+    st_.step_timer_at.reset();
+    auto now = clock_type::now();
+    std::vector<uint64_t> due;
+    auto& steps = st_.steps;
+    while (!steps.empty() && steps.begin()->first <= now) {
+      auto id = steps.begin()->second;
+      steps.erase(steps.begin());
+      if (auto i = st_.jobs.find(id); i != st_.jobs.end()) {
+        i->second.step_pos = steps.end();
+        due.push_back(id);
+      }
+    }
+    // Collected first: a step may schedule the next one (pitfall 18).
+    for (auto id : due)
+      if (auto i = st_.jobs.find(id); i != st_.jobs.end())
+        next_attempt(i->second);
+    arm_step_timer();
   }
 
   void on_step(uint64_t id, uint64_t tag) {
@@ -115,8 +136,8 @@ public:
       if (state->id.empty())
         return fail(j, inference_error("create response without an id", res.body));
       j.response_id = std::move(state->id);
-      if (j.job.observer)
-        caf::anon_send(j.job.observer, atom::accepted_v, j.job.idempotency_key,
+      if (j.job->observer)
+        caf::anon_send(j.job->observer, atom::accepted_v, j.job->idempotency_key,
                        j.response_id);
     }
     if (state->phase == response_phase::terminal)
@@ -138,21 +159,40 @@ private:
     self_->delayed_send(self_, delay, atom::deadline_v);
   }
 
+  void arm_step_timer() {
+    if (st_.steps.empty())
+      return;
+    auto earliest = st_.steps.begin()->first;
+    if (st_.step_timer_at && *st_.step_timer_at <= earliest)
+      return;
+    st_.step_timer_at = earliest;
+    auto delay = std::max(caf::timespan{0},
+                          std::chrono::duration_cast<caf::timespan>(
+                            earliest - clock_type::now()));
+    self_->delayed_send(self_, delay, atom::step_v);
+  }
+
   // Forgets a job (its result has been reported, or it was cancelled).
   void drop(worker_job& j) {
     if (j.probe != 0)
       st_.guard->abandon_probe(clock_type::now(), j.probe);
     st_.deadlines.erase(j.deadline_pos);
+    if (j.step_pos != st_.steps.end())
+      st_.steps.erase(j.step_pos);
     st_.jobs.erase(j.id); // j dangles from here on
   }
 
   // Runs the job's next step after `delay`; at once without the clock.
   void step_after(worker_job& j, caf::timespan delay) {
     j.tag = ++st_.next_tag;
+    if (j.step_pos != st_.steps.end()) {
+      st_.steps.erase(j.step_pos);
+      j.step_pos = st_.steps.end();
+    }
     if (delay.count() <= 0)
-      self_->send(self_, atom::step_v, j.id, j.tag);
-    else
-      self_->delayed_send(self_, delay, atom::step_v, j.id, j.tag);
+      return self_->send(self_, atom::step_v, j.id, j.tag);
+    j.step_pos = st_.steps.emplace(clock_type::now() + delay, j.id);
+    arm_step_timer();
   }
 
   // Sends the job's next attempt once the pool's retry guard lets it go:
@@ -201,7 +241,7 @@ private:
     http_request req;
     req.method = verb;
     req.url = std::move(url);
-    auto call = j.job.call_timeout.count() > 0 ? j.job.call_timeout
+    auto call = j.job->call_timeout.count() > 0 ? j.job->call_timeout
                                                : st_.opts->call_timeout;
     req.deadline = std::max(caf::timespan{1}, std::min(call, remaining(j)));
     return req;
@@ -210,17 +250,19 @@ private:
   void send_create(worker_job& j) {
     // No request ever carries an expired signed URL (completers stop using a
     // URL a margin before its expiry; this catches creates still retrying).
-    if (j.job.url_expires != caf::timestamp{}
-        && caf::make_timestamp() >= j.job.url_expires)
+    if (j.job->url_expires != caf::timestamp{}
+        && caf::make_timestamp() >= j.job->url_expires)
       return fail(j, make_error(errc::timeout,
                                 "the sample's signed checkpoint URL expired "
                                 "before its create was accepted",
                                 "tinker_lora_signed_url"));
     auto req = base_request(j, http::verb::post,
                             st_.opts->base_url + std::string{create_target});
-    req.headers = j.job.headers;
+    auto& hs = j.job->headers;
+    req.headers.reserve(hs.size() + 1); // no regrowth while it waits for a connection
+    req.headers.assign(hs.begin(), hs.end());
     req.headers.push_back(bearer_auth(st_.opts->api_key));
-    req.body = j.job.body; // byte-identical on every attempt
+    req.body = j.job->body; // byte-identical on every attempt
     start(j, std::move(req));
   }
 
@@ -270,7 +312,7 @@ http_worker(http_worker_ptr self, http_client* client,
   st.opts = std::move(opts);
   st.pool = std::move(pool);
   return {
-    [=](atom::submit, uint64_t id, uint32_t attempt, sail_job& job) {
+    [=](atom::submit, uint64_t id, uint32_t attempt, shared_job& job) {
       worker_logic{self}.submit(id, attempt, std::move(job));
     },
     [=](atom::cancel, uint64_t id) { worker_logic{self}.cancel(id); },
@@ -278,6 +320,7 @@ http_worker(http_worker_ptr self, http_client* client,
     [=](atom::step, uint64_t id, uint64_t tag) {
       worker_logic{self}.on_step(id, tag);
     },
+    [=](atom::step) { worker_logic{self}.on_step_timer(); },
     [=](atom::deadline) { worker_logic{self}.on_deadline(); },
     [=](atom::crash) {
       throw std::runtime_error("crash injected by test hook");

@@ -20,7 +20,7 @@ namespace sail {
 struct worker_job {
   uint64_t id = 0;
   uint32_t attempt = 0;
-  sail_job job;
+  shared_job job;                ///< the pool's copy (immutable)
   std::string response_id;       ///< empty until the create succeeded
   /// Attached to an earlier create (sail_job::response_id) and no poll has
   /// succeeded yet: a 404 means Sail forgot the id, so create (same key).
@@ -34,6 +34,8 @@ struct worker_job {
   std::chrono::steady_clock::time_point deadline;
   /// This job's entry in http_worker_state::deadlines.
   std::multimap<std::chrono::steady_clock::time_point, uint64_t>::iterator deadline_pos;
+  /// This job's delayed step in http_worker_state::steps (steps.end(): none).
+  std::multimap<std::chrono::steady_clock::time_point, uint64_t>::iterator step_pos;
   const window_timing* timing = nullptr;
 };
 
@@ -48,6 +50,12 @@ struct http_worker_state {
   /// job would linger in the clock until its deadline).
   std::multimap<std::chrono::steady_clock::time_point, uint64_t> deadlines;
   std::optional<std::chrono::steady_clock::time_point> timer_at;
+  /// Delayed steps (next poll, backoff) of all jobs, earliest first, under one
+  /// timer per worker likewise: a CAF 0.17 delayed message per step costs
+  /// about 230 bytes in the clock and mailbox for as long as it waits, and a
+  /// superseded one cannot be taken back.
+  std::multimap<std::chrono::steady_clock::time_point, uint64_t> steps;
+  std::optional<std::chrono::steady_clock::time_point> step_timer_at;
   uint64_t next_tag = 0;
   std::unique_ptr<retry_policy> retry;
   /// The pool's retry budget and circuit breaker (shared by its workers).

@@ -1,6 +1,7 @@
 #include "sail_tinker/actors/runtime.hpp"
 
 #include <cstdlib>
+#include <type_traits>
 #include <unordered_map>
 
 #include <boost/url/parse.hpp>
@@ -49,28 +50,42 @@ struct bridge_state {
   static inline const char* name = "sail.bridge";
   std::string label;
   uint64_t next = 0;
-  /// Fails an open call; each runs at most once. On exit every open call
-  /// fails with `cancelled`, so no future is left waiting.
-  std::unordered_map<uint64_t, std::function<void(caf::error)>> open;
+  /// The callbacks of open calls; each runs at most once. On exit every open
+  /// call fails with `cancelled`, so no future is left waiting. (Held here
+  /// once, not in the response handlers: a sample in flight costs less.)
+  std::unordered_map<uint64_t, sample_box> open_samples;
+  std::unordered_map<uint64_t, group_box> open_groups;
+
+  template <class T>
+  auto& open() {
+    if constexpr (std::is_same_v<T, group_result>)
+      return open_groups;
+    else
+      return open_samples;
+  }
 };
 
 using bridge_ptr = caf::stateful_actor<bridge_state>*;
 
+/// Runs and forgets open call `id` (no-op if it already ran).
+template <class T>
+void bridge_finish(bridge_ptr self, uint64_t id, caf::expected<T> res) {
+  auto& open = self->state.open<T>();
+  auto i = open.find(id);
+  if (i == open.end())
+    return;
+  auto fn = std::move(i->second.fn);
+  open.erase(i);
+  fn(std::move(res));
+}
+
 template <class T, class Request>
 void bridge_call(bridge_ptr self, Request&& request,
                  std::function<void(caf::expected<T>)> fn) {
-  auto shared = std::make_shared<std::function<void(caf::expected<T>)>>(std::move(fn));
   auto id = ++self->state.next;
-  self->state.open.emplace(id, [shared](caf::error err) { (*shared)(std::move(err)); });
-  request.then(
-    [self, id, shared](T& res) {
-      if (self->state.open.erase(id) > 0)
-        (*shared)(std::move(res));
-    },
-    [self, id, shared](caf::error& err) {
-      if (self->state.open.erase(id) > 0)
-        (*shared)(std::move(err));
-    });
+  self->state.open<T>().emplace(id, callback_box<T>{std::move(fn)});
+  request.then([self, id](T& res) { bridge_finish<T>(self, id, std::move(res)); },
+               [self, id](caf::error& err) { bridge_finish<T>(self, id, std::move(err)); });
 }
 
 // CAF 0.17.6 dereferences a null argument tuple when a function-based actor
@@ -79,10 +94,14 @@ void bridge_call(bridge_ptr self, Request&& request,
 caf::behavior bridge_behavior(bridge_ptr self, std::string label) {
   self->state.label = std::move(label);
   self->set_exit_handler([=](caf::exit_msg& em) {
-    auto open = std::move(self->state.open);
-    self->state.open.clear();
-    for (auto& [id, fail] : open)
-      fail(make_error(errc::cancelled, "runtime shutting down"));
+    auto samples = std::move(self->state.open_samples);
+    auto groups = std::move(self->state.open_groups);
+    self->state.open_samples.clear();
+    self->state.open_groups.clear();
+    for (auto& [id, box] : samples)
+      box.fn(make_error(errc::cancelled, "runtime shutting down"));
+    for (auto& [id, box] : groups)
+      box.fn(make_error(errc::cancelled, "runtime shutting down"));
     self->quit(em.reason);
   });
   return {

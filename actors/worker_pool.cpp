@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -48,7 +49,7 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 
 struct pool_job {
-  sail_job job;
+  shared_job job;
   caf::typed_response_promise<tokens_with_logprobs> rp;
   uint32_t attempt = 0;
   /// Worker slot holding the job; -1 while queued.
@@ -72,7 +73,8 @@ struct pool_state {
   std::deque<uint64_t> queue;  ///< may hold ids of cancelled jobs: skipped
   size_t queued = 0;           ///< live jobs in `queue`
   size_t active = 0;           ///< dispatched jobs
-  std::unordered_map<std::string, uint64_t> by_key;
+  /// Keys view the jobs' own idempotency_key (an entry goes before its job).
+  std::unordered_map<std::string_view, uint64_t> by_key;
   std::unordered_map<std::string, std::unordered_set<uint64_t>> by_group;
   clock_type::time_point paused_until;
   bool paused = false;
@@ -105,13 +107,15 @@ public:
     }
     auto id = ++st_.next_job;
     auto rp = self_->make_response_promise<tokens_with_logprobs>();
-    if (!job.idempotency_key.empty())
-      st_.by_key[job.idempotency_key] = id;
-    if (!job.group_id.empty())
-      st_.by_group[job.group_id].insert(id);
     auto& pj = st_.jobs[id];
-    pj.job = std::move(job);
+    pj.job = std::make_shared<const sail_job>(std::move(job));
     pj.rp = rp;
+    if (std::string_view key = pj.job->idempotency_key; !key.empty()) {
+      st_.by_key.erase(key); // a view into an older job with this key
+      st_.by_key.emplace(key, id);
+    }
+    if (!pj.job->group_id.empty())
+      st_.by_group[pj.job->group_id].insert(id);
     if (can_run) {
       ++st_.active;
       dispatch(id, pj);
@@ -289,10 +293,10 @@ private:
     } else {
       --st_.queued; // still in `queue`; pump() skips it
     }
-    if (auto k = st_.by_key.find(pj.job.idempotency_key);
+    if (auto k = st_.by_key.find(pj.job->idempotency_key);
         k != st_.by_key.end() && k->second == id)
       st_.by_key.erase(k);
-    if (auto g = st_.by_group.find(pj.job.group_id); g != st_.by_group.end()) {
+    if (auto g = st_.by_group.find(pj.job->group_id); g != st_.by_group.end()) {
       g->second.erase(id);
       if (g->second.empty())
         st_.by_group.erase(g);

@@ -25,8 +25,10 @@
 
 #include <chrono>
 #include <map>
+#include <memory>
 #include <string>
 
+#include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 #include <caf/timespan.hpp>
 #include <caf/typed_actor.hpp>
@@ -94,6 +96,18 @@ struct pool_options {
 /// Pool counters (superset of completer_stats' fields).
 using pool_stats = completer_stats;
 
+/// A job as the pool stores it and hands it to a worker: one immutable copy
+/// shared by both (the pool keeps it for re-dispatch after a worker death, so
+/// every dispatch sends the byte-identical body under the same key). Local
+/// only: it never crosses a node boundary.
+using shared_job = std::shared_ptr<const sail_job>;
+
+} // namespace sail
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::shared_job)
+
+namespace sail {
+
 // -- private interfaces ------------------------------------------------------------
 
 /// What workers report to the supervisor, plus the pool's timers and test hooks.
@@ -110,12 +124,14 @@ using pool_actor = worker_pool_actor::extend<
   caf::reacts_to<atom::crash, uint32_t>>;
 
 using http_worker_actor = caf::typed_actor<
-  // job id, dispatch attempt, the job
-  caf::reacts_to<atom::submit, uint64_t, uint32_t, sail_job>,
+  // job id, dispatch attempt, the job (shared with the pool)
+  caf::reacts_to<atom::submit, uint64_t, uint32_t, shared_job>,
   caf::reacts_to<atom::cancel, uint64_t>,
   caf::reacts_to<atom::http_done, http_completion>,
-  // timer: next HTTP step of a job (job id, step tag)
+  // next HTTP step of a job (job id, step tag)
   caf::reacts_to<atom::step, uint64_t, uint64_t>,
+  // timer: run the delayed steps that are due
+  caf::reacts_to<atom::step>,
   // timer: fail the jobs whose deadline passed
   caf::reacts_to<atom::deadline>,
   // test hook: throw from the handler

@@ -20,6 +20,10 @@
 //   inflight_bench                       both parts, N = 10000 and 100000
 //   inflight_bench --n 10000,100000 --poll-samples 5 --poll-latency-s 60
 //   inflight_bench --quick               N = 2000, 3 samples of 5 s (smoke)
+//   inflight_bench --baseline OLD_EXE    also runs OLD_EXE --inflight N (an
+//                                        inflight_bench built from an older
+//                                        tree) before each N: before/after
+//                                        in one run (scripts/bench-inflight-baseline)
 // Internal modes (run by the driver as child processes):
 //   --inflight N [--poll-ms MS] | --polls K --poll-latency-s S
 #include <algorithm>
@@ -254,7 +258,10 @@ int run_polls(size_t k, long latency_s) {
 
 // -- driver ------------------------------------------------------------------------
 
-int run_child(const std::string& cmd, std::vector<std::string>& results) {
+// Runs `cmd`, echoes its output and keeps its RESULT lines (prefixed with
+// `label`, e.g. "before ").
+int run_child(const std::string& cmd, std::vector<std::string>& results,
+              const std::string& label = {}) {
   std::fflush(stdout);
   auto* p = ::popen(cmd.c_str(), "r");
   if (!p)
@@ -263,7 +270,7 @@ int run_child(const std::string& cmd, std::vector<std::string>& results) {
   while (std::fgets(line, sizeof(line), p)) {
     std::string s{line};
     if (s.rfind("RESULT ", 0) == 0)
-      results.push_back(s.substr(7));
+      results.push_back(label + s.substr(7));
     std::fputs(line, stdout);
     std::fflush(stdout);
   }
@@ -296,6 +303,7 @@ int main(int argc, char** argv) {
   long poll_samples = flag_int(argc, argv, "poll-samples", quick ? 3 : 5);
   long latency = flag_int(argc, argv, "poll-latency-s", quick ? 5 : 60);
   auto poll_ms = sail::bench::flag(argc, argv, "poll-ms");
+  auto baseline = sail::bench::flag(argc, argv, "baseline");
   std::string self = "/proc/self/exe";
   {
     char buf[4096];
@@ -317,9 +325,13 @@ int main(int argc, char** argv) {
     std::printf("\n[in flight] N=%s, prompt 32 tokens, max_tokens 16, priority window "
                 "queued 30 min, first poll after %s ms\n",
                 item.c_str(), poll_ms ? poll_ms->c_str() : "1800000");
-    auto cmd = "'" + self + "' --inflight " + item
-               + (poll_ms ? " --poll-ms " + *poll_ms : std::string{});
-    rc |= run_child(cmd, results);
+    auto args = " --inflight " + item + (poll_ms ? " --poll-ms " + *poll_ms : std::string{});
+    if (baseline) {
+      std::printf("  before (baseline %s):\n", baseline->c_str());
+      rc |= run_child("'" + *baseline + "'" + args, results, "before ");
+      std::printf("  after (this tree):\n");
+    }
+    rc |= run_child("'" + self + "'" + args, results);
   }
   if (poll_samples > 0) {
     std::printf("\n[polls] %ld samples, emulator latency %ld s (priority window queued), "
@@ -331,10 +343,16 @@ int main(int argc, char** argv) {
   }
   std::printf("\n== inflight_bench summary ==\n");
   for (auto& r : results) {
-    if (r.rfind("inflight", 0) == 0)
-      std::printf("in flight %-7s: %s bytes RSS per in-flight sample (client process; "
-                  "emulator child: %s bytes per response)%s\n",
+    if (r.rfind("before inflight", 0) == 0)
+      std::printf("BEFORE in flight %-7s: %s bytes RSS per in-flight sample (baseline "
+                  "binary)%s\n",
                   field(r, "n").c_str(), field(r, "client_bytes_per_sample").c_str(),
+                  field(r, "ok") == "1" ? "" : "  [INCOMPLETE]");
+    else if (r.rfind("inflight", 0) == 0)
+      std::printf("%sin flight %-7s: %s bytes RSS per in-flight sample (client process; "
+                  "emulator child: %s bytes per response)%s\n",
+                  baseline ? "AFTER  " : "", field(r, "n").c_str(),
+                  field(r, "client_bytes_per_sample").c_str(),
                   field(r, "emulator_bytes_per_response").c_str(),
                   field(r, "ok") == "1" ? "" : "  [INCOMPLETE]");
     else if (r.rfind("polls", 0) == 0)

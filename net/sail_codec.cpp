@@ -161,9 +161,15 @@ encode_create(const completer_config& cfg, const sample_request& req,
   }
   out.put('}');
   out.put('}');
+  // The body lives as long as its sample (for every create attempt): keep no
+  // slack of the guess above.
+  body.shrink_to_fit();
   // -- headers ---------------------------------------------------------------------
   auto& hdrs = result.headers;
-  hdrs.reserve(5);
+  hdrs.reserve(2
+               + (cfg.voyage ? 1 + (cfg.voyage->span_id ? 1 : 0)
+                                 + (cfg.voyage->agent_id ? 1 : 0)
+                             : 0));
   hdrs.push_back({"Content-Type", "application/json"});
   hdrs.push_back({"Idempotency-Key", std::string{idempotency_key}});
   if (cfg.voyage) {
