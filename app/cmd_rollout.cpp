@@ -501,9 +501,7 @@ int cmd_rollout(const std::vector<std::string>& raw) {
           .receive(
             [&](completer_stats& s) {
               have_stats = true;
-              merged.polls += s.polls;
-              for (auto& [k, v] : s.retries_by_cause)
-                merged.retries_by_cause[k] += v;
+              merge_into(merged, s);
             },
             [&](caf::error& err) {
               log_warn("rollout", "cannot fetch completer stats", {{"error", render(err)}});
@@ -550,6 +548,8 @@ int cmd_rollout(const std::vector<std::string>& raw) {
                            + fmt(percentile(pr.group_latencies, 0.99), 3) + " s");
     row("retries by cause", have_stats ? render_map(merged.retries_by_cause) : "n/a");
     row("polls", have_stats ? std::to_string(merged.polls) : "n/a");
+    if (have_stats && !merged.webhooks.empty())
+      row("webhooks", render_map(merged.webhooks));
     row("errors by kind", render_map(pr.errors_by_kind));
     for (auto& n : node_rows)
       row("node", n.address.to_string() + " " + to_string(n.state) + ", "

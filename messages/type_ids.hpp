@@ -30,6 +30,9 @@ CAF_BEGIN_TYPE_ID_BLOCK(sail, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(sail, (sail::sail_job))
   CAF_ADD_TYPE_ID(sail, (sail::completer_stats))
   CAF_ADD_TYPE_ID(sail, (sail::completer_actor))
+  // sail-tinker.v3: completion webhooks (sample_request::webhook, obtain's
+  // reply).
+  CAF_ADD_TYPE_ID(sail, (sail::webhook_endpoint))
 
   // Vectors are not implied by the ID-block registration (pitfall 13).
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::tokens_with_logprobs>))

@@ -32,6 +32,8 @@
 #include <boost/asio/io_context.hpp>
 #include <caf/expected.hpp>
 
+#include "sail_tinker/messages/types.hpp"
+
 namespace sail {
 
 class http_server;
@@ -62,19 +64,6 @@ struct webhook_options {
   uint64_t body_limit = 16 * 1024 * 1024;
   /// Time to receive one delivery.
   std::chrono::milliseconds read_timeout{30'000};
-};
-
-/// Where a sample's webhook goes: metadata.completion_webhook and
-/// metadata.webhook_token. Empty url: no webhook.
-struct webhook_endpoint {
-  std::string url;
-  std::string token;
-
-  bool empty() const noexcept {
-    return url.empty();
-  }
-
-  friend bool operator==(const webhook_endpoint&, const webhook_endpoint&) = default;
 };
 
 /// A delivery that passed the checks (local only; never crosses nodes).
