@@ -127,14 +127,20 @@ public:
   /// A webhook delivery for job `id`: decoded exactly like a poll's answer.
   void on_webhook(uint64_t id, webhook_delivery& d) {
     auto i = st_.jobs.find(id);
-    if (i == st_.jobs.end())
-      return; // finished (a poll won the race) or cancelled
-    auto& j = i->second;
-    if (!j.response_id.empty() && j.response_id != d.response_id)
+    if (i == st_.jobs.end()
+        || (!i->second.response_id.empty() && i->second.response_id != d.response_id)) {
+      // Its sample finished an instant ago (a poll or another delivery won
+      // the race) or was cancelled.
+      self_->send(st_.pool, atom::webhook_v, std::string{"duplicate"});
       return;
+    }
+    auto& j = i->second;
     auto state = decode_state(d.body);
-    if (!state || state->phase != response_phase::terminal)
-      return; // Sail delivers on completion; anything else changes nothing
+    if (!state || state->phase != response_phase::terminal) {
+      // Sail delivers on completion; anything else changes nothing.
+      self_->send(st_.pool, atom::webhook_v, std::string{"ignored"});
+      return;
+    }
     // Whatever call or timer the job was waiting for is stale from now on.
     j.tag = ++st_.next_tag;
     finish(j, d.body, *state, true);

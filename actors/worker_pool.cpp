@@ -495,6 +495,7 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
     },
     [=](atom::webhook, webhook_delivery& d) { pool_logic{self}.webhook(d); },
     [=](atom::rejected, std::string& reason) { pool_logic{self}.rejected(reason); },
+    [=](atom::webhook, std::string& verdict) { ++self->state.stats.webhooks[verdict]; },
     [=](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
       pool_logic{self}.failed(id, attempt, err);
     },

@@ -146,6 +146,9 @@ using pool_actor = worker_pool_actor::extend<
   // an authenticated delivery; a refused one (webhook_rejection's name)
   caf::reacts_to<atom::webhook, webhook_delivery>,
   caf::reacts_to<atom::rejected, std::string>,
+  // a worker's verdict on a forwarded delivery it did not apply: "duplicate"
+  // (its sample had just finished) or "ignored" (not a terminal response)
+  caf::reacts_to<atom::webhook, std::string>,
   // a 429/529: pause new creates for this long
   caf::reacts_to<atom::pause, caf::timespan>,
   caf::reacts_to<atom::resume>,

@@ -460,8 +460,8 @@ typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
       return caf::sec::invalid_argument;
     return caf::none;
   };
-  return f(caf::meta::type_name("sail.completer_stats"), x.in_flight,
-           x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
+  return f(caf::meta::type_name("sail.completer_stats"),
+           caf::meta::save_callback(check), x.in_flight, x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
            x.webhooks, x.polls_per_sample, x.notice_delay, x.notice_delay_sum_ms,
            caf::meta::load_callback(check));
 }

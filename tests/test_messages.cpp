@@ -208,10 +208,22 @@ TEST_CASE_METHOD(caf_fixture, "a non-finite temperature or top_p never reaches a
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][roundtrip]") {
   sample_request r{{1, 2, 3}, stop_condition::texts({"\n"}), int64_t{64}, "key-1",
-                   "group-1", "cache-1"};
+                   "group-1", "cache-1", std::nullopt};
   CHECK(roundtrip(r) == r);
-  sample_request plain{{7}, {}, std::nullopt, "", "", ""};
+  sample_request plain{{7}, {}, std::nullopt, "", "", "", std::nullopt};
   CHECK(roundtrip(plain) == plain);
+  // A pinned webhook travels whole (token included) and prints redacted.
+  auto pinned = r;
+  pinned.webhook = webhook_endpoint{"https://hooks.example.com/a", "whk_0123456789abcdef0123"};
+  CHECK(roundtrip(pinned) == pinned);
+  auto none = r;
+  none.webhook = webhook_endpoint{};
+  CHECK(roundtrip(none) == none);
+  CHECK(roundtrip(none) != r);
+  auto shown = caf::deep_to_string(pinned);
+  CHECK(shown.find("https://hooks.example.com/a") != std::string::npos);
+  CHECK(shown.find("whk_0123456789abcdef0123") == std::string::npos);
+  CHECK(shown.find("0123456789abcdef") == std::string::npos);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_outcome and group_result",
@@ -237,18 +249,47 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
                  "[messages][roundtrip]") {
   http_header h{"Idempotency-Key", "k"};
   CHECK(roundtrip(h) == h);
-  sail_job j{"k", "{}", {h}, "priority", "g", std::chrono::seconds(5),
+  sail_job j{"k", "{}", {h}, "priority", "g", "model-m", true, std::chrono::seconds(5),
              std::chrono::minutes(10)};
   CHECK(roundtrip(j) == j);
-  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}};
+  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, {{"applied", 4}},
+                    {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {5}, 17};
   CHECK(roundtrip(s) == s);
+  // A histogram longer than its buckets is refused on load.
+  completer_stats bad = s;
+  bad.notice_delay.assign(notice_buckets_ms.size() + 2, 1);
+  std::vector<char> buf;
+  CHECK(save(bad, buf) == caf::sec::invalid_argument);
+}
+
+TEST_CASE("completer_stats: histograms count into their buckets and merge",
+          "[messages]") {
+  completer_stats a;
+  count_in(a.polls_per_sample, polls_buckets, 0);
+  count_in(a.polls_per_sample, polls_buckets, 5);   // (4, 6]
+  count_in(a.polls_per_sample, polls_buckets, 1000); // beyond the last bound
+  REQUIRE(a.polls_per_sample.size() == polls_buckets.size() + 1);
+  CHECK(a.polls_per_sample[0] == 1);
+  CHECK(a.polls_per_sample[5] == 1);
+  CHECK(a.polls_per_sample.back() == 1);
+  completer_stats b;
+  b.completed = 2;
+  b.webhooks["applied"] = 3;
+  count_in(b.polls_per_sample, polls_buckets, 0);
+  b.notice_delay_sum_ms = 9;
+  merge_into(a, b);
+  merge_into(a, b);
+  CHECK(a.completed == 4);
+  CHECK(a.webhooks.at("applied") == 6);
+  CHECK(a.polls_per_sample[0] == 3);
+  CHECK(a.notice_delay_sum_ms == 18);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
                  "[messages][roundtrip]") {
   std::vector<tokens_with_logprobs> xs{sample_output(), sample_output()};
   CHECK(roundtrip(xs) == xs);
-  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", ""}};
+  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", std::nullopt}};
   CHECK(roundtrip(rs) == rs);
   std::vector<http_header> hs{{"a", "b"}};
   CHECK(roundtrip(hs) == hs);
