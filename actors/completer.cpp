@@ -214,6 +214,8 @@ private:
     job.model = st_.cfg.model;
     job.webhook = hook != nullptr && *hook == st_.opts.webhook;
     job.url_expires = url_expires;
+    job.response_id = req.response_id;
+    job.observer = req.observer;
     if (st_.cfg.timeout)
       job.call_timeout = *st_.cfg.timeout;
     auto& deadlines = st_.opts.window_deadlines;
@@ -241,6 +243,8 @@ caf::result<group_result> run_group(completer_ptr self, sample_request& req,
                                    + std::to_string(st.opts.max_group_size));
   if (auto err = validate(req))
     return err;
+  if (!req.response_id.empty())
+    return invalid_argument("response_id", "a response id attaches one sample, not a group");
   struct group_state {
     group_result result;
     size_t pending = 0;
@@ -299,6 +303,12 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
   st.resolver = std::move(resolver);
   st.opts = opts;
   self->set_exit_handler([=](caf::exit_msg& em) { completer_logic{self}.shutdown(em.reason); });
+  // Handed to remote trainers by a service node: a peer's unexpected message
+  // is dropped unprinted (see service_behavior: printing one could crash the
+  // node), and so is a down message (this actor monitors nothing; CAF's
+  // default down handler prints it).
+  self->set_default_handler(caf::drop);
+  self->set_down_handler([](caf::down_msg&) {});
   return {
     [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
       if (auto err = validate(req))
@@ -330,6 +340,7 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
             merged.polls_per_sample = pool.polls_per_sample;
             merged.notice_delay = pool.notice_delay;
             merged.notice_delay_sum_ms = pool.notice_delay_sum_ms;
+            merged.guard = pool.guard;
             rp.deliver(std::move(merged));
           },
           [rp, own](caf::error&) mutable { rp.deliver(own); });

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <utility>
 
 #include <boost/beast/http/verb.hpp>
 
@@ -18,10 +19,6 @@ namespace http = boost::beast::http;
 
 caf::timespan remaining(const worker_job& j) {
   return std::chrono::duration_cast<caf::timespan>(j.deadline - clock_type::now());
-}
-
-bool is_success(unsigned status) {
-  return status >= 200 && status < 300;
 }
 
 class worker_logic {
@@ -44,7 +41,17 @@ public:
     auto& stored = st_.jobs.emplace(id, std::move(j)).first->second;
     stored.deadline_pos = st_.deadlines.emplace(stored.deadline, id);
     arm_deadline_timer();
-    send_create(stored);
+    if (!stored.job.response_id.empty()) {
+      // Attach: the create happened before (e.g. in a process that crashed).
+      stored.response_id = stored.job.response_id;
+      stored.attached = true;
+      // Deliveries for it can reach the job at once.
+      self_->send(st_.pool, atom::created_v, id, attempt, stored.response_id);
+      stored.call.start(request_kind::sail_poll, stored.deadline);
+    } else {
+      stored.call.start(request_kind::sail_create, stored.deadline);
+    }
+    next_attempt(stored);
   }
 
   void cancel(uint64_t id) {
@@ -60,8 +67,14 @@ public:
       expired.push_back(i->second);
     for (auto id : expired) {
       auto& j = st_.jobs.at(id);
-      fail(j, make_error(errc::timeout, "sample deadline expired after "
-                                          + std::to_string(j.polls) + " polls"));
+      auto msg = "sample deadline expired after " + std::to_string(j.polls) + " polls";
+      if (!j.call.last_cause.empty())
+        msg += "; attempt " + std::to_string(j.call.attempt) + " of its "
+               + to_string(j.call.kind) + " failed (" + j.call.last_cause + ")";
+      if (j.held)
+        msg += "; Sail unavailable: waiting for the circuit breaker to close";
+      fail(j, make_error(errc::timeout, std::move(msg), {},
+                         static_cast<uint16_t>(j.call.last_status)));
     }
     arm_deadline_timer();
   }
@@ -70,11 +83,7 @@ public:
     auto i = st_.jobs.find(id);
     if (i == st_.jobs.end() || i->second.tag != tag)
       return;
-    auto& j = i->second;
-    if (j.response_id.empty())
-      send_create(j);
-    else
-      send_poll(j);
+    next_attempt(i->second);
   }
 
   void on_http(http_completion& c) {
@@ -82,39 +91,40 @@ public:
     if (i == st_.jobs.end() || i->second.tag != c.generation)
       return; // cancelled, timed out or superseded
     auto& j = i->second;
-    auto kind = j.response_id.empty() ? request_kind::sail_create
-                                      : request_kind::sail_poll;
-    if (!c.result) {
-      auto decision = st_.retry->on_transport_error(kind, j.http_attempt,
-                                                    c.result.error());
-      if (decision.retry)
-        return retry_later(j, decision);
-      return fail(j, std::move(c.result.error()));
+    auto now = clock_type::now();
+    auto v = st_.retry->judge(j.call, c.result, std::chrono::system_clock::now(), now);
+    st_.guard->after_attempt(now, v.health, std::exchange(j.probe, 0), v.cause);
+    if (j.call.kind == request_kind::sail_create && (v.status == 429 || v.status == 529))
+      self_->send(st_.pool, atom::pause_v, v.delay);
+    if (v.outcome == verdict::retry) {
+      self_->send(st_.pool, atom::retried_v, v.cause);
+      return step_after(j, v.delay);
     }
+    if (j.attached && v.status == 404) {
+      // Sail no longer knows the attached id: create under the same key,
+      // which Sail replays (no second inference) within its key retention.
+      j.attached = false;
+      j.response_id.clear();
+      j.call.start(request_kind::sail_create, j.deadline);
+      return next_attempt(j);
+    }
+    if (v.outcome == verdict::fail)
+      return fail(j, v.error ? std::move(v.error)
+                             : error_from_status(v.status, c.result->body));
     auto& res = *c.result;
-    if (!is_success(res.status)) {
-      auto decision = st_.retry->on_status(kind, j.http_attempt, res.status,
-                                           res.header("Retry-After"),
-                                           std::chrono::system_clock::now());
-      if (kind == request_kind::sail_create
-          && (res.status == 429 || res.status == 529))
-        self_->send(st_.pool, atom::pause_v,
-                    std::max(decision.delay, caf::timespan{0}));
-      if (decision.retry)
-        return retry_later(j, decision);
-      return fail(j, error_from_status(res.status, res.body));
-    }
-    j.http_attempt = 0;
+    j.attached = false;
     auto state = decode_state(res.body);
     if (!state)
       return fail(j, std::move(state.error()));
-    auto now = clock_type::now();
     if (j.response_id.empty()) {
       if (state->id.empty())
         return fail(j, inference_error("create response without an id", res.body));
-      j.response_id = state->id;
+      j.response_id = std::move(state->id);
       // Deliveries for this id can reach the job from now on.
       self_->send(st_.pool, atom::created_v, j.id, j.attempt, j.response_id);
+      if (j.job.observer)
+        caf::anon_send(j.job.observer, atom::accepted_v, j.job.idempotency_key,
+                       j.response_id);
     }
     if (!j.accepted_at)
       j.accepted_at = now;
@@ -162,6 +172,8 @@ private:
 
   // Forgets a job (its result has been reported, or it was cancelled).
   void drop(worker_job& j) {
+    if (j.probe != 0)
+      st_.guard->abandon_probe(clock_type::now(), j.probe);
     st_.deadlines.erase(j.deadline_pos);
     st_.jobs.erase(j.id); // j dangles from here on
   }
@@ -175,16 +187,31 @@ private:
       self_->delayed_send(self_, delay, atom::step_v, j.id, j.tag);
   }
 
-  void retry_later(worker_job& j, const retry_decision& decision) {
-    self_->send(st_.pool, atom::retried_v, decision.cause);
-    if (decision.delay >= remaining(j))
-      return fail(j, make_error(errc::timeout, "sample deadline expires before "
-                                                 "the next retry ("
-                                                 + decision.cause + ")"));
-    step_after(j, decision.delay);
+  // Sends the job's next attempt once the pool's retry guard lets it go:
+  // while the breaker is open or the retry budget is spent, the job waits
+  // (its deadline timer still runs) and asks again.
+  void next_attempt(worker_job& j) {
+    auto p = st_.guard->before_attempt(clock_type::now(), j.call.retry_due);
+    if (!p.go) {
+      if (p.held_by_breaker) {
+        j.held = true;
+        j.call.retry_due = false; // the breaker's wait replaced the backoff
+      }
+      // Spread the waiters so that they do not all ask at once.
+      std::uniform_real_distribution<double> spread{1.0, 1.5};
+      auto wait = std::chrono::duration_cast<caf::timespan>(p.wait * spread(st_.rng));
+      return step_after(j, std::max(wait, caf::timespan{std::chrono::milliseconds(1)}));
+    }
+    j.held = false;
+    j.probe = p.probe;
+    if (j.response_id.empty())
+      send_create(j);
+    else
+      send_poll(j);
   }
 
   void schedule_poll(worker_job& j) {
+    j.call.start(request_kind::sail_poll, j.deadline);
     auto& t = *j.timing;
     auto& opts = *st_.opts;
     auto quarter = std::max(caf::timespan{1}, j.limit / 4);
@@ -261,7 +288,7 @@ private:
   }
 
   void start(worker_job& j, http_request req) {
-    ++j.http_attempt;
+    j.call.sent();
     j.tag = ++st_.next_tag;
     start_http(self_, *st_.client, std::move(req), j.id, j.tag);
   }
@@ -306,9 +333,11 @@ private:
 
 http_worker_actor::behavior_type
 http_worker(http_worker_ptr self, http_client* client,
-            std::shared_ptr<const pool_options> opts, pool_actor pool) {
+            std::shared_ptr<const pool_options> opts, pool_actor pool,
+            std::shared_ptr<retry_guard> guard) {
   auto& st = self->state;
   st.client = client;
+  st.guard = std::move(guard);
   st.retry = std::make_unique<retry_policy>(opts->retry, opts->seed);
   st.rng.seed(opts->seed != 0 ? opts->seed : std::random_device{}());
   st.opts = std::move(opts);

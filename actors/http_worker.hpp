@@ -24,7 +24,12 @@ struct worker_job {
   uint32_t attempt = 0;
   sail_job job;
   std::string response_id;       ///< empty until the create succeeded
-  uint32_t http_attempt = 0;     ///< attempts of the current HTTP call
+  /// Attached to an earlier create (sail_job::response_id) and no poll has
+  /// succeeded yet: a 404 means Sail forgot the id, so create (same key).
+  bool attached = false;
+  call_attempts call;            ///< the current HTTP call (create, a poll)
+  uint64_t probe = 0;            ///< the attempt in flight is the breaker's probe
+  bool held = false;             ///< waiting for the circuit breaker
   uint64_t tag = 0;              ///< tag of the current HTTP call or timer
   caf::timespan poll_interval{0};
   uint32_t polls = 0;
@@ -55,6 +60,8 @@ struct http_worker_state {
   std::optional<std::chrono::steady_clock::time_point> timer_at;
   uint64_t next_tag = 0;
   std::unique_ptr<retry_policy> retry;
+  /// The pool's retry budget and circuit breaker (shared by its workers).
+  std::shared_ptr<retry_guard> guard;
   std::mt19937_64 rng;
 };
 
@@ -62,6 +69,7 @@ using http_worker_ptr = http_worker_actor::stateful_pointer<http_worker_state>;
 
 http_worker_actor::behavior_type
 http_worker(http_worker_ptr self, http_client* client,
-            std::shared_ptr<const pool_options> opts, pool_actor pool);
+            std::shared_ptr<const pool_options> opts, pool_actor pool,
+            std::shared_ptr<retry_guard> guard);
 
 } // namespace sail

@@ -30,7 +30,7 @@ struct resolution {
   resolve_request req;
   std::string key;
   bool ttl_done = false;
-  uint32_t http_attempt = 0;
+  call_attempts call;  ///< the current REST call (TTL, then archive)
   uint64_t generation = 0;
   std::vector<url_promise> waiters;
 };
@@ -72,6 +72,7 @@ public:
     r.req = req;
     r.key = key;
     r.ttl_done = !req.ttl_seconds;
+    r.call.start(r.ttl_done ? request_kind::tinker_archive : request_kind::tinker_ttl);
     r.waiters.push_back(rp);
     st_.by_key.emplace(std::move(key), id);
     next_step(r);
@@ -89,37 +90,31 @@ public:
     if (i == st_.active.end() || i->second.generation != c.generation)
       return;
     auto& r = i->second;
-    auto kind = r.ttl_done ? request_kind::tinker_archive : request_kind::tinker_ttl;
-    if (!c.result) {
-      auto d = st_.retry->on_transport_error(kind, r.http_attempt, c.result.error());
-      if (d.retry)
-        return retry_later(r, d);
-      return finish(r, std::move(c.result.error()));
+    auto v = st_.retry->judge(r.call, c.result, std::chrono::system_clock::now(),
+                              std::chrono::steady_clock::now());
+    if (v.outcome == verdict::retry) {
+      r.generation = ++st_.next_generation;
+      self_->delayed_send(self_, v.delay, atom::step_v, r.id, r.generation);
+      return;
     }
+    if (v.outcome == verdict::fail)
+      return finish(r, v.error ? std::move(v.error)
+                               : error_of_status(r.call.kind, c.result->status,
+                                                 c.result->body));
     auto& res = *c.result;
     if (!r.ttl_done) {
-      if (res.status >= 200 && res.status < 300) {
-        r.ttl_done = true;
-        r.http_attempt = 0;
-        return next_step(r);
-      }
-      return on_failure_status(r, kind, res);
+      r.ttl_done = true;
+      r.call.start(request_kind::tinker_archive);
+      return next_step(r);
     }
-    if (res.status >= 200 && res.status < 400) {
-      auto now = caf::make_timestamp();
-      auto url = decode_archive_response(res.status, res.header("Location"),
-                                         res.header("Expires"), res.body, now);
-      if (url) {
-        url = with_refresh_schedule(std::move(*url), st_.opts.refresh_margin, now);
-        st_.cache[r.req.path.to_uri()] = *url;
-      }
-      return finish(r, std::move(url));
+    auto now = caf::make_timestamp();
+    auto url = decode_archive_response(res.status, res.header("Location"),
+                                       res.header("Expires"), res.body, now);
+    if (url) {
+      url = with_refresh_schedule(std::move(*url), st_.opts.refresh_margin, now);
+      st_.cache[r.req.path.to_uri()] = *url;
     }
-    if (res.status == 405 || res.status == 501)
-      return finish(r, inference_error("the Tinker service lacks the archive call "
-                                       "(HTTP " + std::to_string(res.status) + ")",
-                                       res.body));
-    on_failure_status(r, kind, res);
+    finish(r, std::move(url));
   }
 
 private:
@@ -156,23 +151,19 @@ private:
       req.headers = tinker_headers(st_.opts.api_key, false);
       req.follow_redirects = false;
     }
-    ++r.http_attempt;
+    r.call.sent();
     r.generation = ++st_.next_generation;
     start_http(self_, *st_.client, std::move(req), r.id, r.generation);
   }
 
-  void on_failure_status(resolution& r, request_kind kind, const http_response& res) {
-    auto d = st_.retry->on_status(kind, r.http_attempt, res.status,
-                                  res.header("Retry-After"),
-                                  std::chrono::system_clock::now());
-    if (d.retry)
-      return retry_later(r, d);
-    finish(r, tinker_error_from_status(res.status, res.body));
-  }
-
-  void retry_later(resolution& r, const retry_decision& d) {
-    r.generation = ++st_.next_generation;
-    self_->delayed_send(self_, d.delay, atom::step_v, r.id, r.generation);
+  // The typed error of a final status.
+  static caf::error error_of_status(request_kind kind, unsigned status,
+                                    const std::string& body) {
+    if (kind == request_kind::tinker_archive && (status == 405 || status == 501))
+      return inference_error("the Tinker service lacks the archive call (HTTP "
+                               + std::to_string(status) + ")",
+                             body);
+    return tinker_error_from_status(status, body);
   }
 
   void finish(resolution& r, caf::expected<signed_url> result) {

@@ -24,7 +24,9 @@ struct resolver_options {
   /// Tinker base URL (empty: the default) and API key (tml-... or a JWT).
   std::string base_url;
   std::string api_key;
-  /// Retries of each REST call; 503 on archive waits still_building_delay.
+  /// Retries of each REST call (net/retry_policy.hpp; no sample deadline
+  /// here, so max_attempts bounds them); 503 on archive waits
+  /// still_building_delay.
   retry_options retry = default_retry();
   /// Timeout of one HTTP call.
   caf::timespan call_timeout = std::chrono::seconds(30);

@@ -48,6 +48,11 @@ service_actor::behavior_type service_behavior(service_ptr self, runtime* rt,
                                               completer_decorator decorate) {
   self->state.rt = rt;
   self->state.decorate = std::move(decorate);
+  // A peer's message that matches no handler is dropped unprinted: CAF's
+  // default handler stringifies it, and CAF 0.17.6's to_string(caf::duration)
+  // reads out of bounds for a unit beyond nanoseconds -- one such message
+  // crashed the node (found by fuzz/caf_message_fuzz).
+  self->set_default_handler(caf::drop);
   self->set_down_handler([self](caf::down_msg& dm) {
     auto& st = self->state;
     auto i = st.key_of.find(dm.source);

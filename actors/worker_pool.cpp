@@ -76,6 +76,8 @@ struct pool_state {
   static inline const char* name = "sail.worker-pool";
   http_client* client = nullptr;
   std::shared_ptr<const pool_options> opts;
+  /// Retry budget and circuit breaker, shared with the workers.
+  std::shared_ptr<retry_guard> guard;
   std::vector<worker_slot> workers;
   std::unordered_map<uint64_t, pool_job> jobs;
   uint64_t next_job = 0;
@@ -111,6 +113,10 @@ public:
 
   caf::result<tokens_with_logprobs> submit(sail_job& job) {
     auto& opts = *st_.opts;
+    if (auto why = st_.guard->refuse_new_work(clock_type::now())) {
+      ++st_.stats.failed_by_kind[to_string(errc::unavailable)];
+      return make_error(errc::unavailable, std::move(*why));
+    }
     bool can_run = !st_.paused && st_.active < opts.max_in_flight;
     if (!can_run && st_.queued >= opts.max_queued) {
       ++st_.stats.failed_by_kind[to_string(errc::overloaded)];
@@ -325,7 +331,7 @@ public:
 
   http_worker_actor spawn_worker() {
     return self_->spawn<caf::monitored>(http_worker, st_.client, st_.opts,
-                                        caf::actor_cast<pool_actor>(self_));
+                                        caf::actor_cast<pool_actor>(self_), st_.guard);
   }
 
 private:
@@ -468,6 +474,9 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
   self->state.client = client;
   self->state.opts = std::move(opts);
   self->state.planner.emplace(self->state.opts->adaptive);
+  auto& o = *self->state.opts;
+  self->state.guard = std::make_shared<retry_guard>(o.retry_budget, o.breaker,
+                                                    o.on_breaker_change);
   auto n = std::max<size_t>(1, self->state.opts->workers);
   for (size_t i = 0; i < n; ++i)
     self->state.workers.push_back({pool_logic{self}.spawn_worker(), 0});
@@ -481,6 +490,7 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
     [=](atom::stats) -> completer_stats {
       auto s = self->state.stats;
       s.in_flight = self->state.active + self->state.queued;
+      s.guard = self->state.guard->stats(clock_type::now());
       // The client's own retries (a pooled connection that died while idle:
       // the call goes once more on a fresh connection, below the retry
       // policy); shared with the resolver, so Tinker calls count too.

@@ -13,9 +13,14 @@
 // rather than re-runs. An attempt cap stops poison jobs; results from an
 // earlier attempt are ignored.
 //
-// Workers run many jobs each: create the background response, poll it, decode
-// it. HTTP completions come back as messages through weak handles
-// (http_bridge.hpp).
+// The pool's retry_guard (net/retry_guard.hpp), shared with its workers,
+// bounds the retry load: every attempt asks it first (retry budget, circuit
+// breaker); while the breaker is open new work is refused with `unavailable`
+// and work in flight waits, with its deadline, for the breaker to close.
+//
+// Workers run many jobs each: create the background response, poll it (see
+// "Polling" below), decode it. HTTP completions come back as messages
+// through weak handles (http_bridge.hpp).
 //
 // Polling (docs/operations.md, "Polling"): a job whose body names this node's
 // webhook receiver is polled rarely (window_timing's webhook_* values: the
@@ -43,6 +48,7 @@
 #include "sail_tinker/actors/http_bridge.hpp"
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/net/poll_planner.hpp"
+#include "sail_tinker/net/retry_guard.hpp"
 #include "sail_tinker/net/retry_policy.hpp"
 #include "sail_tinker/net/webhook_receiver.hpp"
 
@@ -87,7 +93,8 @@ struct pool_options {
   /// Timing per completion window; unknown windows use `default_timing`.
   std::map<std::string, window_timing> windows = default_windows();
   window_timing default_timing;
-  /// HTTP retries of one call (create or poll).
+  /// HTTP retries of one call (create or poll), bounded by the sample's
+  /// deadline (retry.max_attempts 0: no other cap).
   retry_options retry;
   /// Adaptive polling (when the job expects no webhook here).
   adaptive_poll_options adaptive;
@@ -98,6 +105,14 @@ struct pool_options {
   /// still on the way: at most this many, for at most this long.
   size_t webhook_early_max = 4096;
   caf::timespan webhook_early_hold = std::chrono::seconds(60);
+  /// Bound on the pool's retries: at most retry_budget.ratio retries per
+  /// first attempt in a sliding window, plus a floor.
+  retry_budget_options retry_budget;
+  /// Sustained failure of Sail: probe instead of hammering, refuse new work.
+  circuit_breaker_options breaker;
+  /// Called on every change of the breaker's state (from any thread; keep it
+  /// short), e.g. to log it.
+  retry_guard::listener on_breaker_change;
   /// Seed for jitter (0: random).
   uint64_t seed = 0;
 

@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 #include <caf/config_option_adder.hpp>
 #include <caf/config_value.hpp>
@@ -316,7 +318,8 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.poll_growth, "poll-growth", "poll interval growth factor")
     .add(t.poll_jitter, "poll-jitter", "poll interval jitter (+/- fraction)")
     .add(t.pool_seed, "seed", "seed of the jitter (0: random)")
-    .add(t.retry_max_attempts, "retry-max-attempts", "HTTP attempts of one call (create or poll)")
+    .add(t.retry_max_attempts, "retry-max-attempts",
+         "cap on the HTTP attempts of one call (create or poll); 0: none, the sample's deadline")
     .add(t.retry_base_delay, "retry-base-delay", "backoff cap of the first retry")
     .add(t.retry_max_delay, "retry-max-delay", "upper bound of the backoff cap")
     .add(t.retry_max_retry_after, "retry-max-retry-after", "cap on an honoured Retry-After")
@@ -328,7 +331,21 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.webhook_first_poll, "webhook-first-poll",
          "with a webhook expected: first safety-net poll, every window (0: per window)")
     .add(t.webhook_poll, "webhook-poll",
-         "with a webhook expected: safety-net poll interval, every window (0: per window)");
+         "with a webhook expected: safety-net poll interval, every window (0: per window)")
+    .add(t.retry_budget.ratio, "retry-budget-ratio", "retries allowed per first attempt in the window")
+    .add(t.retry_budget.min_per_second, "retry-budget-min-per-second",
+         "retries allowed per second of the window whatever the traffic")
+    .add(t.retry_budget.window, "retry-budget-window", "sliding window of the retry budget")
+    .add(t.breaker_min_failures, "breaker-min-failures",
+         "failures within the window that open the circuit breaker (0: no breaker)")
+    .add(t.breaker.failure_ratio, "breaker-failure-ratio",
+         "...if they are at least this share of the window's attempts")
+    .add(t.breaker_consecutive_failures, "breaker-consecutive-failures",
+         "failures in a row that open the circuit breaker at once (0: off)")
+    .add(t.breaker.window, "breaker-window", "sliding window of the circuit breaker")
+    .add(t.breaker.open_delay, "breaker-open-delay", "wait before the first probe (doubles per failed probe)")
+    .add(t.breaker.max_open_delay, "breaker-max-open-delay", "longest wait between probes")
+    .add(t.breaker.probe_timeout, "breaker-probe-timeout", "a probe without an answer is replaced after this");
   caf::config_option_adder{opts, "webhook"}
     .add(t.webhook_enabled, "enabled", "receive Sail's completion webhooks")
     .add(t.webhook_host, "host", "address the receiver listens on")
@@ -452,6 +469,18 @@ caf::error check_http_url(std::string_view field, std::string_view url) {
   return caf::none;
 }
 
+bool is_loopback_host(std::string_view host) {
+  if (host.size() == 9
+      && std::equal(host.begin(), host.end(), "localhost", [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         }))
+    return true;
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(std::string{host}, ec);
+  // address_v6::is_loopback() is true for ::1 only, not for ::ffff:127.x.
+  return !ec && addr.is_loopback();
+}
+
 caf::expected<runtime_options> make_runtime_options(const tuning& t,
                                                     const std::optional<std::string>& base_url) {
   auto opts = runtime_options::from_env();
@@ -487,8 +516,20 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
     return invalid_argument("pool.poll-growth", "must be >= 1");
   if (t.poll_jitter < 0.0 || t.poll_jitter >= 1.0)
     return invalid_argument("pool.poll-jitter", "must be within [0, 1)");
-  if (t.retry_max_attempts == 0)
-    return invalid_argument("pool.retry-max-attempts", "must be > 0");
+  if (t.retry_max_attempts > UINT32_MAX)
+    return invalid_argument("pool.retry-max-attempts", "must be within 0..4294967295");
+  if (t.breaker_min_failures > UINT32_MAX)
+    return invalid_argument("pool.breaker-min-failures", "must be within 0..4294967295");
+  if (t.breaker_consecutive_failures > UINT32_MAX)
+    return invalid_argument("pool.breaker-consecutive-failures",
+                            "must be within 0..4294967295");
+  if (auto err = t.retry_budget.validate("pool.retry-budget-"))
+    return err;
+  auto breaker = t.breaker;
+  breaker.min_failures = static_cast<uint32_t>(t.breaker_min_failures);
+  breaker.consecutive_failures = static_cast<uint32_t>(t.breaker_consecutive_failures);
+  if (auto err = breaker.validate("pool.breaker-"))
+    return err;
   p.workers = t.workers;
   p.max_in_flight = t.max_in_flight;
   p.max_queued = t.max_queued;
@@ -533,6 +574,15 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
   if (t.webhook_body_limit == 0)
     return invalid_argument("webhook.body-limit", "must be > 0");
   wh.body_limit = t.webhook_body_limit;
+  p.retry_budget = t.retry_budget;
+  p.breaker = breaker;
+  p.on_breaker_change = [](breaker_state state, const std::string& detail) {
+    auto msg = std::string{"circuit breaker "} + to_string(state);
+    if (state == breaker_state::closed)
+      log_info("pool", msg, {{"detail", detail}});
+    else
+      log_warn("pool", msg, {{"detail", detail}});
+  };
   auto& c = opts.completer;
   if (t.group_policy == "fail_group" || t.group_policy.empty())
     c.group_policy = group_failure_policy::fail_group;

@@ -106,7 +106,7 @@ struct tuning {
   double poll_growth = 1.5;
   double poll_jitter = 0.2;
   size_t pool_seed = 0;
-  size_t retry_max_attempts = 6;
+  size_t retry_max_attempts = 0;
   caf::timespan retry_base_delay = std::chrono::milliseconds(250);
   caf::timespan retry_max_delay = std::chrono::seconds(30);
   caf::timespan retry_max_retry_after = std::chrono::seconds(60);
@@ -126,6 +126,11 @@ struct tuning {
   std::string webhook_key;
   bool webhook_insecure_plaintext = false;
   size_t webhook_body_limit = 16 * 1024 * 1024;
+  // [pool] retry budget and circuit breaker: defaults from the option structs
+  retry_budget_options retry_budget;
+  size_t breaker_min_failures = circuit_breaker_options{}.min_failures;
+  size_t breaker_consecutive_failures = circuit_breaker_options{}.consecutive_failures;
+  circuit_breaker_options breaker;
   // [completer]
   std::string group_policy;  ///< "" = the subcommand's default
   size_t max_group_size = 4096;
@@ -191,6 +196,12 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
 
 /// Checks an absolute http(s) base URL (invalid_argument naming `field`).
 caf::error check_http_url(std::string_view field, std::string_view url);
+
+/// True if a listener bound to `host` is reachable from this machine only:
+/// "localhost" (any case), an IPv4 address in 127.0.0.0/8, or ::1. Anything
+/// else is not: 0.0.0.0, ::, "" (all interfaces), an IPv4-mapped IPv6
+/// address (::ffff:127.0.0.1), other names (never resolved here).
+bool is_loopback_host(std::string_view host);
 
 /// Applies --log-level / --log-format (flags win over [log] config). Returns
 /// invalid_argument for bad values.

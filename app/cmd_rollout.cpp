@@ -1,7 +1,8 @@
-// sail-tinker rollout: drives G x N samples (one sample_group per group, at
+// sail-tinker rollout: the main job (--input, in rollout_job.cpp) or the
+// synthetic load generator: G x N samples (one sample_group per group, at
 // most C groups in flight) through the actor stack, with a live progress bar,
-// and ends with a summary table. Without --base-url, --nodes and SAIL_API_KEY
-// it runs against the embedded emulator.
+// and a summary table. Without --base-url, --nodes and SAIL_API_KEY it runs
+// against the embedded emulator.
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,7 +25,7 @@
 #include "sail_tinker/actors/cluster.hpp"
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/app/commands.hpp"
-#include "sail_tinker/app/emulator_flags.hpp"
+#include "sail_tinker/app/rollout_common.hpp"
 #include "sail_tinker/emulator/emulator.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
@@ -37,38 +38,57 @@ using clock_type = std::chrono::steady_clock;
 
 std::vector<flag_spec> rollout_flags() {
   std::vector<flag_spec> flags{
-    {"groups", "G", "number of groups (default 16)"},
-    {"group-size", "N", "samples per group (default 8)"},
-    {"prompt-len", "L", "prompt length in tokens (default 32)"},
+    {"input", "FILE", "the main job: prompts, one JSON object per line (- = standard input)"},
+    {"group-size", "N", "samples per prompt without its own n (default 1; synthetic: 8)"},
     {"max-tokens", "M", "max output tokens per sample (default 32)"},
     {"window", "W", "completion window (default priority)"},
-    {"concurrency", "C", "groups in flight at most (default 4)"},
-    {"model", "M", "model (default Qwen/Qwen3-8B)"},
+    {"concurrency", "C", "prompts (groups) in flight at most (default 16; synthetic: 4)"},
+    {"model", "M", "model (default moonshotai/Kimi-K2.6, the model Sail documents)"},
     {"temperature", "T", "sampling temperature (default 1.0)"},
-    {"seed", "N", "seed of the generated prompts (default 1)"},
-    {"nodes", "HOST:PORT,...", "service nodes started with `sail-tinker serve` (least in flight, re-routed on node loss)"},
-    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL; disables the embedded emulator)"},
-    {"progress", "MODE", "auto (bar on a terminal, lines otherwise) | bar | lines | off"},
+    {"top-p", "P", "nucleus sampling (default 1.0)"},
+    {"lora", "NAME", "Sail-registered LoRA adapter"},
+    {"tinker-lora-signed-url", "URL", "Tinker checkpoint archive (signed URL)"},
+    {"adapter-config", "JSON", "adapter config JSON (with --tinker-lora-signed-url)"},
+    {"tinker-lora-name", "S", "display name of the Tinker LoRA"},
+    {"metadata", "K=V", "user metadata sent with every request", true},
+    {"no-logprobs", "", "do not request logprobs"},
+    {"timeout", "SECONDS", "per-HTTP-call timeout"},
+    {"voyage-id", "ID", "Sail Voyage id (X-Sail-Voyage-Id header)"},
+    {"groups", "G", "synthetic mode: number of groups (default 16)"},
+    {"prompt-len", "L", "synthetic mode: prompt length in tokens (default 32)"},
+    {"seed", "N", "synthetic mode: seed of the generated prompts (default 1)"},
   };
-  for (auto& f : emulator_fault_latency_flags("emu-"))
+  auto job = rollout_job_flags();
+  flags.insert(flags.begin() + 1, job.begin(), job.end());
+  for (auto& f : rollout_target_flags())
     flags.push_back(f);
   return flags;
 }
 
 constexpr const char* rollout_synopsis
-  = "sail-tinker rollout [--base-url URL] --groups G --group-size N --prompt-len L "
-    "--max-tokens M [--window W] [--concurrency C] [--nodes HOST:PORT,...]";
+  = "sail-tinker rollout --input PROMPTS.jsonl|- --output SAMPLES.jsonl [--journal FILE] "
+    "[--run-id ID] [--restart] [--ordered] [completer flags] [--nodes HOST:PORT,...]\n"
+    "       sail-tinker rollout [--groups G --group-size N --prompt-len L] (synthetic load)";
 
 constexpr const char* rollout_description
-  = "Drives G x N samples through the actor stack (one sample_group per group, at\n"
-    "most C groups in flight) and prints a summary: samples, tokens, throughput,\n"
-    "group latency p50/p90/p99, retries by cause, errors by kind and inference\n"
-    "runs per Idempotency-Key. Targets, in order: --nodes (a cluster of service\n"
-    "nodes: least in flight, samples of a lost node re-routed with their keys),\n"
-    "--base-url or SAIL_API_KEY (Sail), else an embedded emulator (queued 20 ms +\n"
-    "2 ms per token unless --emu-latency-* say otherwise). --emu-* flags configure\n"
-    "the embedded emulator. Exit 0 when every sample succeeded, 1 otherwise, 130\n"
-    "when interrupted (SIGINT/SIGTERM cancel the groups in flight).";
+  = "The main job (--input): reads tokenized prompts (JSONL: id, prompt, n,\n"
+    "max_tokens, stop, meta), checks the whole input before sending anything (exit\n"
+    "2 naming line and field), samples n per prompt and writes one JSONL line per\n"
+    "prompt to --output when its group is done (completion order; --ordered: input\n"
+    "order). Idempotency-Keys derive from (run id, prompt id, member), and an\n"
+    "SQLite journal (default OUTPUT.journal) records the run, each sample's response\n"
+    "id and result: running the same command again resumes (done prompts skipped,\n"
+    "known responses polled, the rest created with their same keys; no inference\n"
+    "runs twice). A changed configuration or input exits 2 naming what differs;\n"
+    "--restart discards the journal and the output.\n"
+    "Without --input: the synthetic load generator (G x N samples, one\n"
+    "sample_group per group, at most C groups in flight) with a summary.\n"
+    "Targets, in order: --nodes (service nodes: least in flight, samples of a lost\n"
+    "node re-routed with their keys), --base-url or SAIL_API_KEY (Sail), else an\n"
+    "embedded emulator (queued 20 ms + 2 ms per token unless --emu-latency-* say\n"
+    "otherwise). Exit 0 when every sample succeeded, 1 otherwise, 2 for invalid\n"
+    "input, 130 when interrupted (SIGINT/SIGTERM: in-flight work is cancelled, the\n"
+    "journal and output are flushed).";
 
 // -- shared progress -------------------------------------------------------------------
 
@@ -238,35 +258,6 @@ caf::behavior driver(driver_ptr self, std::vector<completer_actor> targets, plan
 
 // -- rendering ------------------------------------------------------------------------------
 
-std::string fmt(double v, int precision = 1) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(precision) << v;
-  return out.str();
-}
-
-double percentile(std::vector<double> xs, double q) {
-  if (xs.empty())
-    return 0;
-  std::sort(xs.begin(), xs.end());
-  auto rank = static_cast<size_t>(std::ceil(q * static_cast<double>(xs.size())));
-  rank = std::clamp<size_t>(rank, 1, xs.size());
-  return xs[rank - 1];
-}
-
-std::string render_map(const std::map<std::string, uint64_t>& m) {
-  std::string out;
-  for (auto& [k, v] : m) {
-    if (v == 0)
-      continue;
-    if (!out.empty())
-      out += "  ";
-    out += k + "=" + std::to_string(v);
-  }
-  return out.empty() ? "none" : out;
-}
-
-enum class progress_mode { bar, lines, off };
-
 void render_progress(progress& pr, const plan& p, clock_type::time_point start,
                      progress_mode mode, bool final) {
   uint64_t ok, failed, inflight, gdone;
@@ -313,24 +304,15 @@ std::string random_run_id() {
   return out.str();
 }
 
-} // namespace
-
-int cmd_rollout(const std::vector<std::string>& raw) {
-  const command_spec spec{rollout_synopsis, rollout_description, rollout_flags(), 0,
-                          log_level::info};
-  app_node_config cfg;
-  int early_exit = exit_ok;
-  auto args = begin_command(raw, spec, cfg, early_exit);
-  if (!args)
-    return early_exit;
+int run_synthetic(const parsed_args& args, app_node_config& cfg) {
   plan p;
   {
-    auto g = int_flag(*args, "groups", 1, 1'000'000, p.groups);
-    auto n = int_flag(*args, "group-size", 1, 4096, p.group_size);
-    auto l = int_flag(*args, "prompt-len", 1, max_prompt_tokens, 32);
-    auto m = int_flag(*args, "max-tokens", 1, 1'000'000, p.max_tokens);
-    auto c = int_flag(*args, "concurrency", 1, 100'000, p.concurrency);
-    auto s = int_flag(*args, "seed", 0, INT64_MAX, 1);
+    auto g = int_flag(args, "groups", 1, 1'000'000, p.groups);
+    auto n = int_flag(args, "group-size", 1, 4096, p.group_size);
+    auto l = int_flag(args, "prompt-len", 1, max_prompt_tokens, 32);
+    auto m = int_flag(args, "max-tokens", 1, 1'000'000, p.max_tokens);
+    auto c = int_flag(args, "concurrency", 1, 100'000, p.concurrency);
+    auto s = int_flag(args, "seed", 0, INT64_MAX, 1);
     for (auto* x : {&g, &n, &l, &m, &c, &s})
       if (!*x)
         return report_error(x->error());
@@ -342,192 +324,67 @@ int cmd_rollout(const std::vector<std::string>& raw) {
     p.seed = static_cast<uint64_t>(*s);
     p.run_id = random_run_id();
   }
-  completer_config ccfg;
-  ccfg.model = args->get("model").value_or("Qwen/Qwen3-8B");
+  auto parsed_cfg = completer_config_from(args);
+  if (!parsed_cfg)
+    return report_error(parsed_cfg.error());
+  auto ccfg = std::move(*parsed_cfg);
+  ccfg.model = args.get("model").value_or("moonshotai/Kimi-K2.6");
   ccfg.max_tokens = p.max_tokens;
-  ccfg.completion_window = args->get("window").value_or("priority");
-  if (auto v = args->get("temperature")) {
-    auto t = parse_double("temperature", *v);
-    if (!t)
-      return report_error(t.error());
-    ccfg.temperature = *t;
-  }
-  auto mode = isatty(STDOUT_FILENO) ? progress_mode::bar : progress_mode::lines;
-  if (auto v = args->get("progress")) {
-    if (*v == "bar")
-      mode = progress_mode::bar;
-    else if (*v == "lines")
-      mode = progress_mode::lines;
-    else if (*v == "off")
-      mode = progress_mode::off;
-    else if (*v != "auto")
-      return report_error(invalid_argument("progress", "--progress: expected auto, bar, lines or off"));
-  }
-  // Where the samples go.
-  std::vector<node_address> nodes;
-  if (auto v = args->get("nodes")) {
-    if (args->has("base-url"))
-      return report_error(invalid_argument("nodes", "--nodes and --base-url exclude each other"));
-    auto parsed = parse_node_list(*v, "nodes");
-    if (!parsed)
-      return report_error(parsed.error());
-    nodes = std::move(*parsed);
-  }
-  auto* env_key = std::getenv("SAIL_API_KEY");
-  bool embedded = nodes.empty() && !args->has("base-url")
-                  && (env_key == nullptr || *env_key == '\0');
-  emulator::options emu_opts;
-  for (auto* w : emu_opts.latency.all()) {
-    w->queued = std::chrono::milliseconds(20);
-    w->per_token = std::chrono::microseconds(2000);
-  }
-  if (auto err = apply_emulator_flags(*args, "emu-", emu_opts))
-    return report_error(err);
-  if (!embedded)
-    for (auto& f : emulator_fault_latency_flags("emu-"))
-      if (args->has(f.name))
-        return report_error(invalid_argument(f.name, "--" + f.name
-                                                       + " applies to the embedded emulator only"));
-  auto opts = make_runtime_options(cfg.tune, args->get("base-url"));
-  if (!opts)
-    return report_error(opts.error());
-  if (cfg.tune.group_policy.empty())
-    opts->completer.group_policy = group_failure_policy::partial;
-  // A cluster's nodes validate the configuration themselves (their model
-  // tables decide); locally, the runtime's table does.
-  if (nodes.empty()) {
-    if (auto err = validate(ccfg, opts->models))
-      return report_error(err);
-  }
-  cluster_options copts;
-  if (!nodes.empty()) {
-    copts.nodes = nodes;
-    copts.config = ccfg;
-    copts.connect_timeout = cfg.tune.cluster_connect_timeout;
-    copts.queue_timeout = cfg.tune.cluster_queue_timeout;
-    copts.max_attempts = static_cast<uint32_t>(cfg.tune.cluster_max_attempts);
-    copts.retry_min = cfg.tune.cluster_retry_min;
-    copts.retry_max = cfg.tune.cluster_retry_max;
-    if (auto err = validate(copts))
-      return report_error(err);
-  }
-  p.timeout = opts->pool.timing(ccfg.completion_window).deadline
-              + 2 * opts->completer.request_margin;
+  ccfg.completion_window = args.get("window").value_or("priority");
+  auto mode = progress_mode_from(args);
+  if (!mode)
+    return report_error(mode.error());
+  auto tp = plan_target(args, cfg.tune, ccfg);
+  if (!tp)
+    return report_error(tp.error());
+  p.timeout = tp->request_timeout;
 
   block_termination_signals();
-  std::unique_ptr<emulator::server> emu;
-  if (embedded) {
-    emu_opts.threads = 2;
-    auto made = emulator::server::make(emu_opts);
-    if (!made)
-      return report_error(made.error());
-    emu = std::move(*made);
-    opts->sail_base_url = emu->base_url();
-    opts->sail_api_key = emu_opts.sail_api_key;
-    log_info("rollout", "embedded emulator started", {{"base_url", emu->base_url()}});
-  }
+  rollout_target target;
+  if (auto err = target.start_emulator(*tp))
+    return report_error(err);
   int code = exit_ok;
   {
     caf::actor_system sys{cfg};
-    std::unique_ptr<runtime> rt;
-    std::unique_ptr<cluster> cl;
-    std::vector<completer_actor> targets;
-    std::string target_text;
-    if (!nodes.empty()) {
-      // Connects asynchronously; wait for the first node (the others join
-      // as they come; samples queue while none is ready).
-      auto started = cluster::start(sys, copts);
-      if (!started)
-        return report_error(started.error());
-      cl = std::move(*started);
-      if (!cl->wait_ready(1, copts.connect_timeout + std::chrono::seconds(1))) {
-        std::string why;
-        for (auto& n : cl->status())
-          why += "\n  " + n.address.to_string() + ": "
-                 + (n.last_error.empty() ? to_string(n.state) : n.last_error);
-        cl->shutdown();
-        return report_error(make_error(errc::node_down, "no service node is ready:" + why,
-                                       "nodes"));
-      }
-      targets.push_back(cl->handle());
-      target_text = std::to_string(nodes.size()) + " service node(s)";
-    } else {
-      auto started = runtime::start(sys, *opts);
-      if (!started)
-        return report_error(started.error());
-      rt = std::move(*started);
-      auto c = rt->make_completer(ccfg);
-      if (!c) {
-        rt->shutdown();
-        return report_error(c.error());
-      }
-      targets.push_back(*c);
-      target_text = embedded ? "embedded emulator " + emu->base_url()
-                             : rt->options().sail_base_url;
-    }
+    if (auto err = target.start(sys, *tp, ccfg))
+      return report_error(err);
+    std::vector<completer_actor> targets{target.completer()};
     uint64_t total = uint64_t{p.groups} * p.group_size;
     std::cout << "rollout: " << p.groups << " groups x " << p.group_size << " samples = "
               << total << " samples, prompt " << p.prompt_len << " tokens, max "
               << p.max_tokens << " tokens, concurrency " << p.concurrency << ", window "
-              << ccfg.completion_window << ", target " << target_text << std::endl;
+              << ccfg.completion_window << ", target " << target.description() << std::endl;
     auto prog = std::make_shared<progress>();
     auto done = std::make_shared<std::promise<void>>();
     auto finished = done->get_future();
     auto start = clock_type::now();
     auto drv = sys.spawn(driver, targets, p, prog, done);
     signal_watcher watcher{[drv](int) { caf::anon_send(drv, atom::cancel_v, std::string{"all"}); }};
-    auto tick = mode == progress_mode::bar ? std::chrono::milliseconds(100)
-                                           : std::chrono::milliseconds(250);
+    auto tick = *mode == progress_mode::bar ? std::chrono::milliseconds(100)
+                                            : std::chrono::milliseconds(250);
     auto last_line = clock_type::now();
     while (finished.wait_for(tick) != std::future_status::ready) {
-      if (mode == progress_mode::bar) {
-        render_progress(*prog, p, start, mode, false);
-      } else if (mode == progress_mode::lines
+      if (*mode == progress_mode::bar) {
+        render_progress(*prog, p, start, *mode, false);
+      } else if (*mode == progress_mode::lines
                  && clock_type::now() - last_line >= std::chrono::seconds(2)) {
         last_line = clock_type::now();
-        render_progress(*prog, p, start, mode, false);
+        render_progress(*prog, p, start, *mode, false);
       }
     }
     auto elapsed = std::chrono::duration<double>(clock_type::now() - start).count();
-    render_progress(*prog, p, start, mode, true);
+    render_progress(*prog, p, start, *mode, true);
     watcher.stop();
-    // Counters of the completers (retries, polls).
-    completer_stats merged;
-    bool have_stats = false;
-    {
-      caf::scoped_actor self{sys};
-      for (auto& t : targets) {
-        self->request(t, std::chrono::seconds(10), atom::stats_v)
-          .receive(
-            [&](completer_stats& s) {
-              have_stats = true;
-              merge_into(merged, s);
-            },
-            [&](caf::error& err) {
-              log_warn("rollout", "cannot fetch completer stats", {{"error", render(err)}});
-            });
-      }
-    }
-    std::optional<emulator::stats> emu_stats;
-    std::vector<node_status> node_rows;
-    if (cl) {
-      node_rows = cl->status();
-      cl->shutdown();
-    }
-    if (rt)
-      rt->shutdown();
-    if (emu) {
-      emu->stop();
-      emu_stats = emu->snapshot();
-    }
     // Summary.
-    std::lock_guard<std::mutex> guard{prog->mtx};
-    auto& pr = *prog;
-    auto samples = pr.samples_ok + pr.samples_failed;
     std::ostringstream out;
     auto row = [&](const std::string& k, const std::string& v) {
       out << "  " << std::left << std::setw(20) << k << v << '\n';
     };
+    auto rep = target.stop(sys);
+    auto& emu_stats = rep.emulator;
+    std::lock_guard<std::mutex> guard{prog->mtx};
+    auto& pr = *prog;
+    auto samples = pr.samples_ok + pr.samples_failed;
     out << "\nsummary\n";
     row("samples", std::to_string(pr.samples_ok) + " ok, " + std::to_string(pr.samples_failed)
                      + " failed, of " + std::to_string(total)
@@ -546,31 +403,7 @@ int cmd_rollout(const std::vector<std::string>& raw) {
     row("group latency", "p50 " + fmt(percentile(pr.group_latencies, 0.50), 3) + " s   p90 "
                            + fmt(percentile(pr.group_latencies, 0.90), 3) + " s   p99 "
                            + fmt(percentile(pr.group_latencies, 0.99), 3) + " s");
-    row("retries by cause", have_stats ? render_map(merged.retries_by_cause) : "n/a");
-    row("polls", have_stats ? std::to_string(merged.polls) : "n/a");
-    if (have_stats && !merged.webhooks.empty())
-      row("webhooks", render_map(merged.webhooks));
-    row("errors by kind", render_map(pr.errors_by_kind));
-    for (auto& n : node_rows)
-      row("node", n.address.to_string() + " " + to_string(n.state) + ", "
-                    + std::to_string(n.completed) + " ok, " + std::to_string(n.failed)
-                    + " failed, " + std::to_string(n.rerouted) + " re-routed, "
-                    + std::to_string(n.losses) + " losses");
-    if (emu_stats) {
-      uint64_t faults = 0;
-      for (auto& [k, v] : emu_stats->faults)
-        faults += v;
-      row("inference runs", std::to_string(emu_stats->inference_runs_total) + " for "
-                              + std::to_string(emu_stats->inference_runs.size())
-                              + " Idempotency-Keys, max "
-                              + std::to_string(emu_stats->max_runs_per_key) + " per key"
-                              + (emu_stats->max_runs_per_key <= 1 ? " (no double inference)"
-                                                                  : " (DOUBLE INFERENCE)"));
-      std::map<std::string, uint64_t> fmap{emu_stats->faults.begin(), emu_stats->faults.end()};
-      row("faults injected", render_map(fmap));
-    } else {
-      row("inference runs", "n/a (not on the embedded emulator)");
-    }
+    target_rows(rep, pr.errors_by_kind, row);
     std::cout << out.str() << std::flush;
     if (!pr.first_error.empty())
       log_warn("rollout", "first error", {{"error", pr.first_error}});
@@ -580,6 +413,29 @@ int cmd_rollout(const std::vector<std::string>& raw) {
       code = exit_failure;
   }
   return code;
+}
+
+} // namespace
+
+int cmd_rollout(const std::vector<std::string>& raw) {
+  const command_spec spec{rollout_synopsis, rollout_description, rollout_flags(), 0,
+                          log_level::info};
+  app_node_config cfg;
+  int early_exit = exit_ok;
+  auto args = begin_command(raw, spec, cfg, early_exit);
+  if (!args)
+    return early_exit;
+  if (args->has("input")) {
+    for (auto* f : {"groups", "prompt-len", "seed"})
+      if (args->has(f))
+        return report_error(invalid_argument(
+          f, std::string{"--"} + f + " belongs to the synthetic mode (without --input)"));
+    return run_rollout_job(*args, cfg);
+  }
+  for (auto& f : rollout_job_flags())
+    if (args->has(f.name))
+      return report_error(invalid_argument(f.name, "--" + f.name + " needs --input"));
+  return run_synthetic(*args, cfg);
 }
 
 } // namespace sail::app

@@ -132,6 +132,32 @@ std::string render_prometheus(const completer_stats& stats,
          "HTTP retries and re-dispatches, by cause (http_429, transport, timeout, ...).");
   for (auto& [cause, n] : stats.retries_by_cause)
     out << "sail_tinker_retries_total{cause=\"" << escape_label(cause) << "\"} " << n << '\n';
+  auto& g = stats.guard;
+  header(out, "sail_tinker_breaker_state", "gauge",
+         "Circuit breaker of the pool: 1 for its current state (closed, half_open, open).");
+  for (auto state : {"closed", "half_open", "open"})
+    out << "sail_tinker_breaker_state{state=\"" << state << "\"} " << (g.breaker == state ? 1 : 0)
+        << '\n';
+  header(out, "sail_tinker_breaker_opened_total", "counter", "Times the circuit breaker opened.");
+  out << "sail_tinker_breaker_opened_total " << g.breaker_opened << '\n';
+  header(out, "sail_tinker_breaker_next_probe_seconds", "gauge",
+         "While the breaker is open: seconds until its next probe (else 0).");
+  out << "sail_tinker_breaker_next_probe_seconds "
+      << number(static_cast<double>(g.next_probe_ms) / 1000.0) << '\n';
+  header(out, "sail_tinker_breaker_probes_total", "counter",
+         "Attempts let through as the breaker's probe.");
+  out << "sail_tinker_breaker_probes_total " << g.probes << '\n';
+  header(out, "sail_tinker_breaker_held_total", "counter",
+         "Attempts held back while the breaker was not closed.");
+  out << "sail_tinker_breaker_held_total " << g.held << '\n';
+  header(out, "sail_tinker_retry_budget", "gauge",
+         "The retry budget's sliding window: first attempts, retries, and the retries allowed.");
+  out << "sail_tinker_retry_budget{window=\"requests\"} " << g.budget_requests << '\n'
+      << "sail_tinker_retry_budget{window=\"retries\"} " << g.budget_retries << '\n'
+      << "sail_tinker_retry_budget{window=\"allowed\"} " << g.budget_allowed << '\n';
+  header(out, "sail_tinker_retry_budget_denied_total", "counter",
+         "Retries deferred because the retry budget was spent.");
+  out << "sail_tinker_retry_budget_denied_total " << g.budget_denied << '\n';
   header(out, "sail_tinker_polls_total", "counter",
          "GET polls sent for completed samples.");
   out << "sail_tinker_polls_total " << stats.polls << '\n';
@@ -238,6 +264,9 @@ front_behavior(completer_actor::stateful_pointer<front_state> self, completer_ac
   // The front's lifetime follows the completer's.
   self->monitor(self->state.inner);
   self->set_down_handler([=](caf::down_msg& dm) { self->quit(dm.reason); });
+  // Remote trainers talk to this front: their unexpected messages are dropped
+  // unprinted (see service_behavior: printing one could crash the node).
+  self->set_default_handler(caf::drop);
   return {
     [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
       auto& st = self->state;

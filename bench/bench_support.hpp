@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -138,9 +139,12 @@ inline std::string http_get(uint16_t port, const std::string& target) {
 
 /// Forks a child that runs an emulator::server until stop(). Call it before
 /// the parent starts any thread (fork copies only the calling thread).
+/// `on_command`, run in the child, handles the bytes sent by command().
 class emulator_child {
 public:
-  explicit emulator_child(emulator::options opts) {
+  using command_handler = std::function<void(emulator::server&, char)>;
+
+  explicit emulator_child(emulator::options opts, command_handler on_command = {}) {
     int up[2];   // child -> parent: the port
     int down[2]; // parent -> child: EOF means stop
     if (::pipe(up) != 0 || ::pipe(down) != 0)
@@ -159,6 +163,10 @@ public:
           std::_Exit(3);
         char c;
         while (::read(down[0], &c, 1) > 0) {
+          if (on_command)
+            on_command(emu, c);
+          if (::write(up[1], &c, 1) != 1) // acknowledged once applied
+            break;
         }
         emu.stop();
       } catch (const std::exception& e) {
@@ -170,14 +178,20 @@ public:
     ::close(up[1]);
     ::close(down[0]);
     ctl_ = down[1];
+    ack_ = up[0];
     uint16_t port = 0;
-    if (::read(up[0], &port, sizeof(port)) != sizeof(port)) {
-      ::close(up[0]);
+    if (::read(ack_, &port, sizeof(port)) != sizeof(port)) {
       stop();
       throw std::runtime_error("the emulator child did not start");
     }
-    ::close(up[0]);
     port_ = port;
+  }
+
+  /// Sends `c` to the child's command handler; returns once it was applied.
+  void command(char c) {
+    char ack = 0;
+    if (ctl_ < 0 || ::write(ctl_, &c, 1) != 1 || ::read(ack_, &ack, 1) != 1 || ack != c)
+      throw std::runtime_error("the emulator child did not take the command");
   }
 
   emulator_child(const emulator_child&) = delete;
@@ -224,6 +238,10 @@ public:
       ::close(ctl_);
       ctl_ = -1;
     }
+    if (ack_ >= 0) {
+      ::close(ack_);
+      ack_ = -1;
+    }
     for (int i = 0; i < 1000; ++i) {
       int status = 0;
       if (::waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -240,6 +258,7 @@ public:
 private:
   pid_t pid_ = -1;
   int ctl_ = -1;
+  int ack_ = -1;
   uint16_t port_ = 0;
 };
 

@@ -35,10 +35,17 @@ enum class errc : uint8_t {
   not_configured,
   /// The service node that held the work is gone.
   node_down,
+  /// A local file (rollout's journal or samples file) could not be read or
+  /// written: permissions, disk full, a file locked by another process.
+  io_error,
+  /// Sail is failing (the pool's circuit breaker is open): new work is
+  /// refused at once; the message says when the breaker probes next. Unlike
+  /// `overloaded` (this node is full), another node would see the same Sail.
+  unavailable,
 };
 
 /// Number of enumerators (codes are 1..errc_count).
-inline constexpr uint8_t errc_count = 9;
+inline constexpr uint8_t errc_count = 11;
 
 /// The enumerator's name, e.g. "invalid_argument"; "unknown" for other values.
 const char* to_string(errc code) noexcept;

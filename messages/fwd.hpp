@@ -31,7 +31,7 @@ struct webhook_endpoint;
 
 /// Wire version of the message vocabulary; nodes with a different value refuse
 /// each other's handshake (middleman.app-identifiers).
-inline constexpr const char* protocol_version = "sail-tinker.v3";
+inline constexpr const char* protocol_version = "sail-tinker.v4";
 
 } // namespace sail
 
@@ -44,6 +44,7 @@ CAF_ADD_ATOM(sail, sail::atom, stats, "stats")
 CAF_ADD_ATOM(sail, sail::atom, submit, "submit")
 CAF_ADD_ATOM(sail, sail::atom, resolve, "resolve")
 CAF_ADD_ATOM(sail, sail::atom, obtain, "obtain")
+CAF_ADD_ATOM(sail, sail::atom, accepted, "accepted")
 
 // Local-only atoms of the actor runtime (worker <-> supervisor, timers, Asio
 // completions, test hooks).

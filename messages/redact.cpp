@@ -58,6 +58,12 @@ size_t secret_length(std::string_view text, size_t pos) {
 std::string redact_url(std::string_view url) {
   std::string out;
   auto scheme_end = url.find("://");
+  // A "://" after the first '/', '?' or '#' is inside the path or query (a
+  // relative reference such as "/a.tar?sig=S&next=http://x"), not a scheme:
+  // taking it for one would copy the query before it unredacted.
+  if (scheme_end != std::string_view::npos
+      && url.substr(0, scheme_end).find_first_of("/?#") != std::string_view::npos)
+    scheme_end = std::string_view::npos;
   size_t authority = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
   out.append(url.substr(0, authority));
   auto rest = url.substr(authority);

@@ -30,14 +30,18 @@ CAF_BEGIN_TYPE_ID_BLOCK(sail, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(sail, (sail::sail_job))
   CAF_ADD_TYPE_ID(sail, (sail::completer_stats))
   CAF_ADD_TYPE_ID(sail, (sail::completer_actor))
-  // sail-tinker.v3: completion webhooks (sample_request::webhook, obtain's
-  // reply).
-  CAF_ADD_TYPE_ID(sail, (sail::webhook_endpoint))
 
   // Vectors are not implied by the ID-block registration (pitfall 13).
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::tokens_with_logprobs>))
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::sample_request>))
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::sample_outcome>))
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::http_header>))
+
+  // sail-tinker.v2: the observer of accepted creates (sample_request::observer).
+  CAF_ADD_TYPE_ID(sail, (sail::sample_observer_actor))
+
+  // sail-tinker.v4: completion webhooks (sample_request::webhook, obtain's
+  // reply).
+  CAF_ADD_TYPE_ID(sail, (sail::webhook_endpoint))
 
 CAF_END_TYPE_ID_BLOCK(sail)

@@ -52,6 +52,25 @@ void merge_into(completer_stats& sum, const completer_stats& x) {
   add(sum.polls_per_sample, x.polls_per_sample);
   add(sum.notice_delay, x.notice_delay);
   sum.notice_delay_sum_ms += x.notice_delay_sum_ms;
+  merge_into(sum.guard, x.guard);
+}
+
+void merge_into(retry_guard_stats& sum, const retry_guard_stats& x) {
+  auto rank = [](const std::string& state) {
+    return state == "open" ? 2 : state == "half_open" ? 1 : 0;
+  };
+  if (rank(x.breaker) > rank(sum.breaker))
+    sum.breaker = x.breaker;
+  if (x.next_probe_ms > 0 && (sum.next_probe_ms == 0 || x.next_probe_ms < sum.next_probe_ms))
+    sum.next_probe_ms = x.next_probe_ms;
+  sum.breaker_opened += x.breaker_opened;
+  sum.probes += x.probes;
+  sum.held += x.held;
+  sum.rejected += x.rejected;
+  sum.budget_requests += x.budget_requests;
+  sum.budget_retries += x.budget_retries;
+  sum.budget_allowed += x.budget_allowed;
+  sum.budget_denied += x.budget_denied;
 }
 
 caf::expected<std::vector<double>> tokens_with_logprobs::logprobs() const {

@@ -21,6 +21,8 @@
 #include <caf/sec.hpp>
 #include <caf/timespan.hpp>
 #include <caf/timestamp.hpp>
+#include <caf/typed_actor.hpp>
+#include <caf/replies_to.hpp>
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/fwd.hpp"
@@ -308,6 +310,14 @@ typename Inspector::result_type inspect(Inspector& f, webhook_endpoint& x) {
 
 // -- sample requests -------------------------------------------------------------
 
+/// Hears (Idempotency-Key, response id) as soon as Sail accepted a sample's
+/// create, before the sample completes: what a journal needs to poll the
+/// sample after a crash instead of creating it again. The worker that made
+/// the create sends it (one-way, `caf::anon_send`); across nodes the handle
+/// travels with the sample_request, so a remote worker reaches it too.
+using sample_observer_actor
+  = caf::typed_actor<caf::reacts_to<atom::accepted, std::string, std::string>>;
+
 /// One logical sample. `key` is its Idempotency-Key: empty means "let the
 /// completer make one"; a caller that re-routes a sample (to another node,
 /// after a crash) keeps the key so that Sail replays instead of re-running.
@@ -327,6 +337,15 @@ struct sample_request {
   /// sample to (empty endpoint: none) and a re-route keeps it
   /// (docs/cluster.md). nullopt: the node's own receiver, if it has one.
   std::optional<webhook_endpoint> webhook;
+  /// Attach: the response id of an earlier create of this same sample (same
+  /// key, same body). The worker skips the create and polls this id; if Sail
+  /// no longer knows it (404) the worker creates with `key`, which Sail
+  /// replays within its key retention. Empty: create. Single samples only
+  /// (sample_group refuses it).
+  std::string response_id;
+  /// Notified with (key, response id) when the create is accepted; may be
+  /// null.
+  sample_observer_actor observer;
 
   friend bool operator==(const sample_request&, const sample_request&) = default;
 };
@@ -336,10 +355,11 @@ typename Inspector::result_type inspect(Inspector& f, sample_request& x) {
   detail::optional_ref<int64_t> cap{x.max_tokens};
   detail::optional_ref<webhook_endpoint> hook{x.webhook};
   return f(caf::meta::type_name("sail.sample_request"), x.prompt, x.stop, cap,
-           x.key, x.group_id, x.prompt_cache_key, hook);
+           x.key, x.group_id, x.prompt_cache_key, hook, x.response_id, x.observer);
 }
 
-/// One member of a group: a result or an error.
+/// One member of a group: a result or an error, exactly one of them
+/// (serialization refuses a value with both or neither).
 struct sample_outcome {
   std::optional<tokens_with_logprobs> result;
   caf::error error;
@@ -353,8 +373,17 @@ struct sample_outcome {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sample_outcome& x) {
+  // A remote peer's outcome with neither (or both) would read as a failure
+  // without an error (found by fuzz/caf_message_fuzz).
+  auto check = [&x]() -> caf::error {
+    if (x.result.has_value() == static_cast<bool>(x.error))
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
   detail::optional_ref<tokens_with_logprobs> res{x.result};
-  return f(caf::meta::type_name("sail.sample_outcome"), res, x.error);
+  return f(caf::meta::type_name("sail.sample_outcome"),
+           caf::meta::save_callback(check), res, x.error,
+           caf::meta::load_callback(check));
 }
 
 /// Reply to sample_group: one outcome per member, in request order.
@@ -408,6 +437,10 @@ struct sail_job {
   /// from then on: the sample fails instead (its body must stay
   /// byte-identical under its key, so the URL cannot be swapped).
   caf::timestamp url_expires{};
+  /// sample_request::response_id: poll this id instead of creating.
+  std::string response_id;
+  /// sample_request::observer (may be null).
+  sample_observer_actor observer;
 
   friend bool operator==(const sail_job&, const sail_job&) = default;
 };
@@ -416,7 +449,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
   return f(caf::meta::type_name("sail.sail_job"), x.idempotency_key, x.body,
            x.headers, x.completion_window, x.group_id, x.model, x.webhook,
-           x.call_timeout, x.deadline, x.url_expires);
+           x.call_timeout, x.deadline, x.url_expires, x.response_id, x.observer);
 }
 
 // -- statistics ------------------------------------------------------------------
@@ -428,6 +461,41 @@ inline constexpr std::array<uint64_t, 12> polls_buckets{0, 1, 2, 3, 4, 6, 8, 12,
 /// Upper bounds (milliseconds) of the notice-delay histogram's buckets.
 inline constexpr std::array<uint64_t, 13> notice_buckets_ms{
   10, 25, 50, 100, 250, 500, 1'000, 2'500, 5'000, 10'000, 30'000, 60'000, 300'000};
+/// The worker pool's retry budget and circuit breaker (net/retry_guard.hpp).
+struct retry_guard_stats {
+  /// "closed", "half_open" or "open" (merged: the worst of them).
+  std::string breaker = "closed";
+  /// Times the breaker opened.
+  uint64_t breaker_opened = 0;
+  /// While open: milliseconds until the next probe may go (else 0).
+  int64_t next_probe_ms = 0;
+  /// Probes sent (one attempt let through while open).
+  uint64_t probes = 0;
+  /// Attempts held back while the breaker was not closed.
+  uint64_t held = 0;
+  /// New samples refused at once (errc::unavailable).
+  uint64_t rejected = 0;
+  /// The budget's sliding window: first attempts, retries, and the retries it
+  /// allows (floor + ratio * first attempts).
+  uint64_t budget_requests = 0;
+  uint64_t budget_retries = 0;
+  uint64_t budget_allowed = 0;
+  /// Retries deferred because the budget was spent.
+  uint64_t budget_denied = 0;
+
+  friend bool operator==(const retry_guard_stats&, const retry_guard_stats&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, retry_guard_stats& x) {
+  return f(caf::meta::type_name("sail.retry_guard_stats"), x.breaker,
+           x.breaker_opened, x.next_probe_ms, x.probes, x.held, x.rejected,
+           x.budget_requests, x.budget_retries, x.budget_allowed, x.budget_denied);
+}
+
+/// Adds `x` to `sum` (several pools: counters add up, the breaker shows the
+/// worst state and the nearest probe).
+void merge_into(retry_guard_stats& sum, const retry_guard_stats& x);
 
 struct completer_stats {
   uint64_t in_flight = 0;
@@ -436,6 +504,8 @@ struct completer_stats {
   uint64_t polls = 0;
   std::map<std::string, uint64_t> failed_by_kind;
   std::map<std::string, uint64_t> retries_by_cause;
+  /// The pool's retry budget and circuit breaker.
+  retry_guard_stats guard;
   /// Completion webhooks by outcome (docs/operations.md, "Metrics"):
   /// received, applied, duplicate, unknown, early, ignored, and
   /// rejected_<reason> (unauthorized, bad_route, too_large, malformed).
@@ -460,10 +530,10 @@ typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
       return caf::sec::invalid_argument;
     return caf::none;
   };
-  return f(caf::meta::type_name("sail.completer_stats"),
-           caf::meta::save_callback(check), x.in_flight, x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
-           x.webhooks, x.polls_per_sample, x.notice_delay, x.notice_delay_sum_ms,
-           caf::meta::load_callback(check));
+  return f(caf::meta::type_name("sail.completer_stats"), caf::meta::save_callback(check),
+           x.in_flight, x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
+           x.guard, x.webhooks, x.polls_per_sample, x.notice_delay,
+           x.notice_delay_sum_ms, caf::meta::load_callback(check));
 }
 
 /// Counts `value` in histogram `counts` with bucket upper bounds `bounds`

@@ -294,6 +294,11 @@ caf::error validate(const sample_request& req) {
       return invalid_argument("webhook.token", "a pinned webhook token must be at most 256 "
                                                "printable characters without spaces");
   }
+  // A response id goes into the poll URL (percent-encoded); Sail publishes
+  // no length, so the bound is generous.
+  if (req.response_id.size() > 1024 || !is_header_safe(req.response_id))
+    return invalid_argument("response_id", "response id must be at most 1024 "
+                                           "printable ASCII characters");
   return caf::none;
 }
 

@@ -25,6 +25,7 @@
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/redact.hpp"
+#include "sail_tinker/net/http_framing.hpp"
 #include "sail_tinker/net/url.hpp"
 
 namespace sail {
@@ -37,13 +38,6 @@ using tcp = asio::ip::tcp;
 using steady = std::chrono::steady_clock;
 
 // -- small helpers ---------------------------------------------------------------
-
-std::string http_response::header(std::string_view name) const {
-  for (const auto& h : headers)
-    if (beast::iequals(h.name, name))
-      return h.value;
-  return {};
-}
 
 bool replay_safe(const http_request& req) noexcept {
   switch (req.method) {
@@ -546,9 +540,8 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
                  "Basic " + base64(c->proxy->userinfo));
       co_await http::async_write(*conn->plain, creq,
                                  asio::redirect_error(asio::use_awaitable, ec));
-      http::response_parser<http::empty_body> parser;
-      parser.skip(true);
-      parser.header_limit(opts.limits.max_header_bytes);
+      http_connect_parser parser;
+      configure_connect_parser(parser, opts.limits);
       if (!ec)
         co_await http::async_read(*conn->plain, conn->buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
@@ -632,11 +625,9 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
       co_return r;
     }
     conn->lowest().expires_after(rb.time);
-    http::response_parser<http::string_body> parser;
-    parser.header_limit(opts.limits.max_header_bytes);
-    parser.body_limit(opts.limits.max_body_bytes);
-    if (c->req.method == http::verb::head)
-      parser.skip(true);
+    http_response_parser parser;
+    configure_response_parser(parser, opts.limits,
+                              c->req.method == http::verb::head);
     co_await http::async_read(stream, conn->buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
@@ -667,15 +658,7 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
       co_return r;
     }
     conn->lowest().expires_never();
-    auto& msg = parser.get();
-    http_response resp;
-    resp.status = msg.result_int();
-    for (const auto& f : msg)
-      resp.headers.push_back(http_header{std::string(f.name_string()),
-                                         std::string(f.value())});
-    resp.body = std::move(msg.body());
-    r.reusable = msg.keep_alive();
-    r.resp = std::move(resp);
+    r.resp = take_http_response(parser, r.reusable);
     co_return r;
   }
 

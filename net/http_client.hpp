@@ -6,8 +6,8 @@
 // The client runs on an io_context owned by the application (any number of
 // threads may run it); it never blocks the caller. Every request completes
 // exactly once, through its callback, on an io_context thread -- never inline
-// in async_request. Retries beyond the single stale-connection retry are the
-// job of retrying_client.
+// in async_request. Retries beyond the single stale-connection retry are
+// decided by the caller with net/retry_policy.hpp (the one retry path).
 #pragma once
 
 #include <chrono>

@@ -36,10 +36,50 @@ const char* to_string(request_kind kind) noexcept {
       return "tinker_ttl";
     case request_kind::tinker_archive:
       return "tinker_archive";
-    case request_kind::other_get:
-      return "other_get";
   }
   return "unknown";
+}
+
+bool is_success(request_kind kind, unsigned status) noexcept {
+  if (kind == request_kind::tinker_archive)
+    return status >= 200 && status < 400; // 302 + Location, or 200 JSON
+  return status >= 200 && status < 300;
+}
+
+call_health health_of_status(unsigned status) noexcept {
+  if (status == 429 || status == 529)
+    return call_health::neutral;
+  if (status == 408 || (status >= 500 && status <= 599))
+    return call_health::down;
+  return call_health::up;
+}
+
+call_health health_of_error(const caf::error& err) noexcept {
+  if (err == caf::sec::request_timeout)
+    return call_health::down;
+  auto code = code_of(err);
+  if (!code)
+    return call_health::neutral;
+  switch (*code) {
+    case errc::transport_error:
+    case errc::timeout:
+      return call_health::down;
+    case errc::http_error:
+      if (auto info = info_of(err); info != nullptr && info->http_status != 0)
+        return health_of_status(info->http_status);
+      return call_health::neutral;
+    default:
+      return call_health::neutral;
+  }
+}
+
+void call_attempts::start(request_kind k, time_point until) {
+  kind = k;
+  attempt = 0;
+  deadline = until;
+  last_cause.clear();
+  last_status = 0;
+  retry_due = false;
 }
 
 retry_policy::retry_policy(retry_options opts, uint64_t seed)
@@ -58,6 +98,8 @@ const retry_options& retry_policy::options() const noexcept {
 
 bool retry_policy::retryable_status(request_kind kind,
                                     unsigned status) const noexcept {
+  // 501 (not implemented) and 505 (version not supported) do not pass.
+  auto transient_5xx = status >= 500 && status <= 599 && status != 501 && status != 505;
   switch (kind) {
     case request_kind::sail_create:
       // POST: 500 may mean the task ran; only statuses Sail documents as
@@ -65,13 +107,10 @@ bool retry_policy::retryable_status(request_kind kind,
       return status == 429 || status == 502 || status == 503 || status == 504
              || status == 529;
     case request_kind::sail_poll:
-    case request_kind::other_get:
-      return status == 408 || status == 429 || status == 500 || status == 502
-             || status == 503 || status == 504 || status == 529;
+      return status == 408 || status == 429 || transient_5xx;
     case request_kind::tinker_ttl:
     case request_kind::tinker_archive:
-      return status == 408 || status == 409 || status == 429
-             || (status >= 500 && status <= 599);
+      return status == 408 || status == 409 || status == 429 || transient_5xx;
   }
   return false;
 }
@@ -107,7 +146,7 @@ retry_decision retry_policy::decide(uint32_t attempt, std::string cause,
                                     caf::timespan delay) const {
   retry_decision result;
   result.cause = std::move(cause);
-  if (attempt >= opts_.max_attempts) {
+  if (opts_.max_attempts != 0 && attempt >= opts_.max_attempts) {
     result.attempts_exhausted = true;
     return result;
   }
@@ -161,6 +200,47 @@ retry_decision retry_policy::on_status(request_kind kind, uint32_t attempt,
   if (auto ra = parse_retry_after(retry_after_header, now))
     delay = std::max(delay, std::min(*ra, opts_.max_retry_after));
   return decide(attempt, std::move(cause), delay);
+}
+
+verdict retry_policy::judge(call_attempts& call,
+                           const caf::expected<http_response>& result,
+                           wall_clock::time_point wall_now,
+                           steady_clock::time_point now) {
+  verdict v;
+  retry_decision d;
+  if (result) {
+    v.status = result->status;
+    if (is_success(call.kind, result->status)) {
+      v.outcome = verdict::success;
+      v.cause = "ok";
+      return v;
+    }
+    v.health = health_of_status(result->status);
+    d = on_status(call.kind, call.attempt, result->status,
+                  result->header("Retry-After"), wall_now);
+  } else {
+    v.health = health_of_error(result.error());
+    d = on_transport_error(call.kind, call.attempt, result.error());
+    if (!d.retry)
+      v.error = result.error();
+  }
+  v.cause = d.cause;
+  call.last_cause = d.cause;
+  call.last_status = v.status;
+  if (!d.retry)
+    return v; // fail: v.error, or the status for the caller's codec
+  if (now + std::chrono::duration_cast<steady_clock::duration>(d.delay) >= call.deadline) {
+    v.error = make_error(errc::timeout,
+                         "the deadline comes before the next attempt; attempt "
+                           + std::to_string(call.attempt) + " of its " + to_string(call.kind)
+                           + " failed (" + d.cause + ")",
+                         {}, static_cast<uint16_t>(v.status));
+    return v;
+  }
+  v.outcome = verdict::retry;
+  v.delay = d.delay;
+  call.retry_due = true;
+  return v;
 }
 
 std::optional<caf::timespan>

@@ -107,6 +107,15 @@ caf::expected<parsed_url> parse_http_url(std::string_view url,
       out.userinfo += v.password();
     }
   }
+  // RFC 3986: after an authority the path is empty or starts with '/'.
+  // Boost.URL 1.81 parses "http://u@h@x/p" as host "h" with the path "@x/p",
+  // which would go out as the request target "@x/p" (found by
+  // fuzz/http_response_fuzz in a redirect's Location).
+  if (!v.encoded_path().empty() && v.encoded_path().front() != '/')
+    return invalid_argument(std::move(field),
+                            "URL path does not start with '/' (is there a "
+                            "second '@' in the authority?): "
+                              + redact_url(url));
   out.target = std::string(v.encoded_path());
   if (out.target.empty())
     out.target = "/";

@@ -3,32 +3,20 @@
 #include <array>
 
 #include <boost/asio/ip/address.hpp>
-#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
-#include <boost/beast/http/status.hpp>
 #include <boost/url/parse.hpp>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/http_server.hpp"
-#include "sail_tinker/net/sail_codec.hpp"
+#include "sail_tinker/net/webhook_delivery.hpp"
 
 namespace sail {
 
 namespace http = boost::beast::http;
 
 namespace {
-
-using digest = std::array<unsigned char, 32>;
-
-digest sha256(std::string_view data) {
-  digest out{};
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr);
-  return out;
-}
 
 bool is_token_char(char c) noexcept {
   auto u = static_cast<unsigned char>(c);
@@ -40,15 +28,13 @@ bool is_token_char(char c) noexcept {
 /// What every exchange of one receiver shares (immutable after start).
 struct receiver_shared {
   std::string path;
-  /// SHA-256 of the token: comparing digests of equal length keeps the
-  /// comparison's time independent of where a wrong token differs, and of
-  /// its length.
-  digest token_digest;
+  webhook_token_digest token_digest;
   webhook_receiver::delivery_sink on_delivery;
   webhook_receiver::rejection_sink on_rejection;
 };
 
-/// One delivery: route -> authenticate -> parse -> hand over, or fail().
+/// One delivery: judge it (route -> authenticate -> parse,
+/// webhook_delivery.hpp), then hand it over or fail().
 class delivery_exchange {
 public:
   delivery_exchange(const receiver_shared& shared, http_server_context&& ctx)
@@ -57,63 +43,16 @@ public:
   }
 
   void run() {
-    if (!check_route() || !authenticate() || !parse())
-      return;
-    hand_over();
+    auto v = judge_webhook_delivery(ctx_.request(), shared_.path, shared_.token_digest);
+    if (v.rejection)
+      return fail(std::move(v));
+    hand_over(std::move(v));
   }
 
 private:
-  bool check_route() {
-    auto& req = ctx_.request();
-    auto target = std::string_view{req.target().data(), req.target().size()};
-    auto path = target.substr(0, target.find('?'));
-    if (path != shared_.path) {
-      fail(http::status::not_found, webhook_rejection::bad_route, "no such route");
-      return false;
-    }
-    if (req.method() != http::verb::post) {
-      fail(http::status::method_not_allowed, webhook_rejection::bad_route,
-           "deliveries are POSTed");
-      return false;
-    }
-    return true;
-  }
-
-  bool authenticate() {
-    auto value = ctx_.request()[http::field::authorization];
-    std::string_view header{value.data(), value.size()};
-    constexpr std::string_view scheme = "bearer ";
-    std::string_view presented;
-    if (header.size() > scheme.size()
-        && boost::beast::iequals(header.substr(0, scheme.size()), scheme))
-      presented = header.substr(scheme.size());
-    auto got = sha256(presented);
-    if (presented.empty()
-        || CRYPTO_memcmp(got.data(), shared_.token_digest.data(), got.size()) != 0) {
-      fail(http::status::unauthorized, webhook_rejection::unauthorized,
-           "missing or wrong webhook token");
-      return false;
-    }
-    return true;
-  }
-
-  bool parse() {
-    // The same decoder as a poll's answer: a response object with an id and
-    // a status. Its typed error says what is wrong (body redacted and cut).
-    auto state = decode_state(ctx_.request().body());
-    if (!state) {
-      auto* info = info_of(state.error());
-      fail(http::status::bad_request, webhook_rejection::malformed,
-           info != nullptr ? info->message : "malformed delivery");
-      return false;
-    }
-    response_id_ = std::move(state->id);
-    return true;
-  }
-
-  void hand_over() {
+  void hand_over(webhook_verdict v) {
     webhook_delivery d;
-    d.response_id = std::move(response_id_);
+    d.response_id = std::move(v.response_id);
     d.body = std::move(ctx_.request().body());
     d.received_at = ctx_.received_at();
     // The sink only queues it (a message to the pool): what it makes of it
@@ -122,40 +61,28 @@ private:
     // so counters are current when Sail sees the answer.
     if (shared_.on_delivery)
       shared_.on_delivery(std::move(d));
-    http_server_response res{http::status::ok, 11};
-    res.set(http::field::content_type, "application/json");
-    res.body() = R"({"received":true})";
-    ctx_.respond(std::move(res));
+    respond(std::move(v));
   }
 
-  void fail(http::status status, webhook_rejection why, std::string_view message) {
-    http_server_response res{status, 11};
-    res.set(http::field::content_type, "application/json");
-    if (status == http::status::unauthorized)
-      res.set(http::field::www_authenticate, "Bearer");
-    if (status == http::status::method_not_allowed)
-      res.set(http::field::allow, "POST");
-    // The message never holds the token: it is fixed text or the decoder's
-    // message (which names what is missing, not the body).
-    std::string body = R"({"error":{"message":")";
-    for (char c : message) {
-      if (c == '"' || c == '\\')
-        body += '\\';
-      if (static_cast<unsigned char>(c) >= 0x20)
-        body += c;
-    }
-    body += R"(","type":")";
-    body += to_string(why);
-    body += R"("}})";
-    res.body() = std::move(body);
+  void fail(webhook_verdict v) {
     if (shared_.on_rejection)
-      shared_.on_rejection(why);
+      shared_.on_rejection(*v.rejection);
+    respond(std::move(v));
+  }
+
+  void respond(webhook_verdict v) {
+    http_server_response res{v.status, 11};
+    res.set(http::field::content_type, "application/json");
+    if (v.status == http::status::unauthorized)
+      res.set(http::field::www_authenticate, "Bearer");
+    if (v.status == http::status::method_not_allowed)
+      res.set(http::field::allow, "POST");
+    res.body() = std::move(v.answer);
     ctx_.respond(std::move(res));
   }
 
   const receiver_shared& shared_;
   http_server_context ctx_;
-  std::string response_id_;
 };
 
 caf::expected<std::string> derive_public_url(const webhook_options& o, uint16_t port) {
@@ -185,20 +112,6 @@ caf::error check_public_url(std::string_view url) {
 }
 
 } // namespace
-
-const char* to_string(webhook_rejection r) noexcept {
-  switch (r) {
-    case webhook_rejection::unauthorized:
-      return "unauthorized";
-    case webhook_rejection::bad_route:
-      return "bad_route";
-    case webhook_rejection::too_large:
-      return "too_large";
-    case webhook_rejection::malformed:
-      return "malformed";
-  }
-  return "unknown";
-}
 
 std::string make_webhook_token() {
   std::array<unsigned char, 32> bytes{};
@@ -278,7 +191,7 @@ webhook_receiver::start(boost::asio::io_context& ioc, webhook_options opts,
     return err;
   auto shared = std::make_shared<receiver_shared>();
   shared->path = opts.path;
-  shared->token_digest = sha256(opts.token);
+  shared->token_digest = digest_webhook_token(opts.token);
   shared->on_delivery = std::move(on_delivery);
   shared->on_rejection = on_rejection;
   http_server_options hopts;

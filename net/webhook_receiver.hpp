@@ -5,7 +5,8 @@
 // or a network error, and may deliver more than once.
 //
 // One exchange per delivery (delivery_exchange in the .cpp, in the shape of
-// Beast's examples: route -> authenticate -> parse -> hand over -> answer,
+// Beast's examples: judge (route -> authenticate -> parse, the pure
+// judge_webhook_delivery of webhook_delivery.hpp) -> hand over -> answer,
 // one fail() funnel):
 //   - not POST <path>                  405 / 404, counted as rejected
 //   - wrong or missing Bearer token    401, nothing else happens (constant-time
@@ -33,6 +34,7 @@
 #include <caf/expected.hpp>
 
 #include "sail_tinker/messages/types.hpp"
+#include "sail_tinker/net/webhook_delivery.hpp"
 
 namespace sail {
 
@@ -72,17 +74,6 @@ struct webhook_delivery {
   std::string body;
   std::chrono::steady_clock::time_point received_at;
 };
-
-/// Why a delivery was refused.
-enum class webhook_rejection : uint8_t {
-  unauthorized,  ///< 401: missing or wrong Bearer token
-  bad_route,     ///< 404 / 405: another path or method
-  too_large,     ///< 413: body over body_limit (or a header over its limit)
-  malformed,     ///< 400: not a response object with an id
-};
-
-/// "unauthorized", "bad_route", "too_large", "malformed".
-const char* to_string(webhook_rejection r) noexcept;
 
 /// A fresh token: "whk_" + 64 hex digits from OpenSSL's RAND_bytes.
 std::string make_webhook_token();

@@ -22,6 +22,7 @@
 #include <boost/json/value.hpp>
 
 #include "sail_tinker/emulator/emulator.hpp"
+#include "support/certs_cluster.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/sync_http.hpp"
@@ -425,7 +426,8 @@ TEST_CASE("cli: --help of every subcommand lists its flags", "[cli]") {
       "--retry-after", "--latency-queued-ms", "--latency-per-token-us", "--archive-mode",
       "--still-building", "--status-vocabulary", "--model-windows", "--request-log",
       "--archive-url-ttl-ms", "--webhook-timeout-ms", "balanced", "emulator_outcome"}},
-    {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate"}},
+    {"serve", {"--host", "--port", "--metrics-port", "--base-url", "openssl.certificate",
+       "--insecure-plaintext"}},
     {"rollout",
      {"--base-url", "--groups", "--group-size", "--prompt-len", "--max-tokens", "--window",
       "--concurrency", "--nodes"}},
@@ -460,7 +462,7 @@ TEST_CASE("cli: emulate prints its listening line first and stops on SIGTERM", "
   CHECK(res.exit_code == 0);
 }
 
-TEST_CASE("cli: emulate stops on SIGINT too; invalid emulate flags exit 2", "[cli]") {
+TEST_CASE("cli: emulate stops on SIGINT too, invalid emulate flags exit 2", "[cli]") {
   process_options opts;
   opts.env = clean_env();
   subprocess proc{binary(), {"emulate", "--fault", "status_503=0.5", "--fault-seed", "3",
@@ -610,7 +612,7 @@ TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   CHECK(contains(res.err, "completion_window"));
 }
 
-TEST_CASE("cli: Kimi-K2.6 serves LoRAs on priority; asap is refused with Sail's message",
+TEST_CASE("cli: Kimi-K2.6 serves LoRAs on priority, asap is refused with Sail's message",
           "[cli][sample][facts]") {
   // FACT (/loras): LoRA serving is documented for moonshotai/Kimi-K2.6.
   emulate_process emu;
@@ -798,6 +800,12 @@ TEST_CASE("cli: sample argument errors exit 2 and send nothing", "[cli][sample]"
   require_invalid(cli(sample_args({"--completer.group-policy=sometimes"}), env),
                   "completer.group-policy");
   require_invalid(cli(sample_args({"--sail.io-threads=0"}), env), "sail.io-threads");
+  require_invalid(cli(sample_args({"--pool.retry-budget-ratio=-1"}), env),
+                  "pool.retry-budget-ratio");
+  require_invalid(cli(sample_args({"--pool.breaker-failure-ratio=1.5"}), env),
+                  "pool.breaker-failure-ratio");
+  require_invalid(cli(sample_args({"--pool.breaker-open-delay=1min"}), env),
+                  "pool.breaker-open-delay");
   CHECK(emu.creates() == before);
 }
 
@@ -1010,6 +1018,21 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
   CHECK(doc.find("sail_tinker_samples_completed_total")[0]->value == 12);
   CHECK(doc.find("sail_tinker_samples_in_flight")[0]->value == 0);
   CHECK(doc.find("sail_tinker_polls_total")[0]->value >= 12);
+  // The retry budget and the circuit breaker (closed: Sail answered).
+  CHECK(doc.types.at("sail_tinker_breaker_state") == "gauge");
+  for (auto* s : doc.find("sail_tinker_breaker_state"))
+    CHECK(s->value == (s->labels.at("state") == "closed" ? 1 : 0));
+  CHECK(doc.find("sail_tinker_breaker_state").size() == 3);
+  CHECK(doc.find("sail_tinker_breaker_opened_total")[0]->value == 0);
+  CHECK(doc.find("sail_tinker_breaker_next_probe_seconds")[0]->value == 0);
+  std::map<std::string, double> budget;
+  for (auto* s : doc.find("sail_tinker_retry_budget"))
+    budget[s->labels.at("window")] = s->value;
+  REQUIRE(budget.size() == 3);
+  // The floor (10/s over 10 s) plus one retry per first attempt of the window.
+  CHECK(budget["allowed"] == 100 + budget["requests"]);
+  CHECK(budget["retries"] == 0);
+  CHECK(doc.types.at("sail_tinker_retry_budget_denied_total") == "counter");
   std::set<std::string> kinds;
   for (auto* s : doc.find("sail_tinker_samples_failed_total")) {
     kinds.insert(s->labels.at("kind"));
@@ -1040,4 +1063,185 @@ TEST_CASE("cli: serve argument errors exit 2", "[cli][serve]") {
   require_invalid(cli({"serve", "extra"}, env), "arguments");
   // Trainers bring the completer configuration; the node has none of its own.
   require_invalid(cli({"serve", "--model", "Qwen/Qwen3-8B"}, env), "model");
+}
+
+// -- serve off loopback (issue 14) ------------------------------------------------------------
+
+namespace {
+
+/// Environment of a serve process that never reaches Sail (it exits or is
+/// stopped before any sample).
+env_map serve_env() {
+  auto env = clean_env();
+  env["SAIL_API_KEY"] = "sk_x";
+  env["SAIL_BASE_URL"] = "http://127.0.0.1:9";
+  return env;
+}
+
+/// Starts `serve` with `args`, waits for both listening lines (they must
+/// show `host`), stops it with SIGTERM and returns what it printed.
+process_result serve_until_listening(const std::string& host, std::vector<std::string> args) {
+  process_options opts;
+  opts.env = serve_env();
+  std::vector<std::string> full{"serve", "--host", host, "--port", "0", "--metrics-port", "0"};
+  full.insert(full.end(), args.begin(), args.end());
+  subprocess serve{binary(), full, opts};
+  auto caf_line = serve.wait_for_line("listening on caf://", 30s);
+  auto metrics_line = caf_line ? serve.wait_for_line("listening on http://", 30s) : std::nullopt;
+  serve.signal(SIGTERM);
+  auto done = serve.wait(30s);
+  INFO("host " << host << "\nstdout: " << done.out << "\nstderr: " << done.err);
+  REQUIRE(caf_line);
+  REQUIRE(metrics_line);
+  auto shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+  CHECK(starts_with(*caf_line, "listening on caf://" + shown + ":"));
+  CHECK(starts_with(*metrics_line, "listening on http://" + shown + ":"));
+  CHECK_FALSE(done.timed_out);
+  CHECK(done.exit_code == 0);
+  return done;
+}
+
+} // namespace
+
+TEST_CASE("cli: serve refuses plaintext off loopback without --insecure-plaintext",
+          "[cli][serve]") {
+  // Anything but 127.0.0.0/8, ::1 and localhost is off loopback: all
+  // interfaces, an IPv4-mapped IPv6 address, other addresses and names.
+  for (std::string host : {"0.0.0.0", "::", "::ffff:127.0.0.1", "", "10.11.12.13",
+                           "node1.example", "127.1"}) {
+    INFO("host '" << host << "'");
+    auto res = cli({"serve", "--host", host, "--port", "0", "--metrics-port", "0"}, serve_env());
+    require_invalid(res, "[field=host]");
+    for (auto part : {"--openssl.certificate=FILE", "--openssl.key=FILE",
+                      "--openssl.cafile=FILE", "docs/cluster.md", "--insecure-plaintext",
+                      "--host 127.0.0.1"})
+      CHECK(contains(res.err, part));
+  }
+}
+
+TEST_CASE("cli: serve refuses an incomplete mutual TLS configuration off loopback",
+          "[cli][serve]") {
+  // Whatever --insecure-plaintext says: the node would be neither plaintext
+  // nor working TLS.
+  for (bool insecure : {false, true}) {
+    std::vector<std::string> args{"serve", "--host", "0.0.0.0", "--port", "0",
+                                  "--openssl.certificate=/nonexistent/node.pem"};
+    if (insecure)
+      args.push_back("--insecure-plaintext");
+    auto res = cli(args, serve_env());
+    require_invalid(res, "[field=openssl]");
+    CHECK(contains(res.err, "missing openssl.key, openssl.cafile or openssl.capath"));
+  }
+  // The keys count from caf-application.ini too.
+  temp_dir dir;
+  dir.write("caf-application.ini", "[openssl]\ncafile=\"/nonexistent/ca.pem\"\n");
+  auto res = cli({"serve", "--host", "0.0.0.0", "--port", "0"}, serve_env(), dir.path.string());
+  require_invalid(res, "[field=openssl]");
+  CHECK(contains(res.err, "missing openssl.certificate, openssl.key)"));
+}
+
+TEST_CASE("cli: serve --insecure-plaintext starts off loopback and warns", "[cli][serve]") {
+  auto res = serve_until_listening("0.0.0.0", {"--insecure-plaintext"});
+  CHECK(contains(res.err, "WARN  serve: INSECURE: plaintext CAF node on a non-loopback address "
+                          "(--insecure-plaintext)"));
+  CHECK(contains(res.err, "host=0.0.0.0"));
+  CHECK(contains(res.err, "tls=false"));
+}
+
+TEST_CASE("cli: serve on loopback is unchanged", "[cli][serve]") {
+  // Any address of 127.0.0.0/8 and localhost; no flag, no warning.
+  for (std::string host : {"127.0.0.2", "localhost"}) {
+    auto res = serve_until_listening(host, {});
+    CHECK_FALSE(contains(res.err, "INSECURE"));
+    CHECK(contains(res.err, "tls=false"));
+  }
+  // The flag changes nothing on loopback.
+  auto res = serve_until_listening("127.0.0.1", {"--insecure-plaintext"});
+  CHECK_FALSE(contains(res.err, "INSECURE"));
+}
+
+TEST_CASE("cli: serve with mutual TLS starts off loopback", "[cli][serve]") {
+  auto certs = sail::test::make_cluster_certs(1);
+  struct cleanup {
+    sail::test::cluster_certs c;
+    ~cleanup() { sail::test::remove_cluster_certs(c); }
+  } guard{certs};
+  auto res = serve_until_listening("0.0.0.0", {"--openssl.certificate=" + certs.peers[0].cert,
+                                               "--openssl.key=" + certs.peers[0].key,
+                                               "--openssl.cafile=" + certs.ca});
+  CHECK_FALSE(contains(res.err, "INSECURE"));
+  CHECK(contains(res.err, "tls=true"));
+}
+
+// -- completion webhooks (issue 13) -------------------------------------------------------------
+
+TEST_CASE("cli: sample --webhook.enabled=true gets its result by webhook, without a GET",
+          "[cli][sample][webhook]") {
+  emulate_process emu{{"--request-log", "100"}};
+  auto env = emu.sail_env();
+  env["SAIL_TINKER_WEBHOOK_TOKEN"] = "whk_cli0123456789abcdef0123456789";
+  auto res = cli(sample_args({"--window", "priority", "--webhook.enabled=true"}), env);
+  auto out = parse_sample(res);
+  CHECK(out.tokens.size() == 6);
+  // The token from the environment never shows.
+  CHECK_FALSE(contains(res.out, "cli0123456789abcdef"));
+  CHECK_FALSE(contains(res.err, "cli0123456789abcdef"));
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  size_t creates = 0;
+  size_t gets = 0;
+  for (auto& e : log.as_array()) {
+    auto& entry = e.as_object();
+    auto route = std::string{entry.at("route").as_string()};
+    if (route == "POST /v1/responses") {
+      ++creates;
+      auto body = boost::json::parse(entry.at("request_body").as_string());
+      auto& md = body.at("metadata").as_object();
+      CHECK(std::string{md.at("completion_webhook").as_string()}.rfind("http://127.0.0.1:", 0)
+            == 0);
+      CHECK(md.at("webhook_token") == "whk_cli0123456789abcdef0123456789");
+    } else if (route.rfind("GET /v1/responses", 0) == 0) {
+      ++gets;
+    }
+  }
+  CHECK(creates == 1);
+  // priority's first safety-net poll comes 3 min after the create.
+  CHECK(gets == 0);
+  // A bad token from the environment is refused, naming it, before anything is sent.
+  env["SAIL_TINKER_WEBHOOK_TOKEN"] = "short";
+  require_invalid(cli(sample_args({"--webhook.enabled=true"}), env), "webhook");
+  CHECK(emu.creates() == 1);
+}
+
+TEST_CASE("cli: a plaintext webhook listener off loopback needs --webhook.insecure-plaintext",
+          "[cli][serve][webhook]") {
+  auto res = cli({"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                  "--webhook.enabled=true", "--webhook.host=0.0.0.0",
+                  "--webhook.public-url=https://hooks.example.com/n1"},
+                 serve_env());
+  require_invalid(res, "webhook.insecure-plaintext");
+  CHECK(contains(res.err, "webhook.certificate"));
+  // Allowed explicitly (TLS terminated in front of it): the node starts and
+  // names the public URL Sail calls.
+  process_options opts;
+  opts.env = serve_env();
+  subprocess serve{binary(),
+                   {"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                    "--webhook.enabled=true", "--webhook.host=0.0.0.0",
+                    "--webhook.insecure-plaintext=true",
+                    "--webhook.public-url=https://hooks.example.com/n1"},
+                   opts};
+  auto line = serve.wait_for_line("webhook receiver on port", 30s);
+  serve.signal(SIGTERM);
+  auto done = serve.wait(30s);
+  INFO("stderr: " << done.err);
+  REQUIRE(line);
+  CHECK(contains(*line, "Sail calls https://hooks.example.com/n1"));
+  CHECK(done.exit_code == 0);
+  // A listener on every interface needs the public URL.
+  res = cli({"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+             "--webhook.enabled=true", "--webhook.host=0.0.0.0",
+             "--webhook.insecure-plaintext=true"},
+            serve_env());
+  require_invalid(res, "webhook.public-url");
 }

@@ -1081,7 +1081,7 @@ TEST_CASE("emulator stats JSON") {
 
 // -- windows, LoRA, per-model table (issue 10, items 1-2) ------------------------------
 
-TEST_CASE("emulator accepts the 2026 window names; balanced has its own latency") {
+TEST_CASE("emulator accepts the 2026 window names, balanced has its own latency") {
   emu::options opts;
   opts.latency.balanced.queued = std::chrono::hours{1};
   fixture f{opts};

@@ -4,6 +4,7 @@
 // overload, proxies).
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -88,6 +89,12 @@ TEST_CASE("parse_http_url splits absolute URLs") {
   CHECK(code_of(bad.error()) == errc::invalid_argument);
   CHECK(message_of(bad.error()).find("sk_live_secret") == std::string::npos);
   CHECK_FALSE(parse_http_url("/relative"));
+  // Found by fuzz/http_response_fuzz: Boost.URL takes the first '@' as the
+  // end of the userinfo and leaves a path without its leading '/'.
+  auto two_at = parse_http_url("http://x@127.0.0.1:8080@a/next?sig=s3cr3t");
+  REQUIRE_FALSE(two_at);
+  CHECK(code_of(two_at.error()) == errc::invalid_argument);
+  CHECK(message_of(two_at.error()).find("s3cr3t") == std::string::npos);
 }
 
 TEST_CASE("proxy_settings: NO_PROXY matching and proxy choice") {
@@ -463,7 +470,7 @@ struct test_proxy {
 
 } // namespace
 
-TEST_CASE("HTTP_PROXY: absolute-form requests through the proxy; NO_PROXY bypasses") {
+TEST_CASE("HTTP_PROXY: absolute-form requests through the proxy, NO_PROXY bypasses") {
   test_proxy proxy;
   loopback_server origin{[](tcp::socket s, size_t) -> asio::awaitable<void> {
     std::string buf, method, target;
@@ -506,6 +513,32 @@ TEST_CASE("proxy_settings::from_env reads the lower- and upper-case variables") 
   CHECK(p.no_proxy == "localhost");
   for (auto name : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "NO_PROXY"})
     ::unsetenv(name);
+}
+
+TEST_CASE("a redirect whose Location has two '@' in its authority is refused, not sent") {
+  // Found by fuzz/http_response_fuzz: the next request went to 127.0.0.1 with
+  // the request target "@a/next?...".
+  auto port = std::make_shared<std::atomic<uint16_t>>(0);
+  auto requests = std::make_shared<std::atomic<int>>(0);
+  loopback_server server{[port, requests](tcp::socket s, size_t) -> asio::awaitable<void> {
+    std::string buf, method, target;
+    while (co_await read_http_request(s, buf, &method, &target)) {
+      ++*requests;
+      auto loc = "http://x@127.0.0.1:" + std::to_string(port->load()) + "@a/next?sig=s3cr3t";
+      if (!co_await write_all(s, http_reply(302, "", "Location: " + loc + "\r\n")))
+        co_return;
+    }
+  }};
+  port->store(server.port());
+  io_threads io;
+  auto client = make_client(io);
+  auto req = get(server.base_url() + "/start");
+  req.follow_redirects = true;
+  auto r = fetch(client, req);
+  REQUIRE_FALSE(r);
+  CHECK(code_of(r.error()) == errc::invalid_argument);
+  CHECK(render(r.error()).find("s3cr3t") == std::string::npos);
+  CHECK(requests->load() == 1);
 }
 
 TEST_CASE("bad requests fail through the callback, never inline") {

@@ -57,11 +57,12 @@ TEST_CASE("every message type has a type ID in the sail block", "[messages]") {
   STATIC_REQUIRE(caf::has_type_id<sail_job>::value);
   STATIC_REQUIRE(caf::has_type_id<completer_stats>::value);
   STATIC_REQUIRE(caf::has_type_id<completer_actor>::value);
+  STATIC_REQUIRE(caf::has_type_id<sample_observer_actor>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<tokens_with_logprobs>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_request>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_outcome>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<http_header>>::value);
-  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 20);
+  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 21);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: error_info", "[messages][roundtrip]") {
@@ -208,9 +209,9 @@ TEST_CASE_METHOD(caf_fixture, "a non-finite temperature or top_p never reaches a
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][roundtrip]") {
   sample_request r{{1, 2, 3}, stop_condition::texts({"\n"}), int64_t{64}, "key-1",
-                   "group-1", "cache-1", std::nullopt};
+                   "group-1", "cache-1", std::nullopt, "", {}};
   CHECK(roundtrip(r) == r);
-  sample_request plain{{7}, {}, std::nullopt, "", "", "", std::nullopt};
+  sample_request plain{{7}, {}, std::nullopt, "", "", "", std::nullopt, "", {}};
   CHECK(roundtrip(plain) == plain);
   // A pinned webhook travels whole (token included) and prints redacted.
   auto pinned = r;
@@ -224,6 +225,28 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][r
   CHECK(shown.find("https://hooks.example.com/a") != std::string::npos);
   CHECK(shown.find("whk_0123456789abcdef0123") == std::string::npos);
   CHECK(shown.find("0123456789abcdef") == std::string::npos);
+}
+
+TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request attaching a response id "
+                              "with an observer, and sample_observer_actor",
+                 "[messages][roundtrip]") {
+  auto obs = sys.spawn([](int) -> sample_observer_actor::behavior_type {
+    return {[](atom::accepted, std::string&, std::string&) {}};
+  }, 0);
+  sample_request r{{1, 2}, {},        std::nullopt, "st1-abc", "sg1-def",
+                   "sg1-def", std::nullopt, "resp_42",      obs};
+  auto back = roundtrip(r);
+  REQUIRE(back);
+  CHECK(*back == r);
+  CHECK(back->response_id == "resp_42");
+  CHECK(back->observer == obs);
+  auto handle = roundtrip(obs);
+  REQUIRE(handle);
+  CHECK(*handle == obs);
+  sail_job j{"k", "{}", {}, "asap", "g", "m", false, caf::timespan{0}, caf::timespan{0},
+             caf::make_timestamp(), "resp_42", obs};
+  CHECK(roundtrip(j) == j);
+  self->send_exit(obs, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_outcome and group_result",
@@ -245,16 +268,56 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_outcome and group_resul
   CHECK(info_of(r3->members[1].error)->body == "busy");
 }
 
+TEST_CASE_METHOD(caf_fixture, "a sample_outcome holds exactly one of result and error",
+                 "[messages][roundtrip]") {
+  // Found by fuzz/caf_message_fuzz: a peer could send a group member with
+  // neither (a failure without an error) or both.
+  sample_outcome neither{std::nullopt, caf::error{}};
+  CHECK(!roundtrip(neither));
+  CHECK(last_error == caf::sec::invalid_argument);
+  sample_outcome both{sample_output(), http_error(503, "busy")};
+  CHECK(!roundtrip(both));
+  CHECK(last_error == caf::sec::invalid_argument);
+  // The same bytes written field by field (flag, [result], error), as a
+  // peer that skips the check would send them: loading refuses them, also
+  // inside a group_result.
+  auto load_outcome = [this](bool with_result, const caf::error& err) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    auto twl = sample_output();
+    auto e = err;
+    REQUIRE(!(with_result ? sink(uint8_t{1}, twl, e) : sink(uint8_t{0}, e)));
+    sample_outcome out;
+    caf::binary_deserializer source{sys, buf};
+    auto res = source(out);
+    std::vector<char> group_buf;
+    caf::binary_serializer group_sink{sys, group_buf};
+    std::string gid = "g";
+    REQUIRE(!group_sink(gid, uint8_t{1}));  // group id, one member
+    group_buf.insert(group_buf.end(), buf.begin(), buf.end());
+    group_result g;
+    caf::binary_deserializer group_source{sys, group_buf};
+    CHECK(group_source(g) == res);
+    return res;
+  };
+  CHECK(load_outcome(false, caf::error{}) == caf::sec::invalid_argument);
+  CHECK(load_outcome(true, http_error(503, "busy")) == caf::sec::invalid_argument);
+  CHECK(!load_outcome(true, caf::error{}));
+  CHECK(!load_outcome(false, http_error(503, "busy")));
+}
+
 TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, completer_stats",
                  "[messages][roundtrip]") {
   http_header h{"Idempotency-Key", "k"};
   CHECK(roundtrip(h) == h);
   sail_job j{"k", "{}", {h}, "priority", "g", "model-m", true, std::chrono::seconds(5),
-             std::chrono::minutes(10)};
+             std::chrono::minutes(10), {}, "", {}};
   CHECK(roundtrip(j) == j);
-  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, {{"applied", 4}},
+  retry_guard_stats g{"open", 2, 1500, 3, 40, 5, 100, 60, 110, 7};
+  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, g, {{"applied", 4}},
                     {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {5}, 17};
   CHECK(roundtrip(s) == s);
+  CHECK(roundtrip(s)->guard.breaker == "open");
   // A histogram longer than its buckets is refused on load.
   completer_stats bad = s;
   bad.notice_delay.assign(notice_buckets_ms.size() + 2, 1);
@@ -277,19 +340,21 @@ TEST_CASE("completer_stats: histograms count into their buckets and merge",
   b.webhooks["applied"] = 3;
   count_in(b.polls_per_sample, polls_buckets, 0);
   b.notice_delay_sum_ms = 9;
+  b.guard.probes = 1;
   merge_into(a, b);
   merge_into(a, b);
   CHECK(a.completed == 4);
   CHECK(a.webhooks.at("applied") == 6);
   CHECK(a.polls_per_sample[0] == 3);
   CHECK(a.notice_delay_sum_ms == 18);
+  CHECK(a.guard.probes == 2);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
                  "[messages][roundtrip]") {
   std::vector<tokens_with_logprobs> xs{sample_output(), sample_output()};
   CHECK(roundtrip(xs) == xs);
-  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", std::nullopt}};
+  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", std::nullopt, "", {}}};
   CHECK(roundtrip(rs) == rs);
   std::vector<http_header> hs{{"a", "b"}};
   CHECK(roundtrip(hs) == hs);
@@ -336,7 +401,9 @@ TEST_CASE("the error enum names every kind", "[errors]") {
          {errc::transport_error, "transport_error"},
          {errc::cancelled, "cancelled"},
          {errc::not_configured, "not_configured"},
-         {errc::node_down, "node_down"}}) {
+         {errc::node_down, "node_down"},
+         {errc::io_error, "io_error"},
+         {errc::unavailable, "unavailable"}}) {
     CHECK(to_string(code) == name);
     CHECK(parse_errc(name) == code);
   }
@@ -394,6 +461,13 @@ TEST_CASE("redact_url keeps scheme, host and path only", "[secrets]") {
   CHECK(redact_url("https://user:pw@host.example:8443/a/b?sig=1#frag")
         == "https://host.example:8443/a/b?[REDACTED]");
   CHECK(redact_url("https://host.example/a") == "https://host.example/a");
+  // Found by fuzz/tinker_response_fuzz: a "://" inside the query of a
+  // relative or malformed URL was taken for the scheme separator and the
+  // query before it was kept.
+  CHECK(redact_url("/a.tar?sig=SECRET&next=http://x") == "/a.tar?[REDACTED]");
+  CHECK(redact_url("https:/h/p?sig=SECRET&u=http://GMT") == "https:/h/p?[REDACTED]");
+  CHECK(redact_url("host.example?sig=SECRET://x") == "host.example?[REDACTED]");
+  CHECK(redact_url("https://h.example/p?next=https://x") == "https://h.example/p?[REDACTED]");
   CHECK(redact_secrets("plain text stays") == "plain text stays");
   CHECK(redact_secrets("skeleton sk_ and tml-x stay") == "skeleton sk_ and tml-x stay");
 }

@@ -1,6 +1,10 @@
-// The retry policy (issue 3, contracts sail-raw-token.md "Errors and retries"
-// and tinker-rest.md) and the HTTP-date / ISO-8601 parsers it shares with the
-// Tinker codec. Pure functions: `now` is injected, no timing assertions.
+// The one retry path (net/retry_policy.hpp; contracts sail-raw-token.md
+// "Errors and retries", sail-facts.md "Retries", tinker-rest.md): the success
+// rule per call kind, the classification of failures, backoff, Retry-After,
+// the deadline bound of judge(), and the HTTP-date / ISO-8601 parsers it
+// shares with the Tinker codec. Pure functions: `now` is injected, no timing
+// assertions. The same path through the worker and the emulator is in
+// test_retry_runtime.cpp.
 #include <catch2/catch.hpp>
 
 #include <set>
@@ -79,9 +83,12 @@ TEST_CASE("sail create does not retry 400 401 403 404 408 409 422") {
   }
 }
 
-TEST_CASE("sail poll retries 408 429 500 502 503 504 529 and nothing else") {
-  check_retryable_set(request_kind::sail_poll,
-                      {408, 429, 500, 502, 503, 504, 529});
+TEST_CASE("sail poll retries 408 429 and every 5xx but 501 and 505") {
+  std::set<unsigned> expected{408, 429};
+  for (unsigned s = 500; s <= 599; ++s)
+    if (s != 501 && s != 505)
+      expected.insert(s);
+  check_retryable_set(request_kind::sail_poll, expected);
 }
 
 TEST_CASE("sail poll does not retry 400 401 403 404") {
@@ -94,22 +101,19 @@ TEST_CASE("sail poll does not retry 400 401 403 404") {
   }
 }
 
-TEST_CASE("other idempotent GETs follow the poll rules") {
-  check_retryable_set(request_kind::other_get,
-                      {408, 429, 500, 502, 503, 504, 529});
-}
-
-TEST_CASE("tinker ttl retries 408 409 429 and every 5xx") {
+TEST_CASE("tinker ttl retries 408 409 429 and every 5xx but 501 and 505") {
   std::set<unsigned> expected{408, 409, 429};
   for (unsigned s = 500; s <= 599; ++s)
-    expected.insert(s);
+    if (s != 501 && s != 505)
+      expected.insert(s);
   check_retryable_set(request_kind::tinker_ttl, expected);
 }
 
-TEST_CASE("tinker archive retries 408 409 429 and every 5xx") {
+TEST_CASE("tinker archive retries 408 409 429 and every 5xx but 501 and 505") {
   std::set<unsigned> expected{408, 409, 429};
   for (unsigned s = 500; s <= 599; ++s)
-    expected.insert(s);
+    if (s != 501 && s != 505)
+      expected.insert(s);
   check_retryable_set(request_kind::tinker_archive, expected);
 }
 
@@ -125,8 +129,7 @@ TEST_CASE("tinker does not retry 400 401 403 404") {
 TEST_CASE("success and redirect statuses are never retried") {
   retry_policy p{{}, seed};
   for (auto kind : {request_kind::sail_create, request_kind::sail_poll,
-                    request_kind::tinker_ttl, request_kind::tinker_archive,
-                    request_kind::other_get})
+                    request_kind::tinker_ttl, request_kind::tinker_archive})
     for (unsigned s : {100u, 200u, 202u, 204u, 302u, 304u}) {
       INFO(to_string(kind) << " " << s);
       CHECK_FALSE(p.retryable_status(kind, s));
@@ -200,8 +203,7 @@ TEST_CASE("transport errors are retried for every kind") {
   retry_policy p{small_options(), seed};
   auto err = make_error(errc::transport_error, "connection reset");
   for (auto kind : {request_kind::sail_create, request_kind::sail_poll,
-                    request_kind::tinker_ttl, request_kind::tinker_archive,
-                    request_kind::other_get}) {
+                    request_kind::tinker_ttl, request_kind::tinker_archive}) {
     INFO(to_string(kind));
     auto d = p.on_transport_error(kind, 1, err);
     CHECK(d.retry);
@@ -214,8 +216,7 @@ TEST_CASE("transport errors are retried for every kind") {
 TEST_CASE("timeouts are retried for every kind") {
   retry_policy p{small_options(), seed};
   for (auto kind : {request_kind::sail_create, request_kind::sail_poll,
-                    request_kind::tinker_ttl, request_kind::tinker_archive,
-                    request_kind::other_get}) {
+                    request_kind::tinker_ttl, request_kind::tinker_archive}) {
     INFO(to_string(kind));
     auto d = p.on_transport_error(kind, 2, make_error(errc::timeout, "read"));
     CHECK(d.retry);
@@ -290,15 +291,23 @@ TEST_CASE("attempt cap: max_attempts 1 never retries") {
                 .retry);
 }
 
-TEST_CASE("default options: six attempts, 250 ms base, 30 s max, 60 s Retry-After cap") {
+TEST_CASE("default options: no attempt cap, 250 ms base, 30 s max, 60 s Retry-After cap") {
   retry_policy p;
-  CHECK(p.options().max_attempts == 6);
+  CHECK(p.options().max_attempts == 0);
   CHECK(p.options().base_delay == caf::timespan{250ms});
   CHECK(p.options().max_delay == caf::timespan{30s});
   CHECK(p.options().max_retry_after == caf::timespan{60s});
   CHECK(p.options().still_building_delay == caf::timespan{30s});
-  CHECK(p.on_status(request_kind::sail_poll, 5, 503, "", rfc_example()).retry);
-  CHECK_FALSE(p.on_status(request_kind::sail_poll, 6, 503, "", rfc_example()).retry);
+  // Transient failures are retried whatever the attempt number: only the
+  // call's deadline bounds them (see judge).
+  for (uint32_t attempt : {1u, 6u, 7u, 100u, 100000u}) {
+    INFO(attempt);
+    CHECK(p.on_status(request_kind::sail_poll, attempt, 503, "", rfc_example()).retry);
+    CHECK(p.on_status(request_kind::sail_create, attempt, 503, "", rfc_example()).retry);
+    CHECK(p.on_transport_error(request_kind::sail_create, attempt,
+                               make_error(errc::transport_error, "reset"))
+            .retry);
+  }
 }
 
 // -- backoff -----------------------------------------------------------------------
@@ -579,5 +588,222 @@ TEST_CASE("request kinds have stable names") {
   CHECK(std::string{to_string(request_kind::sail_poll)} == "sail_poll");
   CHECK(std::string{to_string(request_kind::tinker_ttl)} == "tinker_ttl");
   CHECK(std::string{to_string(request_kind::tinker_archive)} == "tinker_archive");
-  CHECK(std::string{to_string(request_kind::other_get)} == "other_get");
+}
+
+// -- one success rule per call kind -------------------------------------------------
+
+TEST_CASE("success: 2xx for create, poll and TTL, 200..399 for the archive") {
+  for (unsigned status : {100u, 199u, 200u, 201u, 202u, 204u, 299u, 300u, 302u, 304u, 399u,
+                          400u, 404u, 429u, 500u, 503u}) {
+    INFO(status);
+    bool two = status >= 200 && status < 300;
+    CHECK(is_success(request_kind::sail_create, status) == two);
+    CHECK(is_success(request_kind::sail_poll, status) == two);
+    CHECK(is_success(request_kind::tinker_ttl, status) == two);
+    CHECK(is_success(request_kind::tinker_archive, status)
+          == (status >= 200 && status < 400));
+  }
+}
+
+// -- judge: the verdict on one attempt ----------------------------------------------
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+caf::expected<http_response> answer(unsigned status, std::string retry_after = {},
+                                    std::string body = "{}") {
+  http_response r;
+  r.status = status;
+  if (!retry_after.empty())
+    r.headers.push_back({"Retry-After", std::move(retry_after)});
+  r.body = std::move(body);
+  return r;
+}
+
+caf::expected<http_response> failure(caf::error err) {
+  return caf::expected<http_response>{std::move(err)};
+}
+
+steady::time_point t0() {
+  return steady::time_point{std::chrono::hours(1000)};
+}
+
+} // namespace
+
+TEST_CASE("judge: a success ends the call with cause ok, Sail up") {
+  retry_policy p{small_options(), seed};
+  call_attempts call;
+  call.start(request_kind::sail_create, t0() + 1h);
+  call.sent();
+  auto v = p.judge(call, answer(202), rfc_example(), t0());
+  CHECK(v.outcome == verdict::success);
+  CHECK(v.cause == "ok");
+  CHECK(v.status == 202);
+  CHECK(v.health == call_health::up);
+  CHECK_FALSE(v.error);
+  CHECK_FALSE(call.retry_due);
+  call.start(request_kind::tinker_archive);
+  call.sent();
+  CHECK(p.judge(call, answer(302), rfc_example(), t0()).outcome == verdict::success);
+}
+
+TEST_CASE("judge: a transient status schedules a retry and records its cause") {
+  retry_policy p{small_options(), seed};
+  call_attempts call;
+  call.start(request_kind::sail_create, t0() + 1h);
+  call.sent();
+  auto v = p.judge(call, answer(503), rfc_example(), t0());
+  CHECK(v.outcome == verdict::retry);
+  CHECK(v.cause == "http_503");
+  CHECK(v.health == call_health::down);
+  CHECK(v.delay <= p.backoff_cap(1));
+  CHECK(call.retry_due);
+  CHECK(call.last_cause == "http_503");
+  CHECK(call.last_status == 503);
+  call.sent();
+  CHECK(call.attempt == 2);
+  CHECK_FALSE(call.retry_due);
+}
+
+TEST_CASE("judge: only the deadline bounds transient failures by default") {
+  auto opts = small_options();
+  opts.max_attempts = 0;
+  retry_policy uncapped{opts, seed};
+  call_attempts call;
+  call.start(request_kind::sail_create, t0() + 1h);
+  auto now = t0();
+  for (int i = 0; i < 1000; ++i) {
+    call.sent();
+    auto v = uncapped.judge(call, i % 2 ? answer(503) : failure(make_error(errc::transport_error, "reset")),
+                            rfc_example(), now);
+    REQUIRE(v.outcome == verdict::retry);
+    REQUIRE(v.delay <= opts.max_delay);
+    now += std::chrono::duration_cast<steady::duration>(v.delay);
+  }
+  CHECK(call.attempt == 1000);
+}
+
+TEST_CASE("judge: no retry is scheduled past the deadline, the call times out typed") {
+  retry_policy p{small_options(), seed};
+  call_attempts call;
+  call.start(request_kind::sail_create, t0() + 5s);
+  call.sent();
+  // Retry-After 7 s is a floor: it would end after the deadline.
+  auto v = p.judge(call, answer(429, "7"), rfc_example(), t0());
+  CHECK(v.outcome == verdict::fail);
+  REQUIRE(v.error);
+  CHECK(code_of(v.error) == errc::timeout);
+  CHECK(info_of(v.error)->http_status == 429);
+  CHECK(render(v.error).find("http_429") != std::string::npos);
+  CHECK(v.health == call_health::neutral);
+  // Within the deadline the same answer is retried.
+  call.start(request_kind::sail_create, t0() + 8s);
+  call.sent();
+  auto ok = p.judge(call, answer(429, "7"), rfc_example(), t0());
+  CHECK(ok.outcome == verdict::retry);
+  CHECK(ok.delay == caf::timespan{7s});
+}
+
+TEST_CASE("judge: final statuses end the call at once for the caller's codec") {
+  retry_policy p{small_options(), seed};
+  call_attempts call;
+  for (unsigned status : {400u, 401u, 404u, 409u, 422u, 500u}) {
+    INFO(status);
+    call.start(request_kind::sail_create, t0() + 1h);
+    call.sent();
+    auto v = p.judge(call, answer(status), rfc_example(), t0());
+    CHECK(v.outcome == verdict::fail);
+    CHECK(v.status == status);
+    CHECK_FALSE(v.error); // decoded from the body by error_from_status
+    CHECK(v.health == (status >= 500 ? call_health::down : call_health::up));
+    CHECK_FALSE(call.retry_due);
+  }
+  call.start(request_kind::tinker_archive);
+  call.sent();
+  auto v = p.judge(call, answer(501), rfc_example(), t0());
+  CHECK(v.outcome == verdict::fail);
+  CHECK(v.status == 501);
+}
+
+TEST_CASE("judge: errors below HTTP: transport and timeouts retried, others passed through") {
+  retry_policy p{small_options(), seed};
+  call_attempts call;
+  call.start(request_kind::sail_poll, t0() + 1h);
+  call.sent();
+  auto v = p.judge(call, failure(make_error(errc::transport_error, "reset")), rfc_example(), t0());
+  CHECK(v.outcome == verdict::retry);
+  CHECK(v.cause == "transport");
+  CHECK(v.health == call_health::down);
+  call.sent();
+  v = p.judge(call, failure(make_error(errc::timeout, "read")), rfc_example(), t0());
+  CHECK(v.outcome == verdict::retry);
+  CHECK(v.cause == "timeout");
+  call.sent();
+  v = p.judge(call, failure(make_error(errc::cancelled, "by caller")), rfc_example(), t0());
+  CHECK(v.outcome == verdict::fail);
+  CHECK(code_of(v.error) == errc::cancelled);
+  CHECK(v.health == call_health::neutral);
+}
+
+TEST_CASE("judge: with an attempt cap the last failure is the call's result") {
+  auto opts = small_options();
+  opts.max_attempts = 3;
+  retry_policy p{opts, seed};
+  call_attempts call;
+  call.start(request_kind::tinker_archive);
+  for (int i = 1; i <= 2; ++i) {
+    call.sent();
+    CHECK(p.judge(call, answer(503), rfc_example(), t0()).outcome == verdict::retry);
+  }
+  call.sent();
+  auto v = p.judge(call, answer(503), rfc_example(), t0());
+  CHECK(v.outcome == verdict::fail);
+  CHECK(v.cause == "still_building");
+  CHECK(v.status == 503);
+  CHECK_FALSE(v.error);
+  call.start(request_kind::sail_poll, t0() + 1h);
+  for (int i = 1; i <= 2; ++i) {
+    call.sent();
+    CHECK(p.judge(call, failure(make_error(errc::transport_error, "x")), rfc_example(), t0())
+            .outcome
+          == verdict::retry);
+  }
+  call.sent();
+  auto t = p.judge(call, failure(make_error(errc::transport_error, "x")), rfc_example(), t0());
+  CHECK(t.outcome == verdict::fail);
+  CHECK(code_of(t.error) == errc::transport_error);
+}
+
+TEST_CASE("decision: a 429 without a valid Retry-After is retried with the backoff") {
+  // Sail's SDK surfaces it at once; the product owns a deadline per sample
+  // and retries it (net/retry_policy.hpp, docs/wire-contract.md).
+  retry_policy p{small_options(), seed};
+  for (auto header : {"", "soon", "-1"}) {
+    INFO("Retry-After '" << header << "'");
+    call_attempts call;
+    call.start(request_kind::sail_create, t0() + 1h);
+    call.sent();
+    auto v = p.judge(call, answer(429, header), rfc_example(), t0());
+    CHECK(v.outcome == verdict::retry);
+    CHECK(v.delay <= p.backoff_cap(1));
+    CHECK(v.health == call_health::neutral);
+  }
+}
+
+TEST_CASE("health: what an answer says about Sail") {
+  CHECK(health_of_status(200) == call_health::up);
+  CHECK(health_of_status(400) == call_health::up);
+  CHECK(health_of_status(404) == call_health::up);
+  CHECK(health_of_status(408) == call_health::down);
+  CHECK(health_of_status(429) == call_health::neutral);
+  CHECK(health_of_status(529) == call_health::neutral);
+  for (unsigned s : {500u, 502u, 503u, 504u})
+    CHECK(health_of_status(s) == call_health::down);
+  CHECK(health_of_error(make_error(errc::transport_error, "x")) == call_health::down);
+  CHECK(health_of_error(make_error(errc::timeout, "x")) == call_health::down);
+  CHECK(health_of_error(caf::make_error(caf::sec::request_timeout)) == call_health::down);
+  CHECK(health_of_error(http_error(503, "{}")) == call_health::down);
+  CHECK(health_of_error(make_error(errc::cancelled, "x")) == call_health::neutral);
+  CHECK(health_of_error(caf::error{}) == call_health::neutral);
 }

@@ -322,8 +322,11 @@ TEST_CASE("archive: 3xx without Location is inference_error") {
 }
 
 TEST_CASE("archive: a relative or non-http Location is inference_error without its query") {
+  // The third: a "://" in the query of a relative Location (found by
+  // fuzz/tinker_response_fuzz; the query before it reached the message).
   for (auto loc : {"/download/archive.tar?X-Goog-Signature=deadbeefcafe",
-                   "gs://bucket/a.tar?X-Goog-Signature=deadbeefcafe"}) {
+                   "gs://bucket/a.tar?X-Goog-Signature=deadbeefcafe",
+                   "/download/a.tar?X-Goog-Signature=deadbeefcafe&next=https://x.example/"}) {
     INFO(redact_url(loc));
     auto r = decode_archive_response(302, loc, "", std::string{"see "} + loc,
                                      fixed_now());

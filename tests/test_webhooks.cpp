@@ -151,8 +151,8 @@ TEST_CASE("webhooks: results arrive by webhook, no GET before the safety net",
     if (e.method != "POST")
       continue;
     auto meta = json::parse(e.request_body).at("metadata").as_object();
-    CHECK(meta.at("completion_webhook") == endpoint.url);
-    CHECK(meta.at("webhook_token") == endpoint.token);
+    CHECK(std::string_view{meta.at("completion_webhook").as_string()} == endpoint.url);
+    CHECK(std::string_view{meta.at("webhook_token").as_string()} == endpoint.token);
   }
   CHECK(caf::deep_to_string(endpoint).find(endpoint.token) == std::string::npos);
 }

@@ -10,7 +10,7 @@
 
 int main() {
   sail::completer_config cfg;
-  cfg.model = "Qwen/Qwen3-8B";
+  cfg.model = "moonshotai/Kimi-K2.6";
   cfg.max_tokens = 64;
   if (auto err = sail::validate(cfg)) {
     std::cerr << "unexpected: " << sail::render(err) << '\n';

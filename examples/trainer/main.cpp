@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
       model = "emulator/toy";
   }
   if (model.empty())
-    model = "Qwen/Qwen3-8B";
+    model = "moonshotai/Kimi-K2.6";
 
   // The trainer's own actor system: caf options (heartbeats, openssl.*) from
   // the remaining arguments / caf-application.ini.

@@ -1,0 +1,55 @@
+"""sail_tinker: sail-tinker's C++ runtime (CAF actors, pooled HTTP client,
+cluster of service nodes) as an asyncio TokenCompleter.
+
+    import sail_tinker
+    completer = sail_tinker.SailTokenCompleter("moonshotai/Kimi-K2.6", max_tokens=256)
+    out = await completer(model_input, stop=["\\n"])   # TokensWithLogprobs
+    out.tokens, out.maybe_logprobs, out.stop_reason
+
+See docs/python.md.
+"""
+from __future__ import annotations
+
+import atexit as _atexit
+
+from . import _native
+from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
+from ._emulator import Emulator
+from ._types import TokensWithLogprobs
+from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownError,
+                     NotConfiguredError, OverloadedError, SailError, SailTimeoutError,
+                     SailIOError, SampleCancelledError, TransportError, UnavailableError,
+                     _from_native)
+
+__all__ = [
+    "SailTokenCompleter",
+    "TokensWithLogprobs",
+    "get_tinker_checkpoint_signed_url_async",
+    "Emulator",
+    "shutdown",
+    "SailError",
+    "InvalidArgumentError",
+    "InferenceError",
+    "HTTPError",
+    "SailTimeoutError",
+    "OverloadedError",
+    "TransportError",
+    "SampleCancelledError",
+    "NotConfiguredError",
+    "NodeDownError",
+    "SailIOError",
+    "UnavailableError",
+]
+
+__version__ = "0.1.0"
+
+_native._init(TokensWithLogprobs, _from_native)
+
+
+def _at_exit() -> None:
+    # Before the interpreter finalizes: stop the actor systems (their threads
+    # call into Python through the notifier), then the notifier thread.
+    _native.shutdown(True)
+
+
+_atexit.register(_at_exit)

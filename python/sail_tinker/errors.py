@@ -1,0 +1,140 @@
+"""Typed errors: one class per kind of sail::errc, raised with their context.
+
+Every error is a SailError with ``kind`` (the C++ errc name), ``message``,
+``field`` (the offending configuration or input field, or ""),
+``http_status`` (None unless an HTTP status is known) and ``body`` (the
+offending response body, secrets redacted, or ""). Classes that have a
+natural builtin counterpart also derive from it, so that ``except
+ValueError`` keeps working for the seed's ValueError cases.
+"""
+from __future__ import annotations
+
+__all__ = [
+    "SailError",
+    "InvalidArgumentError",
+    "InferenceError",
+    "HTTPError",
+    "SailTimeoutError",
+    "OverloadedError",
+    "TransportError",
+    "SampleCancelledError",
+    "NotConfiguredError",
+    "NodeDownError",
+    "SailIOError",
+    "UnavailableError",
+]
+
+
+class SailError(Exception):
+    """Base class of every error sail_tinker raises for a sail::errc."""
+
+    kind = "other"
+
+    def __init__(self, message: str, *, field: str = "", http_status: int | None = None,
+                 body: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.http_status = http_status
+        self.body = body
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.field:
+            parts.append(f"[field={self.field}]")
+        if self.http_status is not None:
+            parts.append(f"[status={self.http_status}]")
+        if self.body:
+            body = self.body if len(self.body) <= 300 else self.body[:300] + "..."
+            parts.append(f"[body={body}]")
+        return " ".join(parts)
+
+    def __reduce__(self):
+        return (_rebuild, (self.kind, self.message, self.field, self.http_status, self.body))
+
+
+class InvalidArgumentError(SailError, ValueError):
+    """Bad configuration or input (the seed's ValueError cases)."""
+
+    kind = "invalid_argument"
+
+
+class InferenceError(SailError):
+    """A malformed Sail/Tinker response or a failed inference task; ``body``
+    holds the offending response (redacted)."""
+
+    kind = "inference_error"
+
+
+class HTTPError(SailError):
+    """A non-2xx HTTP status after retries; ``http_status`` and ``body`` set."""
+
+    kind = "http_error"
+
+
+class SailTimeoutError(SailError, TimeoutError):
+    """A deadline expired (per HTTP call, or the sample's window deadline)."""
+
+    kind = "timeout"
+
+
+class OverloadedError(SailError):
+    """Admission refused: too much work queued. The caller may retry."""
+
+    kind = "overloaded"
+
+
+class TransportError(SailError, ConnectionError):
+    """Connection, TLS or protocol failure below HTTP."""
+
+    kind = "transport_error"
+
+
+class SampleCancelledError(SailError):
+    """The sample was cancelled on the C++ side (its completer was closed or
+    sail_tinker shut down). A cancelled asyncio task sees
+    asyncio.CancelledError instead."""
+
+    kind = "cancelled"
+
+
+class NotConfiguredError(SailError):
+    """A required setting (API key, endpoint, resolver) is missing."""
+
+    kind = "not_configured"
+
+
+class NodeDownError(SailError):
+    """The service node that held the work is gone and no other took it."""
+
+    kind = "node_down"
+
+
+class SailIOError(SailError, OSError):
+    """A local file (a journal, a samples file) could not be read or written."""
+
+    kind = "io_error"
+
+
+class UnavailableError(SailError):
+    """Sail is failing: the pool's circuit breaker is open, so new work is
+    refused at once (the message says when it probes next). Unlike
+    OverloadedError, another node of the cluster would see the same Sail."""
+
+    kind = "unavailable"
+
+
+_BY_KIND = {cls.kind: cls for cls in (
+    InvalidArgumentError, InferenceError, HTTPError, SailTimeoutError, OverloadedError,
+    TransportError, SampleCancelledError, NotConfiguredError, NodeDownError, SailIOError,
+    UnavailableError)}
+
+
+def _rebuild(kind: str, message: str, field: str, http_status: int | None, body: str) -> SailError:
+    cls = _BY_KIND.get(kind, SailError)
+    return cls(message, field=field, http_status=http_status, body=body)
+
+
+def _from_native(kind: str, message: str, field: str, status: int, body: str) -> SailError:
+    """Called by the extension module for every error it raises or delivers."""
+    return _rebuild(kind, message, field, status if status else None, body)

@@ -1,0 +1,291 @@
+// sail_tinker._native: the pybind11 module. Thin: each function converts its
+// arguments (convert.hpp), calls the host (host.hpp) or a dispatcher
+// (delivery.hpp) with the GIL released where C++ may block, and converts the
+// result. The user-facing API is the Python package around it.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <caf/send.hpp>
+
+#include "bridge.hpp"
+#include "convert.hpp"
+#include "delivery.hpp"
+#include "host.hpp"
+#include "sail_tinker/actors/completer.hpp"
+#include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/validation.hpp"
+#include "sail_tinker/net/tinker_codec.hpp"
+
+namespace pyb = pybind11;
+using namespace sail;
+using namespace sail::py;
+
+namespace sail::py {
+void bind_emulator(pyb::module_& m);
+} // namespace sail::py
+
+namespace {
+
+/// Python's handle on a completer (local or cluster).
+struct completer_ref {
+  std::shared_ptr<completer_slot> slot;
+
+  completer_ref(std::shared_ptr<completer_slot> s) : slot(std::move(s)) {
+  }
+  completer_ref(const completer_ref&) = delete;
+  completer_ref& operator=(const completer_ref&) = delete;
+  completer_ref(completer_ref&&) = default;
+
+  ~completer_ref() {
+    if (slot)
+      slot->abandon();
+  }
+
+  completer_slot::target target() const {
+    auto t = slot->get();
+    if (!t)
+      raise_error(make_error(errc::cancelled, "the completer is closed"));
+    return *t;
+  }
+};
+
+struct resolver_ref {
+  std::shared_ptr<resolver_slot> slot;
+};
+
+template <class T>
+T value_or_raise(caf::expected<T>&& x) {
+  if (!x)
+    raise_error(x.error());
+  return std::move(*x);
+}
+
+/// The sample request of one call, validated now so that a bad input raises
+/// at the call site (ValueError / TypeError) rather than from the await.
+sample_request make_request(pyb::handle prompt, pyb::handle stop, pyb::handle max_tokens) {
+  sample_request req;
+  req.prompt = to_prompt(prompt);
+  req.stop = to_stop(stop);
+  if (!max_tokens.is_none()) {
+    if (PyBool_Check(max_tokens.ptr()) || !PyLong_Check(max_tokens.ptr()))
+      throw pyb::type_error("max_tokens must be an int or None");
+    int overflow = 0;
+    auto v = PyLong_AsLongLongAndOverflow(max_tokens.ptr(), &overflow);
+    if (overflow != 0)
+      raise_error(invalid_argument("max_tokens", "per-call max_tokens is out of range"));
+    req.max_tokens = v;
+  }
+  return req;
+}
+
+pyb::tuple dispatch_sample(dispatcher& d, pyb::handle loop, const completer_ref& c,
+                           pyb::handle prompt, pyb::handle stop, pyb::handle max_tokens) {
+  auto req = make_request(prompt, stop, max_tokens);
+  req.key = d.new_key();
+  if (auto err = validate(req))
+    raise_error(err);
+  auto t = c.target();
+  auto key = req.key;
+  auto [fut, id] = d.open_call(loop);
+  caf::anon_send(t.bridge, atom::sample_v,
+                 sample_call{std::move(t.completer), std::move(req),
+                             d.callback<tokens_with_logprobs>(id)});
+  return pyb::make_tuple(std::move(fut), pyb::str(key));
+}
+
+pyb::tuple dispatch_group(dispatcher& d, pyb::handle loop, const completer_ref& c,
+                          pyb::handle prompt, pyb::handle n_obj, pyb::handle stop,
+                          pyb::handle max_tokens) {
+  if (PyBool_Check(n_obj.ptr()) || !PyLong_Check(n_obj.ptr()))
+    throw pyb::type_error("n must be an int");
+  int overflow = 0;
+  auto n = PyLong_AsLongLongAndOverflow(n_obj.ptr(), &overflow);
+  // The completer's bound (a node may have its own; it answers typed).
+  const auto max_n = static_cast<long long>(completer_options{}.max_group_size);
+  if (overflow != 0 || n < 1 || n > max_n)
+    raise_error(invalid_argument("n", "group size must be within 1.." + std::to_string(max_n)));
+  auto req = make_request(prompt, stop, max_tokens);
+  // Member keys are key + "." + i; the group id is what cancel names.
+  req.key = d.new_key();
+  req.group_id = d.new_key();
+  if (auto err = validate(req))
+    raise_error(err);
+  auto t = c.target();
+  auto group = req.group_id;
+  auto [fut, id] = d.open_call(loop);
+  caf::anon_send(t.bridge, atom::sample_group_v,
+                 group_call{std::move(t.completer), std::move(req), static_cast<uint32_t>(n),
+                            d.callback<group_result>(id)});
+  return pyb::make_tuple(std::move(fut), pyb::str(group));
+}
+
+pyb::object dispatch_resolve(dispatcher& d, pyb::handle loop, const resolver_ref& r,
+                             const std::string& path, pyb::handle ttl) {
+  auto parsed = parse_tinker_path(path);
+  if (!parsed)
+    raise_error(parsed.error());
+  resolve_request req{std::move(*parsed), std::nullopt};
+  if (!ttl.is_none()) {
+    if (PyBool_Check(ttl.ptr()) || !PyLong_Check(ttl.ptr()))
+      throw pyb::type_error("ttl_seconds must be an int or None");
+    int overflow = 0;
+    auto v = PyLong_AsLongLongAndOverflow(ttl.ptr(), &overflow);
+    if (overflow != 0 || v <= 0)
+      raise_error(invalid_argument("ttl_seconds", "ttl_seconds must be > 0"));
+    req.ttl_seconds = v;
+  }
+  auto t = r.slot->get();
+  if (!t)
+    raise_error(make_error(errc::cancelled, "the resolver is closed"));
+  auto [fut, id] = d.open_call(loop);
+  caf::anon_send(t->bridge, atom::resolve_v,
+                 resolve_call{std::move(t->resolver), std::move(req), t->timeout,
+                              d.callback<signed_url>(id)});
+  return std::move(fut);
+}
+
+completer_ref local_completer(const pyb::dict& config, const pyb::dict& target) {
+  auto cfg = to_config(config);
+  std::string key;
+  auto opts = to_runtime_options(target, key);
+  // The seed's ValueError cases first, before anything starts.
+  if (auto err = validate(cfg, opts.models))
+    raise_error(err);
+  caf::expected<std::shared_ptr<completer_slot>> slot{nullptr};
+  {
+    pyb::gil_scoped_release nogil;
+    slot = host::instance().local_completer(system_settings{}, key, std::move(opts),
+                                            std::move(cfg));
+  }
+  return completer_ref{value_or_raise(std::move(slot))};
+}
+
+completer_ref cluster_completer(const pyb::dict& config, const pyb::dict& target) {
+  auto cfg = to_config(config);
+  // Structural rules only: each node judges models and windows with its own
+  // table (an empty table knows no model, so it allows any window).
+  if (auto err = validate(cfg, model_table{}))
+    raise_error(err);
+  system_settings ss;
+  auto opts = to_cluster_options(target, std::move(cfg), ss);
+  caf::expected<std::shared_ptr<completer_slot>> slot{nullptr};
+  {
+    pyb::gil_scoped_release nogil;
+    slot = host::instance().cluster_completer(ss, std::move(opts));
+  }
+  return completer_ref{value_or_raise(std::move(slot))};
+}
+
+resolver_ref make_resolver(const pyb::dict& target) {
+  http_client_options http;
+  auto opts = to_resolver_options(target, http);
+  caf::expected<std::shared_ptr<resolver_slot>> slot{nullptr};
+  {
+    pyb::gil_scoped_release nogil;
+    slot = host::instance().resolver(std::move(opts), std::move(http));
+  }
+  return resolver_ref{value_or_raise(std::move(slot))};
+}
+
+} // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() = "sail-tinker's C++ runtime for Python (use the sail_tinker package)";
+
+  m.def(
+    "_init",
+    [](pyb::object tokens_with_logprobs, pyb::object error_factory) {
+      auto& t = types();
+      t.tokens_with_logprobs = std::move(tokens_with_logprobs);
+      t.error_factory = std::move(error_factory);
+    },
+    "Sets the result class and the error factory (called once by the package).");
+
+  pyb::class_<completer_ref>(m, "Completer")
+    .def(
+      "cancel",
+      [](const completer_ref& c, const std::string& key_or_group) {
+        if (auto t = c.slot->get())
+          caf::anon_send(t->completer, atom::cancel_v, key_or_group);
+      },
+      "Cancels the sample with this Idempotency-Key or the group with this id.")
+    .def(
+      "stats",
+      [](const completer_ref& c) {
+        caf::expected<completer_stats> s{completer_stats{}};
+        {
+          pyb::gil_scoped_release nogil;
+          s = host::instance().stats(*c.slot);
+        }
+        return to_dict(value_or_raise(std::move(s)));
+      },
+      "Counters: in_flight, completed, polls, failed_by_kind, retries_by_cause, and guard "
+      "(the circuit breaker and the retry budget).")
+    .def(
+      "nodes",
+      [](const completer_ref& c) {
+        std::vector<node_status> xs;
+        {
+          pyb::gil_scoped_release nogil;
+          xs = host::instance().status(*c.slot);
+        }
+        pyb::list out;
+        for (auto& x : xs)
+          out.append(to_dict(x));
+        return out;
+      },
+      "The cluster's view of its nodes (empty for a local completer).")
+    .def(
+      "wait_ready",
+      [](const completer_ref& c, size_t n, pyb::handle timeout) {
+        auto t = to_timespan(timeout, "timeout", true);
+        pyb::gil_scoped_release nogil;
+        return host::instance().wait_ready(*c.slot, n, t);
+      },
+      "Blocks until n nodes are ready (cluster mode); False on timeout.")
+    .def(
+      "close",
+      [](const completer_ref& c) {
+        pyb::gil_scoped_release nogil;
+        host::instance().close(*c.slot);
+      },
+      "Ends the completer; its open samples fail with `cancelled`.")
+    .def_property_readonly("closed", [](const completer_ref& c) { return !c.slot->get(); })
+    .def_property_readonly("is_cluster",
+                           [](const completer_ref& c) { return c.slot->is_cluster(); });
+
+  pyb::class_<resolver_ref>(m, "Resolver");
+
+  pyb::class_<dispatcher, std::shared_ptr<dispatcher>>(m, "Dispatcher")
+    .def(pyb::init([](pyb::object loop) { return dispatcher::make(std::move(loop)); }))
+    .def("sample", &dispatch_sample,
+         "(loop, completer, prompt, stop, max_tokens) -> (future, idempotency_key)")
+    .def("sample_group", &dispatch_group,
+         "(loop, completer, prompt, n, stop, max_tokens) -> (future, group_id)")
+    .def("resolve", &dispatch_resolve, "(loop, resolver, tinker_path, ttl_seconds) -> future")
+    .def_property_readonly("pending", &dispatcher::pending);
+
+  m.def("local_completer", &local_completer, pyb::arg("config"), pyb::arg("target"));
+  m.def("cluster_completer", &cluster_completer, pyb::arg("config"), pyb::arg("target"));
+  m.def("resolver", &make_resolver, pyb::arg("target"));
+  m.def(
+    "validate_config",
+    [](const pyb::dict& config) {
+      if (auto err = validate(to_config(config), model_table::builtin()))
+        raise_error(err);
+    },
+    "Checks a configuration against the contract and the built-in model table.");
+  m.def(
+    "shutdown",
+    [](bool final) {
+      pyb::gil_scoped_release nogil;
+      host::instance().shutdown(final);
+      if (final)
+        notifier::instance().stop();
+    },
+    pyb::arg("final") = false,
+    "Stops every runtime, cluster and resolver; with final=True also the notifier "
+    "thread (interpreter exit).");
+
+  bind_emulator(m);
+}
