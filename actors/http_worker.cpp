@@ -296,8 +296,13 @@ private:
   void finish(worker_job& j, const std::string& body, const response_state& state,
               bool via_webhook) {
     auto result = decode_result(body);
-    if (!result)
+    if (!result) {
+      // A failed / cancelled / malformed response that came by webhook ends
+      // its sample as well (typed, exactly as by poll): the delivery applied.
+      if (via_webhook)
+        self_->send(st_.pool, atom::webhook_v, std::string{"applied"});
       return fail(j, std::move(result.error()));
+    }
     sample_report report;
     report.polls = j.polls;
     report.via_webhook = via_webhook;

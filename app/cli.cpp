@@ -97,11 +97,15 @@ caf::expected<parsed_args> parse_flags(const std::vector<std::string>& args,
         value = a.substr(eq + 1);
       // CAF options: --group.key=value and --config-file=PATH.
       if (name.find('.') != std::string::npos || name == "config-file") {
-        if (!value) {
-          if (i + 1 >= args.size())
-            return invalid_argument(name, "--" + name + " needs a value");
-          value = args[++i];
+        // A bool option of CAF 0.17 is a flag on the command line: it takes
+        // no value ("--webhook.enabled"; "=true" means the same here).
+        bool next_is_flag = i + 1 < args.size() && args[i + 1].rfind("--", 0) == 0;
+        if ((!value && (i + 1 >= args.size() || next_is_flag)) || value == "true") {
+          out.caf_args.push_back("--" + name);
+          continue;
         }
+        if (!value)
+          value = args[++i];
         out.caf_args.push_back("--" + name + "=" + *value);
         continue;
       }

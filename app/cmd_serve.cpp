@@ -61,7 +61,7 @@ constexpr const char* serve_description
     "key); --insecure-plaintext overrides that on trusted networks, with a warning.\n"
     "Set middleman.heartbeat-interval / connection-timeout on both sides to detect\n"
     "frozen peers. Prometheus text-format GET /metrics on its own port. With\n"
-    "--webhook.enabled=true the node receives Sail's completion webhooks\n"
+    "--webhook.enabled the node receives Sail's completion webhooks\n"
     "([webhook] host, port, public-url, certificate, key; docs/cluster.md).\n"
     "First stdout lines:\n"
     "  listening on caf://HOST:PORT\n"

@@ -1175,12 +1175,12 @@ TEST_CASE("cli: serve with mutual TLS starts off loopback", "[cli][serve]") {
 
 // -- completion webhooks (issue 13) -------------------------------------------------------------
 
-TEST_CASE("cli: sample --webhook.enabled=true gets its result by webhook, without a GET",
+TEST_CASE("cli: sample --webhook.enabled gets its result by webhook, without a GET",
           "[cli][sample][webhook]") {
   emulate_process emu{{"--request-log", "100"}};
   auto env = emu.sail_env();
   env["SAIL_TINKER_WEBHOOK_TOKEN"] = "whk_cli0123456789abcdef0123456789";
-  auto res = cli(sample_args({"--window", "priority", "--webhook.enabled=true"}), env);
+  auto res = cli(sample_args({"--window", "priority", "--webhook.enabled"}), env);
   auto out = parse_sample(res);
   CHECK(out.tokens.size() == 6);
   // The token from the environment never shows.
@@ -1209,14 +1209,14 @@ TEST_CASE("cli: sample --webhook.enabled=true gets its result by webhook, withou
   CHECK(gets == 0);
   // A bad token from the environment is refused, naming it, before anything is sent.
   env["SAIL_TINKER_WEBHOOK_TOKEN"] = "short";
-  require_invalid(cli(sample_args({"--webhook.enabled=true"}), env), "webhook");
+  require_invalid(cli(sample_args({"--webhook.enabled"}), env), "webhook");
   CHECK(emu.creates() == 1);
 }
 
 TEST_CASE("cli: a plaintext webhook listener off loopback needs --webhook.insecure-plaintext",
           "[cli][serve][webhook]") {
   auto res = cli({"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                  "--webhook.enabled=true", "--webhook.host=0.0.0.0",
+                  "--webhook.enabled", "--webhook.host=0.0.0.0",
                   "--webhook.public-url=https://hooks.example.com/n1"},
                  serve_env());
   require_invalid(res, "webhook.insecure-plaintext");
@@ -1227,8 +1227,8 @@ TEST_CASE("cli: a plaintext webhook listener off loopback needs --webhook.insecu
   opts.env = serve_env();
   subprocess serve{binary(),
                    {"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                    "--webhook.enabled=true", "--webhook.host=0.0.0.0",
-                    "--webhook.insecure-plaintext=true",
+                    "--webhook.enabled", "--webhook.host=0.0.0.0",
+                    "--webhook.insecure-plaintext",
                     "--webhook.public-url=https://hooks.example.com/n1"},
                    opts};
   auto line = serve.wait_for_line("webhook receiver on port", 30s);
@@ -1240,8 +1240,8 @@ TEST_CASE("cli: a plaintext webhook listener off loopback needs --webhook.insecu
   CHECK(done.exit_code == 0);
   // A listener on every interface needs the public URL.
   res = cli({"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-             "--webhook.enabled=true", "--webhook.host=0.0.0.0",
-             "--webhook.insecure-plaintext=true"},
+             "--webhook.enabled", "--webhook.host=0.0.0.0",
+             "--webhook.insecure-plaintext"},
             serve_env());
   require_invalid(res, "webhook.public-url");
 }

@@ -64,7 +64,7 @@ public:
     metrics_port_ = port_of(proc_->wait_for_line("listening on http://", 30s),
                             R"(^listening on http://127\.0\.0\.1:(\d+)/metrics$)");
     for (auto& a : extra)
-      if (a == "--webhook.enabled=true")
+      if (a == "--webhook.enabled")
         webhook_port_ = port_of(proc_->wait_for_line("webhook receiver on port", 30s),
                                 R"(^webhook receiver on port (\d+), Sail calls http://.*$)");
   }
@@ -317,7 +317,7 @@ TEST_CASE("processes: completion webhooks through serve nodes, SIGKILL of one mi
   // Every node receives its own webhooks (random token per node); the
   // samples of the killed node are re-routed with the body they had, naming
   // the dead node's receiver, so the surviving nodes poll those.
-  process_cluster pc{1s, 3, {"--webhook.enabled=true"}};
+  process_cluster pc{1s, 3, {"--webhook.enabled"}};
   for (auto& node : pc.nodes)
     REQUIRE(node->webhook_port() != 0);
   auto status = run_through_failure(pc, 0, [&] { pc.nodes[0]->signal(SIGKILL); });

@@ -58,11 +58,12 @@ TEST_CASE("every message type has a type ID in the sail block", "[messages]") {
   STATIC_REQUIRE(caf::has_type_id<completer_stats>::value);
   STATIC_REQUIRE(caf::has_type_id<completer_actor>::value);
   STATIC_REQUIRE(caf::has_type_id<sample_observer_actor>::value);
+  STATIC_REQUIRE(caf::has_type_id<webhook_endpoint>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<tokens_with_logprobs>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_request>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_outcome>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<http_header>>::value);
-  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 21);
+  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 22);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: error_info", "[messages][roundtrip]") {
