@@ -8,13 +8,17 @@
 // callback runs exactly as on a node.
 //
 // Input: the first byte picks the type (modulo the number of choices), the
-// rest is the serialized value.
+// rest is the serialized value. New choices go at the end, so that the
+// committed regression inputs keep their meaning.
 //
 // After a successful load:
 //   - the type's invariants hold (stop_condition never mixes ids and
 //     strings, tokens_with_logprobs has non-negative tokens and one finite
 //     logprob per token, completer_config has a finite temperature / top_p,
-//     a sample_outcome holds exactly one of result and error);
+//     a sample_outcome holds exactly one of result and error; a
+//     completer_stats' retry guard merges as the balancer merges the stats
+//     of several nodes: counters add up, the breaker shows the worst known
+//     state, the nearest probe wins);
 //   - saving the value and loading it again gives the same bytes
 //     (serialization is stable, nothing is lost or invented);
 //   - stringification (logs, test output) works and never shows a signed
@@ -168,6 +172,7 @@ bool saveable(const caf::message& msg, int depth) {
                        model_input, stop_condition, tokens_with_logprobs, tinker_path,
                        signed_url, resolve_request, completer_config, sample_request,
                        http_header, sail_job, completer_stats, completer_actor,
+                       sample_observer_actor,
                        std::vector<tokens_with_logprobs>, std::vector<sample_request>,
                        std::vector<http_header>>(msg, i)) {
       return false;
@@ -298,6 +303,27 @@ void check_invariants(const group_result& x) {
     check_invariants(m);
 }
 
+/// What the balancer does with the stats of every node (merge_into).
+void check_invariants(const completer_stats& x) {
+  retry_guard_stats sum;
+  merge_into(sum, x.guard);
+  merge_into(sum, x.guard);
+  const auto& g = x.guard;
+  require(sum.breaker == "closed" || sum.breaker == g.breaker,
+          "merged breaker state from nowhere");
+  require((g.breaker != "open" && g.breaker != "half_open") || sum.breaker == g.breaker,
+          "merged breaker hides a worse state");
+  require(sum.next_probe_ms == (g.next_probe_ms > 0 ? g.next_probe_ms : 0),
+          "merged next probe from nowhere");
+  require(sum.breaker_opened == 2 * g.breaker_opened && sum.probes == 2 * g.probes
+            && sum.held == 2 * g.held && sum.rejected == 2 * g.rejected
+            && sum.budget_requests == 2 * g.budget_requests
+            && sum.budget_retries == 2 * g.budget_retries
+            && sum.budget_allowed == 2 * g.budget_allowed
+            && sum.budget_denied == 2 * g.budget_denied,
+          "merged guard counters do not add up");
+}
+
 void check_invariants(const signed_url& x) {
   if (contains(caf::deep_to_string(x), canary))
     return;
@@ -365,7 +391,8 @@ void fuzz_message(const char* data, size_t size) {
     check_elements<error_info, voyage, model_input, stop_condition, tokens_with_logprobs,
                    tinker_path, signed_url, resolve_request, completer_config,
                    sample_request, sample_outcome, group_result, http_header, sail_job,
-                   completer_stats, std::vector<tokens_with_logprobs>,
+                   completer_stats, sample_observer_actor,
+                   std::vector<tokens_with_logprobs>,
                    std::vector<sample_request>, std::vector<sample_outcome>,
                    std::vector<http_header>, caf::error>(msg, i);
   // The handlers of the published interfaces (completer_service_actor,
@@ -410,6 +437,9 @@ const fuzz_fn choices[] = {
   fuzz_one<std::vector<http_header>>,
   fuzz_one<caf::error>,
   fuzz_message,
+  // Added after the first long run (appended: earlier inputs keep their
+  // choice).
+  fuzz_one<sample_observer_actor>,
 };
 
 constexpr size_t n_choices = sizeof(choices) / sizeof(choices[0]);
@@ -442,8 +472,27 @@ void write_seeds(const std::string& dir) {
   sample_outcome ok_member{twl, caf::error{}};
   sample_outcome failed_member{std::nullopt, http_error(503, "{\"error\":{}}")};
   group_result group{"g1", {ok_member, failed_member}};
-  completer_stats stats{1, 2, 3, {{"timeout", 1}}, {{"http_429", 2}}};
-  sail_job job{"k", "{}", {{"Content-Type", "application/json"}}, "priority", "g", {}, {}};
+  completer_stats stats{1, 2, 3, {{"timeout", 1}}, {{"http_429", 2}}, {}};
+  stats.guard.breaker = "open";
+  stats.guard.breaker_opened = 2;
+  stats.guard.next_probe_ms = 1500;
+  stats.guard.probes = 3;
+  stats.guard.held = 4;
+  stats.guard.rejected = 5;
+  stats.guard.budget_requests = 100;
+  stats.guard.budget_retries = 20;
+  stats.guard.budget_allowed = 30;
+  stats.guard.budget_denied = 6;
+  sail_job job{"k", "{}", {{"Content-Type", "application/json"}}, "priority", "g", {}, {}, {},
+               {}, {}, {}, {}};
+  job.url_expires = caf::timestamp{std::chrono::seconds(1'750'000'000)};
+  job.response_id = "resp_0123";
+  // Attach: a sample with the response id of an earlier create.
+  auto attach = req;
+  attach.response_id = "resp_0123";
+  sample_outcome unavailable_member{
+    std::nullopt, make_error(errc::unavailable, "the circuit breaker is open; next probe in 1.5 s")};
+  sample_outcome io_member{std::nullopt, make_error(errc::io_error, "cannot write", "output")};
   size_t i = 0;
   write_seed(dir, i++, error_info{"boom", "field", 429, "body"});
   write_seed(dir, i++, *cfg.voyage);
@@ -477,6 +526,22 @@ void write_seeds(const std::string& dir) {
   write_seed(dir, msg_choice, caf::make_message(group));
   write_seed(dir, msg_choice, caf::make_message(stats));
   write_seed(dir, msg_choice, caf::make_message(http_error(429, "slow down")));
+  // What main added since: attach (response_id) and the observer's message,
+  // the retry guard in the stats, errc::io_error / unavailable.
+  write_seed(dir, msg_choice, caf::make_message(atom::sample_v, attach));
+  write_seed(dir, msg_choice, caf::make_message(atom::accepted_v, std::string{"key-1"},
+                                                std::string{"resp_0123"}));
+  write_seed(dir, msg_choice, caf::make_message(
+                                group_result{"g1", {ok_member, unavailable_member, io_member}}));
+  write_seed(dir, msg_choice, caf::make_message(make_error(errc::unavailable, "open")));
+  write_seed(dir, msg_choice, caf::make_message(job));
+  write_seed(dir, msg_choice, caf::make_message(sample_observer_actor{}));
+  write_seed(dir, 9, attach);
+  write_seed(dir, 10, unavailable_member);
+  write_seed(dir, 10, io_member);
+  write_seed(dir, 20, make_error(errc::io_error, "cannot read", "input"));
+  write_seed(dir, 20, make_error(errc::unavailable, "the circuit breaker is open"));
+  write_seed(dir, i++, sample_observer_actor{});
   require(i == n_choices, "write_seeds does not cover every choice");
 }
 

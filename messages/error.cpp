@@ -71,7 +71,9 @@ std::optional<errc> parse_errc(std::string_view name) noexcept {
 
 caf::error make_error(errc code, std::string message, std::string field,
                       uint16_t http_status, std::string body) {
-  error_info info{redact_secrets(message), std::move(field), http_status,
+  // The field too: it can come from untrusted text (an unknown key of a
+  // prompts line, found by fuzz/prompts_line_fuzz) and render() shows it.
+  error_info info{redact_secrets(message), redact_secrets(field), http_status,
                   redact_secrets(body)};
   return caf::error{static_cast<uint8_t>(code), error_category,
                     caf::make_message(std::move(info))};

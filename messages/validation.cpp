@@ -299,6 +299,9 @@ caf::error validate(const sample_request& req) {
   if (req.response_id.size() > 1024 || !is_header_safe(req.response_id))
     return invalid_argument("response_id", "response id must be at most 1024 "
                                            "printable ASCII characters");
+  // It becomes a path segment of the poll URL, where these are dot segments.
+  if (req.response_id == "." || req.response_id == "..")
+    return invalid_argument("response_id", "response id must not be '.' or '..'");
   return caf::none;
 }
 

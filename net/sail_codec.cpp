@@ -215,6 +215,10 @@ caf::expected<response_state> decode_state(const json::value& doc,
   auto* id = obj->if_contains("id");
   if (id == nullptr || !id->is_string() || id->get_string().empty())
     return response_error("response has no id", raw_body);
+  // The id becomes a path segment of the poll URL: "." and ".." would be
+  // dot segments there (GET /v1/responses/.. is /v1/ after normalisation).
+  if (id->get_string() == "." || id->get_string() == "..")
+    return response_error("response id is a dot segment", raw_body);
   auto* status = obj->if_contains("status");
   if (status == nullptr || !status->is_string()
       || status->get_string().empty())

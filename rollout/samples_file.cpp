@@ -17,6 +17,7 @@
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/redact.hpp"
 #include "sail_tinker/rollout/failpoint.hpp"
+#include "sail_tinker/rollout/prompts_file.hpp"
 
 namespace sail::rollout {
 
@@ -248,8 +249,13 @@ repair_samples_file(const std::string& path, uint64_t offset,
       }
       line.append(data.substr(0, nl));
       data.remove_prefix(nl + 1);
+      // A line nests as deep as the input's meta allows (the default limit
+      // of 32 refused the rollout's own lines; found by
+      // fuzz/prompts_line_fuzz).
       json::error_code ec;
-      auto v = json::parse(line, ec);
+      json::parse_options popts;
+      popts.max_depth = prompt_limits{}.max_depth;
+      auto v = json::parse(line, ec, {}, popts);
       if (ec || !v.is_object() || !v.get_object().contains("id")
           || !v.get_object().at("id").is_string() || !v.get_object().contains("samples"))
         return bad_output(path, line_start, "not a samples line");

@@ -165,5 +165,17 @@ TEST_CASE("attach: a group or a malformed response id is refused", "[attach]") {
   CHECK(info_of(validate(bad))->field == "response_id");
   bad.response_id = std::string(1025, 'r');
   CHECK(info_of(validate(bad))->field == "response_id");
+  // A dot segment would poll GET /v1/responses/.. (found by fuzz/prompts_line's
+  // review): refused through the completer, nothing sent.
+  for (const char* dots : {".", ".."}) {
+    bad.response_id = dots;
+    self->request(*c, 10s, atom::sample_v, bad)
+      .receive([&](tokens_with_logprobs&) { FAIL("a dot-segment response id was polled"); },
+               [&](caf::error& err) {
+                 CHECK(code_of(err) == errc::invalid_argument);
+                 CHECK(info_of(err)->field == "response_id");
+               });
+  }
   CHECK(fx.emu.snapshot().inference_runs_total == 0);
+  CHECK(fx.emu.snapshot().requests.count("GET /v1/responses/{id}") == 0);
 }

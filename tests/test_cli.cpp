@@ -24,6 +24,7 @@
 #include "sail_tinker/emulator/emulator.hpp"
 #include "support/certs_cluster.hpp"
 #include "support/paths.hpp"
+#include "support/cli_process.hpp"
 #include "support/process.hpp"
 #include "support/sync_http.hpp"
 
@@ -34,10 +35,11 @@ using sail::test::subprocess;
 
 namespace {
 
-using env_map = std::map<std::string, std::optional<std::string>>;
+using sail::test::clean_env;
+using sail::test::env_map;
 
 std::string binary() {
-  return std::string{sail::test::binary_dir} + "/sail-tinker";
+  return sail::test::cli_binary();
 }
 
 bool starts_with(const std::string& s, const std::string& prefix) {
@@ -61,20 +63,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
-/// No credentials of the developer's environment leak into a test.
-env_map clean_env() {
-  return {{"SAIL_API_KEY", std::nullopt},
-          {"SAIL_BASE_URL", std::nullopt},
-          {"SAIL_API_URL", std::nullopt},
-          {"SAIL_MODE", std::nullopt},
-          {"TINKER_API_KEY", std::nullopt},
-          {"TINKER_BASE_URL", std::nullopt},
-          {"http_proxy", std::nullopt},
-          {"https_proxy", std::nullopt},
-          {"HTTP_PROXY", std::nullopt},
-          {"HTTPS_PROXY", std::nullopt}};
-}
-
 process_result cli(const std::vector<std::string>& args, env_map env = clean_env(),
                    std::string cwd = {}) {
   process_options opts;
@@ -90,59 +78,12 @@ process_result cli(const std::vector<std::string>& args, env_map env = clean_env
 }
 
 /// `sail-tinker emulate` as a subprocess.
-struct emulate_process {
-  std::unique_ptr<subprocess> proc;
-  std::string url;
-  uint16_t port = 0;
-
-  explicit emulate_process(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args{"emulate"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    process_options opts;
-    opts.env = clean_env();
-    proc = std::make_unique<subprocess>(binary(), args, opts);
-    auto line = proc->wait_for_line("listening on ", 30s);
-    INFO("stderr: " << proc->err());
-    REQUIRE(line);
-    std::smatch m;
-    std::regex re{R"(^listening on (http://127\.0\.0\.1:(\d+))$)"};
-    REQUIRE(std::regex_match(*line, m, re));
-    url = m[1];
-    port = static_cast<uint16_t>(std::stoi(m[2]));
-  }
-
-  ~emulate_process() {
-    proc->signal(SIGTERM);
-    proc->wait(15s);
-  }
-
-  /// Sail env pointing at this emulator.
-  env_map sail_env() const {
-    auto env = clean_env();
-    env["SAIL_BASE_URL"] = url;
-    env["SAIL_API_KEY"] = "sk_emulator_key";
-    return env;
-  }
-
-  env_map tinker_env() const {
-    auto env = clean_env();
-    env["TINKER_BASE_URL"] = url;
-    env["TINKER_API_KEY"] = "tml-emulator-key";
-    return env;
-  }
+struct emulate_process : sail::test::emulate_process {
+  using sail::test::emulate_process::emulate_process;
 
   /// POST /v1/responses requests seen so far (any status).
   uint64_t creates() const {
-    sail::test::sync_http http{"127.0.0.1", port};
-    auto res = http.get("/_emulator/stats?summary=1");
-    REQUIRE(res.ok());
-    auto doc = res.json();
-    uint64_t n = 0;
-    auto& reqs = doc.at("requests").as_object();
-    if (auto* r = reqs.if_contains("POST /v1/responses"))
-      for (auto& [status, count] : r->as_object())
-        n += count.to_number<uint64_t>();
-    return n;
+    return requests_to("POST /v1/responses");
   }
 };
 

@@ -37,6 +37,7 @@
 #include "sail_tinker/rollout/journal.hpp"
 #include "sail_tinker/rollout/keys.hpp"
 #include "support/paths.hpp"
+#include "support/cli_process.hpp"
 #include "support/process.hpp"
 #include "support/sync_http.hpp"
 
@@ -49,22 +50,15 @@ namespace json = boost::json;
 
 namespace {
 
-using env_map = std::map<std::string, std::optional<std::string>>;
+using sail::test::clean_env;
+using sail::test::env_map;
 
 std::string binary() {
-  return std::string{sail::test::binary_dir} + "/sail-tinker";
+  return sail::test::cli_binary();
 }
 
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
-}
-
-env_map clean_env() {
-  return {{"SAIL_API_KEY", std::nullopt},     {"SAIL_BASE_URL", std::nullopt},
-          {"TINKER_API_KEY", std::nullopt},   {"TINKER_BASE_URL", std::nullopt},
-          {"http_proxy", std::nullopt},       {"https_proxy", std::nullopt},
-          {"HTTP_PROXY", std::nullopt},       {"HTTPS_PROXY", std::nullopt},
-          {"SAIL_TINKER_FAILPOINT", std::nullopt}};
 }
 
 std::string read_all(const std::string& path) {
@@ -110,55 +104,12 @@ struct temp_dir {
 };
 
 /// `sail-tinker emulate` as a separate process.
-struct emulator_process {
-  std::unique_ptr<subprocess> proc;
-  std::string url;
-  uint16_t port = 0;
-
-  explicit emulator_process(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args{"emulate"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    process_options opts;
-    opts.env = clean_env();
-    proc = std::make_unique<subprocess>(binary(), args, opts);
-    auto line = proc->wait_for_line("listening on ", 30s);
-    INFO("stderr: " << proc->err());
-    REQUIRE(line);
-    std::smatch m;
-    std::regex re{R"(^listening on (http://127\.0\.0\.1:(\d+))$)"};
-    REQUIRE(std::regex_match(*line, m, re));
-    url = m[1];
-    port = static_cast<uint16_t>(std::stoi(m[2]));
-  }
-
-  ~emulator_process() {
-    proc->signal(SIGTERM);
-    proc->wait(15s);
-  }
-
-  env_map sail_env() const {
-    auto env = clean_env();
-    env["SAIL_BASE_URL"] = url;
-    env["SAIL_API_KEY"] = "sk_emulator_key";
-    return env;
-  }
-
-  json::value stats(bool summary = false) const {
-    sail::test::sync_http http{"127.0.0.1", port};
-    auto res = http.get(summary ? "/_emulator/stats?summary=1" : "/_emulator/stats");
-    REQUIRE(res.ok());
-    return res.json();
-  }
+struct emulator_process : sail::test::emulate_process {
+  using sail::test::emulate_process::emulate_process;
 
   /// Requests to Sail's routes (create and poll), any status.
   uint64_t sail_requests() const {
-    auto doc = stats(true);
-    uint64_t n = 0;
-    for (auto& [route, by_status] : doc.at("requests").as_object())
-      if (route == "POST /v1/responses" || route == "GET /v1/responses/{id}")
-        for (auto& [status, count] : by_status.as_object())
-          n += count.to_number<uint64_t>();
-    return n;
+    return requests_to("POST /v1/responses") + requests_to("GET /v1/responses/{id}");
   }
 };
 
@@ -216,7 +167,9 @@ std::vector<std::string> check_complete(const std::string& path, const test_inpu
   std::map<std::string, size_t> seen;
   for (auto& line : lines) {
     json::error_code ec;
-    auto v = json::parse(line, ec);
+    json::parse_options deep;
+    deep.max_depth = 64; // the input's limit (a meta may nest that deep)
+    auto v = json::parse(line, ec, {}, deep);
     INFO(line);
     REQUIRE_FALSE(ec);
     auto id = std::string{v.at("id").as_string()};
@@ -369,6 +322,23 @@ TEST_CASE("rollout files: SIGKILL while an output line is written, then resume",
 
 TEST_CASE("rollout files: SIGKILL during a journal commit, then resume", "[rollout][crash]") {
   crash_and_resume(make_input(24), {"journal_commit:4"});
+}
+
+TEST_CASE("rollout files: a meta nested deeper than 32 levels survives a crash and resume",
+          "[rollout][crash]") {
+  // The input allows 64 levels of JSON; the resume's repair of the output
+  // once read lines with Boost.JSON's default limit of 32 and refused the
+  // rollout's own output (found by fuzz/prompts_line_fuzz).
+  test_input in;
+  std::string deep = std::string(40, '[') + "\"x\"" + std::string(40, ']');
+  for (size_t i = 0; i < 12; ++i) {
+    auto id = "deep-" + std::to_string(i);
+    in.text += R"({"id":")" + id + R"(","prompt":[1,2,3],"meta":)" + deep + "}\n";
+    in.ids.push_back(id);
+    in.n_of[id] = 1;
+    in.samples += 1;
+  }
+  crash_and_resume(in, {"journal_commit:2", "output_line:3"});
 }
 
 TEST_CASE("rollout files: a chain of kills at different points, then resume",
@@ -561,6 +531,9 @@ TEST_CASE("rollout files: every bad input line kind exits 2 naming line and fiel
     {R"({"id":"b","prompt":[1],"stop":[1,"x"]})", "input:3: stop: mixes token ids and strings"},
     {R"({"id":"b","prompt":[1],"stop":[""]})", "input:3: stop: stop strings must not be empty"},
     {R"({"id":"b","prompt":[1],"seed":3})", "input:3: seed: unknown key"},
+    // A key that looks like a secret (a JWT) is redacted in the message and
+    // in the field that the error shows (found by fuzz/prompts_line_fuzz).
+    {R"({"id":"b","prompt":[1],"eyJhbGciOiJIUzI1NiJ9":3})", "input:3: [REDACTED]: unknown key"},
     {R"({"id":"b","prompt":[1],"prompt":[2]})", "input:3: prompt: key appears twice"},
   };
   for (auto& c : cases) {
@@ -571,6 +544,7 @@ TEST_CASE("rollout files: every bad input line kind exits 2 naming line and fiel
     CHECK(res.exit_code == 2);
     CHECK(res.err.compare(0, 25 + c.message.size(), "error: invalid_argument: " + c.message)
           == 0);
+    CHECK_FALSE(contains(res.err, "eyJhbGci"));
     CHECK_FALSE(fs::exists(out));
     CHECK_FALSE(fs::exists(out + ".journal"));
   }

@@ -612,6 +612,8 @@ TEST_CASE("decode_state: missing or invalid id/status, non-object, bad JSON -> i
          bad_case{R"({"status":"queued"})", "no id"},
          bad_case{R"({"id":"","status":"queued"})", "no id"},
          bad_case{R"({"id":42,"status":"queued"})", "no id"},
+         bad_case{R"({"id":"..","status":"queued"})", "dot segment"},
+         bad_case{R"({"id":".","status":"completed"})", "dot segment"},
          bad_case{R"({"id":"resp_1"})", "no status"},
          bad_case{R"({"id":"resp_1","status":null})", "no status"},
          bad_case{R"({"id":"resp_1","status":""})", "no status"},
