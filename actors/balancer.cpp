@@ -18,17 +18,6 @@ bool config_rejected(const caf::error& err) {
   return code && (*code == errc::invalid_argument || *code == errc::not_configured);
 }
 
-void merge_into(completer_stats& sum, const completer_stats& x) {
-  sum.in_flight += x.in_flight;
-  sum.completed += x.completed;
-  sum.polls += x.polls;
-  for (auto& [k, v] : x.failed_by_kind)
-    sum.failed_by_kind[k] += v;
-  for (auto& [k, v] : x.retries_by_cause)
-    sum.retries_by_cause[k] += v;
-  merge_into(sum.guard, x.guard);
-}
-
 /// One stats request: the ready nodes' answers, summed as they arrive; a node
 /// that fails to answer counts as nothing.
 struct stats_sum {
@@ -140,10 +129,11 @@ caf::result<completer_stats> balancer_state::stats() {
   return agg->rp;
 }
 
-void balancer_state::node_up(uint32_t idx) {
+void balancer_state::node_up(uint32_t idx, webhook_endpoint& hook) {
   if (idx >= nodes.size() || stopping)
     return;
   nodes[idx].ready = true;
+  nodes[idx].webhook = std::move(hook);
   nodes[idx].last_error = caf::none;
   mon->update(idx, [](node_status& s) { s.state = node_state::ready; });
   drain_queue();
@@ -233,6 +223,10 @@ void balancer_state::dispatch(uint64_t id) {
     return enqueue(id);
   auto& n = nodes[static_cast<size_t>(idx)];
   r.node = idx;
+  // The create body under the sample's key is fixed by its first node: pin
+  // that node's webhook (or none) so that every later node sends the same.
+  if (!r.req.webhook)
+    r.req.webhook = n.webhook;
   auto attempt = ++r.attempts;
   n.in_flight += r.weight();
   auto in_flight = n.in_flight;
@@ -412,7 +406,9 @@ balancer_actor::behavior_type balancer(balancer_ptr self,
     },
     [self](atom::cancel, std::string& what) { self->state.cancel(what); },
     [self](atom::stats) { return self->state.stats(); },
-    [self](atom::node_up, uint32_t idx) { self->state.node_up(idx); },
+    [self](atom::node_up, uint32_t idx, webhook_endpoint& hook) {
+      self->state.node_up(idx, hook);
+    },
     [self](atom::node_lost, uint32_t idx, caf::error& err) { self->state.node_lost(idx, err); },
     [self](atom::expire, uint64_t id, uint64_t gen) { self->state.expire(id, gen); },
   };

@@ -8,6 +8,10 @@
 // - Keys: the balancer assigns the Idempotency-Key (and a group's group id)
 //   before the first send, so a re-route reuses it and Sail replays a sample
 //   the lost node had already submitted instead of running it again.
+// - Webhooks: at the first send the balancer pins the node's webhook (or
+//   "none") to the sample, so every node encodes the same create body under
+//   its key; a re-routed sample's webhook still goes to the first node, and
+//   the node holding it now polls (docs/cluster.md).
 // - Re-routing: node_down, a node's own `cancelled` (the node shut down) and a
 //   proxy that is gone send the work to another node, at most max_attempts
 //   dispatches per sample; an answer of an earlier attempt is ignored.
@@ -76,6 +80,8 @@ struct routed_request {
 /// The balancer's view of one node.
 struct node_entry {
   node_proxy_actor proxy;
+  /// The node's webhook (from its obtain answer; empty: none).
+  webhook_endpoint webhook;
   bool ready = false;
   bool alive = true;
   uint64_t in_flight = 0;
@@ -115,8 +121,9 @@ struct balancer_state {
   caf::result<group_result> sample_group(sample_request& req, uint32_t n);
   void cancel(const std::string& what);
   caf::result<completer_stats> stats();
-  /// Proxy `idx` is connected: route to it, drain the queue.
-  void node_up(uint32_t idx);
+  /// Proxy `idx` is connected (its node's webhook `hook`): route to it,
+  /// drain the queue.
+  void node_up(uint32_t idx, webhook_endpoint& hook);
   /// Proxy `idx` lost its node (or failed to connect) with `err`.
   void node_lost(uint32_t idx, caf::error& err);
   /// The queue timer of request `id`'s wait number `gen`.

@@ -195,7 +195,14 @@ private:
       cfg.tinker_ttl_seconds.reset();
       url_expires = st_.url->expires;
     }
-    auto encoded = encode_create(cfg, req, req.key);
+    // The webhook is the pinned one (a cluster re-routes a sample with the
+    // body it first had: docs/cluster.md), else this node's own.
+    const webhook_endpoint* hook = nullptr;
+    if (req.webhook)
+      hook = req.webhook->empty() ? nullptr : &*req.webhook;
+    else if (!st_.opts.webhook.empty())
+      hook = &st_.opts.webhook;
+    auto encoded = encode_create(cfg, req, req.key, true, hook);
     if (!encoded)
       return done(std::move(encoded.error()));
     sail_job job;
@@ -204,6 +211,8 @@ private:
     job.headers = std::move(encoded->headers);
     job.completion_window = st_.cfg.completion_window;
     job.group_id = req.group_id;
+    job.model = st_.cfg.model;
+    job.webhook = hook != nullptr && *hook == st_.opts.webhook;
     job.url_expires = url_expires;
     job.response_id = req.response_id;
     job.observer = req.observer;
@@ -327,6 +336,10 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
             auto merged = own;
             merged.polls = pool.polls;
             merged.retries_by_cause = pool.retries_by_cause;
+            merged.webhooks = pool.webhooks;
+            merged.polls_per_sample = pool.polls_per_sample;
+            merged.notice_delay = pool.notice_delay;
+            merged.notice_delay_sum_ms = pool.notice_delay_sum_ms;
             merged.guard = pool.guard;
             rp.deliver(std::move(merged));
           },

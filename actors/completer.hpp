@@ -39,6 +39,11 @@ struct completer_options {
   caf::timespan default_deadline = std::chrono::minutes(15);
   /// Timeout of a resolve request.
   caf::timespan resolve_timeout = std::chrono::minutes(5);
+  /// This node's webhook receiver (the runtime sets it; empty: none). A
+  /// sample without a pinned webhook (sample_request::webhook) gets this
+  /// one in its body; a sample whose pin names it is polled only as the
+  /// safety net.
+  webhook_endpoint webhook;
 };
 
 /// Validates `cfg` (completer.md rules + the model table) and spawns a

@@ -1,6 +1,7 @@
 #include "sail_tinker/actors/http_worker.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -24,13 +25,15 @@ class worker_logic {
 public:
   explicit worker_logic(http_worker_ptr self) : self_(self), st_(self->state) {}
 
-  void submit(uint64_t id, uint32_t attempt, shared_job job) {
+  void submit(uint64_t id, uint32_t attempt, shared_job job, poll_plan plan) {
     auto& opts = *st_.opts;
     worker_job j;
     j.id = id;
     j.attempt = attempt;
     j.timing = &opts.timing(job->completion_window);
     auto limit = job->deadline.count() > 0 ? job->deadline : j.timing->deadline;
+    j.limit = limit;
+    j.plan = std::move(plan);
     j.deadline = clock_type::now() + limit;
     j.job = std::move(job);
     if (auto old = st_.jobs.find(id); old != st_.jobs.end())
@@ -43,6 +46,8 @@ public:
       // Attach: the create happened before (e.g. in a process that crashed).
       stored.response_id = stored.job->response_id;
       stored.attached = true;
+      // Deliveries for it can reach the job at once.
+      self_->send(st_.pool, atom::created_v, id, attempt, stored.response_id);
       stored.call.start(request_kind::sail_poll, stored.deadline);
     } else {
       stored.call.start(request_kind::sail_create, stored.deadline);
@@ -136,13 +141,40 @@ public:
       if (state->id.empty())
         return fail(j, inference_error("create response without an id", res.body));
       j.response_id = std::move(state->id);
+      // Deliveries for this id can reach the job from now on.
+      self_->send(st_.pool, atom::created_v, j.id, j.attempt, j.response_id);
       if (j.job->observer)
         caf::anon_send(j.job->observer, atom::accepted_v, j.job->idempotency_key,
                        j.response_id);
     }
+    if (!j.accepted_at)
+      j.accepted_at = now;
     if (state->phase == response_phase::terminal)
-      return finish(j, res.body);
+      return finish(j, res.body, *state, false);
+    j.last_pending_at = now;
     schedule_poll(j);
+  }
+
+  /// A webhook delivery for job `id`: decoded exactly like a poll's answer.
+  void on_webhook(uint64_t id, webhook_delivery& d) {
+    auto i = st_.jobs.find(id);
+    if (i == st_.jobs.end()
+        || (!i->second.response_id.empty() && i->second.response_id != d.response_id)) {
+      // Its sample finished an instant ago (a poll or another delivery won
+      // the race) or was cancelled.
+      self_->send(st_.pool, atom::webhook_v, std::string{"duplicate"});
+      return;
+    }
+    auto& j = i->second;
+    auto state = decode_state(d.body);
+    if (!state || state->phase != response_phase::terminal) {
+      // Sail delivers on completion; anything else changes nothing.
+      self_->send(st_.pool, atom::webhook_v, std::string{"ignored"});
+      return;
+    }
+    // Whatever call or timer the job was waiting for is stale from now on.
+    j.tag = ++st_.next_tag;
+    finish(j, d.body, *state, true);
   }
 
 private:
@@ -222,7 +254,14 @@ private:
     j.call.start(request_kind::sail_poll, j.deadline);
     auto& t = *j.timing;
     auto& opts = *st_.opts;
-    if (j.poll_interval.count() == 0) {
+    auto quarter = std::max(caf::timespan{1}, j.limit / 4);
+    if (j.job->webhook) {
+      // The webhook is expected here: poll only as the safety net.
+      j.poll_interval = std::min(j.polls == 0 ? t.webhook_first_poll : t.webhook_poll,
+                                 quarter);
+    } else if (auto planned = next_planned(j)) {
+      j.poll_interval = *planned;
+    } else if (j.poll_interval.count() == 0) {
       j.poll_interval = t.first_poll;
     } else {
       auto grown = std::chrono::duration_cast<caf::timespan>(
@@ -235,6 +274,22 @@ private:
       j.poll_interval * jitter(st_.rng));
     // No need to stop at the deadline: the deadline timer ends the job.
     step_after(j, delay);
+  }
+
+  /// The delay to the plan's next poll that is at least first_poll away;
+  /// none once the plan is used up.
+  std::optional<caf::timespan> next_planned(worker_job& j) {
+    if (j.plan_next >= j.plan.offsets.size() || !j.accepted_at)
+      return std::nullopt;
+    auto min_gap = j.timing->first_poll;
+    auto elapsed = std::chrono::duration_cast<caf::timespan>(clock_type::now()
+                                                             - *j.accepted_at);
+    auto& xs = j.plan.offsets;
+    while (j.plan_next < xs.size() && xs[j.plan_next] < elapsed + min_gap)
+      ++j.plan_next;
+    if (j.plan_next >= xs.size())
+      return std::nullopt;
+    return xs[j.plan_next++] - elapsed;
   }
 
   http_request base_request(worker_job& j, http::verb verb, std::string url) {
@@ -280,12 +335,35 @@ private:
     start_http(self_, *st_.client, std::move(req), j.id, j.tag);
   }
 
-  void finish(worker_job& j, const std::string& body) {
+  void finish(worker_job& j, const std::string& body, const response_state& state,
+              bool via_webhook) {
     auto result = decode_result(body);
-    if (!result)
+    if (!result) {
+      // A failed / cancelled / malformed response that came by webhook ends
+      // its sample as well (typed, exactly as by poll): the delivery applied.
+      if (via_webhook)
+        self_->send(st_.pool, atom::webhook_v, std::string{"applied"});
       return fail(j, std::move(result.error()));
-    self_->send(st_.pool, atom::done_v, j.id, j.attempt, std::move(*result),
-                j.polls);
+    }
+    sample_report report;
+    report.polls = j.polls;
+    report.via_webhook = via_webhook;
+    auto now = clock_type::now();
+    if (j.accepted_at) {
+      // A webhook arrives at completion; a poll only brackets it between
+      // the last pending answer and this one.
+      auto lower = via_webhook ? now : std::max(j.last_pending_at, *j.accepted_at);
+      auto mid = lower + (now - lower) / 2;
+      report.latency = std::chrono::duration_cast<caf::timespan>(mid - *j.accepted_at);
+    }
+    if (state.completed_at) {
+      auto wall = std::chrono::duration<double>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+      report.notice_ms = std::max<int64_t>(
+        0, static_cast<int64_t>(std::llround((wall - *state.completed_at) * 1000.0)));
+    }
+    self_->send(st_.pool, atom::done_v, j.id, j.attempt, std::move(*result), report);
     drop(j);
   }
 
@@ -312,10 +390,13 @@ http_worker(http_worker_ptr self, http_client* client,
   st.opts = std::move(opts);
   st.pool = std::move(pool);
   return {
-    [=](atom::submit, uint64_t id, uint32_t attempt, shared_job& job) {
-      worker_logic{self}.submit(id, attempt, std::move(job));
+    [=](atom::submit, uint64_t id, uint32_t attempt, shared_job& job, poll_plan& plan) {
+      worker_logic{self}.submit(id, attempt, std::move(job), std::move(plan));
     },
     [=](atom::cancel, uint64_t id) { worker_logic{self}.cancel(id); },
+    [=](atom::webhook, uint64_t id, webhook_delivery& d) {
+      worker_logic{self}.on_webhook(id, d);
+    },
     [=](atom::http_done, http_completion& c) { worker_logic{self}.on_http(c); },
     [=](atom::step, uint64_t id, uint64_t tag) {
       worker_logic{self}.on_step(id, tag);

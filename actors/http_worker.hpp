@@ -1,5 +1,7 @@
 // One HTTP worker of the pool (see worker_pool.hpp). Runs many jobs
-// concurrently: create, adaptive polling, decode; reports to its supervisor.
+// concurrently: create, poll (webhook safety net, the pool's plan, or the
+// configured timing), decode polls and webhook deliveries alike; reports to
+// its supervisor.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +33,14 @@ struct worker_job {
   uint64_t tag = 0;              ///< tag of the current HTTP call or timer
   caf::timespan poll_interval{0};
   uint32_t polls = 0;
+  /// The pool's plan (empty: configured timing) and its next entry.
+  poll_plan plan;
+  size_t plan_next = 0;
+  /// Whole-sample limit, for the webhook safety-net timing.
+  caf::timespan limit{0};
+  /// When the create was answered, and the last answer that was still pending.
+  std::optional<std::chrono::steady_clock::time_point> accepted_at;
+  std::chrono::steady_clock::time_point last_pending_at;
   std::chrono::steady_clock::time_point deadline;
   /// This job's entry in http_worker_state::deadlines.
   std::multimap<std::chrono::steady_clock::time_point, uint64_t>::iterator deadline_pos;

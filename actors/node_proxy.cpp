@@ -84,11 +84,14 @@ void node_proxy_state::connected(uint64_t gen, caf::strong_actor_ptr& ptr,
   self->monitor(svc);
   front = svc.address();
   self->request(svc, opts->obtain_timeout, atom::obtain_v, opts->config)
-    .then([self = self, gen](completer_actor& c) { self->state.obtained(gen, std::move(c)); },
+    .then([self = self, gen](completer_actor& c,
+                             webhook_endpoint& hook) {
+            self->state.obtained(gen, std::move(c), std::move(hook));
+          },
           [self = self, gen](caf::error& err) { self->state.attempt_failed(gen, std::move(err)); });
 }
 
-void node_proxy_state::obtained(uint64_t gen, completer_actor c) {
+void node_proxy_state::obtained(uint64_t gen, completer_actor c, webhook_endpoint hook) {
   if (gen != generation || ready)
     return;
   if (!c)
@@ -100,7 +103,7 @@ void node_proxy_state::obtained(uint64_t gen, completer_actor c) {
   mon->update(index, [](node_status& s) { ++s.connects; });
   // The balancer marks the node ready in the monitor once it routes to it:
   // cluster::wait_ready() returning means samples can go there.
-  self->send(balancer, atom::node_up_v, index);
+  self->send(balancer, atom::node_up_v, index, std::move(hook));
 }
 
 void node_proxy_state::attempt_failed(uint64_t gen, caf::error err) {

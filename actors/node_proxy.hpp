@@ -41,9 +41,10 @@
 namespace sail {
 
 /// What a node proxy reports to (the balancer): its node became routable
-/// (node_up) or stopped being routable, with the reason (node_lost).
+/// (node_up, with the node's webhook) or stopped being routable, with the
+/// reason (node_lost).
 using node_events_actor = caf::typed_actor<
-  caf::reacts_to<atom::node_up, uint32_t>,
+  caf::reacts_to<atom::node_up, uint32_t, webhook_endpoint>,
   caf::reacts_to<atom::node_lost, uint32_t, caf::error>>;
 
 /// A node proxy: the public interface plus its reconnect timer.
@@ -101,7 +102,7 @@ struct node_proxy_state {
   /// The middleman answered attempt `gen`'s connect.
   void connected(uint64_t gen, caf::strong_actor_ptr& ptr, std::set<std::string>& ifs);
   /// The node answered attempt `gen`'s obtain.
-  void obtained(uint64_t gen, completer_actor c);
+  void obtained(uint64_t gen, completer_actor c, webhook_endpoint hook);
   /// A connect or obtain attempt failed: report, retry later.
   void attempt_failed(uint64_t gen, caf::error err);
   /// The node went away: fail everything in flight at once, then reconnect.

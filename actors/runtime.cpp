@@ -211,6 +211,7 @@ runtime_options runtime_options::from_env() {
   opts.sail_api_key = env_or("SAIL_API_KEY", "");
   opts.tinker_base_url = env_or("TINKER_BASE_URL", "");
   opts.tinker_api_key = env_or("TINKER_API_KEY", "");
+  opts.webhook.token = env_or("SAIL_TINKER_WEBHOOK_TOKEN", "");
   opts.http.proxy = proxy_settings::from_env();
   return opts;
 }
@@ -251,6 +252,25 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
       o.completer.window_deadlines.emplace(window, timing.deadline);
   o.completer.default_deadline = o.pool.default_timing.deadline;
   rt->pool_ = spawn_worker_pool(sys, *rt->client_, o.pool);
+  if (o.webhook.enabled) {
+    // The receiver runs on the runtime's io threads and reaches the pool
+    // through a weak handle: a listener never keeps the pool alive.
+    auto weak = caf::actor_cast<caf::weak_actor_ptr>(rt->pool_);
+    auto to_pool = [weak](auto... xs) {
+      if (auto strong = caf::actor_cast<caf::strong_actor_ptr>(weak))
+        caf::anon_send(caf::actor_cast<pool_actor>(strong), std::move(xs)...);
+    };
+    auto rx = webhook_receiver::start(
+      rt->io_, o.webhook,
+      [to_pool](webhook_delivery d) { to_pool(atom::webhook_v, std::move(d)); },
+      [to_pool](webhook_rejection r) { to_pool(atom::rejected_v, std::string{to_string(r)}); });
+    if (!rx) {
+      rt->shutdown();
+      return std::move(rx.error());
+    }
+    rt->receiver_ = std::move(*rx);
+    o.completer.webhook = rt->receiver_->endpoint();
+  }
   if (!o.tinker_api_key.empty()) {
     o.resolver.base_url = o.tinker_base_url;
     o.resolver.api_key = o.tinker_api_key;
@@ -300,6 +320,10 @@ void runtime::shutdown() {
     completers.swap(completers_);
   }
   auto grace = opts_.shutdown_grace;
+  // No deliveries once shutdown begins (a stopped receiver refuses
+  // connections; Sail retries, then the result stays available by GET).
+  if (receiver_)
+    receiver_->stop();
   // Completers and the bridge only fail their open work in memory on exit:
   // give them time for it (with 100k open samples on a loaded machine that
   // can take seconds) rather than killing them with callbacks not yet run.
@@ -320,6 +344,7 @@ void runtime::shutdown() {
   for (auto& t : threads_)
     t.join();
   threads_.clear();
+  receiver_.reset();
   client_.reset();
 }
 

@@ -36,6 +36,7 @@
 #include "sail_tinker/actors/resolver.hpp"
 #include "sail_tinker/actors/worker_pool.hpp"
 #include "sail_tinker/net/http_client.hpp"
+#include "sail_tinker/net/webhook_receiver.hpp"
 
 namespace sail {
 
@@ -73,6 +74,9 @@ struct runtime_options {
   pool_options pool;
   resolver_options resolver;
   completer_options completer;
+  /// The completion-webhook receiver (off by default). Its endpoint goes
+  /// into completer.webhook.
+  webhook_options webhook;
   model_table models = model_table::builtin();
   /// Bound of each shutdown stage before it kills.
   caf::timespan shutdown_grace = std::chrono::seconds(5);
@@ -81,8 +85,9 @@ struct runtime_options {
   /// SAIL_API_KEY; the endpoint from SAIL_BASE_URL (this project's own),
   /// else SAIL_API_URL (the SDK's host override), else SAIL_MODE (the SDK's
   /// modes; default prod); TINKER_API_KEY, TINKER_BASE_URL and the proxy
-  /// variables. An unknown SAIL_MODE or a malformed URL is reported by
-  /// resolve_sail_base_url() (and so by runtime::start).
+  /// variables; SAIL_TINKER_WEBHOOK_TOKEN (the webhook token, when the
+  /// receiver is enabled). An unknown SAIL_MODE or a malformed URL is
+  /// reported by resolve_sail_base_url() (and so by runtime::start).
   static runtime_options from_env();
 
   /// The base URL the runtime talks to (see normalize_sail_base_url).
@@ -93,9 +98,10 @@ class token_completer;
 
 class runtime {
 public:
-  /// Starts the io threads, the client, the pool and (with a Tinker key) the
-  /// resolver. not_configured without a Sail API key; invalid_argument for
-  /// a bad base URL or client options.
+  /// Starts the io threads, the client, the pool, (with a Tinker key) the
+  /// resolver and (when enabled) the webhook receiver. not_configured
+  /// without a Sail API key; invalid_argument for a bad base URL, client or
+  /// webhook options; transport_error if the webhook address cannot be bound.
   static caf::expected<std::unique_ptr<runtime>> start(caf::actor_system& sys,
                                                        runtime_options opts);
 
@@ -116,6 +122,13 @@ public:
   http_client& client() { return *client_; }
   const runtime_options& options() const { return opts_; }
 
+  /// The webhook samples of this runtime carry (empty when the receiver is
+  /// off): its public URL and token.
+  webhook_endpoint webhook() const { return opts_.completer.webhook; }
+
+  /// The receiver's bound port (0 when it is off).
+  uint16_t webhook_port() const { return receiver_ ? receiver_->port() : 0; }
+
   /// Test hook: makes the worker in `slot` throw.
   void crash_worker(uint32_t slot);
 
@@ -131,6 +144,7 @@ private:
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
   std::optional<http_client> client_;
+  std::unique_ptr<webhook_receiver> receiver_;
   pool_actor pool_;
   resolver_actor resolver_;
   caf::actor bridge_;

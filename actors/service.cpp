@@ -62,13 +62,16 @@ service_actor::behavior_type service_behavior(service_ptr self, runtime* rt,
     st.key_of.erase(i);
   });
   return {
-    [self](atom::obtain, completer_config& cfg) -> caf::result<completer_actor> {
+    [self](atom::obtain,
+           completer_config& cfg) -> caf::result<completer_actor, webhook_endpoint> {
       auto& st = self->state;
       auto key = canonical_key(self->system(), cfg);
       if (!key)
         return std::move(key.error());
+      // The node's webhook: the cluster pins it to the samples it sends here.
+      auto hook = st.rt->webhook();
       if (auto i = st.by_config.find(*key); i != st.by_config.end())
-        return i->second;
+        return {i->second, std::move(hook)};
       // Validated here, on the node (with the node's model table).
       auto c = st.rt->make_completer(std::move(cfg));
       if (!c)
@@ -82,7 +85,7 @@ service_actor::behavior_type service_behavior(service_ptr self, runtime* rt,
       self->monitor(*c);
       st.key_of.emplace(c->address(), *key);
       st.by_config.emplace(std::move(*key), *c);
-      return *c;
+      return {*c, std::move(hook)};
     },
     [self](atom::stats) -> caf::result<completer_stats> {
       auto rp = self->make_response_promise<completer_stats>();

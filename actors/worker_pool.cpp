@@ -30,12 +30,16 @@ std::map<std::string, window_timing> pool_options::default_windows() {
   // min per turn; standard about 5 min; flex best effort). `balanced`
   // replaced `priority` in Sept 2026 (sail-facts.md) and nobody publishes
   // its latency: it takes priority's timing. Other names: default_timing.
+  // The webhook safety-net polls (first, then interval): GUESS, a few times
+  // each window's latency target, so that a webhook (Sail delivers on
+  // completion) nearly always comes first; each at most a quarter of the
+  // deadline (window_timing).
   return {
-    {"asap", {milliseconds(100), seconds(1), minutes(5)}},
-    {"priority", {milliseconds(500), seconds(5), minutes(15)}},
-    {"balanced", {milliseconds(500), seconds(5), minutes(15)}},
-    {"standard", {seconds(2), seconds(15), hours(1)}},
-    {"flex", {seconds(5), seconds(60), hours(24)}},
+    {"asap", {milliseconds(100), seconds(1), minutes(5), seconds(30), seconds(30)}},
+    {"priority", {milliseconds(500), seconds(5), minutes(15), minutes(3), minutes(1)}},
+    {"balanced", {milliseconds(500), seconds(5), minutes(15), minutes(3), minutes(1)}},
+    {"standard", {seconds(2), seconds(15), hours(1), minutes(15), minutes(5)}},
+    {"flex", {seconds(5), seconds(60), hours(24), hours(2), minutes(30)}},
   };
 }
 
@@ -54,6 +58,14 @@ struct pool_job {
   uint32_t attempt = 0;
   /// Worker slot holding the job; -1 while queued.
   int slot = -1;
+  /// Set once a worker reported the create's answer.
+  std::string response_id;
+};
+
+/// A delivery for an id nobody claimed (yet).
+struct early_delivery {
+  webhook_delivery delivery;
+  clock_type::time_point until;
 };
 
 struct worker_slot {
@@ -83,6 +95,16 @@ struct pool_state {
   /// Set while shutting down: the pool quits with it once every worker is down.
   std::optional<caf::error> stopping;
   size_t workers_alive = 0;
+  /// Completion latency per (model, window), and the poll plans from it.
+  std::optional<poll_planner> planner;
+  /// Response id -> job id, for jobs whose create was answered.
+  std::unordered_map<std::string, uint64_t> by_response;
+  /// Response ids of finished samples (bounded, oldest first out).
+  std::unordered_set<std::string> recent;
+  std::deque<std::string> recent_order;
+  /// Deliveries for unknown ids, oldest first.
+  std::unordered_map<std::string, early_delivery> early;
+  std::deque<std::string> early_order;
 };
 
 using pool_ptr = pool_actor::stateful_pointer<pool_state>;
@@ -126,14 +148,69 @@ public:
     return rp;
   }
 
-  void done(uint64_t id, uint32_t attempt, tokens_with_logprobs& result) {
+  void done(uint64_t id, uint32_t attempt, tokens_with_logprobs& result,
+            const sample_report& report) {
     auto* pj = current(id, attempt);
     if (pj == nullptr)
       return;
+    auto& stats = st_.stats;
+    stats.polls += report.polls;
+    count_in(stats.polls_per_sample, polls_buckets, report.polls);
+    if (report.notice_ms >= 0) {
+      auto ms = static_cast<uint64_t>(report.notice_ms);
+      count_in(stats.notice_delay, notice_buckets_ms, ms);
+      stats.notice_delay_sum_ms += ms;
+    }
+    if (report.via_webhook)
+      ++stats.webhooks["applied"];
+    if (report.latency.count() >= 0)
+      st_.planner->observe(pj->job->model, pj->job->completion_window, report.latency);
     pj->rp.deliver(std::move(result));
-    ++st_.stats.completed;
+    ++stats.completed;
     release(id);
     pump();
+  }
+
+  /// A worker's create was answered: the job's deliveries can be routed.
+  void created(uint64_t id, uint32_t attempt, std::string& response_id) {
+    auto* pj = current(id, attempt);
+    if (pj == nullptr || response_id.empty())
+      return;
+    pj->response_id = response_id;
+    st_.by_response[response_id] = id;
+    auto e = st_.early.find(response_id);
+    if (e == st_.early.end())
+      return;
+    // Its webhook came before the create's answer (a very fast response).
+    auto delivery = std::move(e->second.delivery);
+    st_.early.erase(e);
+    ++st_.stats.webhooks["early"];
+    if (pj->slot >= 0)
+      self_->send(st_.workers[pj->slot].hdl, atom::webhook_v, id, std::move(delivery));
+  }
+
+  void webhook(webhook_delivery& d) {
+    auto& counts = st_.stats.webhooks;
+    ++counts["received"];
+    if (auto i = st_.by_response.find(d.response_id); i != st_.by_response.end()) {
+      auto j = st_.jobs.find(i->second);
+      if (j != st_.jobs.end() && j->second.slot >= 0) {
+        self_->send(st_.workers[j->second.slot].hdl, atom::webhook_v, i->second,
+                    std::move(d));
+        return;
+      }
+    }
+    if (st_.recent.count(d.response_id) > 0) {
+      // Sail retried, or a poll finished the sample first.
+      ++counts["duplicate"];
+      return;
+    }
+    ++counts["unknown"];
+    hold_early(std::move(d));
+  }
+
+  void rejected(const std::string& reason) {
+    ++st_.stats.webhooks["rejected_" + reason];
   }
 
   void failed(uint64_t id, uint32_t attempt, caf::error& err) {
@@ -278,7 +355,47 @@ private:
     ++best->in_flight;
     pj.slot = static_cast<int>(best - ws.begin());
     ++pj.attempt;
-    self_->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job);
+    // A job expecting its webhook here polls on the webhook timing instead.
+    poll_plan plan;
+    if (!pj.job->webhook) {
+      auto& t = st_.opts->timing(pj.job->completion_window);
+      plan = st_.planner->plan(pj.job->model, pj.job->completion_window, t.first_poll,
+                               t.max_poll);
+    }
+    self_->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job, std::move(plan));
+  }
+
+  /// Remembers a finished sample's response id (bounded FIFO).
+  void remember(std::string response_id) {
+    if (st_.opts->webhook_recent == 0 || !st_.recent.insert(response_id).second)
+      return;
+    st_.recent_order.push_back(std::move(response_id));
+    while (st_.recent_order.size() > st_.opts->webhook_recent) {
+      st_.recent.erase(st_.recent_order.front());
+      st_.recent_order.pop_front();
+    }
+  }
+
+  /// Holds a delivery for an unknown id (bounded in count and time).
+  void hold_early(webhook_delivery d) {
+    auto now = clock_type::now();
+    auto& order = st_.early_order;
+    // Forget what expired or was claimed (claimed ids are gone from `early`).
+    while (!order.empty()) {
+      auto i = st_.early.find(order.front());
+      if (i != st_.early.end() && i->second.until > now
+          && st_.early.size() < st_.opts->webhook_early_max)
+        break;
+      if (i != st_.early.end())
+        st_.early.erase(i);
+      order.pop_front();
+    }
+    if (st_.opts->webhook_early_max == 0)
+      return;
+    auto id = d.response_id;
+    auto until = now + st_.opts->webhook_early_hold;
+    if (st_.early.insert_or_assign(id, early_delivery{std::move(d), until}).second)
+      order.push_back(std::move(id));
   }
 
   // Forgets a job whose promise has been delivered.
@@ -292,6 +409,12 @@ private:
       --st_.active;
     } else {
       --st_.queued; // still in `queue`; pump() skips it
+    }
+    if (!pj.response_id.empty()) {
+      if (auto r = st_.by_response.find(pj.response_id);
+          r != st_.by_response.end() && r->second == id)
+        st_.by_response.erase(r);
+      remember(std::move(pj.response_id));
     }
     if (auto k = st_.by_key.find(pj.job->idempotency_key);
         k != st_.by_key.end() && k->second == id)
@@ -332,6 +455,9 @@ private:
     st_.queue.clear();
     st_.by_key.clear();
     st_.by_group.clear();
+    st_.by_response.clear();
+    st_.early.clear();
+    st_.early_order.clear();
     st_.queued = 0;
     st_.active = 0;
   }
@@ -351,6 +477,7 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
                                         std::shared_ptr<const pool_options> opts) {
   self->state.client = client;
   self->state.opts = std::move(opts);
+  self->state.planner.emplace(self->state.opts->adaptive);
   auto& o = *self->state.opts;
   self->state.guard = std::make_shared<retry_guard>(o.retry_budget, o.breaker,
                                                     o.on_breaker_change);
@@ -376,10 +503,13 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
       return s;
     },
     [=](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
-        uint32_t polls) {
-      self->state.stats.polls += polls;
-      pool_logic{self}.done(id, attempt, res);
+        sample_report& report) { pool_logic{self}.done(id, attempt, res, report); },
+    [=](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
+      pool_logic{self}.created(id, attempt, response_id);
     },
+    [=](atom::webhook, webhook_delivery& d) { pool_logic{self}.webhook(d); },
+    [=](atom::rejected, std::string& reason) { pool_logic{self}.rejected(reason); },
+    [=](atom::webhook, std::string& verdict) { ++self->state.stats.webhooks[verdict]; },
     [=](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
       pool_logic{self}.failed(id, attempt, err);
     },

@@ -18,9 +18,23 @@
 // breaker); while the breaker is open new work is refused with `unavailable`
 // and work in flight waits, with its deadline, for the breaker to close.
 //
-// Workers run many jobs each: create the background response, poll it with
-// an adaptive interval, decode it. HTTP completions come back as messages
+// Workers run many jobs each: create the background response, poll it (see
+// "Polling" below), decode it. HTTP completions come back as messages
 // through weak handles (http_bridge.hpp).
+//
+// Polling (docs/operations.md, "Polling"): a job whose body names this node's
+// webhook receiver is polled rarely (window_timing's webhook_* values: the
+// safety net for a lost webhook); any other job polls on the plan the pool's
+// poll_planner made from the latencies of (model, window) it finished, or on
+// the window's configured timing while it knows too little.
+//
+// Webhooks: the runtime's receiver hands every authenticated delivery to the
+// pool, which knows each job's response id (workers report it as soon as the
+// create is answered) and forwards the delivery to the worker holding the job;
+// the worker decodes it exactly like a poll's answer. A delivery for a sample
+// that already finished is a duplicate; one for an id the pool never saw is
+// unknown (held for webhook_early_hold in case its create's answer is still
+// on the way). Every outcome is counted (completer_stats::webhooks).
 #pragma once
 
 #include <chrono>
@@ -35,8 +49,10 @@
 
 #include "sail_tinker/actors/http_bridge.hpp"
 #include "sail_tinker/messages/interfaces.hpp"
+#include "sail_tinker/net/poll_planner.hpp"
 #include "sail_tinker/net/retry_guard.hpp"
 #include "sail_tinker/net/retry_policy.hpp"
+#include "sail_tinker/net/webhook_receiver.hpp"
 
 namespace sail {
 
@@ -48,6 +64,12 @@ struct window_timing {
   caf::timespan max_poll = std::chrono::seconds(5);
   /// Default deadline of a whole sample (sail_job::deadline overrides).
   caf::timespan deadline = std::chrono::minutes(15);
+  /// With this node's webhook in the body, polls are the safety net for a
+  /// lost webhook: the first after webhook_first_poll, then one every
+  /// webhook_poll; each at most a quarter of the sample's deadline, so at
+  /// least three polls fit before it.
+  caf::timespan webhook_first_poll = std::chrono::minutes(3);
+  caf::timespan webhook_poll = std::chrono::minutes(1);
 };
 
 struct pool_options {
@@ -76,6 +98,15 @@ struct pool_options {
   /// HTTP retries of one call (create or poll), bounded by the sample's
   /// deadline (retry.max_attempts 0: no other cap).
   retry_options retry;
+  /// Adaptive polling (when the job expects no webhook here).
+  adaptive_poll_options adaptive;
+  /// Response ids of finished samples remembered to recognise duplicate
+  /// deliveries (oldest forgotten first).
+  size_t webhook_recent = 65536;
+  /// Deliveries for ids not (yet) known, held in case the create's answer is
+  /// still on the way: at most this many, for at most this long.
+  size_t webhook_early_max = 4096;
+  caf::timespan webhook_early_hold = std::chrono::seconds(60);
   /// Bound on the pool's retries: at most retry_budget.ratio retries per
   /// first attempt in a sliding window, plus a floor.
   retry_budget_options retry_budget;
@@ -102,19 +133,46 @@ using pool_stats = completer_stats;
 /// only: it never crosses a node boundary.
 using shared_job = std::shared_ptr<const sail_job>;
 
+/// What a worker reports with a finished sample (local only).
+struct sample_report {
+  /// GETs sent for it.
+  uint32_t polls = 0;
+  /// Completion latency as seen from the create's acceptance (the midpoint
+  /// between the last pending answer and the terminal one; the arrival of
+  /// the webhook when one finished it); negative: unknown.
+  caf::timespan latency{-1};
+  /// The response's completed_at to the result in hand, ms; negative:
+  /// the response had no completed_at.
+  int64_t notice_ms = -1;
+  /// A webhook delivery finished it.
+  bool via_webhook = false;
+};
+
 } // namespace sail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::shared_job)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::sample_report)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::poll_plan)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::webhook_delivery)
 
 namespace sail {
 
 // -- private interfaces ------------------------------------------------------------
 
-/// What workers report to the supervisor, plus the pool's timers and test hooks.
+/// What workers report to the supervisor, plus the pool's timers, the webhook
+/// receiver's deliveries and test hooks.
 using pool_actor = worker_pool_actor::extend<
-  // job id, dispatch attempt, result, number of polls
-  caf::reacts_to<atom::done, uint64_t, uint32_t, tokens_with_logprobs, uint32_t>,
+  // job id, dispatch attempt, result, what it cost
+  caf::reacts_to<atom::done, uint64_t, uint32_t, tokens_with_logprobs, sample_report>,
   caf::reacts_to<atom::failed, uint64_t, uint32_t, caf::error>,
+  // job id, dispatch attempt, response id: the create was answered
+  caf::reacts_to<atom::created, uint64_t, uint32_t, std::string>,
+  // an authenticated delivery; a refused one (webhook_rejection's name)
+  caf::reacts_to<atom::webhook, webhook_delivery>,
+  caf::reacts_to<atom::rejected, std::string>,
+  // a worker's verdict on a forwarded delivery it did not apply: "duplicate"
+  // (its sample had just finished) or "ignored" (not a terminal response)
+  caf::reacts_to<atom::webhook, std::string>,
   // a 429/529: pause new creates for this long
   caf::reacts_to<atom::pause, caf::timespan>,
   caf::reacts_to<atom::resume>,
@@ -124,9 +182,12 @@ using pool_actor = worker_pool_actor::extend<
   caf::reacts_to<atom::crash, uint32_t>>;
 
 using http_worker_actor = caf::typed_actor<
-  // job id, dispatch attempt, the job (shared with the pool)
-  caf::reacts_to<atom::submit, uint64_t, uint32_t, shared_job>,
+  // job id, dispatch attempt, the job (shared with the pool), its poll plan
+  // (empty: configured timing)
+  caf::reacts_to<atom::submit, uint64_t, uint32_t, shared_job, poll_plan>,
   caf::reacts_to<atom::cancel, uint64_t>,
+  // a delivery for job id
+  caf::reacts_to<atom::webhook, uint64_t, webhook_delivery>,
   caf::reacts_to<atom::http_done, http_completion>,
   // next HTTP step of a job (job id, step tag)
   caf::reacts_to<atom::step, uint64_t, uint64_t>,

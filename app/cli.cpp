@@ -97,11 +97,15 @@ caf::expected<parsed_args> parse_flags(const std::vector<std::string>& args,
         value = a.substr(eq + 1);
       // CAF options: --group.key=value and --config-file=PATH.
       if (name.find('.') != std::string::npos || name == "config-file") {
-        if (!value) {
-          if (i + 1 >= args.size())
-            return invalid_argument(name, "--" + name + " needs a value");
-          value = args[++i];
+        // A bool option of CAF 0.17 is a flag on the command line: it takes
+        // no value ("--webhook.enabled"; "=true" means the same here).
+        bool next_is_flag = i + 1 < args.size() && args[i + 1].rfind("--", 0) == 0;
+        if ((!value && (i + 1 >= args.size() || next_is_flag)) || value == "true") {
+          out.caf_args.push_back("--" + name);
+          continue;
         }
+        if (!value)
+          value = args[++i];
         out.caf_args.push_back("--" + name + "=" + *value);
         continue;
       }
@@ -296,8 +300,8 @@ caf::expected<completer_config> completer_config_from(const parsed_args& args) {
 // -- CAF configuration -------------------------------------------------------------
 
 const std::vector<std::string>& app_option_groups() {
-  static const std::vector<std::string> groups{"sail", "pool",     "completer", "http",
-                                               "resolver", "cluster", "log"};
+  static const std::vector<std::string> groups{"sail",     "pool",    "completer", "http",
+                                               "resolver", "cluster", "webhook",   "log"};
   return groups;
 }
 
@@ -323,6 +327,15 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.retry_base_delay, "retry-base-delay", "backoff cap of the first retry")
     .add(t.retry_max_delay, "retry-max-delay", "upper bound of the backoff cap")
     .add(t.retry_max_retry_after, "retry-max-retry-after", "cap on an honoured Retry-After")
+    .add(t.adaptive_polling, "adaptive-polling",
+         "plan polls from the completion latency learned per model and window")
+    .add(t.adaptive_polls, "adaptive-polls", "polls across the learned latency distribution")
+    .add(t.adaptive_min_samples, "adaptive-min-samples",
+         "finished samples of a model and window before its plan is used")
+    .add(t.webhook_first_poll, "webhook-first-poll",
+         "with a webhook expected: first safety-net poll, every window (0: per window)")
+    .add(t.webhook_poll, "webhook-poll",
+         "with a webhook expected: safety-net poll interval, every window (0: per window)")
     .add(t.retry_budget.ratio, "retry-budget-ratio", "retries allowed per first attempt in the window")
     .add(t.retry_budget.min_per_second, "retry-budget-min-per-second",
          "retries allowed per second of the window whatever the traffic")
@@ -337,6 +350,18 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.breaker.open_delay, "breaker-open-delay", "wait before the first probe (doubles per failed probe)")
     .add(t.breaker.max_open_delay, "breaker-max-open-delay", "longest wait between probes")
     .add(t.breaker.probe_timeout, "breaker-probe-timeout", "a probe without an answer is replaced after this");
+  caf::config_option_adder{opts, "webhook"}
+    .add(t.webhook_enabled, "enabled", "receive Sail's completion webhooks")
+    .add(t.webhook_host, "host", "address the receiver listens on")
+    .add(t.webhook_port, "port", "port the receiver listens on (0: any free port)")
+    .add(t.webhook_path, "path", "request path of deliveries")
+    .add(t.webhook_public_url, "public-url",
+         "the URL Sail calls (through NAT or a load balancer); default: the bound address")
+    .add(t.webhook_certificate, "certificate", "TLS certificate chain (PEM)")
+    .add(t.webhook_key, "key", "TLS private key (PEM)")
+    .add(t.webhook_insecure_plaintext, "insecure-plaintext",
+         "allow a plaintext listener off loopback (TLS terminated in front of it)")
+    .add(t.webhook_body_limit, "body-limit", "largest delivery body in bytes");
   caf::config_option_adder{opts, "completer"}
     .add(t.group_policy, "group-policy", "fail_group | partial (a failed group member)")
     .add(t.max_group_size, "max-group-size", "largest n of sample_group")
@@ -523,6 +548,36 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
   p.retry.base_delay = t.retry_base_delay;
   p.retry.max_delay = t.retry_max_delay;
   p.retry.max_retry_after = t.retry_max_retry_after;
+  if (t.adaptive_polls == 0 || t.adaptive_polls > 1000)
+    return invalid_argument("pool.adaptive-polls", "must be within 1..1000");
+  p.adaptive.enabled = t.adaptive_polling;
+  p.adaptive.polls = static_cast<uint32_t>(t.adaptive_polls);
+  p.adaptive.min_samples = static_cast<uint32_t>(std::min<size_t>(t.adaptive_min_samples, UINT32_MAX));
+  if (t.webhook_first_poll.count() < 0 || t.webhook_poll.count() < 0)
+    return invalid_argument("pool.webhook-poll", "must not be negative");
+  auto webhook_timing = [&t](window_timing& w) {
+    if (t.webhook_first_poll.count() > 0)
+      w.webhook_first_poll = t.webhook_first_poll;
+    if (t.webhook_poll.count() > 0)
+      w.webhook_poll = t.webhook_poll;
+  };
+  webhook_timing(p.default_timing);
+  for (auto& [name, w] : p.windows)
+    webhook_timing(w);
+  auto& wh = opts.webhook;
+  wh.enabled = t.webhook_enabled;
+  wh.host = t.webhook_host;
+  if (t.webhook_port > 65535)
+    return invalid_argument("webhook.port", "must be within 0..65535");
+  wh.port = static_cast<uint16_t>(t.webhook_port);
+  wh.path = t.webhook_path;
+  wh.public_url = t.webhook_public_url;
+  wh.tls_certificate_file = t.webhook_certificate;
+  wh.tls_key_file = t.webhook_key;
+  wh.allow_plaintext = t.webhook_insecure_plaintext;
+  if (t.webhook_body_limit == 0)
+    return invalid_argument("webhook.body-limit", "must be > 0");
+  wh.body_limit = t.webhook_body_limit;
   p.retry_budget = t.retry_budget;
   p.breaker = breaker;
   p.on_breaker_change = [](breaker_state state, const std::string& detail) {

@@ -110,6 +110,22 @@ struct tuning {
   caf::timespan retry_base_delay = std::chrono::milliseconds(250);
   caf::timespan retry_max_delay = std::chrono::seconds(30);
   caf::timespan retry_max_retry_after = std::chrono::seconds(60);
+  bool adaptive_polling = true;
+  size_t adaptive_polls = 8;
+  size_t adaptive_min_samples = 20;
+  /// Webhook safety-net timing for every window ("" keeps each window's).
+  caf::timespan webhook_first_poll{0};
+  caf::timespan webhook_poll{0};
+  // [webhook] (the completion-webhook receiver; off by default)
+  bool webhook_enabled = false;
+  std::string webhook_host = "127.0.0.1";
+  size_t webhook_port = 0;
+  std::string webhook_path = "/sail/webhook";
+  std::string webhook_public_url;
+  std::string webhook_certificate;
+  std::string webhook_key;
+  bool webhook_insecure_plaintext = false;
+  size_t webhook_body_limit = 16 * 1024 * 1024;
   // [pool] retry budget and circuit breaker: defaults from the option structs
   retry_budget_options retry_budget;
   size_t breaker_min_failures = circuit_breaker_options{}.min_failures;

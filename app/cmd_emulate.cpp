@@ -36,6 +36,10 @@ std::vector<flag_spec> emulate_flags() {
                          "default 0 = off)"},
     {"archive-url-ttl-ms", "MS", "lifetime of the signed archive URLs handed out (default 900000)"},
     {"webhook-timeout-ms", "MS", "timeout of one webhook delivery attempt (default 30000)"},
+    {"webhook-ca-file", "PEM", "CA certificate https:// webhook receivers are verified against "
+                               "(default: the system's CAs)"},
+    {"completed-at", "", "terminal responses carry completed_at (epoch seconds, ms fraction; "
+                         "not in Sail's OpenAPI document)"},
   };
   for (auto& f : emulator_fault_latency_flags(""))
     flags.push_back(f);
@@ -160,6 +164,10 @@ int cmd_emulate(const std::vector<std::string>& raw) {
       return report_error(n.error());
     opts.archive_url_ttl = std::chrono::milliseconds(*n);
   }
+  if (auto v = args->get("webhook-ca-file"))
+    opts.webhook_ca_file = *v;
+  if (args->has("completed-at"))
+    opts.emit_completed_at = true;
   if (auto v = args->get("webhook-timeout-ms")) {
     auto n = parse_int("webhook-timeout-ms", *v, 1, 3'600'000);
     if (!n)

@@ -25,6 +25,7 @@
 #include "sail_tinker/app/commands.hpp"
 #include "sail_tinker/app/metrics.hpp"
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/redact.hpp"
 
 namespace sail::app {
 
@@ -59,10 +60,13 @@ constexpr const char* serve_description
     "(anyone reaching a plaintext node can obtain a completer and spend its Sail\n"
     "key); --insecure-plaintext overrides that on trusted networks, with a warning.\n"
     "Set middleman.heartbeat-interval / connection-timeout on both sides to detect\n"
-    "frozen peers. Prometheus text-format GET /metrics on its own port.\n"
+    "frozen peers. Prometheus text-format GET /metrics on its own port. With\n"
+    "--webhook.enabled the node receives Sail's completion webhooks\n"
+    "([webhook] host, port, public-url, certificate, key; docs/cluster.md).\n"
     "First stdout lines:\n"
     "  listening on caf://HOST:PORT\n"
     "  listening on http://HOST:METRICS_PORT/metrics\n"
+    "  webhook receiver on port PORT, Sail calls URL     (with webhooks)\n"
     "Stops cleanly on SIGINT or SIGTERM (open samples are answered `cancelled`;\n"
     "a cluster re-routes them to other nodes).";
 
@@ -201,6 +205,9 @@ int cmd_serve(const std::vector<std::string>& raw) {
   auto shown = host.find(':') != std::string::npos ? "[" + host + "]" : host;
   std::cout << "listening on caf://" << shown << ':' << (*node)->port() << '\n'
             << "listening on http://" << shown << ':' << ms.port() << "/metrics" << std::endl;
+  if (auto hook = (*rt)->webhook(); !hook.empty())
+    std::cout << "webhook receiver on port " << (*rt)->webhook_port() << ", Sail calls "
+              << redact_url(hook.url) << std::endl;
   log_info("serve", "service node running",
            {{"base_url", (*rt)->options().sail_base_url},
             {"port", std::to_string((*node)->port())},

@@ -18,6 +18,12 @@ std::vector<flag_spec> emulator_fault_latency_flags(const std::string& p) {
     {p + "slow-delay-ms", "MS", "delay of slow_response (default 500)"},
     {p + "latency-queued-ms", "MS", "time a response stays queued, every window (default 0)"},
     {p + "latency-per-token-us", "US", "generation time per output token, every window (default 0)"},
+    {p + "latency-spread", "SPEC",
+     "extra per-request latency drawn from a seeded spread, every window: "
+     "log_uniform:MIN_MS:MAX_MS | log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS"},
+    {p + "webhook-drop", "P", "probability that a response's webhook is dropped (default 0)"},
+    {p + "webhook-duplicate", "P", "probability that a webhook is delivered twice (default 0)"},
+    {p + "webhook-delay-ms", "MS", "delay of every webhook after completion (default 0)"},
   };
 }
 
@@ -114,7 +120,88 @@ caf::error apply_emulator_flags(const parsed_args& args, const std::string& p,
     if (*per_token >= 0)
       w->per_token = std::chrono::microseconds(*per_token);
   }
+  if (auto v = args.get(p + "latency-spread")) {
+    auto spread = parse_latency_spread(p + "latency-spread", *v);
+    if (!spread)
+      return std::move(spread.error());
+    for (auto* w : opts.latency.all())
+      w->spread = *spread;
+  }
+  for (auto [name, field] : {std::pair{"webhook-drop", &f.webhook_drop},
+                             std::pair{"webhook-duplicate", &f.webhook_duplicate}}) {
+    if (auto v = args.get(p + name)) {
+      auto x = parse_double(p + name, *v);
+      if (!x)
+        return std::move(x.error());
+      if (*x < 0.0 || *x > 1.0)
+        return invalid_argument(p + name, "must be within [0, 1]");
+      *field = *x;
+    }
+  }
+  auto delay = int_flag(args, p + "webhook-delay-ms", 0, 3'600'000, f.webhook_delay.count());
+  if (!delay)
+    return std::move(delay.error());
+  f.webhook_delay = std::chrono::milliseconds(*delay);
   return caf::none;
+}
+
+caf::expected<emulator::latency_spread> parse_latency_spread(const std::string& flag,
+                                                             std::string_view spec) {
+  using emulator::latency_spread;
+  std::vector<std::string> parts;
+  size_t pos = 0;
+  while (true) {
+    auto colon = spec.find(':', pos);
+    parts.emplace_back(spec.substr(pos, colon == std::string_view::npos ? colon : colon - pos));
+    if (colon == std::string_view::npos)
+      break;
+    pos = colon + 1;
+  }
+  auto bad = [&] {
+    return invalid_argument(flag, "--" + flag
+                                    + ": expected log_uniform:MIN_MS:MAX_MS or "
+                                      "log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS");
+  };
+  auto ms = [&](const std::string& x) -> caf::expected<std::chrono::microseconds> {
+    auto v = parse_double(flag, x);
+    if (!v)
+      return std::move(v.error());
+    if (!(*v >= 0.0 && *v <= 86'400'000.0))
+      return invalid_argument(flag, "--" + flag + ": milliseconds must be within 0..86400000");
+    return std::chrono::microseconds{static_cast<int64_t>(*v * 1000.0)};
+  };
+  latency_spread s;
+  std::vector<std::string> bounds;
+  if (parts.size() == 3 && parts[0] == "log_uniform") {
+    s.kind = latency_spread::shape::log_uniform;
+    bounds = {parts[1], parts[2]};
+  } else if (parts.size() == 5 && parts[0] == "log_normal") {
+    s.kind = latency_spread::shape::log_normal;
+    auto median = ms(parts[1]);
+    if (!median)
+      return std::move(median.error());
+    s.median = *median;
+    auto sigma = parse_double(flag, parts[2]);
+    if (!sigma)
+      return std::move(sigma.error());
+    if (!(*sigma >= 0.0 && *sigma <= 10.0))
+      return invalid_argument(flag, "--" + flag + ": SIGMA must be within 0..10");
+    s.sigma = *sigma;
+    bounds = {parts[3], parts[4]};
+  } else {
+    return bad();
+  }
+  auto lo = ms(bounds[0]);
+  if (!lo)
+    return std::move(lo.error());
+  auto hi = ms(bounds[1]);
+  if (!hi)
+    return std::move(hi.error());
+  if (*hi < *lo || (s.kind == latency_spread::shape::log_uniform && lo->count() == 0))
+    return invalid_argument(flag, "--" + flag + ": need 0 < MIN <= MAX");
+  s.min = *lo;
+  s.max = *hi;
+  return s;
 }
 
 } // namespace sail::app

@@ -19,4 +19,9 @@ std::vector<flag_spec> emulator_fault_latency_flags(const std::string& prefix);
 caf::error apply_emulator_flags(const parsed_args& args, const std::string& prefix,
                                 emulator::options& opts);
 
+/// "log_uniform:MIN_MS:MAX_MS" or "log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS"
+/// (invalid_argument naming `flag`).
+caf::expected<emulator::latency_spread> parse_latency_spread(const std::string& flag,
+                                                             std::string_view spec);
+
 } // namespace sail::app

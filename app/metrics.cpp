@@ -161,6 +161,41 @@ std::string render_prometheus(const completer_stats& stats,
   header(out, "sail_tinker_polls_total", "counter",
          "GET polls sent for completed samples.");
   out << "sail_tinker_polls_total " << stats.polls << '\n';
+  header(out, "sail_tinker_webhooks_total", "counter",
+         "Completion webhooks by outcome: received, applied (finished a sample), "
+         "duplicate, unknown, early (claimed after its create), rejected_<reason>.");
+  auto hooks = stats.webhooks;
+  for (auto k : {"received", "applied", "duplicate", "unknown", "early", "rejected_unauthorized",
+                 "rejected_bad_route", "rejected_too_large", "rejected_malformed"})
+    hooks.emplace(k, 0);
+  for (auto& [outcome, n] : hooks)
+    out << "sail_tinker_webhooks_total{outcome=\"" << escape_label(outcome) << "\"} " << n
+        << '\n';
+  // Both histograms come as counts per bucket (completer_stats); Prometheus
+  // wants cumulative counts.
+  auto histogram = [&out](const char* name, const auto& bounds,
+                          const std::vector<uint64_t>& counts, double scale, double sum) {
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds.size(); ++i) {
+      cumulative += i < counts.size() ? counts[i] : 0;
+      out << name << "_bucket{le=\"" << number(static_cast<double>(bounds[i]) * scale)
+          << "\"} " << cumulative << '\n';
+    }
+    if (counts.size() > bounds.size())
+      cumulative += counts[bounds.size()];
+    out << name << "_bucket{le=\"+Inf\"} " << cumulative << '\n';
+    out << name << "_sum " << number(sum) << '\n';
+    out << name << "_count " << cumulative << '\n';
+  };
+  header(out, "sail_tinker_polls_per_sample", "histogram",
+         "GET polls per completed sample.");
+  histogram("sail_tinker_polls_per_sample", polls_buckets, stats.polls_per_sample, 1.0,
+            static_cast<double>(stats.polls));
+  header(out, "sail_tinker_notice_delay_seconds", "histogram",
+         "Completion (the response's completed_at) to result in hand, for responses "
+         "that carry completed_at.");
+  histogram("sail_tinker_notice_delay_seconds", notice_buckets_ms, stats.notice_delay, 0.001,
+            static_cast<double>(stats.notice_delay_sum_ms) / 1000.0);
   header(out, "sail_tinker_requests_total", "counter",
          "Requests answered by this node's completer fronts, by operation and outcome.");
   for (auto& [op, d] : ops) {

@@ -245,6 +245,8 @@ void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row) {
   row("retries by cause", rep.counters ? render_map(rep.counters->retries_by_cause) : "n/a");
   row("polls", rep.counters ? std::to_string(rep.counters->polls) : "n/a");
+  if (rep.counters && !rep.counters->webhooks.empty())
+    row("webhooks", render_map(rep.counters->webhooks));
   if (rep.counters) {
     auto& g = rep.counters->guard;
     row("circuit breaker", g.breaker + ", opened " + std::to_string(g.breaker_opened) + "x, "

@@ -67,14 +67,15 @@
 // Tinker route advertises is the same instant rounded DOWN to the second.
 //
 // Webhooks (sail-facts, /webhooks): metadata.completion_webhook (an http://
-// URL; the emulator's own minimal client speaks plain HTTP only, so https://
-// deliveries count as failed) and metadata.webhook_token; on reaching a
-// terminal status the emulator POSTs the GET's JSON with "Authorization:
-// Bearer <token>", retried on failure, each attempt bounded by
-// options::webhook_timeout (30 s as Sail documents). An invalid webhook URL
-// is silently ignored (request accepted, no webhook; counted in
+// or https:// URL; https is verified against options::webhook_ca_file, else
+// the system's CAs) and metadata.webhook_token; on reaching a terminal
+// status the emulator POSTs the GET's JSON with "Authorization: Bearer
+// <token>", retried on a non-2xx answer or a network error, each attempt
+// bounded by options::webhook_timeout (30 s as Sail documents). An invalid
+// webhook URL is silently ignored (request accepted, no webhook; counted in
 // webhook_stats::ignored_invalid). webhook_token is never echoed in the
-// response's metadata.
+// response's metadata. Faults (fault_settings): drop a webhook, deliver it
+// twice, deliver it late.
 //
 // Request log (options::request_log_capacity, off by default): every request
 // except the /_emulator/stats and /_emulator/requests introspection routes is
@@ -186,6 +187,15 @@ struct fault_settings {
   bool retry_after_on_503 = false;
   /// Delay of slow_response.
   std::chrono::milliseconds slow_delay{500};
+  /// Webhooks (drawn once per accepted response with a completion_webhook,
+  /// from their own seeded stream): the probability that its webhook is
+  /// dropped (never sent; Sail's delivery is best effort), and that it is
+  /// delivered twice (Sail retries and dedupes nothing: /webhooks).
+  double webhook_drop = 0;
+  double webhook_duplicate = 0;
+  /// Delay before the first delivery attempt (a "late" webhook: a poll can
+  /// finish the sample first).
+  std::chrono::milliseconds webhook_delay{0};
 
   /// Convenience: sets the probability of one kind.
   fault_settings& set(fault_kind kind, double p) {
@@ -199,13 +209,34 @@ struct fault_settings {
 
 // -- latency model ------------------------------------------------------------
 
-/// Latency of one completion window: time spent queued after acceptance, then
-/// per generated token. A response is "queued" until accepted + queued,
-/// "in_progress" until that + per_token * output tokens, then "completed"
-/// (time-based, not poll-count-based).
+/// A per-request latency drawn from a seeded spread (emulator only; Sail's
+/// latency varies per request, sail-facts "Measured latency"). The draw
+/// depends on options::seed and the request's Idempotency-Key (or its
+/// response number without one), so a run is reproducible.
+struct latency_spread {
+  enum class shape : uint8_t {
+    none,         ///< no extra latency
+    log_uniform,  ///< log-uniform within [min, max] (each doubling equally likely)
+    log_normal,   ///< median * exp(sigma * N(0,1)), clipped to [min, max]
+  };
+  shape kind = shape::none;
+  std::chrono::microseconds min{0};
+  std::chrono::microseconds max{0};
+  std::chrono::microseconds median{0};
+  double sigma = 0;
+
+  /// The latency of the draw for `key` (zero for shape::none).
+  std::chrono::microseconds draw(uint64_t seed, std::string_view key) const noexcept;
+};
+
+/// Latency of one completion window: time spent queued after acceptance (plus
+/// a drawn `spread`), then per generated token. A response is "queued" until
+/// accepted + queued + spread, "in_progress" until that + per_token * output
+/// tokens, then "completed" (time-based, not poll-count-based).
 struct window_latency {
   std::chrono::microseconds queued{0};
   std::chrono::microseconds per_token{0};
+  latency_spread spread;
 };
 
 /// Latency per completion window; zero (instant) by default.
@@ -283,8 +314,15 @@ struct options {
   int webhook_retries = 3;
   std::chrono::milliseconds webhook_retry_delay{100};
   std::chrono::milliseconds webhook_timeout{30'000};
+  /// CA certificate (PEM) that https:// webhook receivers are verified
+  /// against; empty: the system's default CAs.
+  std::string webhook_ca_file;
   /// Record request arrival times per Idempotency-Key and per response id.
   bool record_arrivals = true;
+  /// Terminal bodies carry "completed_at": the completion instant in seconds
+  /// since the epoch with millisecond fraction. Not in Sail's OpenAPI
+  /// document (off by default); lets a client measure its notice delay.
+  bool emit_completed_at = false;
   /// Status words of non-terminal responses.
   status_vocabulary vocabulary = status_vocabulary::guides;
   /// Windows each model supports; a model not listed supports every known
@@ -309,8 +347,12 @@ struct arrival {
 
 struct webhook_stats {
   uint64_t attempts = 0;
-  uint64_t delivered = 0;  ///< responses whose webhook got a 2xx
-  uint64_t failed = 0;     ///< responses whose webhook gave up
+  uint64_t delivered = 0;  ///< deliveries that got a 2xx (a duplicate counts twice)
+  uint64_t failed = 0;     ///< deliveries that gave up after their retries
+  uint64_t dropped = 0;    ///< webhooks dropped by fault_settings::webhook_drop
+  uint64_t duplicated = 0; ///< extra deliveries by fault_settings::webhook_duplicate
+  /// Attempts answered by the receiver, by HTTP status (0: no answer).
+  std::map<int, uint64_t> answers;
   /// Accepted creates whose completion_webhook was not an http(s) URL
   /// (silently no webhook, as Sail documents).
   uint64_t ignored_invalid = 0;
@@ -322,6 +364,7 @@ struct response_timing {
   double accepted_ms = 0;    ///< accepted (inference ran)
   double done_ms = 0;        ///< reached its terminal status
   double delivered_ms = -1;  ///< first terminal body served; -1: not yet
+  double webhook_ms = -1;    ///< first webhook answered 2xx; -1: none
 };
 
 /// One entry of the request log.
@@ -445,6 +488,10 @@ public:
 
   /// "http://<host>:<port>" (Sail base without "/v1"; Tinker base as well).
   std::string base_url() const;
+
+  /// The instant the statistics' milliseconds count from (arrival::ms,
+  /// response_timing).
+  std::chrono::steady_clock::time_point started_at() const noexcept;
 
   /// The options in use (faults as set at construction).
   const options& config() const noexcept;

@@ -18,6 +18,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -53,6 +54,12 @@ struct response_record {
   steady::time_point done;
   std::string webhook_url;
   std::string webhook_token;
+  /// Webhook faults drawn at acceptance (fault_settings::webhook_*).
+  bool webhook_dropped = false;
+  bool webhook_twice = false;
+  std::chrono::milliseconds webhook_delay{0};
+  /// Wall clock at acceptance (completed_at = this + (done - accepted)).
+  std::chrono::system_clock::time_point accepted_wall;
   outcome_kind outcome = outcome_kind::completed;
 
   /// The phase at `now` (time-based: accepted -> started -> done).
@@ -176,6 +183,11 @@ struct server::impl {
 
   void schedule_webhook(record_ptr rec);
   void send_webhook(record_ptr rec, int attempt);
+  /// Counts one delivery attempt's answer (0: none) under the lock.
+  void count_webhook_answer(const response_record& rec, int status);
+  /// The TLS client context of https:// deliveries (made once); nullptr if
+  /// the CA file cannot be loaded.
+  boost::asio::ssl::context* webhook_tls_context();
 
   // -- state --------------------------------------------------------------------
 
@@ -186,6 +198,9 @@ struct server::impl {
   mutable std::mutex mtx;
   fault_settings faults;
   std::mt19937_64 fault_rng;
+  /// Webhook fault draws (their own stream: enabling them leaves the request
+  /// faults' sequence unchanged).
+  std::mt19937_64 webhook_rng;
   latency_model latency;
   archive_mode archive;
   int still_building_calls;
@@ -196,6 +211,7 @@ struct server::impl {
   std::unordered_map<std::string, checkpoint_state> checkpoints;
   stats st;
   std::deque<logged_request> request_log;
+  std::unique_ptr<boost::asio::ssl::context> webhook_tls;
   uint64_t request_log_seq = 0;
   /// Notified (notify_all, under mtx) after every update of `st`; see
   /// server::wait_until.

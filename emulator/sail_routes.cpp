@@ -418,6 +418,15 @@ json::object server::impl::render(const response_record& rec,
   o["status"] = status_word(rec, phase);
   o["model"] = rec.model;
   o["created_at"] = rec.created_at;
+  if (terminal && opts.emit_completed_at) {
+    auto wall = rec.accepted_wall
+                + std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                  rec.done - rec.accepted);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                wall.time_since_epoch())
+                .count();
+    o["completed_at"] = static_cast<double>(ms) / 1000.0;
+  }
   o["metadata"] = rec.metadata;
   json::array output;
   if (has_output) {
@@ -734,12 +743,20 @@ void server::impl::handle_create(http_server_context&& ctx) {
       auto& w = latency.of(window);
       r->outcome = p.outcome;
       r->accepted = steady::now();
-      r->started = r->accepted + w.queued;
+      r->accepted_wall = std::chrono::system_clock::now();
+      r->started = r->accepted + w.queued
+                   + w.spread.draw(opts.seed, has_key ? key : r->id);
       r->done = r->started
                 + w.per_token
                     * static_cast<int64_t>(r->result.token_ids.size());
       r->webhook_url = std::move(p.webhook_url);
       r->webhook_token = std::move(p.webhook_token);
+      if (!r->webhook_url.empty()) {
+        std::uniform_real_distribution<double> u{0.0, 1.0};
+        r->webhook_dropped = u(webhook_rng) < faults.webhook_drop;
+        r->webhook_twice = u(webhook_rng) < faults.webhook_duplicate;
+        r->webhook_delay = faults.webhook_delay;
+      }
       rec = r;
       fresh = true;
       responses.emplace(r->id, rec);

@@ -1,4 +1,7 @@
 // The emulator's server object: lifecycle, routing, statistics.
+#include <algorithm>
+#include <cmath>
+#include <numbers>
 #include <stdexcept>
 
 #include <boost/beast/http/field.hpp>
@@ -64,6 +67,31 @@ const window_latency& latency_model::of(std::string_view window) const noexcept 
   return standard;
 }
 
+std::chrono::microseconds latency_spread::draw(uint64_t seed,
+                                               std::string_view key) const noexcept {
+  using std::chrono::microseconds;
+  if (kind == shape::none)
+    return microseconds{0};
+  // Two independent uniforms in (0, 1) from the seed and the key.
+  auto h1 = hash_bytes(key, mix64(seed ^ 0x1a7e0c1u));
+  auto h2 = mix64(h1 ^ 0x9e3779b97f4a7c15ull);
+  auto unit = [](uint64_t h) {
+    return (static_cast<double>(h >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+  };
+  auto lo = static_cast<double>(std::max<int64_t>(min.count(), 1));
+  auto hi = static_cast<double>(std::max<int64_t>(max.count(), min.count()));
+  double us = lo;
+  if (kind == shape::log_uniform) {
+    us = lo * std::pow(hi / lo, unit(h1));
+  } else {
+    // Box-Muller.
+    auto z = std::sqrt(-2.0 * std::log(unit(h1))) * std::cos(2.0 * std::numbers::pi * unit(h2));
+    us = static_cast<double>(median.count()) * std::exp(sigma * z);
+    us = std::clamp(us, static_cast<double>(min.count()), hi);
+  }
+  return microseconds{static_cast<int64_t>(us)};
+}
+
 const char* to_string(status_vocabulary v) noexcept {
   return v == status_vocabulary::openapi ? "openapi" : "guides";
 }
@@ -94,6 +122,7 @@ server::impl::impl(options o)
     started_at(steady::now()),
     faults(opts.faults),
     fault_rng(faults.seed != 0 ? faults.seed : mix64(opts.seed ^ 0xfa17u)),
+    webhook_rng(mix64(opts.seed ^ 0x3eb600cu)),
     latency(opts.latency),
     archive(opts.archive),
     still_building_calls(opts.still_building_calls),
@@ -340,6 +369,12 @@ std::string render_stats(const stats& copy, bool summary) {
   wh["delivered"] = copy.webhooks.delivered;
   wh["failed"] = copy.webhooks.failed;
   wh["ignored_invalid"] = copy.webhooks.ignored_invalid;
+  wh["dropped"] = copy.webhooks.dropped;
+  wh["duplicated"] = copy.webhooks.duplicated;
+  json::object answers;
+  for (auto& [code, n] : copy.webhooks.answers)
+    answers[std::to_string(code)] = n;
+  wh["answers"] = std::move(answers);
   o["webhooks"] = std::move(wh);
   o["expired_signed_urls"] = copy.expired_signed_urls;
   o["request_log_dropped"] = copy.request_log_dropped;
@@ -383,7 +418,8 @@ std::string render_stats(const stats& copy, bool summary) {
       timings[k] = json::object{{"id", t.id},
                                 {"accepted_ms", t.accepted_ms},
                                 {"done_ms", t.done_ms},
-                                {"delivered_ms", t.delivered_ms}};
+                                {"delivered_ms", t.delivered_ms},
+                                {"webhook_ms", t.webhook_ms}};
     o["timings"] = std::move(timings);
   }
   return json::serialize(o);
@@ -451,6 +487,10 @@ uint16_t server::port() const noexcept {
 
 std::string server::base_url() const {
   return impl_->base_url;
+}
+
+std::chrono::steady_clock::time_point server::started_at() const noexcept {
+  return impl_->started_at;
 }
 
 const options& server::config() const noexcept {

@@ -172,7 +172,7 @@ bool saveable(const caf::message& msg, int depth) {
                        model_input, stop_condition, tokens_with_logprobs, tinker_path,
                        signed_url, resolve_request, completer_config, sample_request,
                        http_header, sail_job, completer_stats, completer_actor,
-                       sample_observer_actor,
+                       sample_observer_actor, webhook_endpoint,
                        std::vector<tokens_with_logprobs>, std::vector<sample_request>,
                        std::vector<http_header>>(msg, i)) {
       return false;
@@ -391,7 +391,7 @@ void fuzz_message(const char* data, size_t size) {
     check_elements<error_info, voyage, model_input, stop_condition, tokens_with_logprobs,
                    tinker_path, signed_url, resolve_request, completer_config,
                    sample_request, sample_outcome, group_result, http_header, sail_job,
-                   completer_stats, sample_observer_actor,
+                   completer_stats, sample_observer_actor, webhook_endpoint,
                    std::vector<tokens_with_logprobs>,
                    std::vector<sample_request>, std::vector<sample_outcome>,
                    std::vector<http_header>, caf::error>(msg, i);
@@ -440,6 +440,7 @@ const fuzz_fn choices[] = {
   // Added after the first long run (appended: earlier inputs keep their
   // choice).
   fuzz_one<sample_observer_actor>,
+  fuzz_one<webhook_endpoint>,
 };
 
 constexpr size_t n_choices = sizeof(choices) / sizeof(choices[0]);
@@ -484,7 +485,7 @@ void write_seeds(const std::string& dir) {
   stats.guard.budget_allowed = 30;
   stats.guard.budget_denied = 6;
   sail_job job{"k", "{}", {{"Content-Type", "application/json"}}, "priority", "g", {}, {}, {},
-               {}, {}};
+               {}, {}, {}, {}};
   job.url_expires = caf::timestamp{std::chrono::seconds(1'750'000'000)};
   job.response_id = "resp_0123";
   // Attach: a sample with the response id of an earlier create.
@@ -542,6 +543,13 @@ void write_seeds(const std::string& dir) {
   write_seed(dir, 20, make_error(errc::io_error, "cannot read", "input"));
   write_seed(dir, 20, make_error(errc::unavailable, "the circuit breaker is open"));
   write_seed(dir, i++, sample_observer_actor{});
+  // The node's webhook endpoint (obtain's answer, a request's pinned hook).
+  webhook_endpoint hook{"https://node-1.example/sail/webhook", "whk_0123456789abcdef"};
+  write_seed(dir, i++, hook);
+  write_seed(dir, msg_choice, caf::make_message(completer_actor{}, hook));
+  auto hooked = req;
+  hooked.webhook = hook;
+  write_seed(dir, msg_choice, caf::make_message(atom::sample_v, hooked));
   require(i == n_choices, "write_seeds does not cover every choice");
 }
 

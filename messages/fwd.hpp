@@ -27,10 +27,11 @@ struct group_result;
 struct http_header;
 struct sail_job;
 struct completer_stats;
+struct webhook_endpoint;
 
 /// Wire version of the message vocabulary; nodes with a different value refuse
 /// each other's handshake (middleman.app-identifiers).
-inline constexpr const char* protocol_version = "sail-tinker.v3";
+inline constexpr const char* protocol_version = "sail-tinker.v4";
 
 } // namespace sail
 
@@ -58,6 +59,12 @@ CAF_ADD_ATOM(sail, sail::atom, deadline, "deadline")
 CAF_ADD_ATOM(sail, sail::atom, respawn, "respawn")
 CAF_ADD_ATOM(sail, sail::atom, crash, "crash")
 CAF_ADD_ATOM(sail, sail::atom, refresh, "refresh")
+// Completion webhooks: a create's response id for the pool (created), a
+// delivery for the pool and then its worker (webhook), a refused delivery
+// (rejected).
+CAF_ADD_ATOM(sail, sail::atom, created, "created")
+CAF_ADD_ATOM(sail, sail::atom, webhook, "webhook")
+CAF_ADD_ATOM(sail, sail::atom, rejected, "rejected")
 
 // Local-only atoms of the cluster's actors (node proxy <-> balancer, timers).
 CAF_ADD_ATOM(sail, sail::atom, node_up, "nodeUp")

@@ -66,6 +66,22 @@ typename Inspector::result_type inspect(Inspector& f, secret_ref& ref) {
   }
 }
 
+/// A bearer token (a webhook token): binary serialization carries it
+/// unchanged, stringification shows "[REDACTED]" (never a prefix of it).
+struct token_ref {
+  std::string& x;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, token_ref& ref) {
+  if constexpr (std::is_same_v<Inspector, caf::detail::stringification_inspector>) {
+    std::string shown = ref.x.empty() ? std::string{} : std::string{"[REDACTED]"};
+    return f(shown);
+  } else {
+    return f(ref.x);
+  }
+}
+
 /// Same for an optional secret.
 struct optional_secret_ref {
   std::optional<std::string>& x;

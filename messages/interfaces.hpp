@@ -38,8 +38,10 @@ using resolver_actor = caf::typed_actor<
   caf::replies_to<atom::resolve, resolve_request>::with<signed_url>>;
 
 /// Published by a service node: obtain a completer for a configuration
-/// (validated on the node; equal configurations share one completer).
+/// (validated on the node; equal configurations share one completer), and
+/// the node's completion webhook (empty when it has no receiver), which a
+/// cluster pins to the samples it sends there (docs/cluster.md).
 using completer_service_actor = caf::typed_actor<
-  caf::replies_to<atom::obtain, completer_config>::with<completer_actor>>;
+  caf::replies_to<atom::obtain, completer_config>::with<completer_actor, webhook_endpoint>>;
 
 } // namespace sail

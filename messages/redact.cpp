@@ -37,8 +37,10 @@ size_t secret_length(std::string_view text, size_t pos) {
       ++from;
     return from;
   };
+  // whk_: this project's webhook tokens (webhook_receiver.hpp).
   for (std::string_view prefix : {std::string_view{"sk_"}, std::string_view{"sk-"},
-                                  std::string_view{"tml-"}, std::string_view{"eyJ"}}) {
+                                  std::string_view{"tml-"}, std::string_view{"eyJ"},
+                                  std::string_view{"whk_"}}) {
     if (text.compare(pos, prefix.size(), prefix) == 0) {
       auto end = token_end(pos + prefix.size());
       // Short words ("sk_" alone, "tml-x") are not keys worth hiding but

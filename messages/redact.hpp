@@ -8,7 +8,8 @@
 namespace sail {
 
 /// Returns `text` with every secret-looking token replaced by "[REDACTED]":
-/// Sail keys (sk_...), Tinker keys (tml-...), JWTs (eyJ...), the token after
+/// Sail keys (sk_...), Tinker keys (tml-...), JWTs (eyJ...), webhook tokens
+/// (whk_...), the token after
 /// "Bearer ", and the query string of every http(s) URL (signed URLs carry
 /// their signature there).
 std::string redact_secrets(std::string_view text);

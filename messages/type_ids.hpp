@@ -40,4 +40,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(sail, caf::first_custom_type_id)
   // sail-tinker.v2: the observer of accepted creates (sample_request::observer).
   CAF_ADD_TYPE_ID(sail, (sail::sample_observer_actor))
 
+  // sail-tinker.v4: completion webhooks (sample_request::webhook, obtain's
+  // reply).
+  CAF_ADD_TYPE_ID(sail, (sail::webhook_endpoint))
+
 CAF_END_TYPE_ID_BLOCK(sail)

@@ -33,6 +33,28 @@ signed_url with_refresh_schedule(signed_url url, caf::timespan margin,
   return url;
 }
 
+void merge_into(completer_stats& sum, const completer_stats& x) {
+  sum.in_flight += x.in_flight;
+  sum.completed += x.completed;
+  sum.polls += x.polls;
+  for (auto& [k, v] : x.failed_by_kind)
+    sum.failed_by_kind[k] += v;
+  for (auto& [k, v] : x.retries_by_cause)
+    sum.retries_by_cause[k] += v;
+  for (auto& [k, v] : x.webhooks)
+    sum.webhooks[k] += v;
+  auto add = [](std::vector<uint64_t>& into, const std::vector<uint64_t>& from) {
+    if (into.size() < from.size())
+      into.resize(from.size(), 0);
+    for (size_t i = 0; i < from.size(); ++i)
+      into[i] += from[i];
+  };
+  add(sum.polls_per_sample, x.polls_per_sample);
+  add(sum.notice_delay, x.notice_delay);
+  sum.notice_delay_sum_ms += x.notice_delay_sum_ms;
+  merge_into(sum.guard, x.guard);
+}
+
 void merge_into(retry_guard_stats& sum, const retry_guard_stats& x) {
   auto rank = [](const std::string& state) {
     return state == "open" ? 2 : state == "half_open" ? 1 : 0;

@@ -4,6 +4,7 @@
 // malformed or non-finite value is refused at a node boundary.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -286,6 +287,27 @@ typename Inspector::result_type inspect(Inspector& f, completer_config& x) {
            caf::meta::load_callback(check));
 }
 
+// -- completion webhooks ---------------------------------------------------------
+
+/// Where a sample's completion webhook goes: Sail's metadata.completion_webhook
+/// and metadata.webhook_token (sail-facts, "Webhooks"). Empty url: none.
+struct webhook_endpoint {
+  std::string url;
+  std::string token;
+
+  bool empty() const noexcept {
+    return url.empty();
+  }
+
+  friend bool operator==(const webhook_endpoint&, const webhook_endpoint&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, webhook_endpoint& x) {
+  detail::token_ref token{x.token};
+  return f(caf::meta::type_name("sail.webhook_endpoint"), x.url, token);
+}
+
 // -- sample requests -------------------------------------------------------------
 
 /// Hears (Idempotency-Key, response id) as soon as Sail accepted a sample's
@@ -309,6 +331,12 @@ struct sample_request {
   std::string group_id;
   /// Routing hint shared by the members of a group.
   std::string prompt_cache_key;
+  /// The completion webhook pinned to this sample (and every member of a
+  /// group). A create under one Idempotency-Key must stay byte-identical, so
+  /// a cluster's balancer pins the webhook of the node it first sends the
+  /// sample to (empty endpoint: none) and a re-route keeps it
+  /// (docs/cluster.md). nullopt: the node's own receiver, if it has one.
+  std::optional<webhook_endpoint> webhook;
   /// Attach: the response id of an earlier create of this same sample (same
   /// key, same body). The worker skips the create and polls this id; if Sail
   /// no longer knows it (404) the worker creates with `key`, which Sail
@@ -325,8 +353,9 @@ struct sample_request {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sample_request& x) {
   detail::optional_ref<int64_t> cap{x.max_tokens};
+  detail::optional_ref<webhook_endpoint> hook{x.webhook};
   return f(caf::meta::type_name("sail.sample_request"), x.prompt, x.stop, cap,
-           x.key, x.group_id, x.prompt_cache_key, x.response_id, x.observer);
+           x.key, x.group_id, x.prompt_cache_key, hook, x.response_id, x.observer);
 }
 
 /// One member of a group: a result or an error, exactly one of them
@@ -389,10 +418,17 @@ typename Inspector::result_type inspect(Inspector& f, http_header& x) {
 /// background response and polls it. `body` is byte-identical on every retry.
 struct sail_job {
   std::string idempotency_key;
+  /// Holds the webhook token when the sample has a webhook: print it only
+  /// through redact_secrets (tokens look like whk_...).
   std::string body;
   std::vector<http_header> headers;
   std::string completion_window;
   std::string group_id;
+  /// The model (the pool learns completion latency per model and window).
+  std::string model;
+  /// The body names this node's own webhook receiver: the result is expected
+  /// there, polls are only the safety net (pool_options, webhook timing).
+  bool webhook = false;
   /// Per-HTTP-call timeout (0 = pool default).
   caf::timespan call_timeout{0};
   /// Deadline for the whole sample (0 = default for the window).
@@ -412,12 +448,19 @@ struct sail_job {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
   return f(caf::meta::type_name("sail.sail_job"), x.idempotency_key, x.body,
-           x.headers, x.completion_window, x.group_id, x.call_timeout,
-           x.deadline, x.url_expires, x.response_id, x.observer);
+           x.headers, x.completion_window, x.group_id, x.model, x.webhook,
+           x.call_timeout, x.deadline, x.url_expires, x.response_id, x.observer);
 }
 
 // -- statistics ------------------------------------------------------------------
 
+/// Upper bounds of the polls-per-sample histogram's buckets (the last
+/// bucket, beyond them, counts the rest).
+inline constexpr std::array<uint64_t, 12> polls_buckets{0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64};
+
+/// Upper bounds (milliseconds) of the notice-delay histogram's buckets.
+inline constexpr std::array<uint64_t, 13> notice_buckets_ms{
+  10, 25, 50, 100, 250, 500, 1'000, 2'500, 5'000, 10'000, 30'000, 60'000, 300'000};
 /// The worker pool's retry budget and circuit breaker (net/retry_guard.hpp).
 struct retry_guard_stats {
   /// "closed", "half_open" or "open" (merged: the worst of them).
@@ -463,14 +506,50 @@ struct completer_stats {
   std::map<std::string, uint64_t> retries_by_cause;
   /// The pool's retry budget and circuit breaker.
   retry_guard_stats guard;
+  /// Completion webhooks by outcome (docs/operations.md, "Metrics"):
+  /// received, applied, duplicate, unknown, early, ignored, and
+  /// rejected_<reason> (unauthorized, bad_route, too_large, malformed).
+  std::map<std::string, uint64_t> webhooks;
+  /// Completed samples by polls they cost: one count per bucket of
+  /// polls_buckets, plus one for more. Empty: none yet.
+  std::vector<uint64_t> polls_per_sample;
+  /// Completed samples by notice delay (the response's completed_at to the
+  /// moment the pool had the result), per bucket of notice_buckets_ms plus
+  /// one for more; only samples whose response carried completed_at.
+  std::vector<uint64_t> notice_delay;
+  uint64_t notice_delay_sum_ms = 0;
 
   friend bool operator==(const completer_stats&, const completer_stats&) = default;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
-  return f(caf::meta::type_name("sail.completer_stats"), x.in_flight,
-           x.completed, x.polls, x.failed_by_kind, x.retries_by_cause, x.guard);
+  auto check = [&x]() -> caf::error {
+    if (x.polls_per_sample.size() > polls_buckets.size() + 1
+        || x.notice_delay.size() > notice_buckets_ms.size() + 1)
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
+  return f(caf::meta::type_name("sail.completer_stats"), caf::meta::save_callback(check),
+           x.in_flight, x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
+           x.guard, x.webhooks, x.polls_per_sample, x.notice_delay,
+           x.notice_delay_sum_ms, caf::meta::load_callback(check));
 }
+
+/// Counts `value` in histogram `counts` with bucket upper bounds `bounds`
+/// (sized on first use: bounds.size() + 1 buckets).
+template <size_t N>
+void count_in(std::vector<uint64_t>& counts, const std::array<uint64_t, N>& bounds,
+              uint64_t value) {
+  if (counts.size() != N + 1)
+    counts.resize(N + 1, 0);
+  size_t i = 0;
+  while (i < N && value > bounds[i])
+    ++i;
+  ++counts[i];
+}
+
+/// Adds every counter of `x` to `sum` (nodes' and completers' stats).
+void merge_into(completer_stats& sum, const completer_stats& x);
 
 } // namespace sail

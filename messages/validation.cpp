@@ -84,7 +84,7 @@ const model_capabilities* model_table::find(std::string_view model) const {
 const std::vector<std::string>& reserved_metadata_keys() {
   static const std::vector<std::string> keys{
     "completion_window", "lora", "tinker_lora_signed_url", "adapter_config",
-    "tinker_lora_name",
+    "tinker_lora_name", "completion_webhook", "webhook_token",
   };
   return keys;
 }
@@ -282,6 +282,18 @@ caf::error validate(const sample_request& req) {
   if (req.key.size() > 255 || !is_header_safe(req.key))
     return invalid_argument("key", "idempotency key must be at most 255 "
                                    "printable ASCII characters");
+  if (req.webhook && !req.webhook->empty()) {
+    auto& w = *req.webhook;
+    auto scheme_ok = w.url.rfind("http://", 0) == 0 || w.url.rfind("https://", 0) == 0;
+    if (!scheme_ok || w.url.size() > 2048 || !is_header_safe(w.url)
+        || w.url.find(' ') != std::string::npos)
+      return invalid_argument("webhook.url", "a pinned webhook URL must be an http(s) URL "
+                                             "of at most 2048 printable characters");
+    if (w.token.size() > 256 || !is_header_safe(w.token)
+        || w.token.find(' ') != std::string::npos)
+      return invalid_argument("webhook.token", "a pinned webhook token must be at most 256 "
+                                               "printable characters without spaces");
+  }
   // A response id goes into the poll URL (percent-encoded); Sail publishes
   // no length, so the bound is generous.
   if (req.response_id.size() > 1024 || !is_header_safe(req.response_id))

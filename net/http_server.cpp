@@ -11,6 +11,9 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
@@ -20,6 +23,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include "sail_tinker/messages/error.hpp"
 
@@ -28,6 +32,7 @@ namespace sail {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = boost::beast::http;
+namespace ssl = boost::asio::ssl;
 using tcp = asio::ip::tcp;
 
 namespace detail {
@@ -48,6 +53,8 @@ struct http_server_shared : std::enable_shared_from_this<http_server_shared> {
   asio::io_context& ioc;
   http_server_options opts;
   http_server_handler handler;
+  /// Set by start() when the options name a certificate and key.
+  std::unique_ptr<ssl::context> tls;
   tcp::acceptor acceptor;
   asio::steady_timer backoff;
   uint16_t port = 0;
@@ -70,28 +77,15 @@ struct http_server_shared : std::enable_shared_from_this<http_server_shared> {
   void do_accept();
 };
 
+// What contexts and the server see of a connection, plain or TLS.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(tcp::socket socket, std::shared_ptr<http_server_shared> sh,
-               uint64_t id)
-    : stream_(std::move(socket)),
-      timer_(stream_.get_executor()),
-      shared_(std::move(sh)),
-      id_(id) {
-    beast::error_code ec;
-    remote_ = stream_.socket().remote_endpoint(ec);
+  http_session(std::shared_ptr<http_server_shared> sh, uint64_t id)
+    : shared_(std::move(sh)), id_(id) {
+    // nop
   }
 
-  ~http_session() {
-    // Normally unregistered by close(); this covers an unexpected path.
-    if (!closed_)
-      shared_->unregister(id_);
-  }
-
-  void start() {
-    asio::dispatch(stream_.get_executor(),
-                   [self = shared_from_this()] { self->do_read(); });
-  }
+  virtual ~http_session() = default;
 
   uint64_t id() const noexcept {
     return id_;
@@ -101,17 +95,65 @@ public:
     return remote_;
   }
 
-  asio::any_io_executor executor() {
-    return stream_.get_executor();
-  }
-
   const std::shared_ptr<http_server_shared>& shared() const noexcept {
     return shared_;
   }
 
+  virtual void start() = 0;
+  virtual asio::any_io_executor executor() = 0;
+
   // -- called on the strand -----------------------------------------------------
 
-  void deliver(http_server_reply reply) {
+  virtual void deliver(http_server_reply reply) = 0;
+  virtual void on_stop() = 0;
+  virtual void force_close() = 0;
+
+protected:
+  std::shared_ptr<http_server_shared> shared_;
+  uint64_t id_;
+  tcp::endpoint remote_;
+};
+
+// One connection: [TLS handshake ->] read header -> (100-continue) -> read
+// body -> handler -> write -> read the next request, or close. Stream is
+// beast::tcp_stream or beast::ssl_stream<beast::tcp_stream>.
+template <class Stream>
+class basic_http_session final : public http_session {
+public:
+  static constexpr bool is_tls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  template <class... Args>
+  basic_http_session(tcp::socket socket, std::shared_ptr<http_server_shared> sh,
+                     uint64_t id, Args&... args)
+    : http_session(std::move(sh), id),
+      stream_(std::move(socket), args...),
+      timer_(lowest().get_executor()) {
+    beast::error_code ec;
+    remote_ = lowest().socket().remote_endpoint(ec);
+  }
+
+  ~basic_http_session() override {
+    // Normally unregistered by close(); this covers an unexpected path.
+    if (!closed_)
+      shared_->unregister(id_);
+  }
+
+  void start() override {
+    asio::dispatch(lowest().get_executor(), [self = shared_self()] {
+      if constexpr (is_tls)
+        self->do_handshake();
+      else
+        self->do_read();
+    });
+  }
+
+  asio::any_io_executor executor() override {
+    return lowest().get_executor();
+  }
+
+  // -- called on the strand -----------------------------------------------------
+
+  void deliver(http_server_reply reply) override {
     if (closed_ || !busy_)
       return;
     if (reply.delay.count() > 0) {
@@ -120,8 +162,8 @@ public:
       auto held = std::make_shared<http_server_reply>(std::move(reply));
       timer_.expires_after(delay);
       timer_.async_wait(asio::bind_executor(
-        stream_.get_executor(),
-        [self = shared_from_this(), held](beast::error_code ec) {
+        lowest().get_executor(),
+        [self = shared_self(), held](beast::error_code ec) {
           if (ec || self->closed_)
             return;
           self->send(std::move(*held));
@@ -131,7 +173,7 @@ public:
     send(std::move(reply));
   }
 
-  void on_stop() {
+  void on_stop() override {
     if (closed_)
       return;
     // An idle connection (waiting for the next request) closes now; a busy
@@ -140,11 +182,31 @@ public:
       close();
   }
 
-  void force_close() {
+  void force_close() override {
     close();
   }
 
 private:
+  std::shared_ptr<basic_http_session> shared_self() {
+    return std::static_pointer_cast<basic_http_session>(shared_from_this());
+  }
+
+  beast::tcp_stream& lowest() {
+    return beast::get_lowest_layer(stream_);
+  }
+
+  void do_handshake() {
+    if constexpr (is_tls) {
+      lowest().expires_after(shared_->opts.handshake_timeout);
+      stream_.async_handshake(ssl::stream_base::server,
+                              [self = shared_self()](beast::error_code ec) {
+                                if (ec)
+                                  return self->close();
+                                self->do_read();
+                              });
+    }
+  }
+
   void do_read() {
     if (closed_)
       return;
@@ -155,10 +217,10 @@ private:
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(shared_->opts.header_limit));
     parser_->body_limit(shared_->opts.body_limit);
-    stream_.expires_after(shared_->opts.read_timeout);
+    lowest().expires_after(shared_->opts.read_timeout);
     http::async_read_header(
       stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) {
+      [self = shared_self()](beast::error_code ec, size_t) {
         self->on_header(ec);
       });
   }
@@ -173,7 +235,7 @@ private:
     if (beast::iequals(expect, "100-continue")) {
       static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(stream_, asio::buffer(interim.data(), interim.size()),
-                        [self = shared_from_this()](beast::error_code ec,
+                        [self = shared_self()](beast::error_code ec,
                                                     size_t) {
                           if (ec)
                             return self->close();
@@ -186,7 +248,7 @@ private:
 
   void read_body() {
     http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                     [self = shared_self()](beast::error_code ec, size_t) {
                        if (ec)
                          return self->on_read_error(ec);
                        self->on_request();
@@ -217,6 +279,8 @@ private:
 
   void send_error_and_close(http::status status, std::string_view message) {
     busy_ = true;
+    if (shared_->opts.on_refused)
+      shared_->opts.on_refused(static_cast<unsigned>(status));
     http_server_reply reply;
     reply.response.result(status);
     reply.response.set(http::field::content_type, "application/json");
@@ -265,7 +329,7 @@ private:
                        || reply.fault == http_server_fault::truncate_body;
     res.keep_alive(!close_after);
     res.prepare_payload();
-    stream_.expires_after(shared_->opts.write_timeout);
+    lowest().expires_after(shared_->opts.write_timeout);
     if (reply.fault == http_server_fault::truncate_body) {
       std::ostringstream os;
       os << res.base();
@@ -275,14 +339,14 @@ private:
       raw_ = os.str();
       raw_.append(res.body().data(), keep);
       asio::async_write(stream_, asio::buffer(raw_),
-                        [self = shared_from_this()](beast::error_code, size_t) {
+                        [self = shared_self()](beast::error_code, size_t) {
                           self->graceful_close();
                         });
       return;
     }
     out_ = std::make_shared<http_server_response>(std::move(res));
     http::async_write(stream_, *out_,
-                      [self = shared_from_this(),
+                      [self = shared_self(),
                        close_after](beast::error_code ec, size_t) {
                         self->out_.reset();
                         if (ec)
@@ -299,19 +363,25 @@ private:
   void graceful_close() {
     if (closed_)
       return;
+    if constexpr (is_tls) {
+      // close_notify, bounded; the peer has its answer either way.
+      lowest().expires_after(std::chrono::seconds{1});
+      stream_.async_shutdown([self = shared_self()](beast::error_code) { self->close(); });
+      return;
+    }
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    lowest().socket().shutdown(tcp::socket::shutdown_send, ec);
     if (ec || !linger_on_close_)
       return close();
     drain_budget_ = 16 * 1024 * 1024;
-    stream_.expires_after(std::chrono::seconds{1});
+    lowest().expires_after(std::chrono::seconds{1});
     drain();
   }
 
   void drain() {
     stream_.async_read_some(
       asio::buffer(scratch_, sizeof(scratch_)),
-      [self = shared_from_this()](beast::error_code ec, size_t n) {
+      [self = shared_self()](beast::error_code ec, size_t n) {
         if (ec || n >= self->drain_budget_)
           return self->close();
         self->drain_budget_ -= n;
@@ -323,7 +393,7 @@ private:
     if (closed_)
       return;
     beast::error_code ec;
-    stream_.socket().set_option(asio::socket_base::linger{true, 0}, ec);
+    lowest().socket().set_option(asio::socket_base::linger{true, 0}, ec);
     close();
   }
 
@@ -334,17 +404,14 @@ private:
     busy_ = false;
     timer_.cancel();
     beast::error_code ec;
-    stream_.socket().close(ec);
+    lowest().socket().close(ec);
     shared_->unregister(id_);
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   asio::steady_timer timer_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
-  std::shared_ptr<http_server_shared> shared_;
-  uint64_t id_;
-  tcp::endpoint remote_;
   bool busy_ = false;
   bool closed_ = false;
   bool keep_alive_ = true;
@@ -370,8 +437,13 @@ void http_server_shared::do_accept() {
             auto id = ++self->next_id;
             beast::error_code ignored;
             socket.set_option(tcp::no_delay{true}, ignored);
-            session = std::make_shared<http_session>(std::move(socket), self,
-                                                     id);
+            if (self->tls)
+              session = std::make_shared<
+                basic_http_session<beast::ssl_stream<beast::tcp_stream>>>(
+                std::move(socket), self, id, *self->tls);
+            else
+              session = std::make_shared<basic_http_session<beast::tcp_stream>>(
+                std::move(socket), self, id);
             self->sessions.emplace(id, session);
             self->accepted.fetch_add(1, std::memory_order_relaxed);
           }
@@ -508,6 +580,24 @@ caf::error http_server::start() {
     return make_error(errc::invalid_argument, "http_server already started");
   auto& opts = shared_->opts;
   auto where = opts.host + ":" + std::to_string(opts.port);
+  if (opts.tls_certificate_file.empty() != opts.tls_key_file.empty())
+    return invalid_argument(opts.tls_key_file.empty() ? "tls_key_file" : "tls_certificate_file",
+                            "TLS needs both a certificate chain and a private key");
+  if (!opts.tls_certificate_file.empty()) {
+    auto ctx = std::make_unique<ssl::context>(ssl::context::tls_server);
+    ctx->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2
+                     | ssl::context::no_sslv3 | ssl::context::no_tlsv1
+                     | ssl::context::no_tlsv1_1 | ssl::context::single_dh_use);
+    beast::error_code ec;
+    ctx->use_certificate_chain_file(opts.tls_certificate_file, ec);
+    if (ec)
+      return invalid_argument("tls_certificate_file",
+                              "cannot load the TLS certificate chain: " + ec.message());
+    ctx->use_private_key_file(opts.tls_key_file, ssl::context::pem, ec);
+    if (ec)
+      return invalid_argument("tls_key_file", "cannot load the TLS private key: " + ec.message());
+    shared_->tls = std::move(ctx);
+  }
   beast::error_code ec;
   tcp::endpoint endpoint;
   auto addr = asio::ip::make_address(opts.host, ec);

@@ -1,4 +1,5 @@
-// An asynchronous HTTP/1.1 server on Boost.Beast: keep-alive, bounded request
+// An asynchronous HTTP/1.1 server on Boost.Beast (plain, or TLS from a
+// certificate and key file): keep-alive, bounded request
 // header and body size, per-connection read timeout, graceful stop, and
 // handlers that answer later (and can ask for faults: reset, truncated body,
 // delay). Used by the emulator, and later by /metrics and webhook receivers.
@@ -67,6 +68,16 @@ struct http_server_options {
   size_t threads = 1;
   /// Value of the Server header (empty: none).
   std::string server_name = "sail-tinker";
+  /// TLS: a PEM certificate chain and its private key. Both empty: plain
+  /// HTTP; one without the other: start() fails with invalid_argument.
+  std::string tls_certificate_file;
+  std::string tls_key_file;
+  /// Time to complete the TLS handshake of a new connection.
+  std::chrono::milliseconds handshake_timeout{10'000};
+  /// Called with the status when the server itself refuses a request (400
+  /// malformed, 413 body too large, 431 header too large) without asking
+  /// the handler; runs on the connection's strand, must not block.
+  std::function<void(unsigned)> on_refused;
 };
 
 /// A fault the handler can ask for instead of a normal answer.
@@ -160,7 +171,8 @@ public:
   /// Stops.
   ~http_server();
 
-  /// Binds, listens and starts accepting; transport_error on failure.
+  /// Loads the TLS files (invalid_argument naming the option), binds,
+  /// listens and starts accepting; transport_error on failure.
   caf::error start();
 
   /// The bound port (0 before start()).

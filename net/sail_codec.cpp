@@ -80,7 +80,8 @@ std::string poll_target(std::string_view response_id) {
 
 caf::expected<create_request>
 encode_create(const completer_config& cfg, const sample_request& req,
-              std::string_view idempotency_key, bool background) {
+              std::string_view idempotency_key, bool background,
+              const webhook_endpoint* webhook) {
   // -- checks: nothing malformed may reach the wire ------------------------------
   if (auto err = validate(req))
     return err;
@@ -155,6 +156,14 @@ encode_create(const completer_config& cfg, const sample_request& req,
   out.string(cfg.completion_window);
   if (auto err = wire_assumed::encoder::lora_metadata(out, cfg))
     return err;
+  if (webhook != nullptr && !webhook->empty()) {
+    out.key("completion_webhook");
+    out.string(webhook->url);
+    if (!webhook->token.empty()) {
+      out.key("webhook_token");
+      out.string(webhook->token);
+    }
+  }
   for (auto& [key, value] : cfg.metadata) { // std::map: key order
     out.key(key);
     out.string(value);
@@ -224,6 +233,7 @@ caf::expected<response_state> decode_state(const json::value& doc,
   result.id = view(id->get_string());
   result.status = view(status->get_string());
   result.phase = classify_status(result.status);
+  result.completed_at = wire_assumed::decoder::completed_at(*obj);
   return result;
 }
 

@@ -45,6 +45,10 @@ struct create_request {
 /// metadata in key order}. Equal inputs give byte-identical bodies, so a
 /// retry resends exactly the same bytes under the same Idempotency-Key.
 ///
+/// With `webhook` (non-empty), metadata also carries completion_webhook and
+/// webhook_token (sail-facts, "Webhooks"), after the LoRA keys and before
+/// the user's metadata.
+///
 /// Headers, in order: Content-Type: application/json, Idempotency-Key, then
 /// X-Sail-Voyage-Id / X-Sail-Voyage-Span-Id / X-Sail-Voyage-Agent-Id when a
 /// voyage is configured.
@@ -59,7 +63,8 @@ struct create_request {
 /// `tinker_lora_signed_url` (field tinker_lora_signed_url).
 caf::expected<create_request>
 encode_create(const completer_config& cfg, const sample_request& req,
-              std::string_view idempotency_key, bool background = true);
+              std::string_view idempotency_key, bool background = true,
+              const webhook_endpoint* webhook = nullptr);
 
 /// "Authorization: Bearer <api_key>". Bytes that cannot appear in a header
 /// value (controls, CR, LF, non-ASCII) are dropped, so a malformed key can
@@ -83,6 +88,9 @@ struct response_state {
   std::string id;
   std::string status;
   response_phase phase = response_phase::unknown;
+  /// When Sail completed the response (seconds since the epoch), if the body
+  /// says so (wire_assumed D5).
+  std::optional<double> completed_at;
 };
 
 /// Decodes `id` and `status` of a response object (create or poll reply).

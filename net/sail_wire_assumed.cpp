@@ -316,4 +316,15 @@ decoder::output(const json::object& response, std::string_view raw_body) {
   return result;
 }
 
+std::optional<double> decoder::completed_at(const json::object& response) {
+  auto* x = response.if_contains("completed_at");
+  if (x == nullptr || !x->is_number())
+    return std::nullopt;
+  json::error_code ec;
+  auto v = x->to_number<double>(ec);
+  if (ec || !std::isfinite(v) || v <= 0)
+    return std::nullopt;
+  return v;
+}
+
 } // namespace sail::wire_assumed

@@ -32,7 +32,13 @@
 //       `stop_reason`, else "length" when `incomplete_details.reason` is
 //       "max_output_tokens", else the response `status`, else "unknown".
 //       Only non-empty strings count at each step.
+//   D5. `completed_at` (any response): when Sail completed it, in seconds
+//       since the epoch (a JSON number, integer or fractional), as OpenAI's
+//       Responses object carries it; absent from Sail's OpenAPI document.
+//       Used only to measure notice delay; anything else is ignored.
 #pragma once
+
+#include <optional>
 
 #include <charconv>
 #include <cstdint>
@@ -125,6 +131,9 @@ struct decoder {
   /// object. `raw_body` is attached (redacted) to every inference_error.
   static caf::expected<tokens_with_logprobs>
   output(const boost::json::object& response, std::string_view raw_body);
+
+  /// D5: the response's completed_at, if it is a finite positive number.
+  static std::optional<double> completed_at(const boost::json::object& response);
 };
 
 } // namespace sail::wire_assumed

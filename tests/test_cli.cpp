@@ -1113,3 +1113,76 @@ TEST_CASE("cli: serve with mutual TLS starts off loopback", "[cli][serve]") {
   CHECK_FALSE(contains(res.err, "INSECURE"));
   CHECK(contains(res.err, "tls=true"));
 }
+
+// -- completion webhooks (issue 13) -------------------------------------------------------------
+
+TEST_CASE("cli: sample --webhook.enabled gets its result by webhook, without a GET",
+          "[cli][sample][webhook]") {
+  emulate_process emu{{"--request-log", "100"}};
+  auto env = emu.sail_env();
+  env["SAIL_TINKER_WEBHOOK_TOKEN"] = "whk_cli0123456789abcdef0123456789";
+  auto res = cli(sample_args({"--window", "priority", "--webhook.enabled"}), env);
+  auto out = parse_sample(res);
+  CHECK(out.tokens.size() == 6);
+  // The token from the environment never shows.
+  CHECK_FALSE(contains(res.out, "cli0123456789abcdef"));
+  CHECK_FALSE(contains(res.err, "cli0123456789abcdef"));
+  sail::test::sync_http http{"127.0.0.1", emu.port};
+  auto log = http.get("/_emulator/requests").json();
+  size_t creates = 0;
+  size_t gets = 0;
+  for (auto& e : log.as_array()) {
+    auto& entry = e.as_object();
+    auto route = std::string{entry.at("route").as_string()};
+    if (route == "POST /v1/responses") {
+      ++creates;
+      auto body = boost::json::parse(entry.at("request_body").as_string());
+      auto& md = body.at("metadata").as_object();
+      CHECK(std::string{md.at("completion_webhook").as_string()}.rfind("http://127.0.0.1:", 0)
+            == 0);
+      CHECK(md.at("webhook_token") == "whk_cli0123456789abcdef0123456789");
+    } else if (route.rfind("GET /v1/responses", 0) == 0) {
+      ++gets;
+    }
+  }
+  CHECK(creates == 1);
+  // priority's first safety-net poll comes 3 min after the create.
+  CHECK(gets == 0);
+  // A bad token from the environment is refused, naming it, before anything is sent.
+  env["SAIL_TINKER_WEBHOOK_TOKEN"] = "short";
+  require_invalid(cli(sample_args({"--webhook.enabled"}), env), "webhook");
+  CHECK(emu.creates() == 1);
+}
+
+TEST_CASE("cli: a plaintext webhook listener off loopback needs --webhook.insecure-plaintext",
+          "[cli][serve][webhook]") {
+  auto res = cli({"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                  "--webhook.enabled", "--webhook.host=0.0.0.0",
+                  "--webhook.public-url=https://hooks.example.com/n1"},
+                 serve_env());
+  require_invalid(res, "webhook.insecure-plaintext");
+  CHECK(contains(res.err, "webhook.certificate"));
+  // Allowed explicitly (TLS terminated in front of it): the node starts and
+  // names the public URL Sail calls.
+  process_options opts;
+  opts.env = serve_env();
+  subprocess serve{binary(),
+                   {"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                    "--webhook.enabled", "--webhook.host=0.0.0.0",
+                    "--webhook.insecure-plaintext",
+                    "--webhook.public-url=https://hooks.example.com/n1"},
+                   opts};
+  auto line = serve.wait_for_line("webhook receiver on port", 30s);
+  serve.signal(SIGTERM);
+  auto done = serve.wait(30s);
+  INFO("stderr: " << done.err);
+  REQUIRE(line);
+  CHECK(contains(*line, "Sail calls https://hooks.example.com/n1"));
+  CHECK(done.exit_code == 0);
+  // A listener on every interface needs the public URL.
+  res = cli({"serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+             "--webhook.enabled", "--webhook.host=0.0.0.0",
+             "--webhook.insecure-plaintext"},
+            serve_env());
+  require_invalid(res, "webhook.public-url");
+}

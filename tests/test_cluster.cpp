@@ -130,7 +130,7 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
     auto obtain = [&](completer_config c) {
       caf::expected<completer_actor> out{completer_actor{}};
       self->request(*front, 10s, atom::obtain_v, std::move(c))
-        .receive([&](completer_actor& h) { out = std::move(h); },
+        .receive([&](completer_actor& h, webhook_endpoint&) { out = std::move(h); },
                  [&](caf::error& e) { out = std::move(e); });
       return out;
     };
@@ -173,7 +173,8 @@ TEST_CASE("service: equal configurations share one completer, invalid ones are "
     caf::scoped_actor self{sys};
     for (int i = 0; i < 3; ++i)
       self->request(*front, 10s, atom::obtain_v, toy_config(7))
-        .receive([](completer_actor&) {}, [](caf::error& e) { FAIL(render(e)); });
+        .receive([](completer_actor&, webhook_endpoint&) {},
+                 [](caf::error& e) { FAIL(render(e)); });
     CHECK(*decorated == 1);
     (*second)->shutdown();
   }

@@ -63,6 +63,29 @@ public:
                     R"(^listening on caf://127\.0\.0\.1:(\d+)$)");
     metrics_port_ = port_of(proc_->wait_for_line("listening on http://", 30s),
                             R"(^listening on http://127\.0\.0\.1:(\d+)/metrics$)");
+    for (auto& a : extra)
+      if (a == "--webhook.enabled")
+        webhook_port_ = port_of(proc_->wait_for_line("webhook receiver on port", 30s),
+                                R"(^webhook receiver on port (\d+), Sail calls http://.*$)");
+  }
+
+  uint16_t webhook_port() const {
+    return webhook_port_;
+  }
+
+  /// The value of the /metrics sample line starting with `name` (a metric
+  /// name with its labels, e.g. `sail_tinker_webhooks_total{outcome="applied"}`).
+  uint64_t metric(const std::string& name) {
+    sync_http http{"127.0.0.1", metrics_port_};
+    auto res = http.get("/metrics");
+    if (!res.ok() || res.status() != 200)
+      throw std::runtime_error("GET /metrics failed");
+    std::istringstream in{res.body()};
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(name + " ", 0) == 0)
+        return std::stoull(line.substr(name.size() + 1));
+    throw std::runtime_error("no " + name + " in /metrics");
   }
 
   uint16_t port() const {
@@ -107,6 +130,7 @@ private:
   std::unique_ptr<subprocess> proc_;
   uint16_t port_ = 0;
   uint16_t metrics_port_ = 0;
+  uint16_t webhook_port_ = 0;
 };
 
 /// The emulator, three serve processes and a trainer.
@@ -115,11 +139,12 @@ struct process_cluster {
   std::vector<std::unique_ptr<serve_process>> nodes;
   std::unique_ptr<test_trainer> trainer;
 
-  explicit process_cluster(std::chrono::milliseconds queued, size_t n_nodes = 3)
+  explicit process_cluster(std::chrono::milliseconds queued, size_t n_nodes = 3,
+                           const std::vector<std::string>& serve_args = {})
     : emu(emulator_with_queue(queued)) {
     std::vector<node_address> addrs;
     for (size_t i = 0; i < n_nodes; ++i) {
-      nodes.push_back(std::make_unique<serve_process>(emu));
+      nodes.push_back(std::make_unique<serve_process>(emu, serve_args));
       addrs.push_back(nodes.back()->address());
     }
     trainer = std::make_unique<test_trainer>(addrs, toy_config());
@@ -285,6 +310,40 @@ TEST_CASE("processes: SIGTERM of a node mid-run hands its work over",
   INFO(done.err);
   CHECK(done.exited);
   CHECK(done.exit_code == 0);
+}
+
+TEST_CASE("processes: completion webhooks through serve nodes, SIGKILL of one mid-run",
+          "[cluster][processes][webhook]") {
+  // Every node receives its own webhooks (random token per node); the
+  // samples of the killed node are re-routed with the body they had, naming
+  // the dead node's receiver, so the surviving nodes poll those.
+  process_cluster pc{1s, 3, {"--webhook.enabled"}};
+  for (auto& node : pc.nodes)
+    REQUIRE(node->webhook_port() != 0);
+  auto status = run_through_failure(pc, 0, [&] { pc.nodes[0]->signal(SIGKILL); });
+  auto st = pc.emu.snapshot();
+  CHECK(st.count("POST /v1/responses", 400) == 0);
+  // Samples that stayed on a live node finished by webhook, without a GET;
+  // only re-routed ones (whose webhook goes to the dead node) were polled.
+  uint64_t applied = 0;
+  uint64_t polls = 0;
+  for (size_t i = 1; i < 3; ++i) {
+    applied += pc.nodes[i]->metric(R"(sail_tinker_webhooks_total{outcome="applied"})");
+    polls += pc.nodes[i]->metric("sail_tinker_polls_total");
+    CHECK(pc.nodes[i]->metric(R"(sail_tinker_webhooks_total{outcome="rejected_unauthorized"})")
+          == 0);
+  }
+  INFO("live nodes: " << applied << " samples by webhook, " << polls << " GETs; rerouted "
+                      << status[0].rerouted);
+  CHECK(applied + status[0].rerouted >= status[1].completed + status[2].completed);
+  CHECK(applied > 0);
+  size_t polled_keys = 0;
+  for (auto& [key, t] : st.timings)
+    if (st.poll_arrivals.count(t.id) > 0)
+      ++polled_keys;
+  CHECK(polled_keys <= status[0].rerouted);
+  auto killed = pc.nodes[0]->wait(10s);
+  CHECK(killed.term_signal == SIGKILL);
 }
 
 TEST_CASE("processes: with TLS, peers without a certificate of the cluster CA are refused",

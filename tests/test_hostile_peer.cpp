@@ -82,7 +82,7 @@ struct peer {
   completer_actor obtain() {
     completer_actor result;
     (*self)->request(front, 10s, atom::obtain_v, valid_config()).receive(
-      [&](completer_actor& c) { result = std::move(c); },
+      [&](completer_actor& c, webhook_endpoint&) { result = std::move(c); },
       [&](caf::error& err) { FAIL("obtain failed: " << render(err)); });
     return result;
   }

@@ -58,11 +58,12 @@ TEST_CASE("every message type has a type ID in the sail block", "[messages]") {
   STATIC_REQUIRE(caf::has_type_id<completer_stats>::value);
   STATIC_REQUIRE(caf::has_type_id<completer_actor>::value);
   STATIC_REQUIRE(caf::has_type_id<sample_observer_actor>::value);
+  STATIC_REQUIRE(caf::has_type_id<webhook_endpoint>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<tokens_with_logprobs>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_request>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<sample_outcome>>::value);
   STATIC_REQUIRE(caf::has_type_id<std::vector<http_header>>::value);
-  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 21);
+  CHECK(caf::id_block::sail::end - caf::id_block::sail::begin == 22);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: error_info", "[messages][roundtrip]") {
@@ -209,10 +210,22 @@ TEST_CASE_METHOD(caf_fixture, "a non-finite temperature or top_p never reaches a
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][roundtrip]") {
   sample_request r{{1, 2, 3}, stop_condition::texts({"\n"}), int64_t{64}, "key-1",
-                   "group-1", "cache-1", "", {}};
+                   "group-1", "cache-1", std::nullopt, "", {}};
   CHECK(roundtrip(r) == r);
-  sample_request plain{{7}, {}, std::nullopt, "", "", "", "", {}};
+  sample_request plain{{7}, {}, std::nullopt, "", "", "", std::nullopt, "", {}};
   CHECK(roundtrip(plain) == plain);
+  // A pinned webhook travels whole (token included) and prints redacted.
+  auto pinned = r;
+  pinned.webhook = webhook_endpoint{"https://hooks.example.com/a", "whk_0123456789abcdef0123"};
+  CHECK(roundtrip(pinned) == pinned);
+  auto none = r;
+  none.webhook = webhook_endpoint{};
+  CHECK(roundtrip(none) == none);
+  CHECK(roundtrip(none) != r);
+  auto shown = caf::deep_to_string(pinned);
+  CHECK(shown.find("https://hooks.example.com/a") != std::string::npos);
+  CHECK(shown.find("whk_0123456789abcdef0123") == std::string::npos);
+  CHECK(shown.find("0123456789abcdef") == std::string::npos);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request attaching a response id "
@@ -221,7 +234,8 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request attaching a res
   auto obs = sys.spawn([](int) -> sample_observer_actor::behavior_type {
     return {[](atom::accepted, std::string&, std::string&) {}};
   }, 0);
-  sample_request r{{1, 2}, {}, std::nullopt, "st1-abc", "sg1-def", "sg1-def", "resp_42", obs};
+  sample_request r{{1, 2}, {},        std::nullopt, "st1-abc", "sg1-def",
+                   "sg1-def", std::nullopt, "resp_42",      obs};
   auto back = roundtrip(r);
   REQUIRE(back);
   CHECK(*back == r);
@@ -230,7 +244,7 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request attaching a res
   auto handle = roundtrip(obs);
   REQUIRE(handle);
   CHECK(*handle == obs);
-  sail_job j{"k", "{}", {}, "asap", "g", caf::timespan{0}, caf::timespan{0},
+  sail_job j{"k", "{}", {}, "asap", "g", "m", false, caf::timespan{0}, caf::timespan{0},
              caf::make_timestamp(), "resp_42", obs};
   CHECK(roundtrip(j) == j);
   self->send_exit(obs, caf::exit_reason::user_shutdown);
@@ -297,20 +311,51 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
                  "[messages][roundtrip]") {
   http_header h{"Idempotency-Key", "k"};
   CHECK(roundtrip(h) == h);
-  sail_job j{"k", "{}", {h}, "priority", "g", std::chrono::seconds(5),
+  sail_job j{"k", "{}", {h}, "priority", "g", "model-m", true, std::chrono::seconds(5),
              std::chrono::minutes(10), {}, "", {}};
   CHECK(roundtrip(j) == j);
   retry_guard_stats g{"open", 2, 1500, 3, 40, 5, 100, 60, 110, 7};
-  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, g};
+  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, g, {{"applied", 4}},
+                    {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {5}, 17};
   CHECK(roundtrip(s) == s);
   CHECK(roundtrip(s)->guard.breaker == "open");
+  // A histogram longer than its buckets is refused on load.
+  completer_stats bad = s;
+  bad.notice_delay.assign(notice_buckets_ms.size() + 2, 1);
+  std::vector<char> buf;
+  CHECK(save(bad, buf) == caf::sec::invalid_argument);
+}
+
+TEST_CASE("completer_stats: histograms count into their buckets and merge",
+          "[messages]") {
+  completer_stats a;
+  count_in(a.polls_per_sample, polls_buckets, 0);
+  count_in(a.polls_per_sample, polls_buckets, 5);   // (4, 6]
+  count_in(a.polls_per_sample, polls_buckets, 1000); // beyond the last bound
+  REQUIRE(a.polls_per_sample.size() == polls_buckets.size() + 1);
+  CHECK(a.polls_per_sample[0] == 1);
+  CHECK(a.polls_per_sample[5] == 1);
+  CHECK(a.polls_per_sample.back() == 1);
+  completer_stats b;
+  b.completed = 2;
+  b.webhooks["applied"] = 3;
+  count_in(b.polls_per_sample, polls_buckets, 0);
+  b.notice_delay_sum_ms = 9;
+  b.guard.probes = 1;
+  merge_into(a, b);
+  merge_into(a, b);
+  CHECK(a.completed == 4);
+  CHECK(a.webhooks.at("applied") == 6);
+  CHECK(a.polls_per_sample[0] == 3);
+  CHECK(a.notice_delay_sum_ms == 18);
+  CHECK(a.guard.probes == 2);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
                  "[messages][roundtrip]") {
   std::vector<tokens_with_logprobs> xs{sample_output(), sample_output()};
   CHECK(roundtrip(xs) == xs);
-  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", "", {}}};
+  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", std::nullopt, "", {}}};
   CHECK(roundtrip(rs) == rs);
   std::vector<http_header> hs{{"a", "b"}};
   CHECK(roundtrip(hs) == hs);

@@ -1042,3 +1042,68 @@ TEST_CASE("golden files: decode_state of every response body", "[sail_codec][gol
     CHECK(st->phase == e.phase);
   }
 }
+
+// -- completion webhooks (issue 13) ---------------------------------------------------
+
+TEST_CASE("create body: a webhook goes into metadata after the LoRA keys, before user "
+          "metadata",
+          "[sail_codec][create][webhook]") {
+  auto cfg = base_config();
+  cfg.request_logprobs = false;
+  cfg.lora = "my-adapter";
+  cfg.metadata = {{"experiment", "x"}};
+  webhook_endpoint hook{"https://hooks.example.com/node-a/sail/webhook",
+                        "whk_0123456789abcdef0123"};
+  auto enc = encode_create(cfg, base_request(), key, true, &hook);
+  REQUIRE(enc);
+  CHECK(enc->body
+        == R"({"model":"moonshotai/Kimi-K2.6","input":".","raw_prompt_tokens":[151644,872,198],)"
+           R"("max_output_tokens":256,"temperature":0.7,"top_p":1.0,"background":true,)"
+           R"("metadata":{"completion_window":"priority","lora":"my-adapter",)"
+           R"("completion_webhook":"https://hooks.example.com/node-a/sail/webhook",)"
+           R"("webhook_token":"whk_0123456789abcdef0123","experiment":"x"}})");
+  // Byte-identical for the same webhook; an empty endpoint means none.
+  CHECK(encode_create(cfg, base_request(), key, true, &hook)->body == enc->body);
+  webhook_endpoint none;
+  CHECK(encode_create(cfg, base_request(), key, true, &none)->body
+        == encode_create(cfg, base_request(), key)->body);
+  // The user cannot set either key (Sail would call that URL instead).
+  for (auto k : {"completion_webhook", "webhook_token"}) {
+    auto bad = base_config();
+    bad.metadata = {{k, "x"}};
+    require_invalid(encode_create(bad, base_request(), key).error(), std::string{"metadata."} + k);
+  }
+}
+
+TEST_CASE("create body: a pinned webhook is validated with the sample",
+          "[sail_codec][create][webhook]") {
+  auto req = base_request();
+  req.webhook = webhook_endpoint{"ftp://x/y", "whk_0123456789abcdef0123"};
+  require_invalid(encode_create(base_config(), req, key).error(), "webhook.url");
+  req.webhook = webhook_endpoint{"https://x/y", "whk_with space"};
+  require_invalid(encode_create(base_config(), req, key).error(), "webhook.token");
+  req.webhook = webhook_endpoint{"https://x/y", "whk_0123456789abcdef0123"};
+  CHECK(encode_create(base_config(), req, key));
+  req.webhook = webhook_endpoint{}; // pinned "none"
+  CHECK(encode_create(base_config(), req, key));
+}
+
+TEST_CASE("decode_state: completed_at when it is a finite positive number (D5)",
+          "[sail_codec][state][webhook]") {
+  auto st = decode_state(R"({"id":"r","status":"completed","completed_at":1764000000.25})");
+  REQUIRE(st);
+  REQUIRE(st->completed_at);
+  CHECK(*st->completed_at == Approx(1764000000.25));
+  auto integral = decode_state(R"({"id":"r","status":"completed","completed_at":1764000000})");
+  REQUIRE(integral);
+  CHECK(integral->completed_at);
+  for (auto body : {R"({"id":"r","status":"completed"})",
+                    R"({"id":"r","status":"completed","completed_at":null})",
+                    R"({"id":"r","status":"completed","completed_at":"1764000000"})",
+                    R"({"id":"r","status":"completed","completed_at":-5})"}) {
+    INFO(body);
+    auto s = decode_state(body);
+    REQUIRE(s);
+    CHECK_FALSE(s->completed_at);
+  }
+}

@@ -49,6 +49,8 @@ test_node::test_node(emulator::server& emu, settings s) {
   sys_ = std::make_unique<caf::actor_system>(cfg_);
   auto opts = test_runtime_options(emu);
   opts.pool.workers = s.workers;
+  if (s.tweak)
+    s.tweak(opts);
   auto started = runtime::start(*sys_, std::move(opts));
   if (!started)
     throw std::runtime_error("runtime did not start: " + render(started.error()));

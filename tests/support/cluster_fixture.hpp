@@ -42,6 +42,8 @@ public:
     transport_security security = transport_security::automatic;
     /// Worker pool size of the node's runtime.
     size_t workers = 4;
+    /// Last changes to the node's runtime options (e.g. its webhook).
+    std::function<void(runtime_options&)> tweak;
   };
 
   test_node(emulator::server& emu, settings s);
