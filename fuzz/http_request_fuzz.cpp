@@ -25,6 +25,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "chunked_stream.hpp"
 #include "fuzz_util.hpp"
 #include "sail_tinker/net/http_server.hpp"
 
@@ -33,34 +34,7 @@ namespace {
 using sail::fuzz::require;
 namespace http = boost::beast::http;
 
-/// A SyncReadStream serving the input `chunk` bytes per read_some, then EOF.
-struct chunked_stream {
-  std::string_view data;
-  size_t chunk = 0;
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers,
-                   boost::system::error_code& ec) {
-    ec = {};
-    if (data.empty()) {
-      ec = boost::asio::error::eof;
-      return 0;
-    }
-    auto n = chunk == 0 ? data.size() : std::min(chunk, data.size());
-    n = boost::asio::buffer_copy(buffers, boost::asio::buffer(data.data(), n));
-    data.remove_prefix(n);
-    return n;
-  }
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers) {
-    boost::system::error_code ec;
-    auto n = read_some(buffers, ec);
-    if (ec)
-      throw boost::system::system_error{ec};
-    return n;
-  }
-};
+using sail::fuzz::chunked_stream;
 
 /// The routing of app/metrics.cpp's handler.
 int route(const http::request<http::string_body>& req) {

@@ -36,6 +36,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include "chunked_stream.hpp"
 #include "fuzz_util.hpp"
 #include "sail_tinker/net/http_date.hpp"
 #include "sail_tinker/net/http_framing.hpp"
@@ -51,35 +52,7 @@ using sail::fuzz::require;
 namespace http = boost::beast::http;
 using sys_clock = std::chrono::system_clock;
 
-/// A SyncReadStream serving the fuzz input `chunk` bytes per read_some (all
-/// of it when chunk is 0), then EOF: what a socket looks like to Beast.
-struct chunked_stream {
-  std::string_view data;
-  size_t chunk = 0;
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers,
-                   boost::system::error_code& ec) {
-    ec = {};
-    if (data.empty()) {
-      ec = boost::asio::error::eof;
-      return 0;
-    }
-    auto n = chunk == 0 ? data.size() : std::min(chunk, data.size());
-    n = boost::asio::buffer_copy(buffers, boost::asio::buffer(data.data(), n));
-    data.remove_prefix(n);
-    return n;
-  }
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers) {
-    boost::system::error_code ec;
-    auto n = read_some(buffers, ec);
-    if (ec)
-      throw boost::system::system_error{ec};
-    return n;
-  }
-};
+using sail::fuzz::chunked_stream;
 
 bool is_line_safe(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) {

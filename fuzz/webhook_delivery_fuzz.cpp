@@ -29,6 +29,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/json/parse.hpp>
 
+#include "chunked_stream.hpp"
 #include "fuzz_util.hpp"
 #include "sail_tinker/net/http_server.hpp"
 #include "sail_tinker/net/sail_codec.hpp"
@@ -45,33 +46,7 @@ constexpr std::string_view token = "whk_0123456789abcdef0123456789abcdef";
 /// webhook_options::body_limit's default.
 constexpr uint64_t body_limit = 16 * 1024 * 1024;
 
-/// A SyncReadStream serving the input `chunk` bytes per read_some, then EOF.
-struct chunked_stream {
-  std::string_view data;
-  size_t chunk = 0;
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers, boost::system::error_code& ec) {
-    ec = {};
-    if (data.empty()) {
-      ec = boost::asio::error::eof;
-      return 0;
-    }
-    auto n = chunk == 0 ? data.size() : std::min(chunk, data.size());
-    n = boost::asio::buffer_copy(buffers, boost::asio::buffer(data.data(), n));
-    data.remove_prefix(n);
-    return n;
-  }
-
-  template <class MutableBufferSequence>
-  size_t read_some(const MutableBufferSequence& buffers) {
-    boost::system::error_code ec;
-    auto n = read_some(buffers, ec);
-    if (ec)
-      throw boost::system::system_error{ec};
-    return n;
-  }
-};
+using sail::fuzz::chunked_stream;
 
 void check(const http::request<http::string_body>& req,
            const sail::webhook_token_digest& digest) {
