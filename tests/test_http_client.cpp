@@ -33,12 +33,6 @@ using verb = boost::beast::http::verb;
 
 namespace {
 
-#define SKIP_WITHOUT_NGINX()                                                   \
-  if (nginx_server::binary().empty()) {                                        \
-    WARN("nginx binary not found: skipping (scripts/setup installs nginx-light)"); \
-    return;                                                                    \
-  }
-
 const char* nginx_locations = R"(
     location = /ok { return 200 '{"ok":true}'; }
     location = /s503 { add_header Retry-After 1 always; return 503 '{"error":"busy"}'; }
@@ -123,7 +117,7 @@ TEST_CASE("proxy_settings: NO_PROXY matching and proxy choice") {
 }
 
 TEST_CASE("nginx: success, status passthrough and case-insensitive headers") {
-  SKIP_WITHOUT_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   nginx_server nginx{locations()};
   io_threads io;
   auto client = make_client(io);
@@ -144,7 +138,7 @@ TEST_CASE("nginx: success, status passthrough and case-insensitive headers") {
 }
 
 TEST_CASE("nginx: keep-alive connection reused across sequential requests") {
-  SKIP_WITHOUT_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   nginx_server nginx{locations()};
   io_threads io;
   auto client = make_client(io);
@@ -162,7 +156,7 @@ TEST_CASE("nginx: keep-alive connection reused across sequential requests") {
 }
 
 TEST_CASE("nginx: concurrent requests share a bounded pool") {
-  SKIP_WITHOUT_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   nginx_server nginx{locations()};
   io_threads io{4};
   http_client_options opts;
@@ -189,7 +183,7 @@ TEST_CASE("nginx: concurrent requests share a bounded pool") {
 }
 
 TEST_CASE("nginx: oversize body is an error and the connection is discarded") {
-  SKIP_WITHOUT_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   nginx_server nginx{locations()};
   std::filesystem::create_directories(nginx.dir() + "/www");
   {
@@ -221,7 +215,7 @@ TEST_CASE("nginx: oversize body is an error and the connection is discarded") {
 }
 
 TEST_CASE("nginx: oversize response header is an error") {
-  SKIP_WITHOUT_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   nginx_server nginx{locations()};
   io_threads io;
   http_client_options opts;
@@ -234,7 +228,7 @@ TEST_CASE("nginx: oversize response header is an error") {
 }
 
 TEST_CASE("nginx: redirects followed only on request") {
-  SKIP_WITHOUT_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   nginx_server nginx{locations()};
   io_threads io;
   auto client = make_client(io);

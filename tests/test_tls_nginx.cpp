@@ -69,25 +69,8 @@ std::string message_of(const caf::error& err) {
 
 } // namespace
 
-/// SAIL_TINKER_NO_NGINX set to a non-empty value other than "0".
-bool nginx_opted_out() {
-  auto* v = std::getenv("SAIL_TINKER_NO_NGINX");
-  return v != nullptr && *v != '\0' && std::string{v} != "0";
-}
-
-// On a machine prepared by scripts/setup nginx is there: a missing binary
-// fails the test. SAIL_TINKER_NO_NGINX=1 is the explicit opt-out.
-#define REQUIRE_NGINX()                                                   \
-  if (nginx_opted_out()) {                                                     \
-    WARN("SAIL_TINKER_NO_NGINX is set: this nginx TLS test did not run");      \
-    return;                                                                    \
-  }                                                                            \
-  if (nginx_server::binary().empty())                                          \
-    FAIL("nginx is not installed: run scripts/setup (nginx-light), or set "   \
-         "SAIL_TINKER_NO_NGINX=1 to opt out of the nginx TLS tests explicitly")
-
 TEST_CASE("TLS: the client succeeds with the custom CA, by IP and by name") {
-  REQUIRE_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   tls_nginx server{{"DNS:localhost", "IP:127.0.0.1"}};
   io_threads io;
   http_client_options opts;
@@ -108,7 +91,7 @@ TEST_CASE("TLS: the client succeeds with the custom CA, by IP and by name") {
 }
 
 TEST_CASE("TLS: without the CA, verification fails with a clear error") {
-  REQUIRE_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   tls_nginx server{{"DNS:localhost", "IP:127.0.0.1"}};
   io_threads io;
   auto client = make_client(io); // system store only
@@ -122,7 +105,7 @@ TEST_CASE("TLS: without the CA, verification fails with a clear error") {
 }
 
 TEST_CASE("TLS: insecure_skip_verify is the only way around verification") {
-  REQUIRE_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   tls_nginx server{{"DNS:localhost"}};
   io_threads io;
   http_client_options opts;
@@ -134,7 +117,7 @@ TEST_CASE("TLS: insecure_skip_verify is the only way around verification") {
 }
 
 TEST_CASE("TLS: a host not in the certificate fails hostname verification") {
-  REQUIRE_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   io_threads io;
   SECTION("certificate for localhost, connect by IP") {
     tls_nginx server{{"DNS:localhost"}};
@@ -185,7 +168,7 @@ asio::awaitable<void> pipe(std::shared_ptr<tcp::socket> from, std::shared_ptr<tc
 } // namespace
 
 TEST_CASE("HTTPS_PROXY: CONNECT tunnel to nginx, TLS verified end to end") {
-  REQUIRE_NGINX();
+  SAIL_TEST_REQUIRE_NGINX();
   tls_nginx server{{"DNS:localhost", "IP:127.0.0.1"}};
   std::mutex mtx;
   std::vector<std::string> seen;

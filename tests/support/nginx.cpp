@@ -25,6 +25,11 @@
 
 namespace sail::test {
 
+bool nginx_opted_out() {
+  auto* v = std::getenv("SAIL_TINKER_NO_NGINX");
+  return v != nullptr && *v != '\0' && std::string{v} != "0";
+}
+
 namespace {
 
 std::string slurp(const std::string& path) {

@@ -15,6 +15,10 @@ struct nginx_tls {
   std::string key;   ///< PEM key file
 };
 
+/// SAIL_TINKER_NO_NGINX set to a non-empty value other than "0": the explicit
+/// opt-out of the tests that need nginx.
+bool nginx_opted_out();
+
 class nginx_server {
 public:
   /// Path of the nginx binary ($SAIL_TINKER_NGINX, else /usr/sbin/nginx, else
@@ -64,3 +68,14 @@ private:
 uint16_t free_port();
 
 } // namespace sail::test
+
+// On a machine prepared by scripts/setup nginx is there: a missing binary
+// fails the test. SAIL_TINKER_NO_NGINX=1 is the explicit opt-out.
+#define SAIL_TEST_REQUIRE_NGINX()                                              \
+  if (::sail::test::nginx_opted_out()) {                                       \
+    WARN("SAIL_TINKER_NO_NGINX is set: this nginx test did not run");          \
+    return;                                                                    \
+  }                                                                            \
+  if (::sail::test::nginx_server::binary().empty())                            \
+  FAIL("nginx is not installed: run scripts/setup (nginx-light), or set "      \
+       "SAIL_TINKER_NO_NGINX=1 to opt out of the nginx tests explicitly")
