@@ -332,6 +332,8 @@ void add_tuning_options(caf::config_option_set& opts, tuning& t) {
     .add(t.adaptive_polls, "adaptive-polls", "polls across the learned latency distribution")
     .add(t.adaptive_min_samples, "adaptive-min-samples",
          "finished samples of a model and window before its plan is used")
+    .add(t.adaptive_max_gap_factor, "adaptive-max-gap-factor",
+         "a planned gap may stretch to this multiple of the window's max poll (>= 1)")
     .add(t.webhook_first_poll, "webhook-first-poll",
          "with a webhook expected: first safety-net poll, every window (0: per window)")
     .add(t.webhook_poll, "webhook-poll",
@@ -553,6 +555,9 @@ caf::expected<runtime_options> make_runtime_options(const tuning& t,
   p.adaptive.enabled = t.adaptive_polling;
   p.adaptive.polls = static_cast<uint32_t>(t.adaptive_polls);
   p.adaptive.min_samples = static_cast<uint32_t>(std::min<size_t>(t.adaptive_min_samples, UINT32_MAX));
+  if (!(t.adaptive_max_gap_factor >= 1.0 && t.adaptive_max_gap_factor <= 100.0))
+    return invalid_argument("pool.adaptive-max-gap-factor", "must be within 1..100");
+  p.adaptive.max_gap_factor = t.adaptive_max_gap_factor;
   if (t.webhook_first_poll.count() < 0 || t.webhook_poll.count() < 0)
     return invalid_argument("pool.webhook-poll", "must not be negative");
   auto webhook_timing = [&t](window_timing& w) {

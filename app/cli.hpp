@@ -113,6 +113,7 @@ struct tuning {
   bool adaptive_polling = true;
   size_t adaptive_polls = 8;
   size_t adaptive_min_samples = 20;
+  double adaptive_max_gap_factor = adaptive_poll_options{}.max_gap_factor;
   /// Webhook safety-net timing for every window ("" keeps each window's).
   caf::timespan webhook_first_poll{0};
   caf::timespan webhook_poll{0};

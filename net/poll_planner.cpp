@@ -130,7 +130,9 @@ poll_plan poll_planner::plan(const std::string& model, const std::string& window
   if (sketch == nullptr || sketch->count() < opts_.min_samples)
     return result;
   auto min_gap = std::max(first_poll, caf::timespan{std::chrono::milliseconds(1)});
-  max_poll = std::max(max_poll, min_gap);
+  auto max_gap = std::max(std::chrono::duration_cast<caf::timespan>(
+                             max_poll * std::max(opts_.max_gap_factor, 1.0)),
+                           min_gap);
   auto mass = 1.0 / static_cast<double>(opts_.polls);
   auto t = std::max(min_gap, sketch->quantile(mass));
   result.offsets.push_back(t);
@@ -139,7 +141,7 @@ poll_plan poll_planner::plan(const std::string& model, const std::string& window
     if (reached >= 0.99)
       break;
     auto target = sketch->quantile(std::min(reached + mass, 0.995));
-    auto gap = std::clamp(target - t, min_gap, max_poll);
+    auto gap = std::clamp(target - t, min_gap, max_gap);
     t += gap;
     result.offsets.push_back(t);
   }
