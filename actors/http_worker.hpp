@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include <boost/beast/http/verb.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -49,8 +50,18 @@ struct worker_job {
   const window_timing* timing = nullptr;
 };
 
+struct response_state;
+struct http_worker_state;
+
+using http_worker_ptr = http_worker_actor::stateful_pointer<http_worker_state>;
+
 struct http_worker_state {
   static inline const char* name = "sail.http-worker";
+
+  explicit http_worker_state(http_worker_ptr self) : self(self) {
+  }
+
+  http_worker_ptr self;
   http_client* client = nullptr;
   std::shared_ptr<const pool_options> opts;
   pool_actor pool;
@@ -71,9 +82,42 @@ struct http_worker_state {
   /// The pool's retry budget and circuit breaker (shared by its workers).
   std::shared_ptr<retry_guard> guard;
   std::mt19937_64 rng;
-};
 
-using http_worker_ptr = http_worker_actor::stateful_pointer<http_worker_state>;
+  // -- handlers (one per message of http_worker_actor) --------------------------------
+
+  void submit(uint64_t id, uint32_t attempt, shared_job job, poll_plan plan);
+  void cancel(uint64_t id);
+  void on_deadline();
+  void on_step_timer();
+  void on_step(uint64_t id, uint64_t tag);
+  void on_http(http_completion& c);
+  /// A webhook delivery for job `id`: decoded exactly like a poll's answer.
+  void on_webhook(uint64_t id, webhook_delivery& d);
+
+  // -- jobs -----------------------------------------------------------------------------
+
+  void arm_deadline_timer();
+  void arm_step_timer();
+  // Forgets a job (its result has been reported, or it was cancelled).
+  void drop(worker_job& j);
+  // Runs the job's next step after `delay`; at once without the clock.
+  void step_after(worker_job& j, caf::timespan delay);
+  // Sends the job's next attempt once the pool's retry guard lets it go:
+  // while the breaker is open or the retry budget is spent, the job waits
+  // (its deadline timer still runs) and asks again.
+  void next_attempt(worker_job& j);
+  void schedule_poll(worker_job& j);
+  /// The delay to the plan's next poll that is at least first_poll away;
+  /// none once the plan is used up.
+  std::optional<caf::timespan> next_planned(worker_job& j);
+  http_request base_request(worker_job& j, boost::beast::http::verb verb, std::string url);
+  void send_create(worker_job& j);
+  void send_poll(worker_job& j);
+  void start(worker_job& j, http_request req);
+  void finish(worker_job& j, const std::string& body, const response_state& state,
+              bool via_webhook);
+  void fail(worker_job& j, caf::error err);
+};
 
 http_worker_actor::behavior_type
 http_worker(http_worker_ptr self, http_client* client,

@@ -73,8 +73,17 @@ struct worker_slot {
   size_t in_flight = 0;
 };
 
+struct pool_state;
+
+using pool_ptr = pool_actor::stateful_pointer<pool_state>;
+
 struct pool_state {
   static inline const char* name = "sail.worker-pool";
+
+  explicit pool_state(pool_ptr self) : self(self) {
+  }
+
+  pool_ptr self;
   http_client* client = nullptr;
   std::shared_ptr<const pool_options> opts;
   /// Retry budget and circuit breaker, shared with the workers.
@@ -105,45 +114,80 @@ struct pool_state {
   /// Deliveries for unknown ids, oldest first.
   std::unordered_map<std::string, early_delivery> early;
   std::deque<std::string> early_order;
-};
 
-using pool_ptr = pool_actor::stateful_pointer<pool_state>;
+  // -- handlers (one per message of pool_actor) ---------------------------------------
 
-class pool_logic {
-public:
-  explicit pool_logic(pool_ptr self) : self_(self), st_(self->state) {}
+  /// Spawns the workers (at least one) and the shared retry guard.
+  void start(http_client* c, std::shared_ptr<const pool_options> o) {
+    client = c;
+    opts = std::move(o);
+    planner.emplace(opts->adaptive);
+    guard = std::make_shared<retry_guard>(opts->retry_budget, opts->breaker,
+                                          opts->on_breaker_change);
+    auto n = std::max<size_t>(1, opts->workers);
+    for (size_t i = 0; i < n; ++i)
+      workers.push_back({spawn_worker(), 0});
+  }
+
+  completer_stats get_stats() {
+    auto s = stats;
+    s.in_flight = active + queued;
+    s.guard = guard->stats(clock_type::now());
+    // The client's own retries (a pooled connection that died while idle:
+    // the call goes once more on a fresh connection, below the retry
+    // policy); shared with the resolver, so Tinker calls count too.
+    if (auto n = client->stats().stale_retries; n > 0)
+      s.retries_by_cause["stale_connection"] = n;
+    return s;
+  }
+
+  /// A worker's verdict on a forwarded delivery it did not apply.
+  void webhook_verdict(const std::string& verdict) {
+    ++stats.webhooks[verdict];
+  }
+
+  /// A worker retried an HTTP call for `cause`.
+  void retried(const std::string& cause) {
+    ++stats.retries_by_cause[cause];
+  }
+
+  /// Test hook: the worker in `slot` throws.
+  void crash(uint32_t slot) {
+    if (slot < workers.size())
+      self->send(workers[slot].hdl, atom::crash_v);
+  }
 
   caf::result<tokens_with_logprobs> submit(sail_job& job) {
-    auto& opts = *st_.opts;
-    if (auto why = st_.guard->refuse_new_work(clock_type::now())) {
-      ++st_.stats.failed_by_kind[to_string(errc::unavailable)];
+    auto& opts = *this->opts;
+    if (auto why = guard->refuse_new_work(clock_type::now())) {
+      ++stats.failed_by_kind[to_string(errc::unavailable)];
       return make_error(errc::unavailable, std::move(*why));
     }
-    bool can_run = !st_.paused && st_.active < opts.max_in_flight;
-    if (!can_run && st_.queued >= opts.max_queued) {
-      ++st_.stats.failed_by_kind[to_string(errc::overloaded)];
+    bool can_run = !paused && active < opts.max_in_flight;
+    if (!can_run && queued >= opts.max_queued) {
+      ++stats.failed_by_kind[to_string(errc::overloaded)];
       return make_error(errc::overloaded,
-                        "node is at capacity: " + std::to_string(st_.active)
-                          + " samples in flight, " + std::to_string(st_.queued)
+                        "node is at capacity: " + std::to_string(active)
+                          + " samples in flight, " + std::to_string(queued)
                           + " waiting");
     }
-    auto id = ++st_.next_job;
-    auto rp = self_->make_response_promise<tokens_with_logprobs>();
-    auto& pj = st_.jobs[id];
+    auto id = ++next_job;
+    auto rp = self->make_response_promise<tokens_with_logprobs>();
+    auto& pj = jobs[id];
     pj.job = std::make_shared<const sail_job>(std::move(job));
     pj.rp = rp;
     if (std::string_view key = pj.job->idempotency_key; !key.empty()) {
-      st_.by_key.erase(key); // a view into an older job with this key
-      st_.by_key.emplace(key, id);
+      by_key.erase(key); // a view into an older job with this key
+      by_key.emplace(key, id);
     }
     if (!pj.job->group_id.empty())
-      st_.by_group[pj.job->group_id].insert(id);
+      by_group[pj.job->group_id].insert(id);
     if (can_run) {
-      ++st_.active;
+      ++active;
       dispatch(id, pj);
     } else {
-      st_.queue.push_back(id);
-      ++st_.queued;
+      queue.push_back(id);
+      ++queued;
     }
     return rp;
   }
@@ -153,7 +197,6 @@ public:
     auto* pj = current(id, attempt);
     if (pj == nullptr)
       return;
-    auto& stats = st_.stats;
     stats.polls += report.polls;
     count_in(stats.polls_per_sample, polls_buckets, report.polls);
     if (report.notice_ms >= 0) {
@@ -164,7 +207,7 @@ public:
     if (report.via_webhook)
       ++stats.webhooks["applied"];
     if (report.latency.count() >= 0)
-      st_.planner->observe(pj->job->model, pj->job->completion_window, report.latency);
+      planner->observe(pj->job->model, pj->job->completion_window, report.latency);
     pj->rp.deliver(std::move(result));
     ++stats.completed;
     release(id);
@@ -177,30 +220,30 @@ public:
     if (pj == nullptr || response_id.empty())
       return;
     pj->response_id = response_id;
-    st_.by_response[response_id] = id;
-    auto e = st_.early.find(response_id);
-    if (e == st_.early.end())
+    by_response[response_id] = id;
+    auto e = early.find(response_id);
+    if (e == early.end())
       return;
     // Its webhook came before the create's answer (a very fast response).
     auto delivery = std::move(e->second.delivery);
-    st_.early.erase(e);
-    ++st_.stats.webhooks["early"];
+    early.erase(e);
+    ++stats.webhooks["early"];
     if (pj->slot >= 0)
-      self_->send(st_.workers[pj->slot].hdl, atom::webhook_v, id, std::move(delivery));
+      self->send(workers[pj->slot].hdl, atom::webhook_v, id, std::move(delivery));
   }
 
   void webhook(webhook_delivery& d) {
-    auto& counts = st_.stats.webhooks;
+    auto& counts = stats.webhooks;
     ++counts["received"];
-    if (auto i = st_.by_response.find(d.response_id); i != st_.by_response.end()) {
-      auto j = st_.jobs.find(i->second);
-      if (j != st_.jobs.end() && j->second.slot >= 0) {
-        self_->send(st_.workers[j->second.slot].hdl, atom::webhook_v, i->second,
-                    std::move(d));
+    if (auto i = by_response.find(d.response_id); i != by_response.end()) {
+      auto j = jobs.find(i->second);
+      if (j != jobs.end() && j->second.slot >= 0) {
+        self->send(workers[j->second.slot].hdl, atom::webhook_v, i->second,
+                   std::move(d));
         return;
       }
     }
-    if (st_.recent.count(d.response_id) > 0) {
+    if (recent.count(d.response_id) > 0) {
       // Sail retried, or a poll finished the sample first.
       ++counts["duplicate"];
       return;
@@ -210,7 +253,7 @@ public:
   }
 
   void rejected(const std::string& reason) {
-    ++st_.stats.webhooks["rejected_" + reason];
+    ++stats.webhooks["rejected_" + reason];
   }
 
   void failed(uint64_t id, uint32_t attempt, caf::error& err) {
@@ -225,16 +268,16 @@ public:
 
   void cancel(const std::string& what) {
     std::vector<uint64_t> ids;
-    if (auto i = st_.by_key.find(what); i != st_.by_key.end())
+    if (auto i = by_key.find(what); i != by_key.end())
       ids.push_back(i->second);
-    if (auto i = st_.by_group.find(what); i != st_.by_group.end())
+    if (auto i = by_group.find(what); i != by_group.end())
       ids.insert(ids.end(), i->second.begin(), i->second.end());
     for (auto id : ids) {
-      auto i = st_.jobs.find(id);
-      if (i == st_.jobs.end())
+      auto i = jobs.find(id);
+      if (i == jobs.end())
         continue;
       if (i->second.slot >= 0)
-        self_->send(st_.workers[i->second.slot].hdl, atom::cancel_v, id);
+        self->send(workers[i->second.slot].hdl, atom::cancel_v, id);
       auto err = make_error(errc::cancelled, "sample cancelled by the caller");
       count_failure(err);
       i->second.rp.deliver(std::move(err));
@@ -247,61 +290,61 @@ public:
     if (d.count() <= 0)
       d = std::chrono::seconds(1);
     auto until = clock_type::now() + d;
-    if (st_.paused && until <= st_.paused_until)
+    if (paused && until <= paused_until)
       return;
-    st_.paused_until = until;
-    if (!st_.paused) {
-      st_.paused = true;
-      ++st_.stats.retries_by_cause["pool_pause"];
+    paused_until = until;
+    if (!paused) {
+      paused = true;
+      ++stats.retries_by_cause["pool_pause"];
     }
-    self_->delayed_send(self_, d, atom::resume_v);
+    self->delayed_send(self, d, atom::resume_v);
   }
 
   void resume() {
-    if (!st_.paused || clock_type::now() < st_.paused_until)
+    if (!paused || clock_type::now() < paused_until)
       return;
-    st_.paused = false;
+    paused = false;
     pump();
   }
 
   void worker_down(const caf::down_msg& dm) {
-    auto& ws = st_.workers;
+    auto& ws = workers;
     auto it = std::find_if(ws.begin(), ws.end(), [&](const worker_slot& w) {
       return w.hdl.address() == dm.source;
     });
     if (it == ws.end())
       return;
-    if (st_.stopping) {
+    if (stopping) {
       it->hdl = nullptr;
-      if (--st_.workers_alive == 0)
-        self_->quit(*st_.stopping);
+      if (--workers_alive == 0)
+        self->quit(*stopping);
       return;
     }
     auto slot = static_cast<int>(it - ws.begin());
     auto now = clock_type::now();
-    st_.restarts.push_back(now);
-    while (!st_.restarts.empty()
-           && now - st_.restarts.front() > st_.opts->restart_window)
-      st_.restarts.pop_front();
-    if (st_.restarts.size() > st_.opts->max_restarts) {
+    restarts.push_back(now);
+    while (!restarts.empty()
+           && now - restarts.front() > opts->restart_window)
+      restarts.pop_front();
+    if (restarts.size() > opts->max_restarts) {
       escalate(make_error(errc::inference_error,
                           "worker pool gave up: more than "
-                            + std::to_string(st_.opts->max_restarts)
+                            + std::to_string(opts->max_restarts)
                             + " worker restarts within the restart window"));
       return;
     }
     it->hdl = spawn_worker();
     it->in_flight = 0;
-    ++st_.stats.retries_by_cause["worker_restart"];
+    ++stats.retries_by_cause["worker_restart"];
     // Collect first: re-dispatching mutates the job map (pitfall 18).
     std::vector<uint64_t> orphaned;
-    for (auto& [id, pj] : st_.jobs)
+    for (auto& [id, pj] : jobs)
       if (pj.slot == slot)
         orphaned.push_back(id);
     for (auto id : orphaned) {
-      auto& pj = st_.jobs[id];
+      auto& pj = jobs[id];
       pj.slot = -1;
-      if (pj.attempt >= st_.opts->max_dispatch_attempts) {
+      if (pj.attempt >= opts->max_dispatch_attempts) {
         auto err = make_error(errc::inference_error,
                               "sample abandoned: its worker died "
                                 + std::to_string(pj.attempt) + " times");
@@ -310,7 +353,7 @@ public:
         release(id);
         continue;
       }
-      ++st_.stats.retries_by_cause["redispatch"];
+      ++stats.retries_by_cause["redispatch"];
       dispatch(id, pj);
     }
     pump();
@@ -319,35 +362,34 @@ public:
   /// Fails the open work, stops the workers and quits once they are all
   /// down, so that no worker touches the HTTP client after the pool is gone.
   void shutdown(const caf::error& reason) {
-    if (st_.stopping)
+    if (stopping)
       return;
-    st_.stopping = reason;
+    stopping = reason;
     fail_all(make_error(errc::cancelled, "worker pool shutting down"));
-    st_.workers_alive = 0;
-    for (auto& w : st_.workers)
+    workers_alive = 0;
+    for (auto& w : workers)
       if (w.hdl) {
-        self_->send_exit(w.hdl, reason);
-        ++st_.workers_alive;
+        self->send_exit(w.hdl, reason);
+        ++workers_alive;
       }
-    if (st_.workers_alive == 0)
-      self_->quit(reason);
+    if (workers_alive == 0)
+      self->quit(reason);
   }
 
   http_worker_actor spawn_worker() {
-    return self_->spawn<caf::monitored>(http_worker, st_.client, st_.opts,
-                                        caf::actor_cast<pool_actor>(self_), st_.guard);
+    return self->spawn<caf::monitored>(http_worker, client, opts,
+                                        caf::actor_cast<pool_actor>(self), guard);
   }
 
-private:
   pool_job* current(uint64_t id, uint32_t attempt) {
-    auto i = st_.jobs.find(id);
-    if (i == st_.jobs.end() || i->second.attempt != attempt)
+    auto i = jobs.find(id);
+    if (i == jobs.end() || i->second.attempt != attempt)
       return nullptr; // finished, cancelled, or a stale reply from an earlier attempt
     return &i->second;
   }
 
   void dispatch(uint64_t id, pool_job& pj) {
-    auto& ws = st_.workers;
+    auto& ws = workers;
     auto best = std::min_element(ws.begin(), ws.end(),
                                  [](const worker_slot& a, const worker_slot& b) {
                                    return a.in_flight < b.in_flight;
@@ -358,171 +400,143 @@ private:
     // A job expecting its webhook here polls on the webhook timing instead.
     poll_plan plan;
     if (!pj.job->webhook) {
-      auto& t = st_.opts->timing(pj.job->completion_window);
-      plan = st_.planner->plan(pj.job->model, pj.job->completion_window, t.first_poll,
-                               t.max_poll);
+      auto& t = opts->timing(pj.job->completion_window);
+      plan = planner->plan(pj.job->model, pj.job->completion_window, t.first_poll,
+                           t.max_poll);
     }
-    self_->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job, std::move(plan));
+    self->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job, std::move(plan));
   }
 
   /// Remembers a finished sample's response id (bounded FIFO).
   void remember(std::string response_id) {
-    if (st_.opts->webhook_recent == 0 || !st_.recent.insert(response_id).second)
+    if (opts->webhook_recent == 0 || !recent.insert(response_id).second)
       return;
-    st_.recent_order.push_back(std::move(response_id));
-    while (st_.recent_order.size() > st_.opts->webhook_recent) {
-      st_.recent.erase(st_.recent_order.front());
-      st_.recent_order.pop_front();
+    recent_order.push_back(std::move(response_id));
+    while (recent_order.size() > opts->webhook_recent) {
+      recent.erase(recent_order.front());
+      recent_order.pop_front();
     }
   }
 
   /// Holds a delivery for an unknown id (bounded in count and time).
   void hold_early(webhook_delivery d) {
     auto now = clock_type::now();
-    auto& order = st_.early_order;
+    auto& order = early_order;
     // Forget what expired or was claimed (claimed ids are gone from `early`).
     while (!order.empty()) {
-      auto i = st_.early.find(order.front());
-      if (i != st_.early.end() && i->second.until > now
-          && st_.early.size() < st_.opts->webhook_early_max)
+      auto i = early.find(order.front());
+      if (i != early.end() && i->second.until > now
+          && early.size() < opts->webhook_early_max)
         break;
-      if (i != st_.early.end())
-        st_.early.erase(i);
+      if (i != early.end())
+        early.erase(i);
       order.pop_front();
     }
-    if (st_.opts->webhook_early_max == 0)
+    if (opts->webhook_early_max == 0)
       return;
     auto id = d.response_id;
-    auto until = now + st_.opts->webhook_early_hold;
-    if (st_.early.insert_or_assign(id, early_delivery{std::move(d), until}).second)
+    auto until = now + opts->webhook_early_hold;
+    if (early.insert_or_assign(id, early_delivery{std::move(d), until}).second)
       order.push_back(std::move(id));
   }
 
   // Forgets a job whose promise has been delivered.
   void release(uint64_t id) {
-    auto i = st_.jobs.find(id);
-    if (i == st_.jobs.end())
+    auto i = jobs.find(id);
+    if (i == jobs.end())
       return;
     auto& pj = i->second;
     if (pj.slot >= 0) {
-      --st_.workers[pj.slot].in_flight;
-      --st_.active;
+      --workers[pj.slot].in_flight;
+      --active;
     } else {
-      --st_.queued; // still in `queue`; pump() skips it
+      --queued; // still in `queue`; pump() skips it
     }
     if (!pj.response_id.empty()) {
-      if (auto r = st_.by_response.find(pj.response_id);
-          r != st_.by_response.end() && r->second == id)
-        st_.by_response.erase(r);
+      if (auto r = by_response.find(pj.response_id);
+          r != by_response.end() && r->second == id)
+        by_response.erase(r);
       remember(std::move(pj.response_id));
     }
-    if (auto k = st_.by_key.find(pj.job->idempotency_key);
-        k != st_.by_key.end() && k->second == id)
-      st_.by_key.erase(k);
-    if (auto g = st_.by_group.find(pj.job->group_id); g != st_.by_group.end()) {
+    if (auto k = by_key.find(pj.job->idempotency_key);
+        k != by_key.end() && k->second == id)
+      by_key.erase(k);
+    if (auto g = by_group.find(pj.job->group_id); g != by_group.end()) {
       g->second.erase(id);
       if (g->second.empty())
-        st_.by_group.erase(g);
+        by_group.erase(g);
     }
-    st_.jobs.erase(i);
+    jobs.erase(i);
   }
 
   void pump() {
-    while (!st_.paused && st_.active < st_.opts->max_in_flight
-           && !st_.queue.empty()) {
-      auto id = st_.queue.front();
-      st_.queue.pop_front();
-      auto i = st_.jobs.find(id);
-      if (i == st_.jobs.end() || i->second.slot >= 0)
+    while (!paused && active < opts->max_in_flight
+           && !queue.empty()) {
+      auto id = queue.front();
+      queue.pop_front();
+      auto i = jobs.find(id);
+      if (i == jobs.end() || i->second.slot >= 0)
         continue;
-      --st_.queued;
-      ++st_.active;
+      --queued;
+      ++active;
       dispatch(id, i->second);
     }
   }
 
   void count_failure(const caf::error& err) {
     auto code = code_of(err);
-    ++st_.stats.failed_by_kind[code ? to_string(*code) : "other"];
+    ++stats.failed_by_kind[code ? to_string(*code) : "other"];
   }
 
   void fail_all(const caf::error& err) {
-    for (auto& [id, pj] : st_.jobs) {
+    for (auto& [id, pj] : jobs) {
       count_failure(err);
       pj.rp.deliver(err);
     }
-    st_.jobs.clear();
-    st_.queue.clear();
-    st_.by_key.clear();
-    st_.by_group.clear();
-    st_.by_response.clear();
-    st_.early.clear();
-    st_.early_order.clear();
-    st_.queued = 0;
-    st_.active = 0;
+    jobs.clear();
+    queue.clear();
+    by_key.clear();
+    by_group.clear();
+    by_response.clear();
+    early.clear();
+    early_order.clear();
+    queued = 0;
+    active = 0;
   }
 
   void escalate(caf::error err) {
     fail_all(err);
-    for (auto& w : st_.workers)
-      self_->send_exit(w.hdl, caf::exit_reason::user_shutdown);
-    self_->quit(std::move(err));
+    for (auto& w : workers)
+      self->send_exit(w.hdl, caf::exit_reason::user_shutdown);
+    self->quit(std::move(err));
   }
-
-  pool_ptr self_;
-  pool_state& st_;
 };
+
 
 pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
                                         std::shared_ptr<const pool_options> opts) {
-  self->state.client = client;
-  self->state.opts = std::move(opts);
-  self->state.planner.emplace(self->state.opts->adaptive);
-  auto& o = *self->state.opts;
-  self->state.guard = std::make_shared<retry_guard>(o.retry_budget, o.breaker,
-                                                    o.on_breaker_change);
-  auto n = std::max<size_t>(1, self->state.opts->workers);
-  for (size_t i = 0; i < n; ++i)
-    self->state.workers.push_back({pool_logic{self}.spawn_worker(), 0});
-  self->set_down_handler([=](caf::down_msg& dm) { pool_logic{self}.worker_down(dm); });
-  self->set_exit_handler([=](caf::exit_msg& em) { pool_logic{self}.shutdown(em.reason); });
+  self->state.start(client, std::move(opts));
+  self->set_down_handler([self](caf::down_msg& dm) { self->state.worker_down(dm); });
+  self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
   return {
-    [=](atom::submit, sail_job& job) -> caf::result<tokens_with_logprobs> {
-      return pool_logic{self}.submit(job);
+    [self](atom::submit, sail_job& job) { return self->state.submit(job); },
+    [self](atom::cancel, std::string& what) { self->state.cancel(what); },
+    [self](atom::stats) { return self->state.get_stats(); },
+    [self](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
+           sample_report& report) { self->state.done(id, attempt, res, report); },
+    [self](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
+      self->state.created(id, attempt, response_id);
     },
-    [=](atom::cancel, std::string& what) { pool_logic{self}.cancel(what); },
-    [=](atom::stats) -> completer_stats {
-      auto s = self->state.stats;
-      s.in_flight = self->state.active + self->state.queued;
-      s.guard = self->state.guard->stats(clock_type::now());
-      // The client's own retries (a pooled connection that died while idle:
-      // the call goes once more on a fresh connection, below the retry
-      // policy); shared with the resolver, so Tinker calls count too.
-      if (auto n = self->state.client->stats().stale_retries; n > 0)
-        s.retries_by_cause["stale_connection"] = n;
-      return s;
+    [self](atom::webhook, webhook_delivery& d) { self->state.webhook(d); },
+    [self](atom::rejected, std::string& reason) { self->state.rejected(reason); },
+    [self](atom::webhook, std::string& verdict) { self->state.webhook_verdict(verdict); },
+    [self](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
+      self->state.failed(id, attempt, err);
     },
-    [=](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
-        sample_report& report) { pool_logic{self}.done(id, attempt, res, report); },
-    [=](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
-      pool_logic{self}.created(id, attempt, response_id);
-    },
-    [=](atom::webhook, webhook_delivery& d) { pool_logic{self}.webhook(d); },
-    [=](atom::rejected, std::string& reason) { pool_logic{self}.rejected(reason); },
-    [=](atom::webhook, std::string& verdict) { ++self->state.stats.webhooks[verdict]; },
-    [=](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
-      pool_logic{self}.failed(id, attempt, err);
-    },
-    [=](atom::pause, caf::timespan d) { pool_logic{self}.pause(d); },
-    [=](atom::resume) { pool_logic{self}.resume(); },
-    [=](atom::retried, std::string& cause) {
-      ++self->state.stats.retries_by_cause[cause];
-    },
-    [=](atom::crash, uint32_t slot) {
-      auto& ws = self->state.workers;
-      if (slot < ws.size())
-        self->send(ws[slot].hdl, atom::crash_v);
-    },
+    [self](atom::pause, caf::timespan d) { self->state.pause(d); },
+    [self](atom::resume) { self->state.resume(); },
+    [self](atom::retried, std::string& cause) { self->state.retried(cause); },
+    [self](atom::crash, uint32_t slot) { self->state.crash(slot); },
   };
 }
 
