@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <stdexcept>
 #include <utility>
 
 #include <boost/beast/http/verb.hpp>
@@ -389,9 +388,6 @@ http_worker(http_worker_ptr self, http_client* client,
     [self](atom::step, uint64_t id, uint64_t tag) { self->state.on_step(id, tag); },
     [self](atom::step) { self->state.on_step_timer(); },
     [self](atom::deadline) { self->state.on_deadline(); },
-    [](atom::crash) {
-      throw std::runtime_error("crash injected by test hook");
-    },
   };
 }
 

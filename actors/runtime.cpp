@@ -306,10 +306,6 @@ caf::expected<token_completer> runtime::make_token_completer(completer_config cf
   return token_completer{*c, bridge_};
 }
 
-void runtime::crash_worker(uint32_t slot) {
-  caf::anon_send(pool_, atom::crash_v, slot);
-}
-
 void runtime::shutdown() {
   std::vector<completer_actor> completers;
   {

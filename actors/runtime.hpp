@@ -129,9 +129,6 @@ public:
   /// The receiver's bound port (0 when it is off).
   uint16_t webhook_port() const { return receiver_ ? receiver_->port() : 0; }
 
-  /// Test hook: makes the worker in `slot` throw.
-  void crash_worker(uint32_t slot);
-
   /// Ordered, bounded shutdown; idempotent.
   void shutdown();
 

@@ -14,6 +14,7 @@
 #include <caf/typed_response_promise.hpp>
 
 #include "sail_tinker/actors/http_worker.hpp"
+#include "sail_tinker/actors/worker_pool_testing.hpp"
 #include "sail_tinker/messages/error.hpp"
 
 namespace sail {
@@ -75,7 +76,7 @@ struct worker_slot {
 
 struct pool_state;
 
-using pool_ptr = pool_actor::stateful_pointer<pool_state>;
+using pool_ptr = pool_testing_actor::stateful_pointer<pool_state>;
 
 struct pool_state {
   static inline const char* name = "sail.worker-pool";
@@ -151,10 +152,13 @@ struct pool_state {
     ++stats.retries_by_cause[cause];
   }
 
-  /// Test hook: the worker in `slot` throws.
+  /// Test hook (pool_testing_actor): the worker in `slot` ends as if its
+  /// handler had thrown (CAF ends such an actor with sec::runtime_error).
   void crash(uint32_t slot) {
     if (slot < workers.size())
-      self->send(workers[slot].hdl, atom::crash_v);
+      self->send_exit(workers[slot].hdl,
+                      caf::make_error(caf::sec::runtime_error,
+                                      std::string{"crash injected by test hook"}));
   }
 
   caf::result<tokens_with_logprobs> submit(sail_job& job) {
@@ -513,8 +517,8 @@ struct pool_state {
 };
 
 
-pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
-                                        std::shared_ptr<const pool_options> opts) {
+pool_testing_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
+                                                std::shared_ptr<const pool_options> opts) {
   self->state.start(client, std::move(opts));
   self->set_down_handler([self](caf::down_msg& dm) { self->state.worker_down(dm); });
   self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
@@ -545,7 +549,9 @@ pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
 pool_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
                              pool_options opts) {
   auto shared = std::make_shared<const pool_options>(std::move(opts));
-  return sys.spawn(pool_behavior, &client, std::move(shared));
+  // Spawned with its test hooks; handed out as the pool_actor only.
+  pool_actor pool = sys.spawn(pool_behavior, &client, std::move(shared));
+  return pool;
 }
 
 } // namespace sail

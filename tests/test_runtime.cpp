@@ -10,6 +10,7 @@
 
 #include <boost/json.hpp>
 
+#include "support/pool_testing.hpp"
 #include "support/stack_fixture.hpp"
 
 using namespace sail;
@@ -443,8 +444,8 @@ TEST_CASE("supervision: worker crashes with 1,000 samples in flight lose nothing
   for (int64_t i = 0; i < 1000; ++i)
     futures.push_back(tc.sample(model_input{i % 60, i / 60 + 1}));
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1000; }));
-  f.rt->crash_worker(0);
-  f.rt->crash_worker(2);
+  sail::test::crash_worker(*f.rt, 0);
+  sail::test::crash_worker(*f.rt, 2);
   size_t ok = 0;
   for (auto& fut : futures) {
     auto res = fut.get();
@@ -468,12 +469,12 @@ TEST_CASE("supervision: a poison sample is abandoned after the attempt cap",
                   }};
   auto fut = f.completer().sample(model_input{1});
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1; }));
-  f.rt->crash_worker(0);
+  sail::test::crash_worker(*f.rt, 0);
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) {
     auto i = s.retries_by_cause.find("redispatch");
     return i != s.retries_by_cause.end() && i->second == 1;
   }));
-  f.rt->crash_worker(0);
+  sail::test::crash_worker(*f.rt, 0);
   auto res = fut.get();
   require_error(res, errc::inference_error);
   CHECK(f.emu.snapshot().max_runs_per_key <= 1);
