@@ -14,6 +14,7 @@
 #include <caf/typed_response_promise.hpp>
 
 #include "sail_tinker/actors/http_worker.hpp"
+#include "sail_tinker/actors/pool_core.hpp"
 #include "sail_tinker/actors/worker_pool_testing.hpp"
 #include "sail_tinker/messages/error.hpp"
 
@@ -53,15 +54,16 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-struct pool_job {
+/// A job as the pool holds it from submit until its one answer (its
+/// placement is pool_core's): the job, shared with the worker running it, the
+/// submitter's promise, and the response id once a worker reported it.
+struct submitted_job {
   shared_job job;
   caf::typed_response_promise<tokens_with_logprobs> rp;
-  uint32_t attempt = 0;
-  /// Worker slot holding the job; -1 while queued.
-  int slot = -1;
-  /// Set once a worker reported the create's answer.
   std::string response_id;
 };
+
+using pool_jobs = pool_core<submitted_job>;
 
 /// A delivery for an id nobody claimed (yet).
 struct early_delivery {
@@ -69,10 +71,19 @@ struct early_delivery {
   clock_type::time_point until;
 };
 
-struct worker_slot {
-  http_worker_actor hdl;
-  size_t in_flight = 0;
+/// A test's stats request waiting for its condition (pool_testing_actor).
+struct stats_watcher {
+  pool_condition condition;
+  caf::typed_response_promise<completer_stats> rp;
 };
+
+pool_limits limits_of(const pool_options& opts) {
+  return {std::max<size_t>(1, opts.workers), opts.max_in_flight,
+          opts.max_queued,
+          opts.max_dispatch_attempts,
+          opts.max_restarts,
+          opts.restart_window};
+}
 
 struct pool_state;
 
@@ -89,18 +100,15 @@ struct pool_state {
   std::shared_ptr<const pool_options> opts;
   /// Retry budget and circuit breaker, shared with the workers.
   std::shared_ptr<retry_guard> guard;
-  std::vector<worker_slot> workers;
-  std::unordered_map<uint64_t, pool_job> jobs;
+  /// The workers, by slot of `jobs`.
+  std::vector<http_worker_actor> workers;
+  /// Admission, placement, pause, restart intensity and re-dispatch
+  /// (pool_core.hpp): the decisions; this actor does the messaging.
+  std::optional<pool_jobs> jobs;
   uint64_t next_job = 0;
-  std::deque<uint64_t> queue;  ///< may hold ids of cancelled jobs: skipped
-  size_t queued = 0;           ///< live jobs in `queue`
-  size_t active = 0;           ///< dispatched jobs
   /// Keys view the jobs' own idempotency_key (an entry goes before its job).
   std::unordered_map<std::string_view, uint64_t> by_key;
   std::unordered_map<std::string, std::unordered_set<uint64_t>> by_group;
-  clock_type::time_point paused_until;
-  bool paused = false;
-  std::deque<clock_type::time_point> restarts;
   pool_stats stats;
   /// Set while shutting down: the pool quits with it once every worker is down.
   std::optional<caf::error> stopping;
@@ -115,24 +123,54 @@ struct pool_state {
   /// Deliveries for unknown ids, oldest first.
   std::unordered_map<std::string, early_delivery> early;
   std::deque<std::string> early_order;
-
-  // -- handlers (one per message of pool_actor) ---------------------------------------
+  /// Test hook: stats requests answered once their condition holds.
+  std::vector<stats_watcher> watchers;
 
   /// Spawns the workers (at least one) and the shared retry guard.
   void start(http_client* c, std::shared_ptr<const pool_options> o) {
     client = c;
     opts = std::move(o);
+    jobs.emplace(limits_of(*opts));
     planner.emplace(opts->adaptive);
     guard = std::make_shared<retry_guard>(opts->retry_budget, opts->breaker,
                                           opts->on_breaker_change);
-    auto n = std::max<size_t>(1, opts->workers);
-    for (size_t i = 0; i < n; ++i)
-      workers.push_back({spawn_worker(), 0});
+    for (size_t i = 0; i < jobs->slots(); ++i)
+      workers.push_back(spawn_worker());
+  }
+
+  // -- handlers (one per message of pool_testing_actor) ---------------------------------
+
+  caf::result<tokens_with_logprobs> submit(sail_job& job) {
+    if (auto why = guard->refuse_new_work(clock_type::now())) {
+      ++stats.failed_by_kind[to_string(errc::unavailable)];
+      return make_error(errc::unavailable, std::move(*why));
+    }
+    auto how = jobs->admit();
+    if (how == pool_jobs::admission::overloaded) {
+      ++stats.failed_by_kind[to_string(errc::overloaded)];
+      return make_error(errc::overloaded,
+                        "node is at capacity: " + std::to_string(jobs->active())
+                          + " samples in flight, " + std::to_string(jobs->queued())
+                          + " waiting");
+    }
+    auto id = ++next_job;
+    auto rp = self->make_response_promise<tokens_with_logprobs>();
+    auto& e = jobs->add(id, {std::make_shared<const sail_job>(std::move(job)), rp, {}}, how);
+    auto& sj = e.payload;
+    if (std::string_view key = sj.job->idempotency_key; !key.empty()) {
+      by_key.erase(key); // a view into an older job with this key
+      by_key.emplace(key, id);
+    }
+    if (!sj.job->group_id.empty())
+      by_group[sj.job->group_id].insert(id);
+    if (e.slot >= 0)
+      dispatch(id, e);
+    return rp;
   }
 
   completer_stats get_stats() {
     auto s = stats;
-    s.in_flight = active + queued;
+    s.in_flight = jobs->in_flight();
     s.guard = guard->stats(clock_type::now());
     // The client's own retries (a pooled connection that died while idle:
     // the call goes once more on a fresh connection, below the retry
@@ -142,64 +180,10 @@ struct pool_state {
     return s;
   }
 
-  /// A worker's verdict on a forwarded delivery it did not apply.
-  void webhook_verdict(const std::string& verdict) {
-    ++stats.webhooks[verdict];
-  }
-
-  /// A worker retried an HTTP call for `cause`.
-  void retried(const std::string& cause) {
-    ++stats.retries_by_cause[cause];
-  }
-
-  /// Test hook (pool_testing_actor): the worker in `slot` ends as if its
-  /// handler had thrown (CAF ends such an actor with sec::runtime_error).
-  void crash(uint32_t slot) {
-    if (slot < workers.size())
-      self->send_exit(workers[slot].hdl,
-                      caf::make_error(caf::sec::runtime_error,
-                                      std::string{"crash injected by test hook"}));
-  }
-
-  caf::result<tokens_with_logprobs> submit(sail_job& job) {
-    auto& opts = *this->opts;
-    if (auto why = guard->refuse_new_work(clock_type::now())) {
-      ++stats.failed_by_kind[to_string(errc::unavailable)];
-      return make_error(errc::unavailable, std::move(*why));
-    }
-    bool can_run = !paused && active < opts.max_in_flight;
-    if (!can_run && queued >= opts.max_queued) {
-      ++stats.failed_by_kind[to_string(errc::overloaded)];
-      return make_error(errc::overloaded,
-                        "node is at capacity: " + std::to_string(active)
-                          + " samples in flight, " + std::to_string(queued)
-                          + " waiting");
-    }
-    auto id = ++next_job;
-    auto rp = self->make_response_promise<tokens_with_logprobs>();
-    auto& pj = jobs[id];
-    pj.job = std::make_shared<const sail_job>(std::move(job));
-    pj.rp = rp;
-    if (std::string_view key = pj.job->idempotency_key; !key.empty()) {
-      by_key.erase(key); // a view into an older job with this key
-      by_key.emplace(key, id);
-    }
-    if (!pj.job->group_id.empty())
-      by_group[pj.job->group_id].insert(id);
-    if (can_run) {
-      ++active;
-      dispatch(id, pj);
-    } else {
-      queue.push_back(id);
-      ++queued;
-    }
-    return rp;
-  }
-
   void done(uint64_t id, uint32_t attempt, tokens_with_logprobs& result,
             const sample_report& report) {
-    auto* pj = current(id, attempt);
-    if (pj == nullptr)
+    auto* e = jobs->current(id, attempt);
+    if (e == nullptr)
       return;
     stats.polls += report.polls;
     count_in(stats.polls_per_sample, polls_buckets, report.polls);
@@ -210,40 +194,49 @@ struct pool_state {
     }
     if (report.via_webhook)
       ++stats.webhooks["applied"];
+    auto& job = *e->payload.job;
     if (report.latency.count() >= 0)
-      planner->observe(pj->job->model, pj->job->completion_window, report.latency);
-    pj->rp.deliver(std::move(result));
+      planner->observe(job.model, job.completion_window, report.latency);
+    e->payload.rp.deliver(std::move(result));
     ++stats.completed;
+    release(id);
+    pump();
+  }
+
+  void failed(uint64_t id, uint32_t attempt, caf::error& err) {
+    auto* e = jobs->current(id, attempt);
+    if (e == nullptr)
+      return;
+    count_failure(err);
+    e->payload.rp.deliver(std::move(err));
     release(id);
     pump();
   }
 
   /// A worker's create was answered: the job's deliveries can be routed.
   void created(uint64_t id, uint32_t attempt, std::string& response_id) {
-    auto* pj = current(id, attempt);
-    if (pj == nullptr || response_id.empty())
+    auto* e = jobs->current(id, attempt);
+    if (e == nullptr || response_id.empty())
       return;
-    pj->response_id = response_id;
+    e->payload.response_id = response_id;
     by_response[response_id] = id;
-    auto e = early.find(response_id);
-    if (e == early.end())
+    auto i = early.find(response_id);
+    if (i == early.end())
       return;
     // Its webhook came before the create's answer (a very fast response).
-    auto delivery = std::move(e->second.delivery);
-    early.erase(e);
+    auto delivery = std::move(i->second.delivery);
+    early.erase(i);
     ++stats.webhooks["early"];
-    if (pj->slot >= 0)
-      self->send(workers[pj->slot].hdl, atom::webhook_v, id, std::move(delivery));
+    if (e->slot >= 0)
+      self->send(workers[e->slot], atom::webhook_v, id, std::move(delivery));
   }
 
   void webhook(webhook_delivery& d) {
     auto& counts = stats.webhooks;
     ++counts["received"];
     if (auto i = by_response.find(d.response_id); i != by_response.end()) {
-      auto j = jobs.find(i->second);
-      if (j != jobs.end() && j->second.slot >= 0) {
-        self->send(workers[j->second.slot].hdl, atom::webhook_v, i->second,
-                   std::move(d));
+      if (auto* e = jobs->find(i->second); e != nullptr && e->slot >= 0) {
+        self->send(workers[e->slot], atom::webhook_v, i->second, std::move(d));
         return;
       }
     }
@@ -260,14 +253,9 @@ struct pool_state {
     ++stats.webhooks["rejected_" + reason];
   }
 
-  void failed(uint64_t id, uint32_t attempt, caf::error& err) {
-    auto* pj = current(id, attempt);
-    if (pj == nullptr)
-      return;
-    count_failure(err);
-    pj->rp.deliver(std::move(err));
-    release(id);
-    pump();
+  /// A worker's verdict on a forwarded delivery it did not apply.
+  void webhook_verdict(const std::string& verdict) {
+    ++stats.webhooks[verdict];
   }
 
   void cancel(const std::string& what) {
@@ -277,89 +265,73 @@ struct pool_state {
     if (auto i = by_group.find(what); i != by_group.end())
       ids.insert(ids.end(), i->second.begin(), i->second.end());
     for (auto id : ids) {
-      auto i = jobs.find(id);
-      if (i == jobs.end())
+      auto* e = jobs->find(id);
+      if (e == nullptr)
         continue;
-      if (i->second.slot >= 0)
-        self->send(workers[i->second.slot].hdl, atom::cancel_v, id);
+      if (e->slot >= 0)
+        self->send(workers[e->slot], atom::cancel_v, id);
       auto err = make_error(errc::cancelled, "sample cancelled by the caller");
       count_failure(err);
-      i->second.rp.deliver(std::move(err));
+      e->payload.rp.deliver(std::move(err));
       release(id);
     }
     pump();
   }
 
+  /// A 429/529: no new creates for `d`.
   void pause(caf::timespan d) {
-    if (d.count() <= 0)
-      d = std::chrono::seconds(1);
-    auto until = clock_type::now() + d;
-    if (paused && until <= paused_until)
-      return;
-    paused_until = until;
-    if (!paused) {
-      paused = true;
+    auto out = jobs->pause(clock_type::now(), d);
+    if (out.started)
       ++stats.retries_by_cause["pool_pause"];
-    }
-    self->delayed_send(self, d, atom::resume_v);
+    if (out.resume_after)
+      self->delayed_send(self, *out.resume_after, atom::resume_v);
   }
 
   void resume() {
-    if (!paused || clock_type::now() < paused_until)
-      return;
-    paused = false;
-    pump();
+    if (jobs->resume(clock_type::now()))
+      pump();
   }
 
+  /// A worker retried an HTTP call for `cause`.
+  void retried(const std::string& cause) {
+    ++stats.retries_by_cause[cause];
+  }
+
+  /// Supervision: restart a dead worker and re-dispatch its jobs, or give up.
   void worker_down(const caf::down_msg& dm) {
-    auto& ws = workers;
-    auto it = std::find_if(ws.begin(), ws.end(), [&](const worker_slot& w) {
-      return w.hdl.address() == dm.source;
+    auto it = std::find_if(workers.begin(), workers.end(), [&](const http_worker_actor& w) {
+      return w.address() == dm.source;
     });
-    if (it == ws.end())
+    if (it == workers.end())
       return;
     if (stopping) {
-      it->hdl = nullptr;
+      *it = nullptr;
       if (--workers_alive == 0)
         self->quit(*stopping);
       return;
     }
-    auto slot = static_cast<int>(it - ws.begin());
-    auto now = clock_type::now();
-    restarts.push_back(now);
-    while (!restarts.empty()
-           && now - restarts.front() > opts->restart_window)
-      restarts.pop_front();
-    if (restarts.size() > opts->max_restarts) {
+    if (!jobs->restart_allowed(clock_type::now())) {
       escalate(make_error(errc::inference_error,
                           "worker pool gave up: more than "
                             + std::to_string(opts->max_restarts)
                             + " worker restarts within the restart window"));
       return;
     }
-    it->hdl = spawn_worker();
-    it->in_flight = 0;
+    *it = spawn_worker();
     ++stats.retries_by_cause["worker_restart"];
-    // Collect first: re-dispatching mutates the job map (pitfall 18).
-    std::vector<uint64_t> orphaned;
-    for (auto& [id, pj] : jobs)
-      if (pj.slot == slot)
-        orphaned.push_back(id);
-    for (auto id : orphaned) {
-      auto& pj = jobs[id];
-      pj.slot = -1;
-      if (pj.attempt >= opts->max_dispatch_attempts) {
-        auto err = make_error(errc::inference_error,
-                              "sample abandoned: its worker died "
-                                + std::to_string(pj.attempt) + " times");
+    jobs->restart_slot(
+      static_cast<size_t>(it - workers.begin()),
+      [this](uint64_t id, pool_jobs::entry& e) {
+        ++stats.retries_by_cause["redispatch"];
+        dispatch(id, e);
+      },
+      [this](uint64_t id, submitted_job&& sj, uint32_t attempts) {
+        auto err = make_error(errc::inference_error, "sample abandoned: its worker died "
+                                                       + std::to_string(attempts) + " times");
         count_failure(err);
-        pj.rp.deliver(std::move(err));
-        release(id);
-        continue;
-      }
-      ++stats.retries_by_cause["redispatch"];
-      dispatch(id, pj);
-    }
+        sj.rp.deliver(std::move(err));
+        forget(id, sj);
+      });
     pump();
   }
 
@@ -372,43 +344,96 @@ struct pool_state {
     fail_all(make_error(errc::cancelled, "worker pool shutting down"));
     workers_alive = 0;
     for (auto& w : workers)
-      if (w.hdl) {
-        self->send_exit(w.hdl, reason);
+      if (w) {
+        self->send_exit(w, reason);
         ++workers_alive;
       }
     if (workers_alive == 0)
       self->quit(reason);
   }
 
+  // -- test hooks (pool_testing_actor) --------------------------------------------------
+
+  /// The worker in `slot` ends as if its handler had thrown (CAF ends such
+  /// an actor with sec::runtime_error).
+  void crash(uint32_t slot) {
+    if (slot < workers.size())
+      self->send_exit(workers[slot],
+                      caf::make_error(caf::sec::runtime_error,
+                                      std::string{"crash injected by test hook"}));
+  }
+
+  /// The stats once `condition` holds for them: now, or after the message
+  /// that makes it hold (notify_watchers).
+  caf::result<completer_stats> watch(pool_condition& condition) {
+    auto s = get_stats();
+    if (condition.holds(s))
+      return s;
+    auto rp = self->make_response_promise<completer_stats>();
+    watchers.push_back({std::move(condition), rp});
+    return rp;
+  }
+
+  /// Runs after every message: answers the watchers whose condition holds.
+  void notify_watchers() {
+    if (watchers.empty())
+      return;
+    auto s = get_stats();
+    auto held = std::stable_partition(watchers.begin(), watchers.end(), [&](auto& w) {
+      return !w.condition.holds(s);
+    });
+    for (auto i = held; i != watchers.end(); ++i)
+      i->rp.deliver(s);
+    watchers.erase(held, watchers.end());
+  }
+
+  // -- jobs -----------------------------------------------------------------------------
+
   http_worker_actor spawn_worker() {
     return self->spawn<caf::monitored>(http_worker, client, opts,
-                                        caf::actor_cast<pool_actor>(self), guard);
+                                       caf::actor_cast<pool_actor>(self), guard);
   }
 
-  pool_job* current(uint64_t id, uint32_t attempt) {
-    auto i = jobs.find(id);
-    if (i == jobs.end() || i->second.attempt != attempt)
-      return nullptr; // finished, cancelled, or a stale reply from an earlier attempt
-    return &i->second;
-  }
-
-  void dispatch(uint64_t id, pool_job& pj) {
-    auto& ws = workers;
-    auto best = std::min_element(ws.begin(), ws.end(),
-                                 [](const worker_slot& a, const worker_slot& b) {
-                                   return a.in_flight < b.in_flight;
-                                 });
-    ++best->in_flight;
-    pj.slot = static_cast<int>(best - ws.begin());
-    ++pj.attempt;
+  /// Sends job `id`, just placed by `jobs`, to the worker of its slot.
+  void dispatch(uint64_t id, pool_jobs::entry& e) {
+    auto& job = *e.payload.job;
     // A job expecting its webhook here polls on the webhook timing instead.
     poll_plan plan;
-    if (!pj.job->webhook) {
-      auto& t = opts->timing(pj.job->completion_window);
-      plan = planner->plan(pj.job->model, pj.job->completion_window, t.first_poll,
-                           t.max_poll);
+    if (!job.webhook) {
+      auto& t = opts->timing(job.completion_window);
+      plan = planner->plan(job.model, job.completion_window, t.first_poll, t.max_poll);
     }
-    self->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job, std::move(plan));
+    self->send(workers[static_cast<size_t>(e.slot)], atom::submit_v, id, e.attempt,
+               e.payload.job, std::move(plan));
+  }
+
+  /// Places and sends the queued jobs there is room for.
+  void pump() {
+    jobs->pump([this](uint64_t id, pool_jobs::entry& e) { dispatch(id, e); });
+  }
+
+  /// Forgets a job whose promise has been delivered.
+  void release(uint64_t id) {
+    if (auto sj = jobs->release(id))
+      forget(id, *sj);
+  }
+
+  /// Takes a job that left `jobs` out of the indexes.
+  void forget(uint64_t id, submitted_job& sj) {
+    if (!sj.response_id.empty()) {
+      if (auto r = by_response.find(sj.response_id);
+          r != by_response.end() && r->second == id)
+        by_response.erase(r);
+      remember(std::move(sj.response_id));
+    }
+    if (auto k = by_key.find(sj.job->idempotency_key);
+        k != by_key.end() && k->second == id)
+      by_key.erase(k);
+    if (auto g = by_group.find(sj.job->group_id); g != by_group.end()) {
+      g->second.erase(id);
+      if (g->second.empty())
+        by_group.erase(g);
+    }
   }
 
   /// Remembers a finished sample's response id (bounded FIFO).
@@ -444,103 +469,96 @@ struct pool_state {
       order.push_back(std::move(id));
   }
 
-  // Forgets a job whose promise has been delivered.
-  void release(uint64_t id) {
-    auto i = jobs.find(id);
-    if (i == jobs.end())
-      return;
-    auto& pj = i->second;
-    if (pj.slot >= 0) {
-      --workers[pj.slot].in_flight;
-      --active;
-    } else {
-      --queued; // still in `queue`; pump() skips it
-    }
-    if (!pj.response_id.empty()) {
-      if (auto r = by_response.find(pj.response_id);
-          r != by_response.end() && r->second == id)
-        by_response.erase(r);
-      remember(std::move(pj.response_id));
-    }
-    if (auto k = by_key.find(pj.job->idempotency_key);
-        k != by_key.end() && k->second == id)
-      by_key.erase(k);
-    if (auto g = by_group.find(pj.job->group_id); g != by_group.end()) {
-      g->second.erase(id);
-      if (g->second.empty())
-        by_group.erase(g);
-    }
-    jobs.erase(i);
-  }
-
-  void pump() {
-    while (!paused && active < opts->max_in_flight
-           && !queue.empty()) {
-      auto id = queue.front();
-      queue.pop_front();
-      auto i = jobs.find(id);
-      if (i == jobs.end() || i->second.slot >= 0)
-        continue;
-      --queued;
-      ++active;
-      dispatch(id, i->second);
-    }
-  }
-
   void count_failure(const caf::error& err) {
     auto code = code_of(err);
     ++stats.failed_by_kind[code ? to_string(*code) : "other"];
   }
 
   void fail_all(const caf::error& err) {
-    for (auto& [id, pj] : jobs) {
+    jobs->clear([&](uint64_t, submitted_job& sj) {
       count_failure(err);
-      pj.rp.deliver(err);
-    }
-    jobs.clear();
-    queue.clear();
+      sj.rp.deliver(err);
+    });
     by_key.clear();
     by_group.clear();
     by_response.clear();
     early.clear();
     early_order.clear();
-    queued = 0;
-    active = 0;
+    // No test waits past the pool's end.
+    for (auto& w : watchers)
+      w.rp.deliver(err);
+    watchers.clear();
   }
 
   void escalate(caf::error err) {
     fail_all(err);
     for (auto& w : workers)
-      self->send_exit(w.hdl, caf::exit_reason::user_shutdown);
+      self->send_exit(w, caf::exit_reason::user_shutdown);
     self->quit(std::move(err));
   }
 };
 
-
 pool_testing_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
                                                 std::shared_ptr<const pool_options> opts) {
   self->state.start(client, std::move(opts));
-  self->set_down_handler([self](caf::down_msg& dm) { self->state.worker_down(dm); });
+  self->set_down_handler([self](caf::down_msg& dm) {
+    self->state.worker_down(dm);
+    self->state.notify_watchers();
+  });
   self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
+  // Every handler ends with notify_watchers(): a test waiting for the pool
+  // (pool_testing_actor's stats + condition) hears of the change the message
+  // made; without watchers it returns at once.
   return {
-    [self](atom::submit, sail_job& job) { return self->state.submit(job); },
-    [self](atom::cancel, std::string& what) { self->state.cancel(what); },
+    [self](atom::submit, sail_job& job) {
+      auto res = self->state.submit(job);
+      self->state.notify_watchers();
+      return res;
+    },
+    [self](atom::cancel, std::string& what) {
+      self->state.cancel(what);
+      self->state.notify_watchers();
+    },
     [self](atom::stats) { return self->state.get_stats(); },
     [self](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
-           sample_report& report) { self->state.done(id, attempt, res, report); },
-    [self](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
-      self->state.created(id, attempt, response_id);
+           sample_report& report) {
+      self->state.done(id, attempt, res, report);
+      self->state.notify_watchers();
     },
-    [self](atom::webhook, webhook_delivery& d) { self->state.webhook(d); },
-    [self](atom::rejected, std::string& reason) { self->state.rejected(reason); },
-    [self](atom::webhook, std::string& verdict) { self->state.webhook_verdict(verdict); },
     [self](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
       self->state.failed(id, attempt, err);
+      self->state.notify_watchers();
     },
-    [self](atom::pause, caf::timespan d) { self->state.pause(d); },
-    [self](atom::resume) { self->state.resume(); },
-    [self](atom::retried, std::string& cause) { self->state.retried(cause); },
+    [self](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
+      self->state.created(id, attempt, response_id);
+      self->state.notify_watchers();
+    },
+    [self](atom::webhook, webhook_delivery& d) {
+      self->state.webhook(d);
+      self->state.notify_watchers();
+    },
+    [self](atom::rejected, std::string& reason) {
+      self->state.rejected(reason);
+      self->state.notify_watchers();
+    },
+    [self](atom::webhook, std::string& verdict) {
+      self->state.webhook_verdict(verdict);
+      self->state.notify_watchers();
+    },
+    [self](atom::pause, caf::timespan d) {
+      self->state.pause(d);
+      self->state.notify_watchers();
+    },
+    [self](atom::resume) {
+      self->state.resume();
+      self->state.notify_watchers();
+    },
+    [self](atom::retried, std::string& cause) {
+      self->state.retried(cause);
+      self->state.notify_watchers();
+    },
     [self](atom::crash, uint32_t slot) { self->state.crash(slot); },
+    [self](atom::stats, pool_condition& condition) { return self->state.watch(condition); },
   };
 }
 

@@ -47,32 +47,11 @@ bool wait_for_emulator(stack_fixture& f, Pred pred) {
   return f.emu.wait_until(pred, wait_bound);
 }
 
-/// Waits (bounded) until `pred(stats)` holds for the pool's counters.
-///
-/// The pool publishes no change notifications: its counters come only as the
-/// answer to a stats request, and they change on messages the pool receives
-/// from the test (admission, cancel) or from its workers (the emulator's
-/// answers, restarts). So this re-checks, but between checks it blocks on
-/// the emulator: most pool transitions the tests wait for (creates sent,
-/// redispatches replayed, answers or rejections received) go with emulator
-/// activity, which wakes the wait at once. The 20 ms cap covers transitions
-/// without emulator traffic (a sample queued behind max_in_flight, a cancel
-/// answered locally, a pool pause starting just after its 429 was counted).
-/// Each check is a round trip to the pool actor.
+/// Waits (bounded) until `pred(stats)` holds for the pool's counters: the
+/// pool answers once a message it handled made it hold (its test hook).
 template <class Pred>
 bool wait_for_pool(stack_fixture& f, Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + wait_bound;
-  for (;;) {
-    if (pred(f.pool_stats()))
-      return true;
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    // Returns on the next emulator counter update (the first evaluation,
-    // before any wait, answers false), else after 20 ms.
-    bool first = true;
-    f.emu.wait_until([&first](const emulator::stats&) { return !std::exchange(first, false); },
-                     std::chrono::milliseconds(20));
-  }
+  return sail::test::wait_for_pool(*f.rt, pred, wait_bound);
 }
 
 /// The create bodies the emulator received (its request log), in order.
