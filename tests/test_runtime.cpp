@@ -459,6 +459,34 @@ TEST_CASE("supervision: a poison sample is abandoned after the attempt cap",
   CHECK(f.emu.snapshot().max_runs_per_key <= 1);
 }
 
+TEST_CASE("supervision: an abandoned sample frees its place for the next ones",
+          "[runtime][supervision][admission]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30)), [](runtime_options& o) {
+                    o.pool.workers = 1;
+                    o.pool.max_in_flight = 1;
+                    o.pool.max_queued = 1;
+                    o.pool.max_dispatch_attempts = 1;
+                  }};
+  auto tc = f.completer();
+  auto poison = tc.sample(model_input{1});
+  REQUIRE(wait_for_emulator(f, [](const emulator::stats& s) {
+    return s.count("POST /v1/responses", 202) == 1;
+  }));
+  sail::test::crash_worker(*f.rt, 0);
+  require_error(poison.get(), errc::inference_error);
+  // One runs, one waits, the third is refused: the limits hold as before.
+  auto runs = tc.sample(model_input{2});
+  auto waits = tc.sample(model_input{3});
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 2; }));
+  require_error(tc.sample(model_input{4}).get(), errc::overloaded);
+  CHECK(wait_for_emulator(f, [](const emulator::stats& s) {
+    return s.count("POST /v1/responses", 202) == 2;
+  }));
+  f.rt->shutdown();
+  require_error(runs.get(), errc::cancelled);
+  require_error(waits.get(), errc::cancelled);
+}
+
 // -- admission control ---------------------------------------------------------------------
 
 TEST_CASE("backpressure: over the limit is overloaded at once", "[runtime][admission]") {
