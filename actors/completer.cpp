@@ -45,7 +45,7 @@ struct completer_state {
   completer_ptr self;
   completer_config cfg;
   completer_options opts;
-  worker_pool_actor pool;
+  pool_actor pool;
   resolver_actor resolver;
   std::optional<tinker_path> checkpoint;
   /// The checkpoint's current signed URL (its schedule set by the resolver).
@@ -326,7 +326,7 @@ struct completer_state {
 completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
                                                        completer_config cfg,
                                                        std::optional<tinker_path> checkpoint,
-                                                       worker_pool_actor pool,
+                                                       pool_actor pool,
                                                        resolver_actor resolver,
                                                        completer_options opts) {
   auto& st = self->state;
@@ -357,7 +357,7 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
 
 caf::expected<completer_actor>
 spawn_completer(caf::actor_system& sys, completer_config cfg,
-                worker_pool_actor pool, resolver_actor resolver,
+                pool_actor pool, resolver_actor resolver,
                 const model_table& models, completer_options opts) {
   if (auto err = validate(cfg, models))
     return err;

@@ -16,7 +16,7 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 namespace http = boost::beast::http;
 
-caf::timespan remaining(const worker_job& j) {
+caf::timespan remaining(const running_job& j) {
   return std::chrono::duration_cast<caf::timespan>(j.deadline - clock_type::now());
 }
 
@@ -24,7 +24,7 @@ caf::timespan remaining(const worker_job& j) {
 
 void http_worker_state::submit(uint64_t id, uint32_t attempt, shared_job job, poll_plan plan) {
   auto& opts = *this->opts;
-  worker_job j;
+  running_job j;
   j.id = id;
   j.attempt = attempt;
   j.timing = &opts.timing(job->completion_window);
@@ -200,7 +200,7 @@ void http_worker_state::arm_step_timer() {
 }
 
 // Forgets a job (its result has been reported, or it was cancelled).
-void http_worker_state::drop(worker_job& j) {
+void http_worker_state::drop(running_job& j) {
   if (j.probe != 0)
     guard->abandon_probe(clock_type::now(), j.probe);
   deadlines.erase(j.deadline_pos);
@@ -210,7 +210,7 @@ void http_worker_state::drop(worker_job& j) {
 }
 
 // Runs the job's next step after `delay`; at once without the clock.
-void http_worker_state::step_after(worker_job& j, caf::timespan delay) {
+void http_worker_state::step_after(running_job& j, caf::timespan delay) {
   j.tag = ++next_tag;
   if (j.step_pos != steps.end()) {
     steps.erase(j.step_pos);
@@ -225,7 +225,7 @@ void http_worker_state::step_after(worker_job& j, caf::timespan delay) {
 // Sends the job's next attempt once the pool's retry guard lets it go:
 // while the breaker is open or the retry budget is spent, the job waits
 // (its deadline timer still runs) and asks again.
-void http_worker_state::next_attempt(worker_job& j) {
+void http_worker_state::next_attempt(running_job& j) {
   auto p = guard->before_attempt(clock_type::now(), j.call.retry_due);
   if (!p.go) {
     if (p.held_by_breaker) {
@@ -245,7 +245,7 @@ void http_worker_state::next_attempt(worker_job& j) {
     send_poll(j);
 }
 
-void http_worker_state::schedule_poll(worker_job& j) {
+void http_worker_state::schedule_poll(running_job& j) {
   j.call.start(request_kind::sail_poll, j.deadline);
   auto& t = *j.timing;
   auto& opts = *this->opts;
@@ -273,7 +273,7 @@ void http_worker_state::schedule_poll(worker_job& j) {
 
 /// The delay to the plan's next poll that is at least first_poll away;
 /// none once the plan is used up.
-std::optional<caf::timespan> http_worker_state::next_planned(worker_job& j) {
+std::optional<caf::timespan> http_worker_state::next_planned(running_job& j) {
   if (j.plan_next >= j.plan.offsets.size() || !j.accepted_at)
     return std::nullopt;
   auto min_gap = j.timing->first_poll;
@@ -287,7 +287,7 @@ std::optional<caf::timespan> http_worker_state::next_planned(worker_job& j) {
   return xs[j.plan_next++] - elapsed;
 }
 
-http_request http_worker_state::base_request(worker_job& j, http::verb verb, std::string url) {
+http_request http_worker_state::base_request(running_job& j, http::verb verb, std::string url) {
   http_request req;
   req.method = verb;
   req.url = std::move(url);
@@ -297,7 +297,7 @@ http_request http_worker_state::base_request(worker_job& j, http::verb verb, std
   return req;
 }
 
-void http_worker_state::send_create(worker_job& j) {
+void http_worker_state::send_create(running_job& j) {
   // No request ever carries an expired signed URL (completers stop using a
   // URL a margin before its expiry; this catches creates still retrying).
   if (j.job->url_expires != caf::timestamp{}
@@ -316,7 +316,7 @@ void http_worker_state::send_create(worker_job& j) {
   start(j, std::move(req));
 }
 
-void http_worker_state::send_poll(worker_job& j) {
+void http_worker_state::send_poll(running_job& j) {
   ++j.polls;
   auto req = base_request(j, http::verb::get,
                           opts->base_url + poll_target(j.response_id));
@@ -324,13 +324,13 @@ void http_worker_state::send_poll(worker_job& j) {
   start(j, std::move(req));
 }
 
-void http_worker_state::start(worker_job& j, http_request req) {
+void http_worker_state::start(running_job& j, http_request req) {
   j.call.sent();
   j.tag = ++next_tag;
   start_http(self, *client, std::move(req), j.id, j.tag);
 }
 
-void http_worker_state::finish(worker_job& j, const std::string& body, const response_state& state,
+void http_worker_state::finish(running_job& j, const std::string& body, const response_state& state,
                                bool via_webhook) {
   auto result = decode_result(body);
   if (!result) {
@@ -362,14 +362,14 @@ void http_worker_state::finish(worker_job& j, const std::string& body, const res
   drop(j);
 }
 
-void http_worker_state::fail(worker_job& j, caf::error err) {
+void http_worker_state::fail(running_job& j, caf::error err) {
   self->send(pool, atom::failed_v, j.id, j.attempt, std::move(err));
   drop(j);
 }
 
 http_worker_actor::behavior_type
 http_worker(http_worker_ptr self, http_client* client,
-            std::shared_ptr<const pool_options> opts, pool_actor pool,
+            std::shared_ptr<const pool_options> opts, pool_impl_actor pool,
             std::shared_ptr<retry_guard> guard) {
   auto& st = self->state;
   st.client = client;

@@ -20,7 +20,9 @@
 
 namespace sail {
 
-struct worker_job {
+/// One job as a worker runs it: its current HTTP call, polls, timers and
+/// deadline (the job itself is the pool's shared copy).
+struct running_job {
   uint64_t id = 0;
   uint32_t attempt = 0;
   shared_job job;                ///< the pool's copy (immutable)
@@ -64,8 +66,8 @@ struct http_worker_state {
   http_worker_ptr self;
   http_client* client = nullptr;
   std::shared_ptr<const pool_options> opts;
-  pool_actor pool;
-  std::unordered_map<uint64_t, worker_job> jobs;
+  pool_impl_actor pool;
+  std::unordered_map<uint64_t, running_job> jobs;
   /// Deadlines of all jobs, earliest first. One timer per worker, armed for
   /// the earliest (CAF 0.17 cannot cancel a delayed message, so a timer per
   /// job would linger in the clock until its deadline).
@@ -99,29 +101,29 @@ struct http_worker_state {
   void arm_deadline_timer();
   void arm_step_timer();
   // Forgets a job (its result has been reported, or it was cancelled).
-  void drop(worker_job& j);
+  void drop(running_job& j);
   // Runs the job's next step after `delay`; at once without the clock.
-  void step_after(worker_job& j, caf::timespan delay);
+  void step_after(running_job& j, caf::timespan delay);
   // Sends the job's next attempt once the pool's retry guard lets it go:
   // while the breaker is open or the retry budget is spent, the job waits
   // (its deadline timer still runs) and asks again.
-  void next_attempt(worker_job& j);
-  void schedule_poll(worker_job& j);
+  void next_attempt(running_job& j);
+  void schedule_poll(running_job& j);
   /// The delay to the plan's next poll that is at least first_poll away;
   /// none once the plan is used up.
-  std::optional<caf::timespan> next_planned(worker_job& j);
-  http_request base_request(worker_job& j, boost::beast::http::verb verb, std::string url);
-  void send_create(worker_job& j);
-  void send_poll(worker_job& j);
-  void start(worker_job& j, http_request req);
-  void finish(worker_job& j, const std::string& body, const response_state& state,
+  std::optional<caf::timespan> next_planned(running_job& j);
+  http_request base_request(running_job& j, boost::beast::http::verb verb, std::string url);
+  void send_create(running_job& j);
+  void send_poll(running_job& j);
+  void start(running_job& j, http_request req);
+  void finish(running_job& j, const std::string& body, const response_state& state,
               bool via_webhook);
-  void fail(worker_job& j, caf::error err);
+  void fail(running_job& j, caf::error err);
 };
 
 http_worker_actor::behavior_type
 http_worker(http_worker_ptr self, http_client* client,
-            std::shared_ptr<const pool_options> opts, pool_actor pool,
+            std::shared_ptr<const pool_options> opts, pool_impl_actor pool,
             std::shared_ptr<retry_guard> guard);
 
 } // namespace sail

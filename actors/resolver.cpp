@@ -7,7 +7,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include "sail_tinker/actors/http_bridge.hpp"
+#include "sail_tinker/actors/async_http.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/tinker_codec.hpp"
 

@@ -391,7 +391,7 @@ struct pool_state {
 
   http_worker_actor spawn_worker() {
     return self->spawn<caf::monitored>(http_worker, client, opts,
-                                       caf::actor_cast<pool_actor>(self), guard);
+                                       caf::actor_cast<pool_impl_actor>(self), guard);
   }
 
   /// Sends job `id`, just placed by `jobs`, to the worker of its slot.
@@ -564,11 +564,11 @@ pool_testing_actor::behavior_type pool_behavior(pool_ptr self, http_client* clie
 
 } // namespace
 
-pool_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
+pool_impl_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
                              pool_options opts) {
   auto shared = std::make_shared<const pool_options>(std::move(opts));
-  // Spawned with its test hooks; handed out as the pool_actor only.
-  pool_actor pool = sys.spawn(pool_behavior, &client, std::move(shared));
+  // Spawned with its test hooks; handed out as the pool_impl_actor only.
+  pool_impl_actor pool = sys.spawn(pool_behavior, &client, std::move(shared));
   return pool;
 }
 

@@ -1,6 +1,6 @@
 // Test hooks of the worker pool, outside every published interface (issue 11
 // item 5). The pool is spawned with them, but spawn_worker_pool and the
-// runtime hand it out as pool_actor, and no interface a node publishes or
+// runtime hand it out as pool_impl_actor, and no interface a node publishes or
 // hands out (completer_service_actor, completer_actor) carries them; only
 // tests widen a handle to pool_testing_actor (tests/support/pool_testing.hpp).
 //
@@ -30,7 +30,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::pool_condition)
 namespace sail {
 
 /// The pool with its test hooks.
-using pool_testing_actor = pool_actor::extend<
+using pool_testing_actor = pool_impl_actor::extend<
   // the worker in this slot ends as if its handler had thrown
   caf::reacts_to<atom::crash, uint32_t>,
   // the counters once the condition holds for them: at once, or after the

@@ -60,8 +60,8 @@ static_assert(!has_crash_hook<service_actor>::value);
 static_assert(!has_crash_hook<completer_service_actor>::value);
 static_assert(!has_crash_hook<completer_actor>::value);
 static_assert(!has_crash_hook<balancer_actor>::value);
-static_assert(!has_crash_hook<worker_pool_actor>::value);
 static_assert(!has_crash_hook<pool_actor>::value);
+static_assert(!has_crash_hook<pool_impl_actor>::value);
 static_assert(!has_crash_hook<http_worker_actor>::value);
 static_assert(!has_crash_hook<resolver_actor>::value);
 
