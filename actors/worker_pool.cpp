@@ -424,7 +424,10 @@ struct pool_state {
       if (auto r = by_response.find(sj.response_id);
           r != by_response.end() && r->second == id)
         by_response.erase(r);
-      remember(std::move(sj.response_id));
+      // Only a body naming this node's receiver can bring a delivery here
+      // (Sail calls the completion_webhook of the body it was sent).
+      if (sj.job->webhook)
+        remember(std::move(sj.response_id));
     }
     if (auto k = by_key.find(sj.job->idempotency_key);
         k != by_key.end() && k->second == id)

@@ -105,10 +105,13 @@ void poll_planner::observe(const std::string& model, const std::string& window,
       lru_.pop_back();
     }
     lru_.push_front(key);
-    i = entries_.emplace(std::move(key), entry{{}, lru_.begin()}).first;
+    entry fresh;
+    fresh.lru = lru_.begin();
+    i = entries_.emplace(std::move(key), std::move(fresh)).first;
   } else {
     lru_.splice(lru_.begin(), lru_, i->second.lru);
   }
+  ++i->second.observed;
   auto& sketch = i->second.sketch;
   sketch.add(latency);
   if (sketch.count() >= 2ull * opts_.memory)
@@ -123,12 +126,27 @@ const latency_sketch* poll_planner::find(const std::string& model,
 
 poll_plan poll_planner::plan(const std::string& model, const std::string& window,
                              caf::timespan first_poll, caf::timespan max_poll) const {
-  poll_plan result;
   if (!opts_.enabled)
-    return result;
-  auto* sketch = find(model, window);
-  if (sketch == nullptr || sketch->count() < opts_.min_samples)
-    return result;
+    return {};
+  auto i = entries_.find(key_type{model, window});
+  if (i == entries_.end() || i->second.sketch.count() < opts_.min_samples)
+    return {};
+  auto& e = i->second;
+  auto refresh_every = std::max<uint64_t>(1, e.sketch.count() / 32);
+  if (e.cached.empty() || e.observed - e.cached_at >= refresh_every
+      || e.cached_first != first_poll || e.cached_max != max_poll) {
+    e.cached = make_plan(e.sketch, first_poll, max_poll);
+    e.cached_at = e.observed;
+    e.cached_first = first_poll;
+    e.cached_max = max_poll;
+  }
+  return e.cached;
+}
+
+poll_plan poll_planner::make_plan(const latency_sketch& s, caf::timespan first_poll,
+                                  caf::timespan max_poll) const {
+  auto* sketch = &s;
+  poll_plan result;
   auto min_gap = std::max(first_poll, caf::timespan{std::chrono::milliseconds(1)});
   auto max_gap = std::max(std::chrono::duration_cast<caf::timespan>(
                              max_poll * std::max(opts_.max_gap_factor, 1.0)),

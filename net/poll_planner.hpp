@@ -28,6 +28,11 @@
 // "Completion notice", where the choice of 2.5 is measured). Once the plan
 // has ended, or when nothing is learned, max_poll bounds every gap again.
 //
+// A key's plan is computed once and reused until the key has seen 1/32 more
+// observations than when it was made (at most ~3 % of the mass has moved),
+// or the window's bounds differ: planning walks the histogram up to
+// max_plan_polls times, which would otherwise cost every dispatch.
+//
 // Memory is bounded: one fixed-size log-bucket histogram per key (96
 // counters), counts halved whenever a key reaches 2 * memory observations
 // (recent behaviour dominates), at most max_keys keys (the least recently
@@ -141,7 +146,17 @@ private:
   struct entry {
     latency_sketch sketch;
     std::list<key_type>::iterator lru;
+    /// Observations ever made of this key (not halved).
+    uint64_t observed = 0;
+    /// The last plan made, for `observed_at` and these bounds.
+    mutable poll_plan cached;
+    mutable uint64_t cached_at = 0;
+    mutable caf::timespan cached_first{0};
+    mutable caf::timespan cached_max{0};
   };
+
+  poll_plan make_plan(const latency_sketch& sketch, caf::timespan first_poll,
+                      caf::timespan max_poll) const;
 
   adaptive_poll_options opts_;
   std::map<key_type, entry> entries_;
