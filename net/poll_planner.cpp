@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "sail_tinker/messages/option_check.hpp"
+
 namespace sail {
 
 namespace {
@@ -144,6 +146,10 @@ poll_plan poll_planner::plan(const std::string& model, const std::string& window
     result.offsets.push_back(t);
   }
   return result;
+}
+
+caf::error adaptive_poll_options::validate(const std::string& prefix) const {
+  return option_check::within(polls, 1, 1000, prefix + "polls");
 }
 
 } // namespace sail

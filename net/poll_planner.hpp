@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
 namespace sail {
@@ -89,6 +90,10 @@ struct adaptive_poll_options {
   size_t max_keys = 64;
   /// Longest plan (its later polls follow the configured growth).
   size_t max_plan_polls = 64;
+
+  /// invalid_argument naming the option (`prefix` + "polls", ...) if out of
+  /// range.
+  caf::error validate(const std::string& prefix = "pool.adaptive-") const;
 };
 
 /// The planned polls of one sample: offsets from the create's acceptance,
