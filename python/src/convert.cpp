@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <limits>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 #include <set>
 
@@ -99,16 +100,32 @@ std::optional<caf::timespan> opt_seconds(const pyb::dict& d, const char* key,
   return to_timespan(v, field, true);
 }
 
-/// A count of an options struct as its C++ type (an int within the type's
-/// range, as CAF's configuration checks it); its range is validate()'s.
+// take(d, key, prefix, field): d[key], if present, into a field of an
+// options struct, converted to the field's type; the field's range is its
+// struct's validate()'s business.
+
+void take(const pyb::dict& d, const char* key, const std::string& prefix, caf::timespan& field) {
+  if (auto x = opt_seconds(d, key, prefix + key))
+    field = *x;
+}
+
+void take(const pyb::dict& d, const char* key, const std::string& prefix, double& field) {
+  if (auto x = opt_double(d, key, prefix + key))
+    field = *x;
+}
+
+/// Counts: an int within the field type's range (as CAF's configuration
+/// checks it).
 template <class T>
-std::optional<T> opt_count(const pyb::dict& d, const char* key, const std::string& field) {
-  auto x = opt_int(d, key, field);
+std::enable_if_t<std::is_integral_v<T>>
+take(const pyb::dict& d, const char* key, const std::string& prefix, T& field) {
+  auto x = opt_int(d, key, prefix + key);
   if (!x)
-    return std::nullopt;
+    return;
   if (*x < 0 || static_cast<uint64_t>(*x) > std::numeric_limits<T>::max())
-    bad_value(field, "must be within 0.." + std::to_string(std::numeric_limits<T>::max()));
-  return static_cast<T>(*x);
+    bad_value(prefix + key,
+              "must be within 0.." + std::to_string(std::numeric_limits<T>::max()));
+  field = static_cast<T>(*x);
 }
 
 /// Refuses keys outside `known` (a typo must not be silently ignored).
@@ -166,12 +183,9 @@ void raise_if(const caf::error& err, const std::vector<option_rename>& names) {
 
 void apply_timing(window_timing& t, const pyb::dict& d, const std::string& prefix) {
   check_keys(d, {"first_poll", "max_poll", "deadline"}, prefix);
-  if (auto x = opt_seconds(d, "first_poll", prefix + "first_poll"))
-    t.first_poll = *x;
-  if (auto x = opt_seconds(d, "max_poll", prefix + "max_poll"))
-    t.max_poll = *x;
-  if (auto x = opt_seconds(d, "deadline", prefix + "deadline"))
-    t.deadline = *x;
+  take(d, "first_poll", prefix, t.first_poll);
+  take(d, "max_poll", prefix, t.max_poll);
+  take(d, "deadline", prefix, t.deadline);
 }
 
 void apply_retry(retry_options& r, const pyb::dict& d, const std::string& prefix) {
@@ -179,26 +193,18 @@ void apply_retry(retry_options& r, const pyb::dict& d, const std::string& prefix
                  "still_building_delay"},
              prefix);
   // max_attempts 0: no cap (retries end at the sample's deadline).
-  if (auto x = opt_count<uint32_t>(d, "max_attempts", prefix + "max_attempts"))
-    r.max_attempts = *x;
-  if (auto x = opt_seconds(d, "base_delay", prefix + "base_delay"))
-    r.base_delay = *x;
-  if (auto x = opt_seconds(d, "max_delay", prefix + "max_delay"))
-    r.max_delay = *x;
-  if (auto x = opt_seconds(d, "max_retry_after", prefix + "max_retry_after"))
-    r.max_retry_after = *x;
-  if (auto x = opt_seconds(d, "still_building_delay", prefix + "still_building_delay"))
-    r.still_building_delay = *x;
+  take(d, "max_attempts", prefix, r.max_attempts);
+  take(d, "base_delay", prefix, r.base_delay);
+  take(d, "max_delay", prefix, r.max_delay);
+  take(d, "max_retry_after", prefix, r.max_retry_after);
+  take(d, "still_building_delay", prefix, r.still_building_delay);
 }
 
 void apply_retry_budget(retry_budget_options& b, const pyb::dict& d, const std::string& prefix) {
   check_keys(d, {"ratio", "min_per_second", "window"}, prefix);
-  if (auto x = opt_double(d, "ratio", prefix + "ratio"))
-    b.ratio = *x;
-  if (auto x = opt_double(d, "min_per_second", prefix + "min_per_second"))
-    b.min_per_second = *x;
-  if (auto x = opt_seconds(d, "window", prefix + "window"))
-    b.window = *x;
+  take(d, "ratio", prefix, b.ratio);
+  take(d, "min_per_second", prefix, b.min_per_second);
+  take(d, "window", prefix, b.window);
 }
 
 void apply_breaker(circuit_breaker_options& b, const pyb::dict& d, const std::string& prefix) {
@@ -206,20 +212,13 @@ void apply_breaker(circuit_breaker_options& b, const pyb::dict& d, const std::st
              {"min_failures", "failure_ratio", "consecutive_failures", "window", "open_delay",
               "max_open_delay", "probe_timeout"},
              prefix);
-  if (auto x = opt_count<uint32_t>(d, "min_failures", prefix + "min_failures"))
-    b.min_failures = *x;
-  if (auto x = opt_count<uint32_t>(d, "consecutive_failures", prefix + "consecutive_failures"))
-    b.consecutive_failures = *x;
-  if (auto x = opt_double(d, "failure_ratio", prefix + "failure_ratio"))
-    b.failure_ratio = *x;
-  if (auto x = opt_seconds(d, "window", prefix + "window"))
-    b.window = *x;
-  if (auto x = opt_seconds(d, "open_delay", prefix + "open_delay"))
-    b.open_delay = *x;
-  if (auto x = opt_seconds(d, "max_open_delay", prefix + "max_open_delay"))
-    b.max_open_delay = *x;
-  if (auto x = opt_seconds(d, "probe_timeout", prefix + "probe_timeout"))
-    b.probe_timeout = *x;
+  take(d, "min_failures", prefix, b.min_failures);
+  take(d, "consecutive_failures", prefix, b.consecutive_failures);
+  take(d, "failure_ratio", prefix, b.failure_ratio);
+  take(d, "window", prefix, b.window);
+  take(d, "open_delay", prefix, b.open_delay);
+  take(d, "max_open_delay", prefix, b.max_open_delay);
+  take(d, "probe_timeout", prefix, b.probe_timeout);
 }
 
 void append_key(std::string& out, const std::string& field) {
@@ -392,20 +391,13 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
       raise_error(table.error());
     opts.models = std::move(*table);
   }
-  if (auto x = opt_count<size_t>(o, "io_threads", p + "io_threads"))
-    opts.io_threads = *x;
-  if (auto x = opt_count<size_t>(o, "workers", p + "workers"))
-    opts.pool.workers = *x;
-  if (auto x = opt_count<size_t>(o, "max_in_flight", p + "max_in_flight"))
-    opts.pool.max_in_flight = *x;
-  if (auto x = opt_count<size_t>(o, "max_queued", p + "max_queued"))
-    opts.pool.max_queued = *x;
-  if (auto x = opt_seconds(o, "call_timeout", p + "call_timeout"))
-    opts.pool.call_timeout = *x;
-  if (auto x = opt_double(o, "poll_growth", p + "poll_growth"))
-    opts.pool.poll_growth = *x;
-  if (auto x = opt_double(o, "poll_jitter", p + "poll_jitter"))
-    opts.pool.poll_jitter = *x;
+  take(o, "io_threads", p, opts.io_threads);
+  take(o, "workers", p, opts.pool.workers);
+  take(o, "max_in_flight", p, opts.pool.max_in_flight);
+  take(o, "max_queued", p, opts.pool.max_queued);
+  take(o, "call_timeout", p, opts.pool.call_timeout);
+  take(o, "poll_growth", p, opts.pool.poll_growth);
+  take(o, "poll_jitter", p, opts.pool.poll_jitter);
   // all_windows first, so that a named window can still differ.
   auto all = opt_dict(o, "all_windows", p + "all_windows");
   if (!all.empty()) {
@@ -428,10 +420,8 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   apply_retry_budget(opts.pool.retry_budget, opt_dict(o, "retry_budget", p + "retry_budget"),
                      p + "retry_budget.");
   apply_breaker(opts.pool.breaker, opt_dict(o, "breaker", p + "breaker"), p + "breaker.");
-  if (auto x = opt_count<uint32_t>(o, "max_connections", p + "max_connections"))
-    opts.http.max_connections_per_origin = *x;
-  if (auto x = opt_seconds(o, "shutdown_grace", p + "shutdown_grace"))
-    opts.shutdown_grace = *x;
+  take(o, "max_connections", p, opts.http.max_connections_per_origin);
+  take(o, "shutdown_grace", p, opts.shutdown_grace);
   if (auto x = opt_int(o, "seed", p + "seed")) {
     opts.pool.seed = static_cast<uint64_t>(*x);
     opts.resolver.seed = static_cast<uint64_t>(*x);
@@ -494,22 +484,14 @@ cluster_options to_cluster_options(const pyb::dict& target, completer_config cfg
               "retry_max", "queue_timeout", "max_attempts", "stats_timeout", "seed",
               "heartbeat_interval", "connection_timeout"},
              p);
-  if (auto x = opt_seconds(o, "connect_timeout", p + "connect_timeout"))
-    opts.connect_timeout = *x;
-  if (auto x = opt_seconds(o, "obtain_timeout", p + "obtain_timeout"))
-    opts.obtain_timeout = *x;
-  if (auto x = opt_seconds(o, "request_timeout", p + "request_timeout"))
-    opts.request_timeout = *x;
-  if (auto x = opt_seconds(o, "retry_min", p + "retry_min"))
-    opts.retry_min = *x;
-  if (auto x = opt_seconds(o, "retry_max", p + "retry_max"))
-    opts.retry_max = *x;
-  if (auto x = opt_seconds(o, "queue_timeout", p + "queue_timeout"))
-    opts.queue_timeout = *x;
-  if (auto x = opt_seconds(o, "stats_timeout", p + "stats_timeout"))
-    opts.stats_timeout = *x;
-  if (auto x = opt_count<uint32_t>(o, "max_attempts", p + "max_attempts"))
-    opts.max_attempts = *x;
+  take(o, "connect_timeout", p, opts.connect_timeout);
+  take(o, "obtain_timeout", p, opts.obtain_timeout);
+  take(o, "request_timeout", p, opts.request_timeout);
+  take(o, "retry_min", p, opts.retry_min);
+  take(o, "retry_max", p, opts.retry_max);
+  take(o, "queue_timeout", p, opts.queue_timeout);
+  take(o, "stats_timeout", p, opts.stats_timeout);
+  take(o, "max_attempts", p, opts.max_attempts);
   if (auto x = opt_int(o, "seed", p + "seed"))
     opts.seed = static_cast<uint64_t>(*x);
   // Failure detection belongs to the actor system (CAF's middleman).
@@ -549,8 +531,7 @@ resolver_options to_resolver_options(const pyb::dict& target, http_client_option
   const std::string p = "resolver_options.";
   check_keys(o, {"retry", "call_timeout", "seed"}, p);
   apply_retry(opts.retry, opt_dict(o, "retry", p + "retry"), p + "retry.");
-  if (auto x = opt_seconds(o, "call_timeout", p + "call_timeout"))
-    opts.call_timeout = *x;
+  take(o, "call_timeout", p, opts.call_timeout);
   if (auto x = opt_int(o, "seed", p + "seed"))
     opts.seed = static_cast<uint64_t>(*x);
   raise_if(opts.validate(), {{"resolver.call-timeout", p + "call_timeout"},
