@@ -20,6 +20,7 @@
 #include <caf/actor_system_config.hpp>
 #include <caf/settings.hpp>
 
+#include "sail_tinker/actors/metering.hpp"
 #include "sail_tinker/actors/service.hpp"
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/app/commands.hpp"

@@ -1,6 +1,5 @@
 #include "sail_tinker/app/metrics.hpp"
 
-#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -10,70 +9,12 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
 #include <caf/event_based_actor.hpp>
-#include <caf/typed_event_based_actor.hpp>
-#include <caf/typed_response_promise.hpp>
 
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/fwd.hpp"
 
 namespace sail::app {
-
-// -- histogram -----------------------------------------------------------------------
-
-histogram::histogram(std::vector<double> upper_bounds)
-  : bounds(std::move(upper_bounds)), counts(bounds.size() + 1, 0) {
-}
-
-std::vector<double> histogram::default_latency_bounds() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
-}
-
-void histogram::observe(double value) {
-  auto i = std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin();
-  ++counts[static_cast<size_t>(i)];
-  sum += value;
-  ++count;
-}
-
-double histogram::quantile(double q) const {
-  if (count == 0)
-    return 0;
-  auto rank = q * static_cast<double>(count);
-  double seen = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    auto next = seen + static_cast<double>(counts[i]);
-    if (next >= rank && counts[i] > 0) {
-      double lo = i == 0 ? 0.0 : bounds[i - 1];
-      double hi = i < bounds.size() ? bounds[i] : lo;
-      return lo + (hi - lo) * ((rank - seen) / static_cast<double>(counts[i]));
-    }
-    seen = next;
-  }
-  return bounds.empty() ? 0 : bounds.back();
-}
-
-// -- request_metrics -------------------------------------------------------------
-
-request_metrics::request_metrics() {
-  ops_.emplace("sample", op_data{});
-  ops_.emplace("sample_group", op_data{});
-}
-
-void request_metrics::record(const std::string& op, caf::timespan latency, bool ok) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  auto& d = ops_[op];
-  d.latency.observe(std::chrono::duration<double>(latency).count());
-  if (ok)
-    ++d.ok;
-  else
-    ++d.failed;
-}
-
-std::map<std::string, request_metrics::op_data> request_metrics::snapshot() const {
-  std::lock_guard<std::mutex> guard{mtx_};
-  return ops_;
-}
 
 // -- text format -----------------------------------------------------------------------
 
@@ -224,79 +165,6 @@ std::string render_prometheus(const completer_stats& stats,
         << '\n';
   }
   return out.str();
-}
-
-// -- metering front -------------------------------------------------------------------
-
-namespace {
-
-struct front_state {
-  static inline const char* name = "sail.metering_front";
-  completer_actor inner;
-  std::shared_ptr<request_metrics> metrics;
-};
-
-using clock_type = std::chrono::steady_clock;
-
-template <class T, class Self, class Request>
-caf::typed_response_promise<T> forward(Self self, const char* op, Request&& request) {
-  auto rp = self->template make_response_promise<T>();
-  auto start = clock_type::now();
-  auto metrics = self->state.metrics;
-  std::string name = op;
-  request.then(
-    [rp, start, metrics, name](T& res) mutable {
-      metrics->record(name, clock_type::now() - start, true);
-      rp.deliver(std::move(res));
-    },
-    [rp, start, metrics, name](caf::error& err) mutable {
-      metrics->record(name, clock_type::now() - start, false);
-      rp.deliver(std::move(err));
-    });
-  return rp;
-}
-
-completer_actor::behavior_type
-front_behavior(completer_actor::stateful_pointer<front_state> self, completer_actor inner,
-               std::shared_ptr<request_metrics> metrics) {
-  self->state.inner = std::move(inner);
-  self->state.metrics = std::move(metrics);
-  // The front's lifetime follows the completer's.
-  self->monitor(self->state.inner);
-  self->set_down_handler([=](caf::down_msg& dm) { self->quit(dm.reason); });
-  // Remote trainers talk to this front: their unexpected messages are dropped
-  // unprinted (see service_behavior: printing one could crash the node).
-  self->set_default_handler(caf::drop);
-  return {
-    [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
-      auto& st = self->state;
-      return forward<tokens_with_logprobs>(
-        self, "sample", self->request(st.inner, caf::infinite, atom::sample_v, std::move(req)));
-    },
-    [=](atom::sample_group, sample_request& req, uint32_t n) -> caf::result<group_result> {
-      auto& st = self->state;
-      return forward<group_result>(self, "sample_group",
-                                   self->request(st.inner, caf::infinite, atom::sample_group_v,
-                                                 std::move(req), n));
-    },
-    [=](atom::cancel, std::string& what) {
-      self->send(self->state.inner, atom::cancel_v, std::move(what));
-    },
-    [=](atom::stats) -> caf::result<completer_stats> {
-      auto rp = self->make_response_promise<completer_stats>();
-      self->request(self->state.inner, std::chrono::seconds(10), atom::stats_v)
-        .then([rp](completer_stats& s) mutable { rp.deliver(std::move(s)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
-  };
-}
-
-} // namespace
-
-completer_actor spawn_metering_front(caf::actor_system& sys, completer_actor inner,
-                                     std::shared_ptr<request_metrics> metrics) {
-  return sys.spawn(front_behavior, std::move(inner), std::move(metrics));
 }
 
 // -- metrics server ---------------------------------------------------------------------

@@ -31,7 +31,9 @@ void add_adaptive(adder& a, adaptive_poll_options& p) {
         "plan polls from the completion latency learned per model and window")
     .add(p.polls, "adaptive-polls", "polls across the learned latency distribution")
     .add(p.min_samples, "adaptive-min-samples",
-         "finished samples of a model and window before its plan is used");
+         "finished samples of a model and window before its plan is used")
+    .add(p.max_gap_factor, "adaptive-max-gap-factor",
+         "a planned gap may stretch to this multiple of the window's max poll (>= 1)");
 }
 
 void add_retry_budget(adder& a, retry_budget_options& b) {

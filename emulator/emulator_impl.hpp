@@ -79,6 +79,30 @@ struct fault_draw {
   bool retry_after_on_503 = false;
 };
 
+/// How an answer is mangled on the wire (faults.cpp; the server only offers
+/// the raw-answer hook, net/http_server.hpp).
+enum class wire_fault : uint8_t {
+  none,
+  /// Close the connection abruptly (SO_LINGER 0: the peer sees a reset); no
+  /// response is sent.
+  reset,
+  /// Send the header with the full Content-Length but only `truncate_at`
+  /// bytes of the body, then close.
+  truncate_body,
+};
+
+/// An answer of the emulator: a response with its delivery (delay, close)
+/// and the wire fault, if any, that mangles it.
+struct fault_reply : http_server_reply {
+  wire_fault fault = wire_fault::none;
+  /// Body bytes actually sent with truncate_body (clamped to the body size
+  /// minus one, so the body is always short).
+  size_t truncate_at = 0;
+};
+
+/// Sends `reply` on the connection of `ctx`, with its wire fault.
+void send_reply(http_server_context&& ctx, fault_reply reply);
+
 /// Route names used in stats.
 namespace route {
 inline constexpr const char* create = "POST /v1/responses";
@@ -120,14 +144,14 @@ struct server::impl {
 
   /// Records the request in the stats (and the request log) and answers.
   void finish(http_server_context&& ctx, const char* route_name,
-              http_server_reply reply, const std::string& fault_name = {});
+              fault_reply reply, const std::string& fault_name = {});
 
   /// A copy of the request log.
   std::vector<logged_request> log_copy() const;
 
   /// Appends one entry to the request log (when it is on).
   void log_request(const http_server_context& ctx, const char* route_name,
-                   const http_server_reply& reply, int status,
+                   const fault_reply& reply, int status,
                    const std::string& fault_name);
 
   /// Records an arrival (POST per key, GET per response id).
@@ -143,8 +167,7 @@ struct server::impl {
 
   /// An injected status answer (429/529 with Retry-After, 5xx). `tinker`
   /// selects FastAPI's error body shape.
-  http_server_reply fault_status_reply(fault_kind kind, const fault_draw& d,
-                                       bool tinker);
+  fault_reply fault_status_reply(fault_kind kind, const fault_draw& d, bool tinker);
 
   /// Answers a Sail request with the fault `kind` drawn in `d`: a connection
   /// reset or an injected status (slow if `d` says so). Counts the faults,
@@ -242,7 +265,7 @@ std::string render_stats(const stats& st, bool summary);
 std::string render_request_log(const std::vector<logged_request>& log);
 
 /// A JSON reply with `status` and `body`.
-http_server_reply json_reply(unsigned status, std::string body);
+fault_reply json_reply(unsigned status, std::string body);
 
 /// Lowercase hex SHA-256 of `data` (OpenSSL EVP).
 std::string sha256_hex(std::string_view data);

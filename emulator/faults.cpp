@@ -1,5 +1,11 @@
-// Fault drawing and injected status answers.
+// Fault drawing, injected status answers, and the wire faults (reset,
+// truncated body) through the HTTP server's raw-answer hook.
+#include <algorithm>
+#include <sstream>
+
+#include <boost/asio/socket_base.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "sail_tinker/emulator/emulator_impl.hpp"
@@ -54,6 +60,45 @@ uint64_t stats::fault_count(fault_kind kind) const {
 
 namespace {
 
+/// A request's context that reaches the server's raw-answer hook
+/// (http_server_context::respond_raw is protected: only the emulator's
+/// answers use it).
+class faulty_context : public http_server_context {
+public:
+  explicit faulty_context(http_server_context&& ctx) : http_server_context(std::move(ctx)) {
+  }
+
+  void respond(fault_reply reply) {
+    auto fault = reply.fault;
+    auto truncate_at = reply.truncate_at;
+    http_server_reply plain = std::move(reply);
+    switch (fault) {
+      case wire_fault::none:
+        return http_server_context::respond(std::move(plain));
+      case wire_fault::reset:
+        // No bytes, SO_LINGER 0: the close is a reset.
+        return respond_raw(std::move(plain),
+                           [](const http_server_response&, boost::asio::ip::tcp::socket& s) {
+                             boost::system::error_code ignored;
+                             s.set_option(boost::asio::socket_base::linger{true, 0}, ignored);
+                             return std::string{};
+                           });
+      case wire_fault::truncate_body:
+        // The header as prepared (full Content-Length), the body cut short.
+        return respond_raw(std::move(plain), [truncate_at](const http_server_response& res,
+                                                           boost::asio::ip::tcp::socket&) {
+          std::ostringstream os;
+          os << res.base();
+          auto& body = res.body();
+          auto keep = std::min(truncate_at, body.empty() ? size_t{0} : body.size() - 1);
+          auto bytes = os.str();
+          bytes.append(body.data(), keep);
+          return bytes;
+        });
+    }
+  }
+};
+
 double draw_unit(std::mt19937_64& rng) {
   return static_cast<double>(rng() >> 11) * 0x1.0p-53;
 }
@@ -102,9 +147,8 @@ void server::impl::count_fault(fault_kind kind) {
   st_changed.notify_all();
 }
 
-http_server_reply server::impl::fault_status_reply(fault_kind kind,
-                                                   const fault_draw& d,
-                                                   bool tinker) {
+fault_reply server::impl::fault_status_reply(fault_kind kind, const fault_draw& d,
+                                             bool tinker) {
   unsigned status = 500;
   const char* message = "internal server error";
   const char* type = "server_error";
@@ -165,6 +209,10 @@ http_server_reply server::impl::fault_status_reply(fault_kind kind,
     }
   }
   return reply;
+}
+
+void send_reply(http_server_context&& ctx, fault_reply reply) {
+  faulty_context{std::move(ctx)}.respond(std::move(reply));
 }
 
 } // namespace sail::emulator

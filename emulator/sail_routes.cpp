@@ -555,7 +555,7 @@ void server::impl::serve_record(http_server_context&& ctx,
   }
   auto reply = json_reply(status, std::move(body));
   if (truncate) {
-    reply.fault = http_server_fault::truncate_body;
+    reply.fault = wire_fault::truncate_body;
     reply.truncate_at = reply.response.body().size() / 2;
   }
   if (!fault_name.empty())
@@ -586,9 +586,9 @@ void server::impl::finish_with_fault(http_server_context&& ctx, const char* rout
                                      steady::time_point arrived, fault_kind kind,
                                      const fault_draw& d) {
   count_fault(kind);
-  http_server_reply reply;
+  fault_reply reply;
   if (kind == fault_kind::connection_reset)
-    reply.fault = http_server_fault::reset;
+    reply.fault = wire_fault::reset;
   else
     reply = fault_status_reply(kind, d, false);
   if (d.slow) {
@@ -665,7 +665,7 @@ void server::impl::handle_create(http_server_context&& ctx) {
   // Faults that happen before acceptance reserve nothing.
   auto d = draw_faults(route_create);
   // The faulty answer to a create, before or after acceptance.
-  auto fault_reply = [&](fault_kind k) {
+  auto answer_with_fault = [&](fault_kind k) {
     finish_with_fault(std::move(ctx), route::create, false, has_key, key, arrived, k, d);
   };
   bool accepted_fault = false;
@@ -678,7 +678,7 @@ void server::impl::handle_create(http_server_context&& ctx) {
                      && (is_status_fault(k)
                          || k == fault_kind::connection_reset);
     if (pre)
-      return fault_reply(k);
+      return answer_with_fault(k);
   }
   // Reservation keyed by (API key, Idempotency-Key), body fingerprinted.
   auto fingerprint = has_key ? sha256_hex(req.body()) : std::string{};
@@ -787,7 +787,7 @@ void server::impl::handle_create(http_server_context&& ctx) {
     schedule_webhook(rec);
   if (accepted_fault) {
     // "503 after acceptance": the task exists, the answer is lost.
-    return fault_reply(*d.kind);
+    return answer_with_fault(*d.kind);
   }
   if (rec->background)
     return serve_record(std::move(ctx), route::create, rec, 202, fresh, d, key,

@@ -30,8 +30,8 @@ std::string sail_error_body(std::string_view message, std::string_view type,
   return json::serialize(body);
 }
 
-http_server_reply json_reply(unsigned status, std::string body) {
-  http_server_reply reply;
+fault_reply json_reply(unsigned status, std::string body) {
+  fault_reply reply;
   reply.response.result(status);
   reply.response.version(11);
   reply.response.set(http::field::content_type, "application/json");
@@ -248,9 +248,9 @@ void server::impl::handle(http_server_context&& ctx) {
 }
 
 void server::impl::finish(http_server_context&& ctx, const char* route_name,
-                          http_server_reply reply,
+                          fault_reply reply,
                           const std::string& fault_name) {
-  int status = reply.fault == http_server_fault::reset
+  int status = reply.fault == wire_fault::reset
                  ? 0
                  : static_cast<int>(reply.response.result_int());
   {
@@ -260,12 +260,12 @@ void server::impl::finish(http_server_context&& ctx, const char* route_name,
   }
   if (opts.request_log_capacity > 0)
     log_request(ctx, route_name, reply, status, fault_name);
-  ctx.respond(std::move(reply));
+  send_reply(std::move(ctx), std::move(reply));
 }
 
 void server::impl::log_request(const http_server_context& ctx,
                                const char* route_name,
-                               const http_server_reply& reply, int status,
+                               const fault_reply& reply, int status,
                                const std::string& fault_name) {
   auto& req = ctx.request();
   logged_request e;
@@ -295,9 +295,9 @@ void server::impl::log_request(const http_server_context& ctx,
   };
   if (req.method() != http::verb::get)
     keep(req.body(), e.request_body);
-  if (reply.fault != http_server_fault::reset) {
+  if (reply.fault != wire_fault::reset) {
     std::string_view sent = reply.response.body();
-    if (reply.fault == http_server_fault::truncate_body && !sent.empty())
+    if (reply.fault == wire_fault::truncate_body && !sent.empty())
       sent = sent.substr(0, std::min(reply.truncate_at, sent.size() - 1));
     keep(sent, e.response_body);
   }

@@ -76,9 +76,9 @@ void server::impl::handle_tinker(http_server_context&& ctx,
     auto k = *d.kind;
     if (k <= fault_kind::status_504 || k == fault_kind::connection_reset) {
       count_fault(k);
-      http_server_reply reply;
+      fault_reply reply;
       if (k == fault_kind::connection_reset)
-        reply.fault = http_server_fault::reset;
+        reply.fault = wire_fault::reset;
       else
         reply = fault_status_reply(k, d, true);
       if (d.slow) {
@@ -90,7 +90,7 @@ void server::impl::handle_tinker(http_server_context&& ctx,
     truncate = k == fault_kind::truncated_body;
     malformed = k == fault_kind::malformed_json;
   }
-  http_server_reply reply;
+  fault_reply reply;
   if (is_ttl) {
     boost::system::error_code ec;
     auto body = json::parse(req.body(), ec);
@@ -171,7 +171,7 @@ void server::impl::handle_tinker(http_server_context&& ctx,
     fault_name = to_string(fault_kind::malformed_json);
   }
   if (truncate && !body.empty()) {
-    reply.fault = http_server_fault::truncate_body;
+    reply.fault = wire_fault::truncate_body;
     reply.truncate_at = body.size() / 2;
     fault_name = to_string(fault_kind::truncated_body);
   }

@@ -3,7 +3,6 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <unordered_map>
 #include <utility>
 
@@ -104,7 +103,8 @@ public:
 
   // -- called on the strand -----------------------------------------------------
 
-  virtual void deliver(http_server_reply reply) = 0;
+  /// `raw` empty: write reply.response; else see http_raw_answer.
+  virtual void deliver(http_server_reply reply, http_raw_answer raw) = 0;
   virtual void on_stop() = 0;
   virtual void force_close() = 0;
 
@@ -153,24 +153,25 @@ public:
 
   // -- called on the strand -----------------------------------------------------
 
-  void deliver(http_server_reply reply) override {
+  void deliver(http_server_reply reply, http_raw_answer raw) override {
     if (closed_ || !busy_)
       return;
     if (reply.delay.count() > 0) {
       auto delay = reply.delay;
       reply.delay = std::chrono::milliseconds{0};
-      auto held = std::make_shared<http_server_reply>(std::move(reply));
+      auto held = std::make_shared<std::pair<http_server_reply, http_raw_answer>>(
+        std::move(reply), std::move(raw));
       timer_.expires_after(delay);
       timer_.async_wait(asio::bind_executor(
         lowest().get_executor(),
         [self = shared_self(), held](beast::error_code ec) {
           if (ec || self->closed_)
             return;
-          self->send(std::move(*held));
+          self->send(std::move(held->first), std::move(held->second));
         }));
       return;
     }
-    send(std::move(reply));
+    send(std::move(reply), std::move(raw));
   }
 
   void on_stop() override {
@@ -291,7 +292,7 @@ private:
     req_version_ = 11;
     keep_alive_ = false;
     linger_on_close_ = true;
-    send(std::move(reply));
+    send(std::move(reply), {});
   }
 
   void on_request() {
@@ -313,31 +314,23 @@ private:
     }
   }
 
-  void send(http_server_reply reply) {
+  void send(http_server_reply reply, http_raw_answer raw) {
     if (closed_)
       return;
-    if (reply.fault == http_server_fault::reset) {
-      reset();
-      return;
-    }
     auto& res = reply.response;
     res.version(req_version_ == 10 ? 10 : 11);
     if (!shared_->opts.server_name.empty()
         && res.find(http::field::server) == res.end())
       res.set(http::field::server, shared_->opts.server_name);
     bool close_after = reply.close || !keep_alive_ || shared_->stopping
-                       || reply.fault == http_server_fault::truncate_body;
+                       || static_cast<bool>(raw);
     res.keep_alive(!close_after);
     res.prepare_payload();
     lowest().expires_after(shared_->opts.write_timeout);
-    if (reply.fault == http_server_fault::truncate_body) {
-      std::ostringstream os;
-      os << res.base();
-      auto keep = std::min(reply.truncate_at,
-                           res.body().empty() ? size_t{0}
-                                              : res.body().size() - 1);
-      raw_ = os.str();
-      raw_.append(res.body().data(), keep);
+    if (raw) {
+      raw_ = raw(res, lowest().socket());
+      if (raw_.empty())
+        return close();
       asio::async_write(stream_, asio::buffer(raw_),
                         [self = shared_self()](beast::error_code, size_t) {
                           self->graceful_close();
@@ -387,14 +380,6 @@ private:
         self->drain_budget_ -= n;
         self->drain();
       });
-  }
-
-  void reset() {
-    if (closed_)
-      return;
-    beast::error_code ec;
-    lowest().socket().set_option(asio::socket_base::linger{true, 0}, ec);
-    close();
   }
 
   void close() {
@@ -535,21 +520,23 @@ void http_server_context::respond(http_server_response res) {
 }
 
 void http_server_context::respond(http_server_reply reply) {
+  deliver(std::move(reply), {});
+}
+
+void http_server_context::respond_raw(http_server_reply reply, http_raw_answer raw) {
+  deliver(std::move(reply), std::move(raw));
+}
+
+void http_server_context::deliver(http_server_reply reply, http_raw_answer raw) {
   auto session = std::move(session_);
   session_.reset();
   if (!session || session->shared()->halted)
     return;
   auto ex = session->executor();
-  asio::dispatch(ex, [session = std::move(session),
-                      reply = std::move(reply)]() mutable {
-    session->deliver(std::move(reply));
+  asio::dispatch(ex, [session = std::move(session), reply = std::move(reply),
+                      raw = std::move(raw)]() mutable {
+    session->deliver(std::move(reply), std::move(raw));
   });
-}
-
-void http_server_context::reset_connection() {
-  http_server_reply reply;
-  reply.fault = http_server_fault::reset;
-  respond(std::move(reply));
 }
 
 // -- http_server --------------------------------------------------------------------

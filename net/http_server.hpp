@@ -1,8 +1,8 @@
 // An asynchronous HTTP/1.1 server on Boost.Beast (plain, or TLS from a
 // certificate and key file): keep-alive, bounded request
 // header and body size, per-connection read timeout, graceful stop, and
-// handlers that answer later (and can ask for faults: reset, truncated body,
-// delay). Used by the emulator, and later by /metrics and webhook receivers.
+// handlers that answer later (at once, from anywhere, or after a delay).
+// Used by the emulator, /metrics and the webhook receiver.
 //
 // Two ways to run it:
 //   - on an io_context the caller owns and runs:
@@ -80,29 +80,25 @@ struct http_server_options {
   std::function<void(unsigned)> on_refused;
 };
 
-/// A fault the handler can ask for instead of a normal answer.
-enum class http_server_fault : uint8_t {
-  none,
-  /// Close the connection abruptly (SO_LINGER 0: the peer sees a reset); no
-  /// response is sent.
-  reset,
-  /// Send the header with the full Content-Length but only `truncate_at`
-  /// bytes of the body, then close.
-  truncate_body,
-};
-
 /// A response plus delivery instructions.
 struct http_server_reply {
   http_server_response response;
-  http_server_fault fault = http_server_fault::none;
-  /// Body bytes actually sent with truncate_body (clamped to the body size
-  /// minus one, so the body is always short).
-  size_t truncate_at = 0;
   /// Wait this long (without blocking a thread) before answering.
   std::chrono::milliseconds delay{0};
   /// Close the connection after this response.
   bool close = false;
 };
+
+/// Extension point for an answer that is not one well-formed response (the
+/// emulator's fault injection, emulator/faults.cpp); see
+/// http_server_context::respond_raw. Runs on the connection's strand with
+/// the response as it would have been sent (version, Server, Connection:
+/// close and Content-Length filled in) and the TCP socket (beneath TLS, if
+/// any); returns the bytes to send instead, as they are (through TLS, if
+/// any). The connection then closes -- after those bytes, or at once if there
+/// are none -- and is not read again.
+using http_raw_answer = std::function<std::string(const http_server_response& prepared,
+                                                  boost::asio::ip::tcp::socket& socket)>;
 
 /// One request being handled. Move-only; answer exactly once.
 class http_server_context {
@@ -138,16 +134,22 @@ public:
   /// calls are ignored.
   void respond(http_server_response res);
 
-  /// Answers with delivery instructions (faults, delay).
+  /// Answers with delivery instructions (delay, close).
   void respond(http_server_reply reply);
-
-  /// Resets the connection without an answer.
-  void reset_connection();
 
   /// True until answered.
   bool pending() const noexcept { return session_ != nullptr; }
 
+protected:
+  /// Answers through `raw` instead of writing reply.response (after
+  /// reply.delay). Protected: only a context subclass reaches it (the
+  /// emulator's, emulator/faults.cpp); handlers of the server get a plain
+  /// context, so nothing a request carries can make the server use it.
+  void respond_raw(http_server_reply reply, http_raw_answer raw);
+
 private:
+  void deliver(http_server_reply reply, http_raw_answer raw);
+
   std::shared_ptr<detail::http_session> session_;
   http_server_request req_;
   std::chrono::steady_clock::time_point received_at_;

@@ -132,7 +132,9 @@ poll_plan poll_planner::plan(const std::string& model, const std::string& window
   if (sketch == nullptr || sketch->count() < opts_.min_samples)
     return result;
   auto min_gap = std::max(first_poll, caf::timespan{std::chrono::milliseconds(1)});
-  max_poll = std::max(max_poll, min_gap);
+  auto max_gap = std::max(std::chrono::duration_cast<caf::timespan>(
+                             max_poll * std::max(opts_.max_gap_factor, 1.0)),
+                           min_gap);
   auto mass = 1.0 / static_cast<double>(opts_.polls);
   auto t = std::max(min_gap, sketch->quantile(mass));
   result.offsets.push_back(t);
@@ -141,7 +143,7 @@ poll_plan poll_planner::plan(const std::string& model, const std::string& window
     if (reached >= 0.99)
       break;
     auto target = sketch->quantile(std::min(reached + mass, 0.995));
-    auto gap = std::clamp(target - t, min_gap, max_poll);
+    auto gap = std::clamp(target - t, min_gap, max_gap);
     t += gap;
     result.offsets.push_back(t);
   }
@@ -149,7 +151,9 @@ poll_plan poll_planner::plan(const std::string& model, const std::string& window
 }
 
 caf::error adaptive_poll_options::validate(const std::string& prefix) const {
-  return option_check::within(polls, 1, 1000, prefix + "polls");
+  using namespace option_check;
+  return first_error(within(polls, 1, 1000, prefix + "polls"),
+                     within(max_gap_factor, 1.0, true, 100.0, true, prefix + "max-gap-factor"));
 }
 
 } // namespace sail

@@ -13,14 +13,20 @@
 //
 //   t_1     = max(first_poll, Q(m))                       first poll near a low quantile
 //   t_k+1   = t_k + clamp(Q(F(t_k) + m) - t_k,            each gap spans at most m of
-//                         first_poll, max_poll)           the probability mass: dense
+//                         first_poll, G)                  the probability mass: dense
 //                                                         where completions are dense
+//   with G = max_gap_factor * max_poll (2.5 x by default)
 //   the plan ends once F(t_k) >= 0.99 (or after max_plan_polls); later polls
 //   follow the configured growth from the last gap, capped at max_poll.
 //
 // So a sample is polled about `polls` times across the learned distribution,
-// never more often than every first_poll and never less often than every
-// max_poll once polling has begun: the configured bounds still hold.
+// never more often than every first_poll. Where little probability mass lies
+// (the long tail of a wide spread) a gap may stretch past the window's
+// max_poll, up to G: with the cap at max_poll itself, a wide spread (5-120 s
+// log-uniform) costs a 60 s sample 12 GETs instead of 7-8, because every gap
+// after the first minute sits at the cap (bench/notice_bench, docs/benchmarks.md
+// "Completion notice", where the choice of 2.5 is measured). Once the plan
+// has ended, or when nothing is learned, max_poll bounds every gap again.
 //
 // Memory is bounded: one fixed-size log-bucket histogram per key (96
 // counters), counts halved whenever a key reaches 2 * memory observations
@@ -90,6 +96,9 @@ struct adaptive_poll_options {
   size_t max_keys = 64;
   /// Longest plan (its later polls follow the configured growth).
   size_t max_plan_polls = 64;
+  /// A planned gap may stretch to this multiple of the window's max_poll
+  /// where little probability mass lies (>= 1; 1 keeps max_poll as the cap).
+  double max_gap_factor = 2.5;
 
   /// invalid_argument naming the option (`prefix` + "polls", ...) if out of
   /// range.

@@ -747,6 +747,9 @@ TEST_CASE("cli: sample argument errors exit 2 and send nothing", "[cli][sample]"
                   "pool.breaker-failure-ratio");
   require_invalid(cli(sample_args({"--pool.breaker-open-delay=1min"}), env),
                   "pool.breaker-open-delay");
+  require_invalid(cli(sample_args({"--pool.adaptive-polls=0"}), env), "pool.adaptive-polls");
+  require_invalid(cli(sample_args({"--pool.adaptive-max-gap-factor=0.5"}), env),
+                  "pool.adaptive-max-gap-factor");
   // Values out of range: the options structs' validate(), naming the key.
   require_invalid(cli(sample_args({"--pool.max-in-flight=0"}), env), "pool.max-in-flight");
   require_invalid(cli(sample_args({"--pool.poll-jitter=1.0"}), env), "pool.poll-jitter");

@@ -11,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/error.hpp>
 #include <boost/json.hpp>
 
 #include "sail_tinker/emulator/emulator.hpp"
@@ -846,10 +847,14 @@ TEST_CASE("emulator faults: reset and truncated body") {
   fs.scripted = {fault_kind::connection_reset, fault_kind::truncated_body};
   fs.after_accept_fraction = 1;
   f.server.set_faults(fs);
+  // Reset: no answer, the connection is gone.
   auto a = f.create_keyed(body, "rt");
   CHECK_FALSE(a.ok());
+  CHECK_FALSE(f.client.connected());
+  // Truncated: the header announces more body than arrives before the close.
   auto b = f.create_keyed(body, "rt");
   CHECK_FALSE(b.ok());
+  CHECK((b.ec == http::error::partial_message || b.ec == boost::asio::error::eof));
   auto c = f.create_keyed(body, "rt");
   REQUIRE(c.ok());
   CHECK(c.status() == 202);

@@ -3,11 +3,13 @@
 
 #include <atomic>
 #include <future>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/write.hpp>
 
 #include "sail_tinker/net/http_server.hpp"
 #include "support/sync_http.hpp"
@@ -168,30 +170,68 @@ TEST_CASE("http_server answers 500 when a handler drops or throws") {
   CHECK(client.connects() == 1);
 }
 
-TEST_CASE("http_server faults: reset, truncated body, delay") {
-  http_server srv{small_opts(), [](http_server_context&& ctx) {
+namespace {
+
+// The raw-answer hook is protected: a handler's plain context cannot reach it
+// (so no request can make a production server answer raw), a subclass can.
+template <class Context>
+concept answers_raw = requires(Context& ctx) {
+  ctx.respond_raw(sail::http_server_reply{}, sail::http_raw_answer{});
+};
+static_assert(!answers_raw<http_server_context>);
+
+class raw_context : public http_server_context {
+public:
+  explicit raw_context(http_server_context&& ctx) : http_server_context(std::move(ctx)) {
+  }
+  using http_server_context::respond_raw;
+};
+static_assert(answers_raw<raw_context>);
+
+} // namespace
+
+TEST_CASE("http_server raw answers of a context subclass, and delays") {
+  std::promise<std::string> prepared_header;
+  http_server srv{small_opts(), [&](http_server_context&& ctx) {
                     sail::http_server_reply reply;
                     reply.response = {http::status::ok, 11};
                     reply.response.body() = "0123456789";
                     auto t = ctx.request().target();
-                    if (t == "/reset")
-                      reply.fault = sail::http_server_fault::reset;
-                    else if (t == "/truncate") {
-                      reply.fault = sail::http_server_fault::truncate_body;
-                      reply.truncate_at = 4;
-                    } else if (t == "/delay")
+                    if (t == "/short") {
+                      // The response as it would have been sent, cut short.
+                      raw_context{std::move(ctx)}.respond_raw(
+                        std::move(reply),
+                        [&](const sail::http_server_response& res, auto&) {
+                          std::ostringstream os;
+                          os << res.base();
+                          prepared_header.set_value(os.str());
+                          return os.str() + res.body().substr(0, 4);
+                        });
+                    } else if (t == "/nothing") {
+                      // No bytes: the connection closes at once (here with a
+                      // reset, SO_LINGER 0).
+                      raw_context{std::move(ctx)}.respond_raw(
+                        std::move(reply), [](const auto&, boost::asio::ip::tcp::socket& s) {
+                          s.set_option(boost::asio::socket_base::linger{true, 0});
+                          return std::string{};
+                        });
+                    } else {
                       reply.delay = std::chrono::milliseconds{20};
-                    ctx.respond(std::move(reply));
+                      ctx.respond(std::move(reply));
+                    }
                   }};
   REQUIRE_FALSE(srv.start());
   sync_http client{"127.0.0.1", srv.port()};
-  auto r = client.get("/reset");
+  auto r = client.get("/short");
+  CHECK_FALSE(r.ok());
+  CHECK((r.ec == http::error::partial_message || r.ec == boost::asio::error::eof));
+  auto header = prepared_header.get_future().get();
+  CHECK_THAT(header, Catch::Contains("Content-Length: 10\r\n"));
+  CHECK_THAT(header, Catch::Contains("Connection: close\r\n"));
+  CHECK_THAT(header, Catch::Contains("Server: sail-tinker\r\n"));
+  r = client.get("/nothing");
   CHECK_FALSE(r.ok());
   CHECK_FALSE(client.connected());
-  r = client.get("/truncate");
-  CHECK_FALSE(r.ok());
-  CHECK((r.ec == http::error::partial_message
-         || r.ec == boost::asio::error::eof));
   r = client.get("/delay");
   REQUIRE(r.ok());
   CHECK(r.body() == "0123456789");

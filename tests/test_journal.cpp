@@ -5,8 +5,6 @@
 // Idempotency-Key rules for any prompt id.
 #include <catch2/catch.hpp>
 
-#include <unistd.h>
-
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -17,29 +15,14 @@
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/rollout/journal.hpp"
 #include "sail_tinker/rollout/keys.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace sail;
 using namespace sail::rollout;
 namespace fs = std::filesystem;
+using sail::test::temp_dir;
 
 namespace {
-
-/// A fresh directory under the test's working directory, removed afterwards.
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& name) {
-    path = fs::current_path() / ("test_journal_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const {
-    return (path / name).string();
-  }
-};
 
 std::unique_ptr<journal> open_or_fail(const std::string& path, journal_options opts = {}) {
   auto j = journal::open(path, opts);

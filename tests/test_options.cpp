@@ -70,6 +70,10 @@ TEST_CASE("options: adaptive_poll_options", "[options]") {
   using o = adaptive_poll_options;
   require_refused<o>([](o& x) { x.polls = 0; }, "pool.adaptive-polls");
   require_refused<o>([](o& x) { x.polls = 1001; }, "pool.adaptive-polls");
+  require_refused<o>([](o& x) { x.max_gap_factor = 0.5; }, "pool.adaptive-max-gap-factor");
+  require_refused<o>([](o& x) { x.max_gap_factor = 101; }, "pool.adaptive-max-gap-factor");
+  require_refused<o>([](o& x) { x.max_gap_factor = not_a_number; },
+                     "pool.adaptive-max-gap-factor");
 }
 
 TEST_CASE("options: http_client_options", "[options]") {

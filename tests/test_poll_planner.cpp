@@ -147,7 +147,7 @@ TEST_CASE("planner: the rule (first poll near a low quantile, gaps of 1/polls "
     auto gap = plan.offsets[k] - prev;
     INFO("poll " << k << " at " << secs(plan.offsets[k]) << " s, gap " << secs(gap));
     CHECK(gap >= first_poll);
-    CHECK(gap <= max_poll);
+    CHECK(gap <= max_poll * o.max_gap_factor);
     // Never more than 1/polls of the mass between two polls (up to the
     // sketch's resolution), unless the gap is at the minimum.
     if (gap > first_poll)
@@ -185,6 +185,53 @@ TEST_CASE("planner: a narrow distribution is polled around its median",
                     << delays[delays.size() / 2] << " s");
   CHECK(mean <= 8.0);
   CHECK(delays[delays.size() / 2] <= 1.0);
+}
+
+namespace {
+
+/// Latencies of a seeded log-uniform spread between lo and hi seconds.
+std::vector<caf::timespan> log_uniform(size_t n, double lo, double hi, uint64_t seed) {
+  std::mt19937_64 rng{seed};
+  std::uniform_real_distribution<double> u{std::log(lo), std::log(hi)};
+  std::vector<caf::timespan> out;
+  for (size_t i = 0; i < n; ++i)
+    out.push_back(from_secs(std::exp(u(rng))));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("planner: on a wide spread, gaps stretch past max_poll where little "
+          "mass lies, up to max_gap_factor x max_poll",
+          "[poll_planner]") {
+  // Log-uniform 5-120 s (the spread): half the mass lies below 25 s.
+  // With the window's max_poll (5 s) as the cap, every gap after ~30 s sits
+  // at the cap and a 60 s sample costs 12 GETs; with 2.5 x it costs <= 8.
+  auto ls = log_uniform(2000, 5, 120, 4);
+  auto gets_for_60s = [&](double factor, caf::timespan* widest) {
+    adaptive_poll_options o;
+    o.max_gap_factor = factor;
+    poll_planner p{o};
+    for (auto l : ls)
+      p.observe("m", "priority", l);
+    auto plan = p.plan("m", "priority", 1s, 5s);
+    REQUIRE_FALSE(plan.empty());
+    *widest = caf::timespan{0};
+    for (size_t k = 1; k < plan.offsets.size(); ++k)
+      *widest = std::max(*widest, plan.offsets[k] - plan.offsets[k - 1]);
+    return simulate(plan, 60s, 5s).first;
+  };
+  caf::timespan widest_capped{0};
+  caf::timespan widest_stretched{0};
+  auto capped = gets_for_60s(1.0, &widest_capped);
+  auto stretched = gets_for_60s(2.5, &widest_stretched);
+  INFO("60 s sample: " << capped << " GETs with the cap at max_poll, " << stretched
+                       << " with 2.5 x");
+  CHECK(widest_capped == 5s);
+  CHECK(widest_stretched > 5s);
+  CHECK(widest_stretched <= 12500ms);
+  CHECK(capped >= 11);
+  CHECK(stretched <= 8);
 }
 
 TEST_CASE("planner: bounded keys and recency", "[poll_planner]") {

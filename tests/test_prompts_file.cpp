@@ -9,7 +9,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -19,41 +18,15 @@
 #include "sail_tinker/rollout/keys.hpp"
 #include "sail_tinker/rollout/prompts_file.hpp"
 #include "sail_tinker/rollout/samples_file.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace sail;
 using namespace sail::rollout;
 namespace fs = std::filesystem;
+using sail::test::read_file;
+using sail::test::temp_dir;
 
 namespace {
-
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& name) {
-    path = fs::current_path() / ("test_prompts_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& content) const {
-    auto p = (path / name).string();
-    std::ofstream out{p, std::ios::binary};
-    out << content;
-    return p;
-  }
-  std::string file(const std::string& name) const {
-    return (path / name).string();
-  }
-};
-
-std::string read_all(const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
 
 /// The message of a parse_prompt_line error (fails the test if it parsed).
 std::string error_of(const std::string& line, const prompt_limits& limits = {}) {
@@ -297,7 +270,7 @@ TEST_CASE("samples: the writer appends, syncs and reports its size", "[samples]"
     REQUIRE_FALSE((*w)->append(R"({"id":"a","samples":[]})"));
     CHECK((*w)->size() == 24);
     REQUIRE_FALSE((*w)->sync());
-    CHECK(read_all(path) == "{\"id\":\"a\",\"samples\":[]}\n");
+    CHECK(read_file(path) == "{\"id\":\"a\",\"samples\":[]}\n");
     REQUIRE_FALSE((*w)->append(R"({"id":"b","samples":[]})"));
   }
   auto w = samples_writer::open(path); // appends to what is there
@@ -324,7 +297,7 @@ TEST_CASE("samples: repair reports lines after the offset and cuts a torn tail",
   CHECK(res->lines == 1);
   CHECK(res->torn_bytes == 14);
   CHECK(res->size == a.size() + b.size() + 2);
-  CHECK(read_all(path) == a + "\n" + b + "\n");
+  CHECK(read_file(path) == a + "\n" + b + "\n");
   // Nothing after the offset, nothing torn: a no-op.
   ids.clear();
   res = repair_samples_file(path, res->size, collect);
@@ -384,5 +357,5 @@ TEST_CASE("prompts: standard input is spooled to an unlinked file", "[prompts]")
   auto sum = validate_prompts(**in, prompt_limits{}, 1);
   REQUIRE(sum);
   CHECK(sum->prompts == 1);
-  CHECK(sum->sha256 == sha256_hex(read_all(src)));
+  CHECK(sum->sha256 == sha256_hex(read_file(src)));
 }

@@ -27,7 +27,6 @@
 #include <optional>
 #include <regex>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -40,11 +39,14 @@
 #include "support/cli_process.hpp"
 #include "support/process.hpp"
 #include "support/sync_http.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using sail::test::process_options;
 using sail::test::process_result;
+using sail::test::read_file;
 using sail::test::subprocess;
+using sail::test::temp_dir;
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
@@ -61,13 +63,6 @@ bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
 }
 
-std::string read_all(const std::string& path) {
-  std::ifstream in{path, std::ios::binary};
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> out;
   size_t pos = 0;
@@ -80,28 +75,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   }
   return out;
 }
-
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& name) {
-    path = fs::current_path() / ("test_rollout_" + name + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const {
-    return (path / name).string();
-  }
-  std::string write(const std::string& name, const std::string& content) const {
-    auto p = file(name);
-    std::ofstream out{p, std::ios::binary};
-    out << content;
-    return p;
-  }
-};
 
 /// `sail-tinker emulate` as a separate process.
 struct emulator_process : sail::test::emulate_process {
@@ -116,6 +89,16 @@ struct emulator_process : sail::test::emulate_process {
 uint64_t number(const json::value& doc, const char* key) {
   return doc.at(key).to_number<uint64_t>();
 }
+
+/// A job's directory: its input written to in.jsonl, its output's path.
+struct job_dir : temp_dir {
+  std::string input;
+  std::string out;
+
+  job_dir(const std::string& name, const std::string& input_text)
+    : temp_dir("rollout-" + name), input(write("in.jsonl", input_text)), out(file("out.jsonl")) {
+  }
+};
 
 // -- the input ------------------------------------------------------------------------
 
@@ -160,7 +143,7 @@ test_input make_input(size_t prompts) {
 /// Checks the contract's guarantee: every input id exactly once, n samples
 /// each, no torn line. Returns the lines sorted.
 std::vector<std::string> check_complete(const std::string& path, const test_input& in) {
-  auto text = read_all(path);
+  auto text = read_file(path);
   REQUIRE_FALSE(text.empty());
   CHECK(text.back() == '\n');
   auto lines = lines_of(text);
@@ -186,6 +169,17 @@ std::vector<std::string> check_complete(const std::string& path, const test_inpu
   }
   std::sort(lines.begin(), lines.end());
   return lines;
+}
+
+/// The guarantee of a run however often it was interrupted: its output is
+/// the uninterrupted run's (`reference`, sorted lines), and the emulator ran
+/// inference exactly once per sample.
+void check_exactly_once(const emulator_process& emu, const std::string& out,
+                        const test_input& in, const std::vector<std::string>& reference) {
+  CHECK(check_complete(out, in) == reference);
+  auto st = emu.stats(true);
+  CHECK(number(st, "inference_runs_total") == in.samples);
+  CHECK(number(st, "max_runs_per_key") == 1);
 }
 
 struct job_options {
@@ -218,13 +212,12 @@ process_result run_job(const emulator_process& emu, const std::string& in,
 const std::vector<std::string>& reference_output(const test_input& in) {
   static std::optional<std::vector<std::string>> cached;
   if (!cached) {
-    temp_dir dir{"reference"};
-    auto input = dir.write("in.jsonl", in.text);
+    job_dir dir{"reference", in.text};
     emulator_process emu{{"--latency-queued-ms", "5"}};
-    auto res = run_job(emu, input, dir.file("out.jsonl"));
+    auto res = run_job(emu, dir.input, dir.out);
     INFO(res.out << res.err);
     REQUIRE(res.exit_code == 0);
-    cached = check_complete(dir.file("out.jsonl"), in);
+    cached = check_complete(dir.out, in);
     auto st = emu.stats(true);
     CHECK(number(st, "inference_runs_total") == in.samples);
   }
@@ -237,7 +230,7 @@ const std::vector<std::string>& reference_output(const test_input& in) {
 std::map<std::string, std::string> accepted_not_completed(const std::string& output,
                                                           const test_input& in) {
   std::set<std::string> in_output;
-  auto text = read_all(output);
+  auto text = read_file(output);
   auto complete = lines_of(text.substr(0, text.rfind('\n') + 1));
   for (auto& line : complete)
     if (!line.empty())
@@ -273,30 +266,25 @@ size_t polls_of(const json::value& stats, const std::string& rid) {
 void crash_and_resume(const test_input& in, const std::vector<std::string>& failpoints,
                       std::vector<std::string> emulator_args = {"--latency-queued-ms", "150"}) {
   const auto& reference = reference_output(in);
-  temp_dir dir{"crash"};
-  auto input = dir.write("in.jsonl", in.text);
-  auto out = dir.file("out.jsonl");
+  job_dir dir{"crash", in.text};
   emulator_process emu{emulator_args};
   for (auto& fp : failpoints) {
     INFO("failpoint " << fp);
-    auto res = run_job(emu, input, out, {}, fp);
+    auto res = run_job(emu, dir.input, dir.out, {}, fp);
     INFO(res.out << res.err);
     REQUIRE(res.term_signal == SIGKILL);
     if (fp.compare(0, 12, "output_line:") == 0) {
       // Killed in the middle of a line: the file ends with a torn line.
-      auto text = read_all(out);
+      auto text = read_file(dir.out);
       REQUIRE_FALSE(text.empty());
       CHECK(text.back() != '\n');
     }
   }
-  auto res = run_job(emu, input, out);
+  auto res = run_job(emu, dir.input, dir.out);
   INFO(res.out << res.err);
   REQUIRE(res.exit_code == 0);
   CHECK(contains(res.out, "resume: "));
-  CHECK(check_complete(out, in) == reference);
-  auto st = emu.stats(true);
-  CHECK(number(st, "inference_runs_total") == in.samples);
-  CHECK(number(st, "max_runs_per_key") == 1);
+  check_exactly_once(emu, dir.out, in, reference);
 }
 
 } // namespace
@@ -352,20 +340,18 @@ TEST_CASE("rollout files: SIGKILL with polls in flight: known response ids are p
           "[rollout][crash]") {
   auto in = make_input(24);
   const auto& reference = reference_output(in);
-  temp_dir dir{"polls"};
-  auto input = dir.write("in.jsonl", in.text);
-  auto out = dir.file("out.jsonl");
+  job_dir dir{"polls", in.text};
   // Queued for 1.5 s: the creates of the first prompts are accepted and
   // committed (commit 2), and the job dies in the commit of their first
   // results (commit 3), while the others are still being polled.
   emulator_process emu{{"--latency-queued-ms", "1500"}};
-  auto killed = run_job(emu, input, out, {}, "journal_commit:3");
+  auto killed = run_job(emu, dir.input, dir.out, {}, "journal_commit:3");
   INFO(killed.out << killed.err);
   REQUIRE(killed.term_signal == SIGKILL);
-  auto known = accepted_not_completed(out, in);
+  auto known = accepted_not_completed(dir.out, in);
   REQUIRE_FALSE(known.empty());
   auto before = emu.stats();
-  auto res = run_job(emu, input, out);
+  auto res = run_job(emu, dir.input, dir.out);
   INFO(res.out << res.err);
   REQUIRE(res.exit_code == 0);
   CHECK(contains(res.out, std::to_string(known.size()) + " samples to re-attach"));
@@ -375,9 +361,7 @@ TEST_CASE("rollout files: SIGKILL with polls in flight: known response ids are p
     CHECK(posts_of(after, key) == posts_of(before, key));
     CHECK(polls_of(after, rid) > polls_of(before, rid));
   }
-  CHECK(check_complete(out, in) == reference);
-  CHECK(number(after, "inference_runs_total") == in.samples);
-  CHECK(number(after, "max_runs_per_key") == 1);
+  check_exactly_once(emu, dir.out, in, reference);
 }
 
 // -- SIGTERM and node loss --------------------------------------------------------------
@@ -403,13 +387,11 @@ TEST_CASE("rollout files: SIGTERM flushes and exits 130, the resume completes th
           "[rollout][signal]") {
   auto in = make_input(24);
   const auto& reference = reference_output(in);
-  temp_dir dir{"sigterm"};
-  auto input = dir.write("in.jsonl", in.text);
-  auto out = dir.file("out.jsonl");
+  job_dir dir{"sigterm", in.text};
   emulator_process emu{{"--latency-queued-ms", "300"}};
   process_options opts;
   opts.env = emu.sail_env();
-  subprocess job{binary(), job_args(input, out, {}), opts};
+  subprocess job{binary(), job_args(dir.input, dir.out, {}), opts};
   wait_for_first_prompt(job);
   job.signal(SIGTERM);
   auto res = job.wait(60s);
@@ -419,35 +401,30 @@ TEST_CASE("rollout files: SIGTERM flushes and exits 130, the resume completes th
   CHECK(contains(res.out, "(interrupted)"));
   // What was written is complete lines of distinct ids, and the journal
   // knows them.
-  auto partial = read_all(out);
+  auto partial = read_file(dir.out);
   REQUIRE_FALSE(partial.empty());
   CHECK(partial.back() == '\n');
   auto written = lines_of(partial);
   CHECK(written.size() < in.ids.size());
   {
-    auto j = sail::rollout::journal::open(out + ".journal");
+    auto j = sail::rollout::journal::open(dir.out + ".journal");
     REQUIRE(j);
     CHECK((*j)->output_offset() == partial.size());
     for (auto& line : written)
       CHECK(*(*j)->written(std::string{json::parse(line).at("id").as_string()}));
   }
-  auto again = run_job(emu, input, out);
+  auto again = run_job(emu, dir.input, dir.out);
   INFO(again.out << again.err);
   REQUIRE(again.exit_code == 0);
   CHECK(contains(again.out, "resume: " + std::to_string(written.size()) + " prompts done"));
-  CHECK(check_complete(out, in) == reference);
-  auto st = emu.stats(true);
-  CHECK(number(st, "inference_runs_total") == in.samples);
-  CHECK(number(st, "max_runs_per_key") == 1);
+  check_exactly_once(emu, dir.out, in, reference);
 }
 
 TEST_CASE("rollout files: --nodes, a node is lost, the job is killed, the resume completes",
           "[rollout][nodes]") {
   auto in = make_input(24);
   const auto& reference = reference_output(in);
-  temp_dir dir{"nodes"};
-  auto input = dir.write("in.jsonl", in.text);
-  auto out = dir.file("out.jsonl");
+  job_dir dir{"nodes", in.text};
   emulator_process emu{{"--latency-queued-ms", "300"}};
   process_options sopts;
   sopts.env = emu.sail_env();
@@ -467,7 +444,7 @@ TEST_CASE("rollout files: --nodes, a node is lost, the job is killed, the resume
   jopts.env = clean_env();
   // Killed near the end, after the node loss below.
   jopts.env["SAIL_TINKER_FAILPOINT"] = "sample_completed:" + std::to_string(in.samples - 4);
-  subprocess job{binary(), job_args(input, out, o), jopts};
+  subprocess job{binary(), job_args(dir.input, dir.out, o), jopts};
   wait_for_first_prompt(job);
   nodes[0]->signal(SIGKILL);
   auto killed = job.wait(120s);
@@ -476,7 +453,7 @@ TEST_CASE("rollout files: --nodes, a node is lost, the job is killed, the resume
   // The response ids created on the nodes reached the journal: the observer
   // handle travels with each sample to the node.
   {
-    auto j = sail::rollout::journal::open(out + ".journal");
+    auto j = sail::rollout::journal::open(dir.out + ".journal");
     REQUIRE(j);
     size_t with_id = 0;
     for (auto& id : in.ids) {
@@ -489,14 +466,11 @@ TEST_CASE("rollout files: --nodes, a node is lost, the job is killed, the resume
   }
   process_options ropts;
   ropts.env = clean_env();
-  auto res = sail::test::run_process(binary(), job_args(input, out, o), ropts, 120s);
+  auto res = sail::test::run_process(binary(), job_args(dir.input, dir.out, o), ropts, 120s);
   INFO(res.out << res.err);
   REQUIRE(res.exit_code == 0);
   CHECK(contains(res.out, "resume: "));
-  CHECK(check_complete(out, in) == reference);
-  auto st = emu.stats(true);
-  CHECK(number(st, "inference_runs_total") == in.samples);
-  CHECK(number(st, "max_runs_per_key") == 1);
+  check_exactly_once(emu, dir.out, in, reference);
   nodes[1]->signal(SIGTERM);
   nodes[1]->wait(30s);
 }
@@ -559,17 +533,15 @@ TEST_CASE("rollout files: a changed configuration, input or run id exits 2 namin
           "--restart starts over",
           "[rollout][resume]") {
   auto in = make_input(8);
-  temp_dir dir{"mismatch"};
-  auto input = dir.write("in.jsonl", in.text);
-  auto out = dir.file("out.jsonl");
+  job_dir dir{"mismatch", in.text};
   emulator_process emu;
-  auto first = run_job(emu, input, out);
+  auto first = run_job(emu, dir.input, dir.out);
   INFO(first.out << first.err);
   REQUIRE(first.exit_code == 0);
-  auto reference = check_complete(out, in);
+  auto reference = check_complete(dir.out, in);
   auto requests = emu.sail_requests();
   // The same command again: nothing to do, nothing sent.
-  auto same = run_job(emu, input, out);
+  auto same = run_job(emu, dir.input, dir.out);
   INFO(same.out << same.err);
   CHECK(same.exit_code == 0);
   CHECK(contains(same.out, "resume: 8 prompts done"));
@@ -578,7 +550,7 @@ TEST_CASE("rollout files: a changed configuration, input or run id exits 2 namin
   // Configuration.
   job_options changed;
   changed.extra = {"--temperature", "0.5", "--model", "other/model"};
-  auto cfg = run_job(emu, input, out, changed);
+  auto cfg = run_job(emu, dir.input, dir.out, changed);
   CHECK(cfg.exit_code == 2);
   CHECK(contains(cfg.err, "error: invalid_argument: the configuration differs from the "
                           "journal's"));
@@ -587,46 +559,46 @@ TEST_CASE("rollout files: a changed configuration, input or run id exits 2 namin
   CHECK(contains(cfg.err, "[field=config]"));
   job_options bigger_groups;
   bigger_groups.extra = {"--group-size", "2"};
-  auto groups = run_job(emu, input, out, bigger_groups);
+  auto groups = run_job(emu, dir.input, dir.out, bigger_groups);
   CHECK(groups.exit_code == 2);
   CHECK(contains(groups.err, "group_size (journal 1, now 2)"));
   // Input.
   auto other_input = dir.write("other.jsonl", in.text + "{\"id\":\"new\",\"prompt\":[1]}\n");
-  auto inp = run_job(emu, other_input, out);
+  auto inp = run_job(emu, other_input, dir.out);
   CHECK(inp.exit_code == 2);
   CHECK(contains(inp.err, "error: invalid_argument: the input differs from the journal's"));
   CHECK(contains(inp.err, "[field=input]"));
   // Run id.
   job_options other_run;
   other_run.run_id = "another-run";
-  auto rid = run_job(emu, input, out, other_run);
+  auto rid = run_job(emu, dir.input, dir.out, other_run);
   CHECK(rid.exit_code == 2);
   CHECK(contains(rid.err, "--run-id another-run differs from the journal's run crash-run"));
   CHECK(emu.sail_requests() == requests);
-  CHECK(check_complete(out, in) == reference);
+  CHECK(check_complete(dir.out, in) == reference);
   // An output without its journal is not overwritten silently.
-  fs::remove(out + ".journal");
-  auto orphan = run_job(emu, input, out);
+  fs::remove(dir.out + ".journal");
+  auto orphan = run_job(emu, dir.input, dir.out);
   CHECK(orphan.exit_code == 2);
   CHECK(contains(orphan.err, "exists and is not empty"));
   // --restart with the same run id: journal and output discarded, but the
   // keys are the same, so Sail replays every sample: no inference runs.
   job_options same_run;
   same_run.extra = {"--restart"};
-  auto replay = run_job(emu, input, out, same_run);
+  auto replay = run_job(emu, dir.input, dir.out, same_run);
   INFO(replay.out << replay.err);
   REQUIRE(replay.exit_code == 0);
-  CHECK(check_complete(out, in) == reference);
+  CHECK(check_complete(dir.out, in) == reference);
   CHECK(number(emu.stats(true), "inference_runs_total") == in.samples);
   // --restart with another run id: a new run (new keys: inference runs
   // again, once per sample).
   job_options restart;
   restart.run_id = "second-run";
   restart.extra = {"--restart", "--temperature", "0.5"};
-  auto again = run_job(emu, input, out, restart);
+  auto again = run_job(emu, dir.input, dir.out, restart);
   INFO(again.out << again.err);
   REQUIRE(again.exit_code == 0);
-  check_complete(out, in);
+  check_complete(dir.out, in);
   CHECK(contains(again.out, "run second-run"));
   auto st = emu.stats(true);
   CHECK(number(st, "inference_runs_total") == 2 * in.samples);
@@ -656,7 +628,7 @@ TEST_CASE("rollout files: meta round-trips byte for byte, --ordered keeps input 
   emulator_process emu{{"--latency-per-token-us", "20000"}};
   auto ids_of = [](const std::string& path) {
     std::vector<std::string> out;
-    for (auto& line : lines_of(read_all(path)))
+    for (auto& line : lines_of(read_file(path)))
       out.emplace_back(json::parse(line).at("id").as_string());
     return out;
   };
@@ -678,7 +650,7 @@ TEST_CASE("rollout files: meta round-trips byte for byte, --ordered keeps input 
   CHECK_FALSE(fs::exists(dir.file("unordered.jsonl.journal")));
   CHECK(ids_of(dir.file("unordered.jsonl")) != ids);
   // meta exactly as in the input, and only where the input had it.
-  for (auto& line : lines_of(read_all(dir.file("ordered.jsonl")))) {
+  for (auto& line : lines_of(read_file(dir.file("ordered.jsonl")))) {
     auto id = std::string{json::parse(line).at("id").as_string()};
     auto i = std::stoul(id.substr(2));
     if (i < metas.size()) {
@@ -693,19 +665,17 @@ TEST_CASE("rollout files: meta round-trips byte for byte, --ordered keeps input 
 
 TEST_CASE("rollout files: standard input as the input, resumable", "[rollout][stdin]") {
   auto in = make_input(6);
-  temp_dir dir{"stdin"};
-  auto input = dir.write("in.jsonl", in.text);
-  auto out = dir.file("out.jsonl");
+  job_dir dir{"stdin", in.text};
   emulator_process emu;
-  auto cmd = binary() + " rollout --input - --output " + out
-             + " --window asap --max-tokens 8 --run-id crash-run --progress lines < " + input;
+  auto cmd = binary() + " rollout --input - --output " + dir.out
+             + " --window asap --max-tokens 8 --run-id crash-run --progress lines < " + dir.input;
   process_options opts;
   opts.env = emu.sail_env();
   auto res = sail::test::run_process("/bin/sh", {"-c", cmd}, opts, 120s);
   INFO(res.out << res.err);
   REQUIRE(res.exit_code == 0);
   CHECK(contains(res.out, "from standard input"));
-  check_complete(out, in);
+  check_complete(dir.out, in);
   // The same bytes again resume; other bytes are another input.
   res = sail::test::run_process("/bin/sh", {"-c", cmd}, opts, 120s);
   CHECK(res.exit_code == 0);

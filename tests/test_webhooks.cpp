@@ -49,11 +49,17 @@ sample_request keyed(const std::string& key, int64_t first) {
   return req;
 }
 
-std::vector<token_completer::sample_result> run_all(token_completer& tc, const std::string& prefix,
-                                                    int n) {
+/// Samples key `prefix + i` with prompt {10 + i, 2, 3}, for i in 0..n-1
+/// (check_results knows the answers), without waiting.
+std::vector<sample_future> start_all(token_completer& tc, const std::string& prefix, int n) {
   std::vector<sample_future> fs;
   for (int i = 0; i < n; ++i)
     fs.push_back(tc.sample(keyed(prefix + std::to_string(i), 10 + i)));
+  return fs;
+}
+
+/// The answers, in order (each bounded by two minutes).
+std::vector<token_completer::sample_result> results_of(std::vector<sample_future>& fs) {
   std::vector<token_completer::sample_result> out;
   for (auto& f : fs) {
     if (f.wait_for(120s) != std::future_status::ready)
@@ -61,6 +67,12 @@ std::vector<token_completer::sample_result> run_all(token_completer& tc, const s
     out.push_back(f.get());
   }
   return out;
+}
+
+std::vector<token_completer::sample_result> run_all(token_completer& tc, const std::string& prefix,
+                                                    int n) {
+  auto fs = start_all(tc, prefix, n);
+  return results_of(fs);
 }
 
 /// The model's answer for key `prefix + i`.
@@ -94,6 +106,25 @@ sync_result deliver(runtime& rt, const std::string& body, const std::string& tok
   sync_http c{"127.0.0.1", rt.webhook_port()};
   return c.post("/sail/webhook", body,
                 {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}});
+}
+
+/// A "completed" response body for response `id` whose output carries
+/// `token_ids` (a JSON array's items).
+std::string completed_body(const std::string& id, const std::string& token_ids) {
+  return R"({"id":")" + id
+         + R"(","object":"response","status":"completed","output":[{"type":"message",)"
+           R"("content":[{"type":"output_text","text":"x","token_ids":[)"
+         + token_ids + R"(],"stop_reason":"stop"}]}]})";
+}
+
+/// The distinct bodies of the creates the emulator received, per
+/// Idempotency-Key.
+std::map<std::string, std::set<std::string>> create_bodies(const emulator::server& emu) {
+  std::map<std::string, std::set<std::string>> bodies;
+  for (auto& e : emu.request_log())
+    if (e.method == "POST")
+      bodies[e.header("Idempotency-Key")].insert(e.request_body);
+  return bodies;
 }
 
 /// Waits until the emulator accepted the create of `key`; its response id.
@@ -258,26 +289,17 @@ TEST_CASE("webhooks: a delivery without the right token gets 401 and changes not
           "[webhook][stack]") {
   stack_fixture f{slow_emulator(400ms), with_webhooks};
   auto tc = f.completer();
-  auto fut = tc.sample(keyed("forged", 10));
-  auto id = response_id_of(f.emu, "forged");
+  auto fs = start_all(tc, "forged-", 1);
+  auto id = response_id_of(f.emu, "forged-0");
   // A forged "completed" body for the live response, with a wrong token.
-  auto forged = R"({"id":")" + id
-                + R"(","object":"response","status":"completed","output":[{"type":"message",)"
-                  R"("content":[{"type":"output_text","text":"x","token_ids":[63,63,63],)"
-                  R"("stop_reason":"stop"}]}]})";
   auto wrong = f.rt->webhook().token;
   wrong.back() = wrong.back() == 'a' ? 'b' : 'a';
-  auto r = deliver(*f.rt, forged, wrong);
+  auto r = deliver(*f.rt, completed_body(id, "63,63,63"), wrong);
   REQUIRE(r.ok());
   CHECK(r.status() == 401);
   CHECK(r.body().find(f.rt->webhook().token) == std::string::npos);
   // The sample ends with the emulator's own result, by its real webhook.
-  REQUIRE(fut.wait_for(60s) == std::future_status::ready);
-  std::vector<token_completer::sample_result> rs;
-  rs.push_back(fut.get());
-  auto want = expected_sample(f.emu, stack_fixture::config(), {10, 2, 3}, 8, "forged");
-  REQUIRE(rs[0]);
-  CHECK(std::vector<int32_t>(want.token_ids.begin(), want.token_ids.end()) == rs[0]->tokens);
+  check_results(f.emu, "forged-", results_of(fs));
   auto ps = f.pool_stats();
   CHECK(hook(ps, "rejected_unauthorized") == 1);
   CHECK(hook(ps, "received") == 1);
@@ -292,9 +314,7 @@ TEST_CASE("webhooks: oversized and malformed deliveries are refused typed, nothi
                     o.webhook.body_limit = 16 * 1024;
                   }};
   auto tc = f.completer();
-  std::vector<sample_future> fs;
-  for (int i = 0; i < 4; ++i)
-    fs.push_back(tc.sample(keyed("rx-" + std::to_string(i), 10 + i)));
+  auto fs = start_all(tc, "rx-", 4);
   auto id = response_id_of(f.emu, "rx-0");
   auto token = f.rt->webhook().token;
   auto big = R"({"id":")" + id + R"(","status":"completed","pad":")" + std::string(20000, 'x')
@@ -302,12 +322,7 @@ TEST_CASE("webhooks: oversized and malformed deliveries are refused typed, nothi
   CHECK(deliver(*f.rt, big, token).status() == 413);
   CHECK(deliver(*f.rt, "{not json", token).status() == 400);
   CHECK(deliver(*f.rt, R"({"status":"completed"})", token).status() == 400);
-  std::vector<token_completer::sample_result> rs;
-  for (auto& fut : fs) {
-    REQUIRE(fut.wait_for(60s) == std::future_status::ready);
-    rs.push_back(fut.get());
-  }
-  check_results(f.emu, "rx-", rs);
+  check_results(f.emu, "rx-", results_of(fs));
   auto ps = f.pool_stats();
   CHECK(hook(ps, "rejected_too_large") == 1);
   CHECK(hook(ps, "rejected_malformed") == 2);
@@ -322,11 +337,7 @@ TEST_CASE("webhooks: a delivery is decoded exactly like a poll's answer",
   auto tc = f.completer();
   auto fut = tc.sample(keyed("bad-output", 10));
   auto id = response_id_of(f.emu, "bad-output");
-  auto body = R"({"id":")" + id
-              + R"(","object":"response","status":"completed","output":[{"type":"message",)"
-                R"("content":[{"type":"output_text","text":"x","token_ids":[1.5],)"
-                R"("stop_reason":"stop"}]}]})";
-  CHECK(deliver(*f.rt, body, f.rt->webhook().token).status() == 200);
+  CHECK(deliver(*f.rt, completed_body(id, "1.5"), f.rt->webhook().token).status() == 200);
   REQUIRE(fut.wait_for(60s) == std::future_status::ready);
   auto res = fut.get();
   REQUIRE_FALSE(res);
@@ -379,10 +390,7 @@ TEST_CASE("webhooks: a retried create stays byte-identical under its key",
   CHECK(st.arrivals.at("retried").size() == 2);
   CHECK(st.inference_runs.at("retried") == 1);
   CHECK(st.count("POST /v1/responses", 400) == 0);
-  std::set<std::string> bodies;
-  for (auto& e : f.emu.request_log())
-    if (e.method == "POST" && e.header("Idempotency-Key") == "retried")
-      bodies.insert(e.request_body);
+  auto bodies = create_bodies(f.emu).at("retried");
   CHECK(bodies.size() == 1);
   CHECK(bodies.begin()->find(f.rt->webhook().url) != std::string::npos);
 }
@@ -503,12 +511,8 @@ TEST_CASE("webhooks in a cluster: a re-routed sample keeps its first node's webh
   CHECK(st.count("POST /v1/responses", 400) == 0);
   // Every create under one key carried the same bytes, naming the webhook of
   // the node the sample was first sent to; re-routed keys arrived twice.
-  std::map<std::string, std::set<std::string>> bodies;
-  for (auto& e : emu.request_log())
-    if (e.method == "POST")
-      bodies[e.header("Idempotency-Key")].insert(e.request_body);
   size_t replayed = 0;
-  for (auto& [key, set] : bodies) {
+  for (auto& [key, set] : create_bodies(emu)) {
     INFO(key);
     CHECK(set.size() == 1);
     auto meta = json::parse(*set.begin()).at("metadata").as_object();

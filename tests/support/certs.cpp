@@ -3,27 +3,12 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include <sys/wait.h>
 
 namespace sail::test {
-
-std::string make_temp_dir(const std::string& prefix) {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base != nullptr && *base != '\0' ? base : "/tmp")
-                     + "/" + prefix + "-XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr)
-    throw std::runtime_error("mkdtemp failed for " + tmpl);
-  return tmpl;
-}
-
-void remove_dir(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::remove_all(dir, ec);
-}
 
 int run_command(const std::string& cmd, std::string* output) {
   std::string full = cmd + " 2>&1";

@@ -5,13 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
+
 namespace sail::test {
-
-/// A fresh directory under $TMPDIR (or /tmp); removed by remove_dir.
-std::string make_temp_dir(const std::string& prefix);
-
-/// Removes a directory tree (best effort).
-void remove_dir(const std::string& dir);
 
 struct test_certs {
   std::string ca_cert;      ///< PEM of the CA certificate
