@@ -26,11 +26,26 @@ struct waiting_sample {
   std::function<void(caf::expected<tokens_with_logprobs>)> done;
 };
 
+struct completer_state;
+
+/// The completer's own interface: the public one plus its refresh timer
+/// (carrying the generation it was armed with).
+using completer_impl_actor
+  = completer_actor::extend<caf::reacts_to<atom::refresh, uint64_t>>;
+
+using completer_ptr = completer_impl_actor::stateful_pointer<completer_state>;
+using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
+
 struct completer_state {
   static inline const char* name = "sail.completer";
+
+  explicit completer_state(completer_ptr self) : self(self) {
+  }
+
+  completer_ptr self;
   completer_config cfg;
   completer_options opts;
-  worker_pool_actor pool;
+  pool_actor pool;
   resolver_actor resolver;
   std::optional<tinker_path> checkpoint;
   /// The checkpoint's current signed URL (its schedule set by the resolver).
@@ -42,50 +57,85 @@ struct completer_state {
   std::vector<waiting_sample> waiting;
   /// Every open logical sample; each callback runs exactly once (on a
   /// result, an error, or with `cancelled` when the completer exits).
-  std::unordered_map<uint64_t, std::function<void(caf::expected<tokens_with_logprobs>)>> open;
+  std::unordered_map<uint64_t, sample_callback> open;
   uint64_t next_open = 0;
   completer_stats stats;
   boost::uuids::random_generator uuids;
 
   std::string new_key() { return boost::uuids::to_string(uuids()); }
-};
 
-/// The completer's own interface: the public one plus its refresh timer
-/// (carrying the generation it was armed with).
-using completer_impl_actor
-  = completer_actor::extend<caf::reacts_to<atom::refresh, uint64_t>>;
+  // -- handlers (one per message of completer_impl_actor) -----------------------------
 
-using completer_ptr = completer_impl_actor::stateful_pointer<completer_state>;
-using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
+  caf::result<tokens_with_logprobs> sample(sample_request& req) {
+    if (auto err = validate(req))
+      return err;
+    auto rp = self->make_response_promise<tokens_with_logprobs>();
+    run(std::move(req), [rp](caf::expected<tokens_with_logprobs> res) mutable {
+      if (res)
+        rp.deliver(std::move(*res));
+      else
+        rp.deliver(std::move(res.error()));
+    });
+    return rp;
+  }
 
-class completer_logic {
-public:
-  explicit completer_logic(completer_ptr self) : self_(self), st_(self->state) {}
-
-  /// Runs one validated logical sample; `done` sees the result exactly once.
-  void run(sample_request req, sample_callback done) {
-    ++st_.stats.in_flight;
-    auto id = ++st_.next_open;
-    st_.open.emplace(id, std::move(done));
-    auto counted = [self = self_, id](caf::expected<tokens_with_logprobs> res) {
-      completer_logic{self}.complete(id, std::move(res));
+  caf::result<group_result> sample_group(sample_request& req, uint32_t n) {
+    if (n == 0 || n > opts.max_group_size)
+      return invalid_argument("n", "group size must be within 1.."
+                                     + std::to_string(opts.max_group_size));
+    if (auto err = validate(req))
+      return err;
+    if (!req.response_id.empty())
+      return invalid_argument("response_id", "a response id attaches one sample, not a group");
+    struct group_state {
+      group_result result;
+      size_t pending = 0;
+      bool delivered = false;
+      caf::typed_response_promise<group_result> rp;
     };
-    if (req.key.empty())
-      req.key = st_.new_key();
-    // A sample waits for a resolve only while no usable URL is known (at
-    // start, or after refreshes failed until the URL's use_until passed).
-    if (st_.checkpoint && !url_usable()) {
-      st_.waiting.push_back({std::move(req), std::move(counted)});
-      resolve_url();
-      return;
+    auto g = std::make_shared<group_state>();
+    g->rp = self->make_response_promise<group_result>();
+    g->result.group_id = req.group_id.empty() ? new_key() : req.group_id;
+    g->result.members.resize(n);
+    g->pending = n;
+    auto cache_key = req.prompt_cache_key.empty() ? g->result.group_id
+                                                  : req.prompt_cache_key;
+    auto policy = opts.group_policy;
+    for (uint32_t i = 0; i < n; ++i) {
+      auto member = req;
+      member.group_id = g->result.group_id;
+      member.prompt_cache_key = cache_key;
+      member.key = req.key.empty() ? std::string{} : req.key + "." + std::to_string(i);
+      run(std::move(member), [self = self, g, i, policy](
+                               caf::expected<tokens_with_logprobs> res) {
+        --g->pending;
+        if (g->delivered)
+          return;
+        if (!res && policy == group_failure_policy::fail_group) {
+          g->delivered = true;
+          g->rp.deliver(res.error());
+          // The other members are of no use any more.
+          self->state.cancel(g->result.group_id);
+          return;
+        }
+        auto& m = g->result.members[i];
+        if (res)
+          m.result = std::move(*res);
+        else
+          m.error = std::move(res.error());
+        if (g->pending == 0) {
+          g->delivered = true;
+          g->rp.deliver(std::move(g->result));
+        }
+      });
     }
-    submit(req, std::move(counted));
+    return g->rp;
   }
 
   void cancel(const std::string& what) {
     // Samples still waiting for the signed URL never reached the pool.
     std::vector<waiting_sample> cancelled;
-    auto& w = st_.waiting;
+    auto& w = waiting;
     auto mid = std::stable_partition(w.begin(), w.end(), [&](auto& x) {
       return x.req.key != what && x.req.group_id != what;
     });
@@ -93,23 +143,77 @@ public:
     w.erase(mid, w.end());
     for (auto& x : cancelled)
       x.done(make_error(errc::cancelled, "sample cancelled by the caller"));
-    self_->send(st_.pool, atom::cancel_v, what);
+    self->send(pool, atom::cancel_v, what);
+  }
+
+  /// Own counters merged with the pool's (the pool's alone if it fails to
+  /// answer).
+  caf::result<completer_stats> get_stats() {
+    auto rp = self->make_response_promise<completer_stats>();
+    auto own = stats;
+    self->request(pool, std::chrono::seconds(10), atom::stats_v)
+      .then(
+        [rp, own](completer_stats& ps) mutable {
+          auto merged = own;
+          merged.polls = ps.polls;
+          merged.retries_by_cause = ps.retries_by_cause;
+          merged.webhooks = ps.webhooks;
+          merged.polls_per_sample = ps.polls_per_sample;
+          merged.notice_delay = ps.notice_delay;
+          merged.notice_delay_sum_ms = ps.notice_delay_sum_ms;
+          merged.guard = ps.guard;
+          rp.deliver(std::move(merged));
+        },
+        [rp, own](caf::error&) mutable { rp.deliver(own); });
+    return rp;
   }
 
   /// The background refresh timer (armed at the URL's refresh_at).
   void refresh(uint64_t generation) {
-    if (st_.checkpoint && generation == st_.refresh_generation)
+    if (checkpoint && generation == refresh_generation)
       resolve_url();
+  }
+
+  /// Exit: no promise is left silent (CAF 0.17 has no broken_promise).
+  void shutdown(const caf::error& reason) {
+    std::vector<uint64_t> ids;
+    for (auto& kv : open)
+      ids.push_back(kv.first);
+    for (auto id : ids)
+      complete(id, make_error(errc::cancelled, "completer shutting down"));
+    waiting.clear();
+    self->quit(reason);
+  }
+
+  // -- samples --------------------------------------------------------------------------
+
+  /// Runs one validated logical sample; `done` sees the result exactly once.
+  void run(sample_request req, sample_callback done) {
+    ++stats.in_flight;
+    auto id = ++next_open;
+    open.emplace(id, std::move(done));
+    auto counted = [self = self, id](caf::expected<tokens_with_logprobs> res) {
+      self->state.complete(id, std::move(res));
+    };
+    if (req.key.empty())
+      req.key = new_key();
+    // A sample waits for a resolve only while no usable URL is known (at
+    // start, or after refreshes failed until the URL's use_until passed).
+    if (checkpoint && !url_usable()) {
+      waiting.push_back({std::move(req), std::move(counted)});
+      resolve_url();
+      return;
+    }
+    submit(req, std::move(counted));
   }
 
   /// Ends open sample `id` (no-op if it already ended).
   void complete(uint64_t id, caf::expected<tokens_with_logprobs> res) {
-    auto i = st_.open.find(id);
-    if (i == st_.open.end())
+    auto i = open.find(id);
+    if (i == open.end())
       return;
     auto done = std::move(i->second);
-    st_.open.erase(i);
-    auto& stats = st_.stats;
+    open.erase(i);
     --stats.in_flight;
     if (res) {
       ++stats.completed;
@@ -120,189 +224,118 @@ public:
     done(std::move(res));
   }
 
-  /// Exit: no promise is left silent (CAF 0.17 has no broken_promise).
-  void shutdown(const caf::error& reason) {
-    std::vector<uint64_t> ids;
-    for (auto& kv : st_.open)
-      ids.push_back(kv.first);
-    for (auto id : ids)
-      complete(id, make_error(errc::cancelled, "completer shutting down"));
-    st_.waiting.clear();
-    self_->quit(reason);
-  }
-
-private:
   bool url_usable() const {
-    return st_.url && caf::make_timestamp() < st_.url->use_until;
+    return url && caf::make_timestamp() < url->use_until;
   }
 
   void arm_refresh(caf::timestamp at) {
     auto delay = std::max(caf::timespan{0}, at - caf::make_timestamp());
-    self_->delayed_send(self_, delay, atom::refresh_v, ++st_.refresh_generation);
+    self->delayed_send(self, delay, atom::refresh_v, ++refresh_generation);
   }
 
   /// Resolves the checkpoint's URL (one resolve at a time; a TTL, when
   /// configured, is set by that same resolve: once per refresh, never per
   /// sample). Samples keep using the current URL meanwhile.
   void resolve_url() {
-    if (st_.resolving)
+    if (resolving)
       return;
-    st_.resolving = true;
-    resolve_request rr{*st_.checkpoint, st_.cfg.tinker_ttl_seconds};
-    auto self = self_;
-    self_->request(st_.resolver, st_.opts.resolve_timeout, atom::resolve_v, rr)
-      .then([self](signed_url& url) { completer_logic{self}.resolved(std::move(url)); },
-            [self](caf::error& err) { completer_logic{self}.resolve_failed(std::move(err)); });
+    resolving = true;
+    resolve_request rr{*checkpoint, cfg.tinker_ttl_seconds};
+    self->request(resolver, opts.resolve_timeout, atom::resolve_v, rr)
+      .then([self = self](signed_url& url) { self->state.resolved(std::move(url)); },
+            [self = self](caf::error& err) { self->state.resolve_failed(std::move(err)); });
   }
 
-  void resolved(signed_url url) {
-    st_.resolving = false;
-    if (caf::make_timestamp() >= url.use_until) {
+  void resolved(signed_url fresh) {
+    resolving = false;
+    if (caf::make_timestamp() >= fresh.use_until) {
       // Nothing to schedule: the next sample resolves again.
       resolve_failed(inference_error("Tinker returned a signed URL that is "
                                      "already at or past its expiry"));
       return;
     }
-    st_.url = std::move(url);
-    arm_refresh(st_.url->refresh_at);
-    auto waiting = std::move(st_.waiting);
-    st_.waiting.clear();
-    for (auto& x : waiting)
+    url = std::move(fresh);
+    arm_refresh(url->refresh_at);
+    auto ready = std::move(waiting);
+    waiting.clear();
+    for (auto& x : ready)
       submit(x.req, std::move(x.done));
   }
 
   void resolve_failed(caf::error err) {
-    st_.resolving = false;
-    auto waiting = std::move(st_.waiting);
-    st_.waiting.clear();
-    for (auto& x : waiting)
+    resolving = false;
+    auto failed = std::move(waiting);
+    waiting.clear();
+    for (auto& x : failed)
       x.done(err);
     // A failed background refresh: the current URL still serves; try again
     // within its remaining usable time.
     if (url_usable()) {
-      auto left = st_.url->use_until - caf::make_timestamp();
+      auto left = url->use_until - caf::make_timestamp();
       auto retry = std::max(caf::timespan{std::chrono::milliseconds(100)}, left / 4);
       arm_refresh(caf::make_timestamp() + retry);
     }
   }
 
   void submit(const sample_request& req, sample_callback done) {
-    auto cfg = st_.cfg;
+    auto job_cfg = cfg;
     caf::timestamp url_expires{};
-    if (st_.checkpoint) {
-      cfg.tinker_lora_signed_url = st_.url->url;
-      cfg.tinker_checkpoint.reset();
-      cfg.tinker_ttl_seconds.reset();
-      url_expires = st_.url->expires;
+    if (checkpoint) {
+      job_cfg.tinker_lora_signed_url = url->url;
+      job_cfg.tinker_checkpoint.reset();
+      job_cfg.tinker_ttl_seconds.reset();
+      url_expires = url->expires;
     }
     // The webhook is the pinned one (a cluster re-routes a sample with the
     // body it first had: docs/cluster.md), else this node's own.
     const webhook_endpoint* hook = nullptr;
     if (req.webhook)
       hook = req.webhook->empty() ? nullptr : &*req.webhook;
-    else if (!st_.opts.webhook.empty())
-      hook = &st_.opts.webhook;
-    auto encoded = encode_create(cfg, req, req.key, true, hook);
+    else if (!opts.webhook.empty())
+      hook = &opts.webhook;
+    auto encoded = encode_create(job_cfg, req, req.key, true, hook);
     if (!encoded)
       return done(std::move(encoded.error()));
     sail_job job;
     job.idempotency_key = req.key;
     job.body = std::move(encoded->body);
     job.headers = std::move(encoded->headers);
-    job.completion_window = st_.cfg.completion_window;
+    job.completion_window = cfg.completion_window;
     job.group_id = req.group_id;
-    job.model = st_.cfg.model;
-    job.webhook = hook != nullptr && *hook == st_.opts.webhook;
+    job.model = cfg.model;
+    job.webhook = hook != nullptr && *hook == opts.webhook;
     job.url_expires = url_expires;
     job.response_id = req.response_id;
     job.observer = req.observer;
-    if (st_.cfg.timeout)
-      job.call_timeout = *st_.cfg.timeout;
-    auto& deadlines = st_.opts.window_deadlines;
-    auto d = deadlines.find(st_.cfg.completion_window);
-    job.deadline = d != deadlines.end() ? d->second : st_.opts.default_deadline;
+    if (cfg.timeout)
+      job.call_timeout = *cfg.timeout;
+    auto& deadlines = opts.window_deadlines;
+    auto d = deadlines.find(cfg.completion_window);
+    job.deadline = d != deadlines.end() ? d->second : opts.default_deadline;
     // No CAF timeout on this local hop: the pool answers every job (result,
     // error, cancel, or `cancelled` when it shuts down) and the worker's own
     // deadline bounds each sample with a typed timeout. A CAF 0.17 request
     // timeout is not cancelled by the response; it stays in the actor clock
     // until it expires (about 190 bytes per request for the whole deadline).
-    self_->request(st_.pool, caf::infinite, atom::submit_v, std::move(job))
+    self->request(pool, caf::infinite, atom::submit_v, std::move(job))
       .then([done](tokens_with_logprobs& res) { done(std::move(res)); },
             [done](caf::error& err) { done(std::move(err)); });
   }
-
-  completer_ptr self_;
-  completer_state& st_;
 };
 
-caf::result<group_result> run_group(completer_ptr self, sample_request& req,
-                                    uint32_t n) {
-  auto& st = self->state;
-  if (n == 0 || n > st.opts.max_group_size)
-    return invalid_argument("n", "group size must be within 1.."
-                                   + std::to_string(st.opts.max_group_size));
-  if (auto err = validate(req))
-    return err;
-  if (!req.response_id.empty())
-    return invalid_argument("response_id", "a response id attaches one sample, not a group");
-  struct group_state {
-    group_result result;
-    size_t pending = 0;
-    bool delivered = false;
-    caf::typed_response_promise<group_result> rp;
-  };
-  auto g = std::make_shared<group_state>();
-  g->rp = self->make_response_promise<group_result>();
-  g->result.group_id = req.group_id.empty() ? st.new_key() : req.group_id;
-  g->result.members.resize(n);
-  g->pending = n;
-  auto cache_key = req.prompt_cache_key.empty() ? g->result.group_id
-                                                : req.prompt_cache_key;
-  auto policy = st.opts.group_policy;
-  for (uint32_t i = 0; i < n; ++i) {
-    auto member = req;
-    member.group_id = g->result.group_id;
-    member.prompt_cache_key = cache_key;
-    member.key = req.key.empty() ? std::string{} : req.key + "." + std::to_string(i);
-    completer_logic{self}.run(std::move(member), [self, g, i, policy](
-                                                   caf::expected<tokens_with_logprobs> res) {
-      --g->pending;
-      if (g->delivered)
-        return;
-      if (!res && policy == group_failure_policy::fail_group) {
-        g->delivered = true;
-        g->rp.deliver(res.error());
-        // The other members are of no use any more.
-        completer_logic{self}.cancel(g->result.group_id);
-        return;
-      }
-      auto& m = g->result.members[i];
-      if (res)
-        m.result = std::move(*res);
-      else
-        m.error = std::move(res.error());
-      if (g->pending == 0) {
-        g->delivered = true;
-        g->rp.deliver(std::move(g->result));
-      }
-    });
-  }
-  return g->rp;
-}
-
 completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
-                                                  completer_config cfg,
-                                                  std::optional<tinker_path> checkpoint,
-                                                  worker_pool_actor pool,
-                                                  resolver_actor resolver,
-                                                  completer_options opts) {
+                                                       completer_config cfg,
+                                                       std::optional<tinker_path> checkpoint,
+                                                       pool_actor pool,
+                                                       resolver_actor resolver,
+                                                       completer_options opts) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.checkpoint = std::move(checkpoint);
   st.pool = std::move(pool);
   st.resolver = std::move(resolver);
   st.opts = opts;
-  self->set_exit_handler([=](caf::exit_msg& em) { completer_logic{self}.shutdown(em.reason); });
+  self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
   // Handed to remote trainers by a service node: a peer's unexpected message
   // is dropped unprinted (see service_behavior: printing one could crash the
   // node), and so is a down message (this actor monitors nothing; CAF's
@@ -310,43 +343,13 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
   self->set_default_handler(caf::drop);
   self->set_down_handler([](caf::down_msg&) {});
   return {
-    [=](atom::sample, sample_request& req) -> caf::result<tokens_with_logprobs> {
-      if (auto err = validate(req))
-        return err;
-      auto rp = self->make_response_promise<tokens_with_logprobs>();
-      completer_logic{self}.run(std::move(req),
-                                [rp](caf::expected<tokens_with_logprobs> res) mutable {
-                                  if (res)
-                                    rp.deliver(std::move(*res));
-                                  else
-                                    rp.deliver(std::move(res.error()));
-                                });
-      return rp;
+    [self](atom::sample, sample_request& req) { return self->state.sample(req); },
+    [self](atom::sample_group, sample_request& req, uint32_t n) {
+      return self->state.sample_group(req, n);
     },
-    [=](atom::sample_group, sample_request& req, uint32_t n) -> caf::result<group_result> {
-      return run_group(self, req, n);
-    },
-    [=](atom::cancel, std::string& what) { completer_logic{self}.cancel(what); },
-    [=](atom::stats) -> caf::result<completer_stats> {
-      auto rp = self->make_response_promise<completer_stats>();
-      auto own = self->state.stats;
-      self->request(self->state.pool, std::chrono::seconds(10), atom::stats_v)
-        .then(
-          [rp, own](completer_stats& pool) mutable {
-            auto merged = own;
-            merged.polls = pool.polls;
-            merged.retries_by_cause = pool.retries_by_cause;
-            merged.webhooks = pool.webhooks;
-            merged.polls_per_sample = pool.polls_per_sample;
-            merged.notice_delay = pool.notice_delay;
-            merged.notice_delay_sum_ms = pool.notice_delay_sum_ms;
-            merged.guard = pool.guard;
-            rp.deliver(std::move(merged));
-          },
-          [rp, own](caf::error&) mutable { rp.deliver(own); });
-      return rp;
-    },
-    [=](atom::refresh, uint64_t generation) { completer_logic{self}.refresh(generation); },
+    [self](atom::cancel, std::string& what) { self->state.cancel(what); },
+    [self](atom::stats) { return self->state.get_stats(); },
+    [self](atom::refresh, uint64_t generation) { self->state.refresh(generation); },
   };
 }
 
@@ -354,7 +357,7 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
 
 caf::expected<completer_actor>
 spawn_completer(caf::actor_system& sys, completer_config cfg,
-                worker_pool_actor pool, resolver_actor resolver,
+                pool_actor pool, resolver_actor resolver,
                 const model_table& models, completer_options opts) {
   if (auto err = validate(cfg, models))
     return err;

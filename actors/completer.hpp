@@ -51,7 +51,7 @@ struct completer_options {
 /// spawns nothing. A configuration with tinker_checkpoint needs a resolver.
 caf::expected<completer_actor>
 spawn_completer(caf::actor_system& sys, completer_config cfg,
-                worker_pool_actor pool, resolver_actor resolver = {},
+                pool_actor pool, resolver_actor resolver = {},
                 const model_table& models = model_table::builtin(),
                 completer_options opts = {});
 

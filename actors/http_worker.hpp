@@ -12,6 +12,7 @@
 #include <string>
 #include <unordered_map>
 
+#include <boost/beast/http/verb.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -19,7 +20,9 @@
 
 namespace sail {
 
-struct worker_job {
+/// One job as a worker runs it: its current HTTP call, polls, timers and
+/// deadline (the job itself is the pool's shared copy).
+struct running_job {
   uint64_t id = 0;
   uint32_t attempt = 0;
   shared_job job;                ///< the pool's copy (immutable)
@@ -49,12 +52,22 @@ struct worker_job {
   const window_timing* timing = nullptr;
 };
 
+struct response_state;
+struct http_worker_state;
+
+using http_worker_ptr = http_worker_actor::stateful_pointer<http_worker_state>;
+
 struct http_worker_state {
   static inline const char* name = "sail.http-worker";
+
+  explicit http_worker_state(http_worker_ptr self) : self(self) {
+  }
+
+  http_worker_ptr self;
   http_client* client = nullptr;
   std::shared_ptr<const pool_options> opts;
-  pool_actor pool;
-  std::unordered_map<uint64_t, worker_job> jobs;
+  pool_impl_actor pool;
+  std::unordered_map<uint64_t, running_job> jobs;
   /// Deadlines of all jobs, earliest first. One timer per worker, armed for
   /// the earliest (CAF 0.17 cannot cancel a delayed message, so a timer per
   /// job would linger in the clock until its deadline).
@@ -71,13 +84,46 @@ struct http_worker_state {
   /// The pool's retry budget and circuit breaker (shared by its workers).
   std::shared_ptr<retry_guard> guard;
   std::mt19937_64 rng;
-};
 
-using http_worker_ptr = http_worker_actor::stateful_pointer<http_worker_state>;
+  // -- handlers (one per message of http_worker_actor) --------------------------------
+
+  void submit(uint64_t id, uint32_t attempt, shared_job job, poll_plan plan);
+  void cancel(uint64_t id);
+  void on_deadline();
+  void on_step_timer();
+  void on_step(uint64_t id, uint64_t tag);
+  void on_http(http_completion& c);
+  /// A webhook delivery for job `id`: decoded exactly like a poll's answer.
+  void on_webhook(uint64_t id, webhook_delivery& d);
+
+  // -- jobs -----------------------------------------------------------------------------
+
+  void arm_deadline_timer();
+  void arm_step_timer();
+  // Forgets a job (its result has been reported, or it was cancelled).
+  void drop(running_job& j);
+  // Runs the job's next step after `delay`; at once without the clock.
+  void step_after(running_job& j, caf::timespan delay);
+  // Sends the job's next attempt once the pool's retry guard lets it go:
+  // while the breaker is open or the retry budget is spent, the job waits
+  // (its deadline timer still runs) and asks again.
+  void next_attempt(running_job& j);
+  void schedule_poll(running_job& j);
+  /// The delay to the plan's next poll that is at least first_poll away;
+  /// none once the plan is used up.
+  std::optional<caf::timespan> next_planned(running_job& j);
+  http_request base_request(running_job& j, boost::beast::http::verb verb, std::string url);
+  void send_create(running_job& j);
+  void send_poll(running_job& j);
+  void start(running_job& j, http_request req);
+  void finish(running_job& j, const std::string& body, const response_state& state,
+              bool via_webhook);
+  void fail(running_job& j, caf::error err);
+};
 
 http_worker_actor::behavior_type
 http_worker(http_worker_ptr self, http_client* client,
-            std::shared_ptr<const pool_options> opts, pool_actor pool,
+            std::shared_ptr<const pool_options> opts, pool_impl_actor pool,
             std::shared_ptr<retry_guard> guard);
 
 } // namespace sail

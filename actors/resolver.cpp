@@ -7,7 +7,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include "sail_tinker/actors/http_bridge.hpp"
+#include "sail_tinker/actors/async_http.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/tinker_codec.hpp"
 
@@ -35,8 +35,17 @@ struct resolution {
   std::vector<url_promise> waiters;
 };
 
+struct resolver_state;
+
+using resolver_ptr = resolver_impl_actor::stateful_pointer<resolver_state>;
+
 struct resolver_state {
   static inline const char* name = "sail.resolver";
+
+  explicit resolver_state(resolver_ptr self) : self(self) {
+  }
+
+  resolver_ptr self;
   http_client* client = nullptr;
   resolver_options opts;
   std::unique_ptr<retry_policy> retry;
@@ -45,13 +54,8 @@ struct resolver_state {
   std::unordered_map<uint64_t, resolution> active;
   uint64_t next_id = 0;
   uint64_t next_generation = 0;
-};
 
-using resolver_ptr = resolver_impl_actor::stateful_pointer<resolver_state>;
-
-class resolver_logic {
-public:
-  explicit resolver_logic(resolver_ptr self) : self_(self), st_(self->state) {}
+  // -- handlers (one per message of resolver_impl_actor) ------------------------------
 
   caf::result<signed_url> resolve(resolve_request& req) {
     if (auto err = encode_ttl_body(req.ttl_seconds); !err && req.ttl_seconds)
@@ -61,40 +65,40 @@ public:
       if (auto hit = cached(uri))
         return *hit;
     auto key = uri + '#' + (req.ttl_seconds ? std::to_string(*req.ttl_seconds) : "-");
-    auto rp = self_->make_response_promise<signed_url>();
-    if (auto i = st_.by_key.find(key); i != st_.by_key.end()) {
-      st_.active[i->second].waiters.push_back(rp);
+    auto rp = self->make_response_promise<signed_url>();
+    if (auto i = by_key.find(key); i != by_key.end()) {
+      active[i->second].waiters.push_back(rp);
       return rp;
     }
-    auto id = ++st_.next_id;
-    auto& r = st_.active[id];
+    auto id = ++next_id;
+    auto& r = active[id];
     r.id = id;
     r.req = req;
     r.key = key;
     r.ttl_done = !req.ttl_seconds;
     r.call.start(r.ttl_done ? request_kind::tinker_archive : request_kind::tinker_ttl);
     r.waiters.push_back(rp);
-    st_.by_key.emplace(std::move(key), id);
+    by_key.emplace(std::move(key), id);
     next_step(r);
     return rp;
   }
 
   void on_step(uint64_t id, uint64_t generation) {
-    auto i = st_.active.find(id);
-    if (i != st_.active.end() && i->second.generation == generation)
+    auto i = active.find(id);
+    if (i != active.end() && i->second.generation == generation)
       send(i->second);
   }
 
   void on_http(http_completion& c) {
-    auto i = st_.active.find(c.tag);
-    if (i == st_.active.end() || i->second.generation != c.generation)
+    auto i = active.find(c.tag);
+    if (i == active.end() || i->second.generation != c.generation)
       return;
     auto& r = i->second;
-    auto v = st_.retry->judge(r.call, c.result, std::chrono::system_clock::now(),
-                              std::chrono::steady_clock::now());
+    auto v = retry->judge(r.call, c.result, std::chrono::system_clock::now(),
+                          std::chrono::steady_clock::now());
     if (v.outcome == verdict::retry) {
-      r.generation = ++st_.next_generation;
-      self_->delayed_send(self_, v.delay, atom::step_v, r.id, r.generation);
+      r.generation = ++next_generation;
+      self->delayed_send(self, v.delay, atom::step_v, r.id, r.generation);
       return;
     }
     if (v.outcome == verdict::fail)
@@ -111,20 +115,21 @@ public:
     auto url = decode_archive_response(res.status, res.header("Location"),
                                        res.header("Expires"), res.body, now);
     if (url) {
-      url = with_refresh_schedule(std::move(*url), st_.opts.refresh_margin, now);
-      st_.cache[r.req.path.to_uri()] = *url;
+      url = with_refresh_schedule(std::move(*url), opts.refresh_margin, now);
+      cache[r.req.path.to_uri()] = *url;
     }
     finish(r, std::move(url));
   }
 
-private:
+  // -- resolutions ----------------------------------------------------------------------
+
   std::optional<signed_url> cached(const std::string& uri) {
-    auto i = st_.cache.find(uri);
-    if (i == st_.cache.end())
+    auto i = cache.find(uri);
+    if (i == cache.end())
       return std::nullopt;
     // The completers' schedule too: past refresh_at a holder wants a new URL.
     if (caf::make_timestamp() >= i->second.refresh_at) {
-      st_.cache.erase(i);
+      cache.erase(i);
       return std::nullopt;
     }
     return i->second;
@@ -139,21 +144,21 @@ private:
 
   void send(resolution& r) {
     http_request req;
-    req.deadline = st_.opts.call_timeout;
+    req.deadline = opts.call_timeout;
     if (!r.ttl_done) {
       req.method = http::verb::put;
-      req.url = tinker_url(st_.opts.base_url, ttl_target(r.req.path));
-      req.headers = tinker_headers(st_.opts.api_key, true);
+      req.url = tinker_url(opts.base_url, ttl_target(r.req.path));
+      req.headers = tinker_headers(opts.api_key, true);
       req.body = *encode_ttl_body(r.req.ttl_seconds);
     } else {
       req.method = http::verb::get;
-      req.url = tinker_url(st_.opts.base_url, archive_target(r.req.path));
-      req.headers = tinker_headers(st_.opts.api_key, false);
+      req.url = tinker_url(opts.base_url, archive_target(r.req.path));
+      req.headers = tinker_headers(opts.api_key, false);
       req.follow_redirects = false;
     }
     r.call.sent();
-    r.generation = ++st_.next_generation;
-    start_http(self_, *st_.client, std::move(req), r.id, r.generation);
+    r.generation = ++next_generation;
+    start_http(self, *client, std::move(req), r.id, r.generation);
   }
 
   // The typed error of a final status.
@@ -168,8 +173,8 @@ private:
 
   void finish(resolution& r, caf::expected<signed_url> result) {
     auto waiters = std::move(r.waiters);
-    st_.by_key.erase(r.key);
-    st_.active.erase(r.id); // r dangles from here on
+    by_key.erase(r.key);
+    active.erase(r.id); // r dangles from here on
     for (auto& rp : waiters) {
       if (result)
         rp.deliver(*result);
@@ -177,9 +182,6 @@ private:
         rp.deliver(result.error());
     }
   }
-
-  resolver_ptr self_;
-  resolver_state& st_;
 };
 
 resolver_impl_actor::behavior_type resolver_behavior(resolver_ptr self,
@@ -190,12 +192,10 @@ resolver_impl_actor::behavior_type resolver_behavior(resolver_ptr self,
   st.retry = std::make_unique<retry_policy>(opts.retry, opts.seed);
   st.opts = std::move(opts);
   return {
-    [=](atom::resolve, resolve_request& req) -> caf::result<signed_url> {
-      return resolver_logic{self}.resolve(req);
-    },
-    [=](atom::http_done, http_completion& c) { resolver_logic{self}.on_http(c); },
-    [=](atom::step, uint64_t id, uint64_t generation) {
-      resolver_logic{self}.on_step(id, generation);
+    [self](atom::resolve, resolve_request& req) { return self->state.resolve(req); },
+    [self](atom::http_done, http_completion& c) { self->state.on_http(c); },
+    [self](atom::step, uint64_t id, uint64_t generation) {
+      self->state.on_step(id, generation);
     },
   };
 }

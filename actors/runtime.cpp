@@ -261,7 +261,7 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
     auto weak = caf::actor_cast<caf::weak_actor_ptr>(rt->pool_);
     auto to_pool = [weak](auto... xs) {
       if (auto strong = caf::actor_cast<caf::strong_actor_ptr>(weak))
-        caf::anon_send(caf::actor_cast<pool_actor>(strong), std::move(xs)...);
+        caf::anon_send(caf::actor_cast<pool_impl_actor>(strong), std::move(xs)...);
     };
     auto rx = webhook_receiver::start(
       rt->io_, o.webhook,
@@ -309,10 +309,6 @@ caf::expected<token_completer> runtime::make_token_completer(completer_config cf
   return token_completer{*c, bridge_};
 }
 
-void runtime::crash_worker(uint32_t slot) {
-  caf::anon_send(pool_, atom::crash_v, slot);
-}
-
 void runtime::shutdown() {
   std::vector<completer_actor> completers;
   {
@@ -335,7 +331,7 @@ void runtime::shutdown() {
   terminate_all(sys_, std::vector<caf::actor>{bridge_}, drain);
   // The pool fails its open work and waits for its workers before it quits,
   // so nothing uses the client after this returns.
-  terminate_all(sys_, std::vector<pool_actor>{pool_}, grace);
+  terminate_all(sys_, std::vector<pool_impl_actor>{pool_}, grace);
   terminate_all(sys_, std::vector<resolver_actor>{resolver_}, grace);
   pool_ = nullptr;
   resolver_ = nullptr;

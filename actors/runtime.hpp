@@ -123,7 +123,7 @@ public:
   /// The same, behind the future/callback API.
   caf::expected<token_completer> make_token_completer(completer_config cfg);
 
-  worker_pool_actor pool() const { return pool_; }
+  pool_actor pool() const { return pool_; }
   /// Null when no Tinker key is configured.
   resolver_actor resolver() const { return resolver_; }
   caf::actor_system& system() { return sys_; }
@@ -136,9 +136,6 @@ public:
 
   /// The receiver's bound port (0 when it is off).
   uint16_t webhook_port() const { return receiver_ ? receiver_->port() : 0; }
-
-  /// Test hook: makes the worker in `slot` throw.
-  void crash_worker(uint32_t slot);
 
   /// Ordered, bounded shutdown; idempotent.
   void shutdown();
@@ -153,7 +150,7 @@ private:
   std::vector<std::thread> threads_;
   std::optional<http_client> client_;
   std::unique_ptr<webhook_receiver> receiver_;
-  pool_actor pool_;
+  pool_impl_actor pool_;
   resolver_actor resolver_;
   caf::actor bridge_;
   std::mutex mtx_;

@@ -14,6 +14,8 @@
 #include <caf/typed_response_promise.hpp>
 
 #include "sail_tinker/actors/http_worker.hpp"
+#include "sail_tinker/actors/pool_core.hpp"
+#include "sail_tinker/actors/worker_pool_testing.hpp"
 #include "sail_tinker/messages/error.hpp"
 
 namespace sail {
@@ -52,15 +54,16 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-struct pool_job {
+/// A job as the pool holds it from submit until its one answer (its
+/// placement is pool_core's): the job, shared with the worker running it, the
+/// submitter's promise, and the response id once a worker reported it.
+struct submitted_job {
   shared_job job;
   caf::typed_response_promise<tokens_with_logprobs> rp;
-  uint32_t attempt = 0;
-  /// Worker slot holding the job; -1 while queued.
-  int slot = -1;
-  /// Set once a worker reported the create's answer.
   std::string response_id;
 };
+
+using pool_jobs = pool_core<submitted_job>;
 
 /// A delivery for an id nobody claimed (yet).
 struct early_delivery {
@@ -68,29 +71,44 @@ struct early_delivery {
   clock_type::time_point until;
 };
 
-struct worker_slot {
-  http_worker_actor hdl;
-  size_t in_flight = 0;
+/// A test's stats request waiting for its condition (pool_testing_actor).
+struct stats_watcher {
+  pool_condition condition;
+  caf::typed_response_promise<completer_stats> rp;
 };
+
+pool_limits limits_of(const pool_options& opts) {
+  return {std::max<size_t>(1, opts.workers), opts.max_in_flight,
+          opts.max_queued,
+          opts.max_dispatch_attempts,
+          opts.max_restarts,
+          opts.restart_window};
+}
+
+struct pool_state;
+
+using pool_ptr = pool_testing_actor::stateful_pointer<pool_state>;
 
 struct pool_state {
   static inline const char* name = "sail.worker-pool";
+
+  explicit pool_state(pool_ptr self) : self(self) {
+  }
+
+  pool_ptr self;
   http_client* client = nullptr;
   std::shared_ptr<const pool_options> opts;
   /// Retry budget and circuit breaker, shared with the workers.
   std::shared_ptr<retry_guard> guard;
-  std::vector<worker_slot> workers;
-  std::unordered_map<uint64_t, pool_job> jobs;
+  /// The workers, by slot of `jobs`.
+  std::vector<http_worker_actor> workers;
+  /// Admission, placement, pause, restart intensity and re-dispatch
+  /// (pool_core.hpp): the decisions; this actor does the messaging.
+  std::optional<pool_jobs> jobs;
   uint64_t next_job = 0;
-  std::deque<uint64_t> queue;  ///< may hold ids of cancelled jobs: skipped
-  size_t queued = 0;           ///< live jobs in `queue`
-  size_t active = 0;           ///< dispatched jobs
   /// Keys view the jobs' own idempotency_key (an entry goes before its job).
   std::unordered_map<std::string_view, uint64_t> by_key;
   std::unordered_map<std::string, std::unordered_set<uint64_t>> by_group;
-  clock_type::time_point paused_until;
-  bool paused = false;
-  std::deque<clock_type::time_point> restarts;
   pool_stats stats;
   /// Set while shutting down: the pool quits with it once every worker is down.
   std::optional<caf::error> stopping;
@@ -105,55 +123,68 @@ struct pool_state {
   /// Deliveries for unknown ids, oldest first.
   std::unordered_map<std::string, early_delivery> early;
   std::deque<std::string> early_order;
-};
+  /// Test hook: stats requests answered once their condition holds.
+  std::vector<stats_watcher> watchers;
 
-using pool_ptr = pool_actor::stateful_pointer<pool_state>;
+  /// Spawns the workers (at least one) and the shared retry guard.
+  void start(http_client* c, std::shared_ptr<const pool_options> o) {
+    client = c;
+    opts = std::move(o);
+    jobs.emplace(limits_of(*opts));
+    planner.emplace(opts->adaptive);
+    guard = std::make_shared<retry_guard>(opts->retry_budget, opts->breaker,
+                                          opts->on_breaker_change);
+    for (size_t i = 0; i < jobs->slots(); ++i)
+      workers.push_back(spawn_worker());
+  }
 
-class pool_logic {
-public:
-  explicit pool_logic(pool_ptr self) : self_(self), st_(self->state) {}
+  // -- handlers (one per message of pool_testing_actor) ---------------------------------
 
   caf::result<tokens_with_logprobs> submit(sail_job& job) {
-    auto& opts = *st_.opts;
-    if (auto why = st_.guard->refuse_new_work(clock_type::now())) {
-      ++st_.stats.failed_by_kind[to_string(errc::unavailable)];
+    if (auto why = guard->refuse_new_work(clock_type::now())) {
+      ++stats.failed_by_kind[to_string(errc::unavailable)];
       return make_error(errc::unavailable, std::move(*why));
     }
-    bool can_run = !st_.paused && st_.active < opts.max_in_flight;
-    if (!can_run && st_.queued >= opts.max_queued) {
-      ++st_.stats.failed_by_kind[to_string(errc::overloaded)];
+    auto how = jobs->admit();
+    if (how == pool_jobs::admission::overloaded) {
+      ++stats.failed_by_kind[to_string(errc::overloaded)];
       return make_error(errc::overloaded,
-                        "node is at capacity: " + std::to_string(st_.active)
-                          + " samples in flight, " + std::to_string(st_.queued)
+                        "node is at capacity: " + std::to_string(jobs->active())
+                          + " samples in flight, " + std::to_string(jobs->queued())
                           + " waiting");
     }
-    auto id = ++st_.next_job;
-    auto rp = self_->make_response_promise<tokens_with_logprobs>();
-    auto& pj = st_.jobs[id];
-    pj.job = std::make_shared<const sail_job>(std::move(job));
-    pj.rp = rp;
-    if (std::string_view key = pj.job->idempotency_key; !key.empty()) {
-      st_.by_key.erase(key); // a view into an older job with this key
-      st_.by_key.emplace(key, id);
+    auto id = ++next_job;
+    auto rp = self->make_response_promise<tokens_with_logprobs>();
+    auto& e = jobs->add(id, {std::make_shared<const sail_job>(std::move(job)), rp, {}}, how);
+    auto& sj = e.payload;
+    if (std::string_view key = sj.job->idempotency_key; !key.empty()) {
+      by_key.erase(key); // a view into an older job with this key
+      by_key.emplace(key, id);
     }
-    if (!pj.job->group_id.empty())
-      st_.by_group[pj.job->group_id].insert(id);
-    if (can_run) {
-      ++st_.active;
-      dispatch(id, pj);
-    } else {
-      st_.queue.push_back(id);
-      ++st_.queued;
-    }
+    if (!sj.job->group_id.empty())
+      by_group[sj.job->group_id].insert(id);
+    if (e.slot >= 0)
+      dispatch(id, e);
     return rp;
+  }
+
+  completer_stats get_stats() {
+    auto s = stats;
+    s.in_flight = jobs->in_flight();
+    s.guard = guard->stats(clock_type::now());
+    // The client's own retries (a pooled connection that died while idle:
+    // the call goes once more on a fresh connection, below the retry
+    // policy); shared with the resolver, so Tinker calls count too.
+    if (auto n = client->stats().stale_retries; n > 0)
+      s.retries_by_cause["stale_connection"] = n;
+    return s;
   }
 
   void done(uint64_t id, uint32_t attempt, tokens_with_logprobs& result,
             const sample_report& report) {
-    auto* pj = current(id, attempt);
-    if (pj == nullptr)
+    auto* e = jobs->current(id, attempt);
+    if (e == nullptr)
       return;
-    auto& stats = st_.stats;
     stats.polls += report.polls;
     count_in(stats.polls_per_sample, polls_buckets, report.polls);
     if (report.notice_ms >= 0) {
@@ -163,44 +194,53 @@ public:
     }
     if (report.via_webhook)
       ++stats.webhooks["applied"];
+    auto& job = *e->payload.job;
     if (report.latency.count() >= 0)
-      st_.planner->observe(pj->job->model, pj->job->completion_window, report.latency);
-    pj->rp.deliver(std::move(result));
+      planner->observe(job.model, job.completion_window, report.latency);
+    e->payload.rp.deliver(std::move(result));
     ++stats.completed;
+    release(id);
+    pump();
+  }
+
+  void failed(uint64_t id, uint32_t attempt, caf::error& err) {
+    auto* e = jobs->current(id, attempt);
+    if (e == nullptr)
+      return;
+    count_failure(err);
+    e->payload.rp.deliver(std::move(err));
     release(id);
     pump();
   }
 
   /// A worker's create was answered: the job's deliveries can be routed.
   void created(uint64_t id, uint32_t attempt, std::string& response_id) {
-    auto* pj = current(id, attempt);
-    if (pj == nullptr || response_id.empty())
+    auto* e = jobs->current(id, attempt);
+    if (e == nullptr || response_id.empty())
       return;
-    pj->response_id = response_id;
-    st_.by_response[response_id] = id;
-    auto e = st_.early.find(response_id);
-    if (e == st_.early.end())
+    e->payload.response_id = response_id;
+    by_response[response_id] = id;
+    auto i = early.find(response_id);
+    if (i == early.end())
       return;
     // Its webhook came before the create's answer (a very fast response).
-    auto delivery = std::move(e->second.delivery);
-    st_.early.erase(e);
-    ++st_.stats.webhooks["early"];
-    if (pj->slot >= 0)
-      self_->send(st_.workers[pj->slot].hdl, atom::webhook_v, id, std::move(delivery));
+    auto delivery = std::move(i->second.delivery);
+    early.erase(i);
+    ++stats.webhooks["early"];
+    if (e->slot >= 0)
+      self->send(workers[e->slot], atom::webhook_v, id, std::move(delivery));
   }
 
   void webhook(webhook_delivery& d) {
-    auto& counts = st_.stats.webhooks;
+    auto& counts = stats.webhooks;
     ++counts["received"];
-    if (auto i = st_.by_response.find(d.response_id); i != st_.by_response.end()) {
-      auto j = st_.jobs.find(i->second);
-      if (j != st_.jobs.end() && j->second.slot >= 0) {
-        self_->send(st_.workers[j->second.slot].hdl, atom::webhook_v, i->second,
-                    std::move(d));
+    if (auto i = by_response.find(d.response_id); i != by_response.end()) {
+      if (auto* e = jobs->find(i->second); e != nullptr && e->slot >= 0) {
+        self->send(workers[e->slot], atom::webhook_v, i->second, std::move(d));
         return;
       }
     }
-    if (st_.recent.count(d.response_id) > 0) {
+    if (recent.count(d.response_id) > 0) {
       // Sail retried, or a poll finished the sample first.
       ++counts["duplicate"];
       return;
@@ -210,328 +250,326 @@ public:
   }
 
   void rejected(const std::string& reason) {
-    ++st_.stats.webhooks["rejected_" + reason];
+    ++stats.webhooks["rejected_" + reason];
   }
 
-  void failed(uint64_t id, uint32_t attempt, caf::error& err) {
-    auto* pj = current(id, attempt);
-    if (pj == nullptr)
-      return;
-    count_failure(err);
-    pj->rp.deliver(std::move(err));
-    release(id);
-    pump();
+  /// A worker's verdict on a forwarded delivery it did not apply.
+  void webhook_verdict(const std::string& verdict) {
+    ++stats.webhooks[verdict];
   }
 
   void cancel(const std::string& what) {
     std::vector<uint64_t> ids;
-    if (auto i = st_.by_key.find(what); i != st_.by_key.end())
+    if (auto i = by_key.find(what); i != by_key.end())
       ids.push_back(i->second);
-    if (auto i = st_.by_group.find(what); i != st_.by_group.end())
+    if (auto i = by_group.find(what); i != by_group.end())
       ids.insert(ids.end(), i->second.begin(), i->second.end());
     for (auto id : ids) {
-      auto i = st_.jobs.find(id);
-      if (i == st_.jobs.end())
+      auto* e = jobs->find(id);
+      if (e == nullptr)
         continue;
-      if (i->second.slot >= 0)
-        self_->send(st_.workers[i->second.slot].hdl, atom::cancel_v, id);
+      if (e->slot >= 0)
+        self->send(workers[e->slot], atom::cancel_v, id);
       auto err = make_error(errc::cancelled, "sample cancelled by the caller");
       count_failure(err);
-      i->second.rp.deliver(std::move(err));
+      e->payload.rp.deliver(std::move(err));
       release(id);
     }
     pump();
   }
 
+  /// A 429/529: no new creates for `d`.
   void pause(caf::timespan d) {
-    if (d.count() <= 0)
-      d = std::chrono::seconds(1);
-    auto until = clock_type::now() + d;
-    if (st_.paused && until <= st_.paused_until)
-      return;
-    st_.paused_until = until;
-    if (!st_.paused) {
-      st_.paused = true;
-      ++st_.stats.retries_by_cause["pool_pause"];
-    }
-    self_->delayed_send(self_, d, atom::resume_v);
+    auto out = jobs->pause(clock_type::now(), d);
+    if (out.started)
+      ++stats.retries_by_cause["pool_pause"];
+    if (out.resume_after)
+      self->delayed_send(self, *out.resume_after, atom::resume_v);
   }
 
   void resume() {
-    if (!st_.paused || clock_type::now() < st_.paused_until)
-      return;
-    st_.paused = false;
-    pump();
+    if (jobs->resume(clock_type::now()))
+      pump();
   }
 
+  /// A worker retried an HTTP call for `cause`.
+  void retried(const std::string& cause) {
+    ++stats.retries_by_cause[cause];
+  }
+
+  /// Supervision: restart a dead worker and re-dispatch its jobs, or give up.
   void worker_down(const caf::down_msg& dm) {
-    auto& ws = st_.workers;
-    auto it = std::find_if(ws.begin(), ws.end(), [&](const worker_slot& w) {
-      return w.hdl.address() == dm.source;
+    auto it = std::find_if(workers.begin(), workers.end(), [&](const http_worker_actor& w) {
+      return w.address() == dm.source;
     });
-    if (it == ws.end())
+    if (it == workers.end())
       return;
-    if (st_.stopping) {
-      it->hdl = nullptr;
-      if (--st_.workers_alive == 0)
-        self_->quit(*st_.stopping);
+    if (stopping) {
+      *it = nullptr;
+      if (--workers_alive == 0)
+        self->quit(*stopping);
       return;
     }
-    auto slot = static_cast<int>(it - ws.begin());
-    auto now = clock_type::now();
-    st_.restarts.push_back(now);
-    while (!st_.restarts.empty()
-           && now - st_.restarts.front() > st_.opts->restart_window)
-      st_.restarts.pop_front();
-    if (st_.restarts.size() > st_.opts->max_restarts) {
+    if (!jobs->restart_allowed(clock_type::now())) {
       escalate(make_error(errc::inference_error,
                           "worker pool gave up: more than "
-                            + std::to_string(st_.opts->max_restarts)
+                            + std::to_string(opts->max_restarts)
                             + " worker restarts within the restart window"));
       return;
     }
-    it->hdl = spawn_worker();
-    it->in_flight = 0;
-    ++st_.stats.retries_by_cause["worker_restart"];
-    // Collect first: re-dispatching mutates the job map (pitfall 18).
-    std::vector<uint64_t> orphaned;
-    for (auto& [id, pj] : st_.jobs)
-      if (pj.slot == slot)
-        orphaned.push_back(id);
-    for (auto id : orphaned) {
-      auto& pj = st_.jobs[id];
-      pj.slot = -1;
-      if (pj.attempt >= st_.opts->max_dispatch_attempts) {
-        auto err = make_error(errc::inference_error,
-                              "sample abandoned: its worker died "
-                                + std::to_string(pj.attempt) + " times");
+    *it = spawn_worker();
+    ++stats.retries_by_cause["worker_restart"];
+    jobs->restart_slot(
+      static_cast<size_t>(it - workers.begin()),
+      [this](uint64_t id, pool_jobs::entry& e) {
+        ++stats.retries_by_cause["redispatch"];
+        dispatch(id, e);
+      },
+      [this](uint64_t id, submitted_job&& sj, uint32_t attempts) {
+        auto err = make_error(errc::inference_error, "sample abandoned: its worker died "
+                                                       + std::to_string(attempts) + " times");
         count_failure(err);
-        pj.rp.deliver(std::move(err));
-        release(id);
-        continue;
-      }
-      ++st_.stats.retries_by_cause["redispatch"];
-      dispatch(id, pj);
-    }
+        sj.rp.deliver(std::move(err));
+        forget(id, sj);
+      });
     pump();
   }
 
   /// Fails the open work, stops the workers and quits once they are all
   /// down, so that no worker touches the HTTP client after the pool is gone.
   void shutdown(const caf::error& reason) {
-    if (st_.stopping)
+    if (stopping)
       return;
-    st_.stopping = reason;
+    stopping = reason;
     fail_all(make_error(errc::cancelled, "worker pool shutting down"));
-    st_.workers_alive = 0;
-    for (auto& w : st_.workers)
-      if (w.hdl) {
-        self_->send_exit(w.hdl, reason);
-        ++st_.workers_alive;
+    workers_alive = 0;
+    for (auto& w : workers)
+      if (w) {
+        self->send_exit(w, reason);
+        ++workers_alive;
       }
-    if (st_.workers_alive == 0)
-      self_->quit(reason);
+    if (workers_alive == 0)
+      self->quit(reason);
   }
+
+  // -- test hooks (pool_testing_actor) --------------------------------------------------
+
+  /// The worker in `slot` ends as if its handler had thrown (CAF ends such
+  /// an actor with sec::runtime_error).
+  void crash(uint32_t slot) {
+    if (slot < workers.size())
+      self->send_exit(workers[slot],
+                      caf::make_error(caf::sec::runtime_error,
+                                      std::string{"crash injected by test hook"}));
+  }
+
+  /// The stats once `condition` holds for them: now, or after the message
+  /// that makes it hold (notify_watchers).
+  caf::result<completer_stats> watch(pool_condition& condition) {
+    auto s = get_stats();
+    if (condition.holds(s))
+      return s;
+    auto rp = self->make_response_promise<completer_stats>();
+    watchers.push_back({std::move(condition), rp});
+    return rp;
+  }
+
+  /// Runs after every message: answers the watchers whose condition holds.
+  void notify_watchers() {
+    if (watchers.empty())
+      return;
+    auto s = get_stats();
+    auto held = std::stable_partition(watchers.begin(), watchers.end(), [&](auto& w) {
+      return !w.condition.holds(s);
+    });
+    for (auto i = held; i != watchers.end(); ++i)
+      i->rp.deliver(s);
+    watchers.erase(held, watchers.end());
+  }
+
+  // -- jobs -----------------------------------------------------------------------------
 
   http_worker_actor spawn_worker() {
-    return self_->spawn<caf::monitored>(http_worker, st_.client, st_.opts,
-                                        caf::actor_cast<pool_actor>(self_), st_.guard);
+    return self->spawn<caf::monitored>(http_worker, client, opts,
+                                       caf::actor_cast<pool_impl_actor>(self), guard);
   }
 
-private:
-  pool_job* current(uint64_t id, uint32_t attempt) {
-    auto i = st_.jobs.find(id);
-    if (i == st_.jobs.end() || i->second.attempt != attempt)
-      return nullptr; // finished, cancelled, or a stale reply from an earlier attempt
-    return &i->second;
-  }
-
-  void dispatch(uint64_t id, pool_job& pj) {
-    auto& ws = st_.workers;
-    auto best = std::min_element(ws.begin(), ws.end(),
-                                 [](const worker_slot& a, const worker_slot& b) {
-                                   return a.in_flight < b.in_flight;
-                                 });
-    ++best->in_flight;
-    pj.slot = static_cast<int>(best - ws.begin());
-    ++pj.attempt;
+  /// Sends job `id`, just placed by `jobs`, to the worker of its slot.
+  void dispatch(uint64_t id, pool_jobs::entry& e) {
+    auto& job = *e.payload.job;
     // A job expecting its webhook here polls on the webhook timing instead.
     poll_plan plan;
-    if (!pj.job->webhook) {
-      auto& t = st_.opts->timing(pj.job->completion_window);
-      plan = st_.planner->plan(pj.job->model, pj.job->completion_window, t.first_poll,
-                               t.max_poll);
+    if (!job.webhook) {
+      auto& t = opts->timing(job.completion_window);
+      plan = planner->plan(job.model, job.completion_window, t.first_poll, t.max_poll);
     }
-    self_->send(best->hdl, atom::submit_v, id, pj.attempt, pj.job, std::move(plan));
+    self->send(workers[static_cast<size_t>(e.slot)], atom::submit_v, id, e.attempt,
+               e.payload.job, std::move(plan));
+  }
+
+  /// Places and sends the queued jobs there is room for.
+  void pump() {
+    jobs->pump([this](uint64_t id, pool_jobs::entry& e) { dispatch(id, e); });
+  }
+
+  /// Forgets a job whose promise has been delivered.
+  void release(uint64_t id) {
+    if (auto sj = jobs->release(id))
+      forget(id, *sj);
+  }
+
+  /// Takes a job that left `jobs` out of the indexes.
+  void forget(uint64_t id, submitted_job& sj) {
+    if (!sj.response_id.empty()) {
+      if (auto r = by_response.find(sj.response_id);
+          r != by_response.end() && r->second == id)
+        by_response.erase(r);
+      remember(std::move(sj.response_id));
+    }
+    if (auto k = by_key.find(sj.job->idempotency_key);
+        k != by_key.end() && k->second == id)
+      by_key.erase(k);
+    if (auto g = by_group.find(sj.job->group_id); g != by_group.end()) {
+      g->second.erase(id);
+      if (g->second.empty())
+        by_group.erase(g);
+    }
   }
 
   /// Remembers a finished sample's response id (bounded FIFO).
   void remember(std::string response_id) {
-    if (st_.opts->webhook_recent == 0 || !st_.recent.insert(response_id).second)
+    if (opts->webhook_recent == 0 || !recent.insert(response_id).second)
       return;
-    st_.recent_order.push_back(std::move(response_id));
-    while (st_.recent_order.size() > st_.opts->webhook_recent) {
-      st_.recent.erase(st_.recent_order.front());
-      st_.recent_order.pop_front();
+    recent_order.push_back(std::move(response_id));
+    while (recent_order.size() > opts->webhook_recent) {
+      recent.erase(recent_order.front());
+      recent_order.pop_front();
     }
   }
 
   /// Holds a delivery for an unknown id (bounded in count and time).
   void hold_early(webhook_delivery d) {
     auto now = clock_type::now();
-    auto& order = st_.early_order;
+    auto& order = early_order;
     // Forget what expired or was claimed (claimed ids are gone from `early`).
     while (!order.empty()) {
-      auto i = st_.early.find(order.front());
-      if (i != st_.early.end() && i->second.until > now
-          && st_.early.size() < st_.opts->webhook_early_max)
+      auto i = early.find(order.front());
+      if (i != early.end() && i->second.until > now
+          && early.size() < opts->webhook_early_max)
         break;
-      if (i != st_.early.end())
-        st_.early.erase(i);
+      if (i != early.end())
+        early.erase(i);
       order.pop_front();
     }
-    if (st_.opts->webhook_early_max == 0)
+    if (opts->webhook_early_max == 0)
       return;
     auto id = d.response_id;
-    auto until = now + st_.opts->webhook_early_hold;
-    if (st_.early.insert_or_assign(id, early_delivery{std::move(d), until}).second)
+    auto until = now + opts->webhook_early_hold;
+    if (early.insert_or_assign(id, early_delivery{std::move(d), until}).second)
       order.push_back(std::move(id));
-  }
-
-  // Forgets a job whose promise has been delivered.
-  void release(uint64_t id) {
-    auto i = st_.jobs.find(id);
-    if (i == st_.jobs.end())
-      return;
-    auto& pj = i->second;
-    if (pj.slot >= 0) {
-      --st_.workers[pj.slot].in_flight;
-      --st_.active;
-    } else {
-      --st_.queued; // still in `queue`; pump() skips it
-    }
-    if (!pj.response_id.empty()) {
-      if (auto r = st_.by_response.find(pj.response_id);
-          r != st_.by_response.end() && r->second == id)
-        st_.by_response.erase(r);
-      remember(std::move(pj.response_id));
-    }
-    if (auto k = st_.by_key.find(pj.job->idempotency_key);
-        k != st_.by_key.end() && k->second == id)
-      st_.by_key.erase(k);
-    if (auto g = st_.by_group.find(pj.job->group_id); g != st_.by_group.end()) {
-      g->second.erase(id);
-      if (g->second.empty())
-        st_.by_group.erase(g);
-    }
-    st_.jobs.erase(i);
-  }
-
-  void pump() {
-    while (!st_.paused && st_.active < st_.opts->max_in_flight
-           && !st_.queue.empty()) {
-      auto id = st_.queue.front();
-      st_.queue.pop_front();
-      auto i = st_.jobs.find(id);
-      if (i == st_.jobs.end() || i->second.slot >= 0)
-        continue;
-      --st_.queued;
-      ++st_.active;
-      dispatch(id, i->second);
-    }
   }
 
   void count_failure(const caf::error& err) {
     auto code = code_of(err);
-    ++st_.stats.failed_by_kind[code ? to_string(*code) : "other"];
+    ++stats.failed_by_kind[code ? to_string(*code) : "other"];
   }
 
   void fail_all(const caf::error& err) {
-    for (auto& [id, pj] : st_.jobs) {
+    jobs->clear([&](uint64_t, submitted_job& sj) {
       count_failure(err);
-      pj.rp.deliver(err);
-    }
-    st_.jobs.clear();
-    st_.queue.clear();
-    st_.by_key.clear();
-    st_.by_group.clear();
-    st_.by_response.clear();
-    st_.early.clear();
-    st_.early_order.clear();
-    st_.queued = 0;
-    st_.active = 0;
+      sj.rp.deliver(err);
+    });
+    by_key.clear();
+    by_group.clear();
+    by_response.clear();
+    early.clear();
+    early_order.clear();
+    // No test waits past the pool's end.
+    for (auto& w : watchers)
+      w.rp.deliver(err);
+    watchers.clear();
   }
 
   void escalate(caf::error err) {
     fail_all(err);
-    for (auto& w : st_.workers)
-      self_->send_exit(w.hdl, caf::exit_reason::user_shutdown);
-    self_->quit(std::move(err));
+    for (auto& w : workers)
+      self->send_exit(w, caf::exit_reason::user_shutdown);
+    self->quit(std::move(err));
   }
-
-  pool_ptr self_;
-  pool_state& st_;
 };
 
-pool_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
-                                        std::shared_ptr<const pool_options> opts) {
-  self->state.client = client;
-  self->state.opts = std::move(opts);
-  self->state.planner.emplace(self->state.opts->adaptive);
-  auto& o = *self->state.opts;
-  self->state.guard = std::make_shared<retry_guard>(o.retry_budget, o.breaker,
-                                                    o.on_breaker_change);
-  auto n = std::max<size_t>(1, self->state.opts->workers);
-  for (size_t i = 0; i < n; ++i)
-    self->state.workers.push_back({pool_logic{self}.spawn_worker(), 0});
-  self->set_down_handler([=](caf::down_msg& dm) { pool_logic{self}.worker_down(dm); });
-  self->set_exit_handler([=](caf::exit_msg& em) { pool_logic{self}.shutdown(em.reason); });
+pool_testing_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
+                                                std::shared_ptr<const pool_options> opts) {
+  self->state.start(client, std::move(opts));
+  self->set_down_handler([self](caf::down_msg& dm) {
+    self->state.worker_down(dm);
+    self->state.notify_watchers();
+  });
+  self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
+  // Every handler ends with notify_watchers(): a test waiting for the pool
+  // (pool_testing_actor's stats + condition) hears of the change the message
+  // made; without watchers it returns at once.
   return {
-    [=](atom::submit, sail_job& job) -> caf::result<tokens_with_logprobs> {
-      return pool_logic{self}.submit(job);
+    [self](atom::submit, sail_job& job) {
+      auto res = self->state.submit(job);
+      self->state.notify_watchers();
+      return res;
     },
-    [=](atom::cancel, std::string& what) { pool_logic{self}.cancel(what); },
-    [=](atom::stats) -> completer_stats {
-      auto s = self->state.stats;
-      s.in_flight = self->state.active + self->state.queued;
-      s.guard = self->state.guard->stats(clock_type::now());
-      // The client's own retries (a pooled connection that died while idle:
-      // the call goes once more on a fresh connection, below the retry
-      // policy); shared with the resolver, so Tinker calls count too.
-      if (auto n = self->state.client->stats().stale_retries; n > 0)
-        s.retries_by_cause["stale_connection"] = n;
-      return s;
+    [self](atom::cancel, std::string& what) {
+      self->state.cancel(what);
+      self->state.notify_watchers();
     },
-    [=](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
-        sample_report& report) { pool_logic{self}.done(id, attempt, res, report); },
-    [=](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
-      pool_logic{self}.created(id, attempt, response_id);
+    [self](atom::stats) { return self->state.get_stats(); },
+    [self](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
+           sample_report& report) {
+      self->state.done(id, attempt, res, report);
+      self->state.notify_watchers();
     },
-    [=](atom::webhook, webhook_delivery& d) { pool_logic{self}.webhook(d); },
-    [=](atom::rejected, std::string& reason) { pool_logic{self}.rejected(reason); },
-    [=](atom::webhook, std::string& verdict) { ++self->state.stats.webhooks[verdict]; },
-    [=](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
-      pool_logic{self}.failed(id, attempt, err);
+    [self](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
+      self->state.failed(id, attempt, err);
+      self->state.notify_watchers();
     },
-    [=](atom::pause, caf::timespan d) { pool_logic{self}.pause(d); },
-    [=](atom::resume) { pool_logic{self}.resume(); },
-    [=](atom::retried, std::string& cause) {
-      ++self->state.stats.retries_by_cause[cause];
+    [self](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
+      self->state.created(id, attempt, response_id);
+      self->state.notify_watchers();
     },
-    [=](atom::crash, uint32_t slot) {
-      auto& ws = self->state.workers;
-      if (slot < ws.size())
-        self->send(ws[slot].hdl, atom::crash_v);
+    [self](atom::webhook, webhook_delivery& d) {
+      self->state.webhook(d);
+      self->state.notify_watchers();
     },
+    [self](atom::rejected, std::string& reason) {
+      self->state.rejected(reason);
+      self->state.notify_watchers();
+    },
+    [self](atom::webhook, std::string& verdict) {
+      self->state.webhook_verdict(verdict);
+      self->state.notify_watchers();
+    },
+    [self](atom::pause, caf::timespan d) {
+      self->state.pause(d);
+      self->state.notify_watchers();
+    },
+    [self](atom::resume) {
+      self->state.resume();
+      self->state.notify_watchers();
+    },
+    [self](atom::retried, std::string& cause) {
+      self->state.retried(cause);
+      self->state.notify_watchers();
+    },
+    [self](atom::crash, uint32_t slot) { self->state.crash(slot); },
+    [self](atom::stats, pool_condition& condition) { return self->state.watch(condition); },
   };
 }
 
 } // namespace
 
-pool_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
+pool_impl_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
                              pool_options opts) {
   auto shared = std::make_shared<const pool_options>(std::move(opts));
-  return sys.spawn(pool_behavior, &client, std::move(shared));
+  // Spawned with its test hooks; handed out as the pool_impl_actor only.
+  pool_impl_actor pool = sys.spawn(pool_behavior, &client, std::move(shared));
+  return pool;
 }
 
 } // namespace sail

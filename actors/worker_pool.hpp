@@ -20,7 +20,7 @@
 //
 // Workers run many jobs each: create the background response, poll it (see
 // "Polling" below), decode it. HTTP completions come back as messages
-// through weak handles (http_bridge.hpp).
+// through weak handles (async_http.hpp).
 //
 // Polling (docs/operations.md, "Polling"): a job whose body names this node's
 // webhook receiver is polled rarely (window_timing's webhook_* values: the
@@ -47,7 +47,7 @@
 #include <caf/timespan.hpp>
 #include <caf/typed_actor.hpp>
 
-#include "sail_tinker/actors/http_bridge.hpp"
+#include "sail_tinker/actors/async_http.hpp"
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/net/poll_planner.hpp"
 #include "sail_tinker/net/retry_guard.hpp"
@@ -169,9 +169,12 @@ namespace sail {
 
 // -- private interfaces ------------------------------------------------------------
 
-/// What workers report to the supervisor, plus the pool's timers, the webhook
-/// receiver's deliveries and test hooks.
-using pool_actor = worker_pool_actor::extend<
+/// What workers report to the supervisor, plus the pool's timers and the
+/// webhook receiver's deliveries. Its test hooks are an extension of their
+/// own, pool_testing_actor (worker_pool_testing.hpp, not installed), which
+/// only tests obtain: no interface a handle is published or handed out under
+/// has them.
+using pool_impl_actor = pool_actor::extend<
   // job id, dispatch attempt, result, what it cost
   caf::reacts_to<atom::done, uint64_t, uint32_t, tokens_with_logprobs, sample_report>,
   caf::reacts_to<atom::failed, uint64_t, uint32_t, caf::error>,
@@ -187,9 +190,7 @@ using pool_actor = worker_pool_actor::extend<
   caf::reacts_to<atom::pause, caf::timespan>,
   caf::reacts_to<atom::resume>,
   // an HTTP retry happened, with this cause
-  caf::reacts_to<atom::retried, std::string>,
-  // test hook: the worker in this slot throws
-  caf::reacts_to<atom::crash, uint32_t>>;
+  caf::reacts_to<atom::retried, std::string>>;
 
 using http_worker_actor = caf::typed_actor<
   // job id, dispatch attempt, the job (shared with the pool), its poll plan
@@ -204,12 +205,10 @@ using http_worker_actor = caf::typed_actor<
   // timer: run the delayed steps that are due
   caf::reacts_to<atom::step>,
   // timer: fail the jobs whose deadline passed
-  caf::reacts_to<atom::deadline>,
-  // test hook: throw from the handler
-  caf::reacts_to<atom::crash>>;
+  caf::reacts_to<atom::deadline>>;
 
 /// Spawns the supervisor and its workers. `client` must outlive the pool.
-pool_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
+pool_impl_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
                              pool_options opts);
 
 } // namespace sail

@@ -335,7 +335,7 @@ private:
   std::mt19937_64 rng_{12345};
 };
 
-struct job_settings {
+struct run_settings {
   std::string input;
   std::string output;
   std::string journal_path;  ///< empty: no journal
@@ -347,9 +347,12 @@ struct job_settings {
   completer_config ccfg;
 };
 
-class rollout_job {
+/// One run of the main job, `rollout --input` (its run id names it in the
+/// journal): the prompts file read, its samples sent and written. Not a
+/// sail_job, the encoded request the worker pool runs.
+class rollout_run {
 public:
-  rollout_job(job_settings s, rollout::prompts_reader& in, rollout::samples_writer& out,
+  rollout_run(run_settings s, rollout::prompts_reader& in, rollout::samples_writer& out,
               rollout::journal* jr, std::string run_id, const rollout::input_summary& input,
               rollout::prompt_limits limits, progress_mode mode)
     : s_(std::move(s)), in_(in), out_(out), jr_(jr), run_id_(std::move(run_id)),
@@ -705,7 +708,7 @@ private:
     }
   }
 
-  job_settings s_;
+  run_settings s_;
   rollout::prompts_reader& in_;
   rollout::samples_writer& out_;
   rollout::journal* jr_;
@@ -753,8 +756,8 @@ bool non_empty_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && st.st_size > 0;
 }
 
-caf::expected<job_settings> job_settings_from(const parsed_args& args) {
-  job_settings s;
+caf::expected<run_settings> run_settings_from(const parsed_args& args) {
+  run_settings s;
   s.input = *args.get("input");
   auto output = args.get("output");
   if (!output || output->empty())
@@ -807,7 +810,7 @@ caf::expected<job_settings> job_settings_from(const parsed_args& args) {
 } // namespace
 
 int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
-  auto settings = job_settings_from(args);
+  auto settings = run_settings_from(args);
   if (!settings)
     return report_error(settings.error());
   auto& s = *settings;
@@ -967,13 +970,13 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
                                    : std::string{})
                 << std::endl;
     auto events = std::make_shared<event_queue>();
-    rollout_job job{s, *in, out, jr.get(), run_id, *input, limits, *mode};
+    rollout_run file_run{s, *in, out, jr.get(), run_id, *input, limits, *mode};
     auto driver = sys.spawn(job_driver, target.completer(), events);
-    signal_watcher watcher{[&job, events](int) {
-      job.request_stop();
+    signal_watcher watcher{[&file_run, events](int) {
+      file_run.request_stop();
       events->wake();
     }};
-    auto fatal = job.run(driver, events);
+    auto fatal = file_run.run(driver, events);
     watcher.stop();
     caf::anon_send_exit(driver, caf::exit_reason::user_shutdown);
     std::ostringstream text;
@@ -982,21 +985,21 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
     };
     auto rep = target.stop(sys);
     text << "\nsummary\n";
-    job.summary(row);
-    target_rows(rep, job.errors_by_kind(), row);
+    file_run.summary(row);
+    target_rows(rep, file_run.errors_by_kind(), row);
     row("output", s.output + " (" + std::to_string(out.size()) + " bytes)");
     row("journal", jr ? s.journal_path + " (" + std::to_string(jr->commits()) + " commits)"
                       : std::string{"off"});
     auto [rss, peak] = rss_mib();
     row("memory", "RSS " + fmt(rss) + " MiB, peak " + fmt(peak) + " MiB");
     std::cout << text.str() << std::flush;
-    if (!job.first_error().empty())
-      log_warn("rollout", "first error", {{"error", job.first_error()}});
+    if (!file_run.first_error().empty())
+      log_warn("rollout", "first error", {{"error", file_run.first_error()}});
     if (fatal)
       code = report_error(fatal);
-    else if (job.interrupted())
+    else if (file_run.interrupted())
       code = exit_interrupted;
-    else if (job.failed() > 0 || (rep.emulator && rep.emulator->max_runs_per_key > 1))
+    else if (file_run.failed() > 0 || (rep.emulator && rep.emulator->max_runs_per_key > 1))
       code = exit_failure;
   }
   return code;

@@ -23,7 +23,7 @@
 //   inflight_bench --baseline OLD_EXE    also runs OLD_EXE --inflight N (an
 //                                        inflight_bench built from an older
 //                                        tree) before each N: before/after
-//                                        in one run (scripts/bench-inflight-baseline)
+//                                        in one run (scripts/bench-baseline inflight)
 // Internal modes (run by the driver as child processes):
 //   --inflight N [--poll-ms MS] | --polls K --poll-latency-s S
 #include <algorithm>

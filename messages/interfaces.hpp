@@ -28,7 +28,7 @@ using completer_actor = caf::typed_actor<
 /// The supervised pool of HTTP workers: creates a background response for an
 /// encoded job, polls it to completion, and replies with the decoded result.
 /// cancel stops the job with that Idempotency-Key (or every job of a group).
-using worker_pool_actor = caf::typed_actor<
+using pool_actor = caf::typed_actor<
   caf::replies_to<atom::submit, sail_job>::with<tokens_with_logprobs>,
   caf::reacts_to<atom::cancel, std::string>,
   caf::replies_to<atom::stats>::with<completer_stats>>;

@@ -104,7 +104,7 @@ struct connection {
   beast::flat_buffer buffer;
   /// Completed exchanges on the current socket.
   uint64_t uses = 0;
-  /// Runs on the pool's strand while the connection is idle.
+  /// Runs on the origin pool's strand while the connection is idle.
   std::optional<asio::steady_timer> idle_timer;
 
   bool open() const {
@@ -138,15 +138,17 @@ struct call {
   std::optional<steady::time_point> deadline;
   http_client::callback done;
   uint32_t redirects_left = 0;
-  // Queueing state, touched on the pool's strand only.
+  // Queueing state, touched on the origin pool's strand only.
   bool queued = false;
   std::optional<asio::steady_timer> queue_timer;
 };
 
 using call_ptr = std::shared_ptr<call>;
 
-struct pool {
-  explicit pool(const asio::any_io_executor& ex, std::string k)
+/// The keep-alive connections of one origin and the calls waiting for one
+/// (not the worker pool of actors/worker_pool.hpp).
+struct origin_pool {
+  explicit origin_pool(const asio::any_io_executor& ex, std::string k)
     : strand(asio::make_strand(ex)), key(std::move(k)) {
   }
 
@@ -158,7 +160,7 @@ struct pool {
   uint32_t total = 0;
 };
 
-using pool_ptr = std::shared_ptr<pool>;
+using origin_pool_ptr = std::shared_ptr<origin_pool>;
 
 /// Outcome of one exchange.
 struct exchange_result {
@@ -228,7 +230,7 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
   http_client_options opts;
   ssl::context tls_ctx;
   std::mutex mtx;
-  std::map<std::string, pool_ptr> pools;
+  std::map<std::string, origin_pool_ptr> pools;
   std::atomic<uint64_t> n_requests{0};
   std::atomic<uint64_t> n_connections{0};
   std::atomic<uint64_t> n_stale{0};
@@ -275,7 +277,7 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
     });
   }
 
-  // Entry point: validates, picks the pool and hands the call to it.
+  // Entry point: validates, picks the origin pool and hands the call to it.
   void start(http_request req, callback done, std::optional<steady::time_point> deadline,
              uint32_t redirects_left) {
     auto url = parse_http_url(req.url);
@@ -304,12 +306,12 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
     auto key = c->url.origin();
     if (c->proxy)
       key += " via " + c->proxy->origin();
-    pool_ptr p;
+    origin_pool_ptr p;
     {
       std::lock_guard<std::mutex> guard{mtx};
       auto& slot = pools[key];
       if (!slot)
-        slot = std::make_shared<pool>(ctx.get_executor(), key);
+        slot = std::make_shared<origin_pool>(ctx.get_executor(), key);
       p = slot;
     }
     asio::dispatch(p->strand, [self = shared_from_this(), p, c] {
@@ -317,8 +319,8 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
     });
   }
 
-  // On the pool's strand.
-  void acquire(const pool_ptr& p, const call_ptr& c) {
+  // On the origin pool's strand.
+  void acquire(const origin_pool_ptr& p, const call_ptr& c) {
     if (!p->idle.empty()) {
       auto conn = p->idle.back();
       p->idle.pop_back();
@@ -356,8 +358,8 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
     }
   }
 
-  // On the pool's strand.
-  call_ptr pop_queue(const pool_ptr& p) {
+  // On the origin pool's strand.
+  call_ptr pop_queue(const origin_pool_ptr& p) {
     auto c = p->queue.front();
     p->queue.pop_front();
     c->queued = false;
@@ -365,8 +367,8 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
     return c;
   }
 
-  // On the pool's strand: a connection came back from an exchange.
-  void release(const pool_ptr& p, const connection_ptr& conn, bool reusable) {
+  // On the origin pool's strand: a connection came back from an exchange.
+  void release(const origin_pool_ptr& p, const connection_ptr& conn, bool reusable) {
     if (!reusable) {
       --p->total;
       if (!p->queue.empty() && p->total < opts.max_connections_per_origin) {
@@ -395,7 +397,7 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
   }
 
   void close_idle() {
-    std::vector<pool_ptr> all;
+    std::vector<origin_pool_ptr> all;
     {
       std::lock_guard<std::mutex> guard{mtx};
       for (auto& [key, p] : pools)
@@ -413,7 +415,7 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
   }
 
   // Runs the exchange on the connection's strand; any thread.
-  void run(const pool_ptr& p, const connection_ptr& conn, const call_ptr& c) {
+  void run(const origin_pool_ptr& p, const connection_ptr& conn, const call_ptr& c) {
     auto self = shared_from_this();
     asio::co_spawn(conn->strand, exchange(self, conn, c),
                    [self, p, conn, c](std::exception_ptr ep, exchange_result r) {

@@ -12,13 +12,17 @@
 #include <chrono>
 #include <regex>
 #include <string>
+#include <type_traits>
 
 #include <caf/actor_system.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/scoped_actor.hpp>
 
+#include "sail_tinker/actors/balancer.hpp"
+#include "sail_tinker/actors/http_worker.hpp"
 #include "sail_tinker/actors/service.hpp"
 #include "sail_tinker/actors/system_config.hpp"
+#include "sail_tinker/actors/worker_pool_testing.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/type_ids.hpp"
 #include "support/cluster_fixture.hpp"
@@ -31,6 +35,35 @@ using namespace sail::test;
 using namespace std::chrono_literals;
 
 namespace {
+
+/// A handler for a message that starts with atom::crash.
+template <class Signature>
+struct handles_crash : std::false_type {};
+
+template <class... Ts, class Out>
+struct handles_crash<caf::typed_mpi<caf::detail::type_list<atom::crash, Ts...>, Out>>
+  : std::true_type {};
+
+/// Whether an interface has a crash hook.
+template <class Handle>
+struct has_crash_hook;
+
+template <class... Signatures>
+struct has_crash_hook<caf::typed_actor<Signatures...>>
+  : std::disjunction<handles_crash<Signatures>...> {};
+
+// The test hooks are in the testing extension only (issue 11 item 5): not in
+// what a node publishes or hands out, nor in the pool's or the workers'
+// own interfaces.
+static_assert(has_crash_hook<pool_testing_actor>::value);
+static_assert(!has_crash_hook<service_actor>::value);
+static_assert(!has_crash_hook<completer_service_actor>::value);
+static_assert(!has_crash_hook<completer_actor>::value);
+static_assert(!has_crash_hook<balancer_actor>::value);
+static_assert(!has_crash_hook<pool_actor>::value);
+static_assert(!has_crash_hook<pool_impl_actor>::value);
+static_assert(!has_crash_hook<http_worker_actor>::value);
+static_assert(!has_crash_hook<resolver_actor>::value);
 
 /// What CAF 0.17.6 cannot print: a duration with the unit 2^30.
 caf::duration hostile_duration() {
@@ -142,5 +175,36 @@ TEST_CASE("hostile peer: a bare completer drops unprintable and forged down mess
     CHECK(p.survives(p.front));
   }
   CHECK(node.stats().in_flight == 0);
+  node.stop();
+}
+
+TEST_CASE("hostile peer: crash messages to the published front and a completer are "
+          "not handled",
+          "[cluster]") {
+  emulator::server emu{test_emulator_options()};
+  test_node node{emu};
+  {
+    peer p{node.port()};
+    auto c = p.obtain();
+    REQUIRE(c);
+    for (auto dest : {caf::actor_cast<caf::actor>(p.front), caf::actor_cast<caf::actor>(c)}) {
+      (*p.self)->send(dest, atom::crash_v);
+      for (uint32_t slot = 0; slot < 4; ++slot)
+        (*p.self)->send(dest, atom::crash_v, slot);
+    }
+    // Answered after the crash messages (same sender, same link).
+    CHECK(p.survives(c));
+    CHECK(p.survives(p.front));
+    sample_request req;
+    req.prompt.tokens = {1, 2, 3};
+    (*p.self)->request(c, 30s, atom::sample_v, req).receive(
+      [&](tokens_with_logprobs& res) { CHECK(!res.tokens.empty()); },
+      [&](caf::error& err) { FAIL_CHECK("sample failed: " << render(err)); });
+  }
+  // No worker of the node's pool died.
+  auto s = node.stats();
+  CHECK(s.retries_by_cause.count("worker_restart") == 0);
+  CHECK(s.retries_by_cause.count("redispatch") == 0);
+  CHECK(s.completed == 1);
   node.stop();
 }

@@ -10,6 +10,7 @@
 
 #include <boost/json.hpp>
 
+#include "support/pool_testing.hpp"
 #include "support/stack_fixture.hpp"
 
 using namespace sail;
@@ -46,32 +47,11 @@ bool wait_for_emulator(stack_fixture& f, Pred pred) {
   return f.emu.wait_until(pred, wait_bound);
 }
 
-/// Waits (bounded) until `pred(stats)` holds for the pool's counters.
-///
-/// The pool publishes no change notifications: its counters come only as the
-/// answer to a stats request, and they change on messages the pool receives
-/// from the test (admission, cancel) or from its workers (the emulator's
-/// answers, restarts). So this re-checks, but between checks it blocks on
-/// the emulator: most pool transitions the tests wait for (creates sent,
-/// redispatches replayed, answers or rejections received) go with emulator
-/// activity, which wakes the wait at once. The 20 ms cap covers transitions
-/// without emulator traffic (a sample queued behind max_in_flight, a cancel
-/// answered locally, a pool pause starting just after its 429 was counted).
-/// Each check is a round trip to the pool actor.
+/// Waits (bounded) until `pred(stats)` holds for the pool's counters: the
+/// pool answers once a message it handled made it hold (its test hook).
 template <class Pred>
 bool wait_for_pool(stack_fixture& f, Pred pred) {
-  auto deadline = std::chrono::steady_clock::now() + wait_bound;
-  for (;;) {
-    if (pred(f.pool_stats()))
-      return true;
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    // Returns on the next emulator counter update (the first evaluation,
-    // before any wait, answers false), else after 20 ms.
-    bool first = true;
-    f.emu.wait_until([&first](const emulator::stats&) { return !std::exchange(first, false); },
-                     std::chrono::milliseconds(20));
-  }
+  return sail::test::wait_for_pool(*f.rt, pred, wait_bound);
 }
 
 /// The create bodies the emulator received (its request log), in order.
@@ -443,8 +423,8 @@ TEST_CASE("supervision: worker crashes with 1,000 samples in flight lose nothing
   for (int64_t i = 0; i < 1000; ++i)
     futures.push_back(tc.sample(model_input{i % 60, i / 60 + 1}));
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1000; }));
-  f.rt->crash_worker(0);
-  f.rt->crash_worker(2);
+  sail::test::crash_worker(*f.rt, 0);
+  sail::test::crash_worker(*f.rt, 2);
   size_t ok = 0;
   for (auto& fut : futures) {
     auto res = fut.get();
@@ -468,15 +448,43 @@ TEST_CASE("supervision: a poison sample is abandoned after the attempt cap",
                   }};
   auto fut = f.completer().sample(model_input{1});
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1; }));
-  f.rt->crash_worker(0);
+  sail::test::crash_worker(*f.rt, 0);
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) {
     auto i = s.retries_by_cause.find("redispatch");
     return i != s.retries_by_cause.end() && i->second == 1;
   }));
-  f.rt->crash_worker(0);
+  sail::test::crash_worker(*f.rt, 0);
   auto res = fut.get();
   require_error(res, errc::inference_error);
   CHECK(f.emu.snapshot().max_runs_per_key <= 1);
+}
+
+TEST_CASE("supervision: an abandoned sample frees its place for the next ones",
+          "[runtime][supervision][admission]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30)), [](runtime_options& o) {
+                    o.pool.workers = 1;
+                    o.pool.max_in_flight = 1;
+                    o.pool.max_queued = 1;
+                    o.pool.max_dispatch_attempts = 1;
+                  }};
+  auto tc = f.completer();
+  auto poison = tc.sample(model_input{1});
+  REQUIRE(wait_for_emulator(f, [](const emulator::stats& s) {
+    return s.count("POST /v1/responses", 202) == 1;
+  }));
+  sail::test::crash_worker(*f.rt, 0);
+  require_error(poison.get(), errc::inference_error);
+  // One runs, one waits, the third is refused: the limits hold as before.
+  auto runs = tc.sample(model_input{2});
+  auto waits = tc.sample(model_input{3});
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 2; }));
+  require_error(tc.sample(model_input{4}).get(), errc::overloaded);
+  CHECK(wait_for_emulator(f, [](const emulator::stats& s) {
+    return s.count("POST /v1/responses", 202) == 2;
+  }));
+  f.rt->shutdown();
+  require_error(runs.get(), errc::cancelled);
+  require_error(waits.get(), errc::cancelled);
 }
 
 // -- admission control ---------------------------------------------------------------------
