@@ -4,8 +4,24 @@
 #include <string>
 
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/option_check.hpp"
 
 namespace sail {
+
+caf::error cluster_options::validate(const std::string& prefix) const {
+  using namespace option_check;
+  if (auto err = first_error(positive(connect_timeout, prefix + "connect-timeout"),
+                             positive(obtain_timeout, prefix + "obtain-timeout"),
+                             positive(request_timeout, prefix + "request-timeout"),
+                             positive(queue_timeout, prefix + "queue-timeout"),
+                             positive(stats_timeout, prefix + "stats-timeout"),
+                             at_least(max_attempts, 1, prefix + "max-attempts")))
+    return err;
+  if (retry_min.count() <= 0 || retry_max < retry_min)
+    return invalid_argument(prefix + "retry-min", "need 0 < " + prefix + "retry-min <= "
+                                                    + prefix + "retry-max");
+  return caf::none;
+}
 
 caf::error validate(const cluster_options& opts) {
   if (opts.nodes.empty())
@@ -24,23 +40,7 @@ caf::error validate(const cluster_options& opts) {
     return invalid_argument("temperature", "temperature must be finite");
   if (!std::isfinite(opts.config.top_p))
     return invalid_argument("top_p", "top_p must be finite");
-  using caf::timespan;
-  auto positive = [](timespan t) { return t.count() > 0; };
-  if (!positive(opts.connect_timeout))
-    return invalid_argument("connect_timeout", "must be positive");
-  if (!positive(opts.obtain_timeout))
-    return invalid_argument("obtain_timeout", "must be positive");
-  if (!positive(opts.request_timeout))
-    return invalid_argument("request_timeout", "must be positive");
-  if (!positive(opts.queue_timeout))
-    return invalid_argument("queue_timeout", "must be positive");
-  if (!positive(opts.stats_timeout))
-    return invalid_argument("stats_timeout", "must be positive");
-  if (!positive(opts.retry_min) || opts.retry_max < opts.retry_min)
-    return invalid_argument("retry_min", "need 0 < retry_min <= retry_max");
-  if (opts.max_attempts == 0)
-    return invalid_argument("max_attempts", "must be at least 1");
-  return caf::none;
+  return opts.validate();
 }
 
 } // namespace sail

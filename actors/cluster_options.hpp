@@ -43,10 +43,15 @@ struct cluster_options {
   caf::timespan stats_timeout = std::chrono::seconds(5);
   /// Seed of the tie-break (0: random).
   uint64_t seed = 0;
+
+  /// Refuses timeouts and attempts that cannot work, naming the option
+  /// (`prefix` + "connect-timeout", ...). The free validate() below checks
+  /// the nodes and the configuration too.
+  caf::error validate(const std::string& prefix = "cluster.") const;
 };
 
-/// Refuses options that cannot work (no nodes, zero timeouts, non-finite
-/// sampling values that must never reach a link).
+/// Refuses options that cannot work (no nodes, non-finite sampling values
+/// that must never reach a link, and cluster_options::validate()).
 caf::error validate(const cluster_options& opts);
 
 } // namespace sail

@@ -28,10 +28,6 @@ struct completer_options {
   group_failure_policy group_policy = group_failure_policy::fail_group;
   /// Largest n of sample_group.
   uint32_t max_group_size = 4096;
-  /// For callers on other nodes: added to a sample's deadline for their CAF
-  /// request timeout, so that the HTTP layer always fails first, and typed.
-  /// (Local hops use no CAF timeout; see completer.cpp.)
-  caf::timespan request_margin = std::chrono::seconds(30);
   /// Deadline of one sample per completion window; windows not listed use
   /// default_deadline. The runtime fills this from the pool's window timing,
   /// so completer and pool agree.
@@ -44,6 +40,10 @@ struct completer_options {
   /// one in its body; a sample whose pin names it is polled only as the
   /// safety net.
   webhook_endpoint webhook;
+
+  /// invalid_argument naming the option (`prefix` + "max-group-size", ...)
+  /// if out of range.
+  caf::error validate(const std::string& prefix = "completer.") const;
 };
 
 /// Validates `cfg` (completer.md rules + the model table) and spawns a

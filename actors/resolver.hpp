@@ -44,6 +44,11 @@ struct resolver_options {
     r.max_attempts = 8;
     return r;
   }
+
+  /// invalid_argument naming the option (`prefix` + "call-timeout",
+  /// "max-attempts", ...; the retry options are flat in [resolver]) if out
+  /// of range.
+  caf::error validate(const std::string& prefix = "resolver.") const;
 };
 
 /// Checks the key (refused before any request: not_configured when empty,

@@ -197,7 +197,10 @@ caf::expected<std::string> runtime_options::resolve_sail_base_url() const {
 }
 
 runtime_options runtime_options::from_env() {
-  runtime_options opts;
+  return from_env(runtime_options{});
+}
+
+runtime_options runtime_options::from_env(runtime_options opts) {
   if (auto url = env_or("SAIL_BASE_URL", ""); !url.empty()) {
     opts.sail_base_url = std::move(url);
     opts.sail_base_url_origin = "SAIL_BASE_URL";

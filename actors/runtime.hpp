@@ -81,7 +81,8 @@ struct runtime_options {
   /// Bound of each shutdown stage before it kills.
   caf::timespan shutdown_grace = std::chrono::seconds(5);
 
-  /// Defaults plus the environment, as Sail's Python SDK reads it and more:
+  /// `base` (default: the defaults) plus the environment, as Sail's Python
+  /// SDK reads it and more:
   /// SAIL_API_KEY; the endpoint from SAIL_BASE_URL (this project's own),
   /// else SAIL_API_URL (the SDK's host override), else SAIL_MODE (the SDK's
   /// modes; default prod); TINKER_API_KEY, TINKER_BASE_URL and the proxy
@@ -89,9 +90,16 @@ struct runtime_options {
   /// receiver is enabled). An unknown SAIL_MODE or a malformed URL is
   /// reported by resolve_sail_base_url() (and so by runtime::start).
   static runtime_options from_env();
+  static runtime_options from_env(runtime_options base);
 
   /// The base URL the runtime talks to (see normalize_sail_base_url).
   caf::expected<std::string> resolve_sail_base_url() const;
+
+  /// Checks every option (this struct's and the nested ones': pool, http,
+  /// resolver, completer, and webhook when enabled), naming a bad one as
+  /// caf-application.ini spells it: "sail.io-threads", "pool.max-in-flight",
+  /// "http.read-timeout", ... invalid_argument.
+  caf::error validate() const;
 };
 
 class token_completer;

@@ -70,6 +70,10 @@ struct window_timing {
   /// least three polls fit before it.
   caf::timespan webhook_first_poll = std::chrono::minutes(3);
   caf::timespan webhook_poll = std::chrono::minutes(1);
+
+  /// invalid_argument naming the option (`prefix` + "deadline", ...) if out
+  /// of range.
+  caf::error validate(const std::string& prefix) const;
 };
 
 struct pool_options {
@@ -122,6 +126,12 @@ struct pool_options {
 
   /// Timing of `window`.
   const window_timing& timing(const std::string& window) const;
+
+  /// invalid_argument naming the option as caf-application.ini spells it
+  /// (`prefix` + "max-in-flight", "retry-max-attempts", "breaker-window",
+  /// "windows.<name>.deadline", ...) if out of range; checks the nested
+  /// options too.
+  caf::error validate(const std::string& prefix = "pool.") const;
 };
 
 /// Pool counters (superset of completer_stats' fields).

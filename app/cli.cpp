@@ -299,101 +299,6 @@ caf::expected<completer_config> completer_config_from(const parsed_args& args) {
 
 // -- CAF configuration -------------------------------------------------------------
 
-const std::vector<std::string>& app_option_groups() {
-  static const std::vector<std::string> groups{"sail",     "pool",    "completer", "http",
-                                               "resolver", "cluster", "webhook",   "log"};
-  return groups;
-}
-
-void add_tuning_options(caf::config_option_set& opts, tuning& t) {
-  caf::config_option_adder{opts, "sail"}
-    .add(t.io_threads, "io-threads", "threads running the HTTP client's io_context")
-    .add(t.model_table_file, "model-table", "JSON file with the model table "
-                                            "({\"models\":{...}}); default: built-in")
-    .add(t.shutdown_grace, "shutdown-grace", "bound of each shutdown stage");
-  caf::config_option_adder{opts, "pool"}
-    .add(t.workers, "workers", "HTTP workers")
-    .add(t.max_in_flight, "max-in-flight", "samples in flight on this node")
-    .add(t.max_queued, "max-queued", "samples waiting for admission (beyond: overloaded)")
-    .add(t.max_dispatch_attempts, "max-dispatch-attempts", "dispatches of one job")
-    .add(t.max_restarts, "max-restarts", "worker restarts within restart-window before escalation")
-    .add(t.restart_window, "restart-window", "window of the restart intensity")
-    .add(t.call_timeout, "call-timeout", "per-HTTP-call timeout when the job sets none")
-    .add(t.poll_growth, "poll-growth", "poll interval growth factor")
-    .add(t.poll_jitter, "poll-jitter", "poll interval jitter (+/- fraction)")
-    .add(t.pool_seed, "seed", "seed of the jitter (0: random)")
-    .add(t.retry_max_attempts, "retry-max-attempts",
-         "cap on the HTTP attempts of one call (create or poll); 0: none, the sample's deadline")
-    .add(t.retry_base_delay, "retry-base-delay", "backoff cap of the first retry")
-    .add(t.retry_max_delay, "retry-max-delay", "upper bound of the backoff cap")
-    .add(t.retry_max_retry_after, "retry-max-retry-after", "cap on an honoured Retry-After")
-    .add(t.adaptive_polling, "adaptive-polling",
-         "plan polls from the completion latency learned per model and window")
-    .add(t.adaptive_polls, "adaptive-polls", "polls across the learned latency distribution")
-    .add(t.adaptive_min_samples, "adaptive-min-samples",
-         "finished samples of a model and window before its plan is used")
-    .add(t.adaptive_max_gap_factor, "adaptive-max-gap-factor",
-         "a planned gap may stretch to this multiple of the window's max poll (>= 1)")
-    .add(t.webhook_first_poll, "webhook-first-poll",
-         "with a webhook expected: first safety-net poll, every window (0: per window)")
-    .add(t.webhook_poll, "webhook-poll",
-         "with a webhook expected: safety-net poll interval, every window (0: per window)")
-    .add(t.retry_budget.ratio, "retry-budget-ratio", "retries allowed per first attempt in the window")
-    .add(t.retry_budget.min_per_second, "retry-budget-min-per-second",
-         "retries allowed per second of the window whatever the traffic")
-    .add(t.retry_budget.window, "retry-budget-window", "sliding window of the retry budget")
-    .add(t.breaker_min_failures, "breaker-min-failures",
-         "failures within the window that open the circuit breaker (0: no breaker)")
-    .add(t.breaker.failure_ratio, "breaker-failure-ratio",
-         "...if they are at least this share of the window's attempts")
-    .add(t.breaker_consecutive_failures, "breaker-consecutive-failures",
-         "failures in a row that open the circuit breaker at once (0: off)")
-    .add(t.breaker.window, "breaker-window", "sliding window of the circuit breaker")
-    .add(t.breaker.open_delay, "breaker-open-delay", "wait before the first probe (doubles per failed probe)")
-    .add(t.breaker.max_open_delay, "breaker-max-open-delay", "longest wait between probes")
-    .add(t.breaker.probe_timeout, "breaker-probe-timeout", "a probe without an answer is replaced after this");
-  caf::config_option_adder{opts, "webhook"}
-    .add(t.webhook_enabled, "enabled", "receive Sail's completion webhooks")
-    .add(t.webhook_host, "host", "address the receiver listens on")
-    .add(t.webhook_port, "port", "port the receiver listens on (0: any free port)")
-    .add(t.webhook_path, "path", "request path of deliveries")
-    .add(t.webhook_public_url, "public-url",
-         "the URL Sail calls (through NAT or a load balancer); default: the bound address")
-    .add(t.webhook_certificate, "certificate", "TLS certificate chain (PEM)")
-    .add(t.webhook_key, "key", "TLS private key (PEM)")
-    .add(t.webhook_insecure_plaintext, "insecure-plaintext",
-         "allow a plaintext listener off loopback (TLS terminated in front of it)")
-    .add(t.webhook_body_limit, "body-limit", "largest delivery body in bytes");
-  caf::config_option_adder{opts, "completer"}
-    .add(t.group_policy, "group-policy", "fail_group | partial (a failed group member)")
-    .add(t.max_group_size, "max-group-size", "largest n of sample_group")
-    .add(t.request_margin, "request-margin", "added to a sample's deadline for the request to the pool")
-    .add(t.resolve_timeout, "resolve-timeout", "timeout of a resolve request");
-  caf::config_option_adder{opts, "http"}
-    .add(t.connect_timeout, "connect-timeout", "name resolution + TCP connect")
-    .add(t.tls_handshake_timeout, "tls-handshake-timeout", "TLS handshake")
-    .add(t.write_timeout, "write-timeout", "sending one request")
-    .add(t.read_timeout, "read-timeout", "receiving one response")
-    .add(t.max_connections_per_origin, "max-connections-per-origin", "keep-alive pool size per origin")
-    .add(t.idle_timeout, "idle-timeout", "idle keep-alive connections close after this")
-    .add(t.ca_file, "ca-file", "PEM file with extra trusted CAs")
-    .add(t.user_agent, "user-agent", "User-Agent header");
-  caf::config_option_adder{opts, "resolver"}
-    .add(t.resolver_call_timeout, "call-timeout", "timeout of one Tinker REST call")
-    .add(t.resolver_refresh_margin, "refresh-margin", "signed URLs: refreshed from 2 margins before expiry, unused in the last margin")
-    .add(t.resolver_max_attempts, "max-attempts", "attempts of one Tinker REST call")
-    .add(t.still_building_delay, "still-building-delay", "wait after a 503 'still building'");
-  caf::config_option_adder{opts, "cluster"}
-    .add(t.cluster_connect_timeout, "connect-timeout", "one connect attempt to a service node (TCP, TLS, handshake)")
-    .add(t.cluster_queue_timeout, "queue-timeout", "how long a sample waits while no node is ready")
-    .add(t.cluster_max_attempts, "max-attempts", "dispatches per sample (first send + re-routes)")
-    .add(t.cluster_retry_min, "retry-min", "first reconnect delay (doubled per failure)")
-    .add(t.cluster_retry_max, "retry-max", "longest reconnect delay");
-  caf::config_option_adder{opts, "log"}
-    .add(t.log_level, "level", "debug | info | warn | error | off")
-    .add(t.log_format, "format", "text | json");
-}
-
 namespace {
 
 /// The "argument" of a CAF parser error, e.g. "--pool.workers=abc".
@@ -487,150 +392,14 @@ bool is_loopback_host(std::string_view host) {
   return !ec && addr.is_loopback();
 }
 
-caf::expected<runtime_options> make_runtime_options(const tuning& t,
-                                                    const std::optional<std::string>& base_url) {
-  auto opts = runtime_options::from_env();
-  if (base_url) {
-    opts.sail_base_url = *base_url;
-    opts.sail_base_url_origin = "base-url";
-  }
-  auto resolved = opts.resolve_sail_base_url();
-  if (!resolved)
-    return std::move(resolved.error());
-  opts.sail_base_url = std::move(*resolved);
-  if (t.io_threads == 0 || t.io_threads > 256)
-    return invalid_argument("sail.io-threads", "must be within 1..256");
-  opts.io_threads = t.io_threads;
-  opts.shutdown_grace = t.shutdown_grace;
-  if (!t.model_table_file.empty()) {
-    std::ifstream in{t.model_table_file};
-    if (!in)
-      return invalid_argument("sail.model-table", "cannot read " + t.model_table_file);
-    std::stringstream buf;
-    buf << in.rdbuf();
-    auto table = model_table::from_json(buf.str());
-    if (!table)
-      return std::move(table.error());
-    opts.models = std::move(*table);
-  }
-  auto& p = opts.pool;
-  if (t.workers == 0 || t.workers > 1024)
-    return invalid_argument("pool.workers", "must be within 1..1024");
-  if (t.max_in_flight == 0)
-    return invalid_argument("pool.max-in-flight", "must be > 0");
-  if (t.poll_growth < 1.0 || !std::isfinite(t.poll_growth))
-    return invalid_argument("pool.poll-growth", "must be >= 1");
-  if (t.poll_jitter < 0.0 || t.poll_jitter >= 1.0)
-    return invalid_argument("pool.poll-jitter", "must be within [0, 1)");
-  if (t.retry_max_attempts > UINT32_MAX)
-    return invalid_argument("pool.retry-max-attempts", "must be within 0..4294967295");
-  if (t.breaker_min_failures > UINT32_MAX)
-    return invalid_argument("pool.breaker-min-failures", "must be within 0..4294967295");
-  if (t.breaker_consecutive_failures > UINT32_MAX)
-    return invalid_argument("pool.breaker-consecutive-failures",
-                            "must be within 0..4294967295");
-  if (auto err = t.retry_budget.validate("pool.retry-budget-"))
-    return err;
-  auto breaker = t.breaker;
-  breaker.min_failures = static_cast<uint32_t>(t.breaker_min_failures);
-  breaker.consecutive_failures = static_cast<uint32_t>(t.breaker_consecutive_failures);
-  if (auto err = breaker.validate("pool.breaker-"))
-    return err;
-  p.workers = t.workers;
-  p.max_in_flight = t.max_in_flight;
-  p.max_queued = t.max_queued;
-  p.max_dispatch_attempts = static_cast<uint32_t>(std::max<size_t>(1, t.max_dispatch_attempts));
-  p.max_restarts = static_cast<uint32_t>(t.max_restarts);
-  p.restart_window = t.restart_window;
-  p.call_timeout = t.call_timeout;
-  p.poll_growth = t.poll_growth;
-  p.poll_jitter = t.poll_jitter;
-  p.seed = t.pool_seed;
-  p.retry.max_attempts = static_cast<uint32_t>(t.retry_max_attempts);
-  p.retry.base_delay = t.retry_base_delay;
-  p.retry.max_delay = t.retry_max_delay;
-  p.retry.max_retry_after = t.retry_max_retry_after;
-  if (t.adaptive_polls == 0 || t.adaptive_polls > 1000)
-    return invalid_argument("pool.adaptive-polls", "must be within 1..1000");
-  p.adaptive.enabled = t.adaptive_polling;
-  p.adaptive.polls = static_cast<uint32_t>(t.adaptive_polls);
-  p.adaptive.min_samples = static_cast<uint32_t>(std::min<size_t>(t.adaptive_min_samples, UINT32_MAX));
-  if (!(t.adaptive_max_gap_factor >= 1.0 && t.adaptive_max_gap_factor <= 100.0))
-    return invalid_argument("pool.adaptive-max-gap-factor", "must be within 1..100");
-  p.adaptive.max_gap_factor = t.adaptive_max_gap_factor;
-  if (t.webhook_first_poll.count() < 0 || t.webhook_poll.count() < 0)
-    return invalid_argument("pool.webhook-poll", "must not be negative");
-  auto webhook_timing = [&t](window_timing& w) {
-    if (t.webhook_first_poll.count() > 0)
-      w.webhook_first_poll = t.webhook_first_poll;
-    if (t.webhook_poll.count() > 0)
-      w.webhook_poll = t.webhook_poll;
-  };
-  webhook_timing(p.default_timing);
-  for (auto& [name, w] : p.windows)
-    webhook_timing(w);
-  auto& wh = opts.webhook;
-  wh.enabled = t.webhook_enabled;
-  wh.host = t.webhook_host;
-  if (t.webhook_port > 65535)
-    return invalid_argument("webhook.port", "must be within 0..65535");
-  wh.port = static_cast<uint16_t>(t.webhook_port);
-  wh.path = t.webhook_path;
-  wh.public_url = t.webhook_public_url;
-  wh.tls_certificate_file = t.webhook_certificate;
-  wh.tls_key_file = t.webhook_key;
-  wh.allow_plaintext = t.webhook_insecure_plaintext;
-  if (t.webhook_body_limit == 0)
-    return invalid_argument("webhook.body-limit", "must be > 0");
-  wh.body_limit = t.webhook_body_limit;
-  p.retry_budget = t.retry_budget;
-  p.breaker = breaker;
-  p.on_breaker_change = [](breaker_state state, const std::string& detail) {
-    auto msg = std::string{"circuit breaker "} + to_string(state);
-    if (state == breaker_state::closed)
-      log_info("pool", msg, {{"detail", detail}});
-    else
-      log_warn("pool", msg, {{"detail", detail}});
-  };
-  auto& c = opts.completer;
-  if (t.group_policy == "fail_group" || t.group_policy.empty())
-    c.group_policy = group_failure_policy::fail_group;
-  else if (t.group_policy == "partial")
-    c.group_policy = group_failure_policy::partial;
-  else
-    return invalid_argument("completer.group-policy", "expected fail_group or partial");
-  if (t.max_group_size == 0 || t.max_group_size > UINT32_MAX)
-    return invalid_argument("completer.max-group-size", "must be within 1..4294967295");
-  c.max_group_size = static_cast<uint32_t>(t.max_group_size);
-  c.request_margin = t.request_margin;
-  c.resolve_timeout = t.resolve_timeout;
-  auto& h = opts.http;
-  h.timeouts.connect = t.connect_timeout;
-  h.timeouts.tls_handshake = t.tls_handshake_timeout;
-  h.timeouts.write = t.write_timeout;
-  h.timeouts.read = t.read_timeout;
-  if (t.max_connections_per_origin == 0)
-    return invalid_argument("http.max-connections-per-origin", "must be > 0");
-  h.max_connections_per_origin = static_cast<uint32_t>(t.max_connections_per_origin);
-  h.idle_timeout = t.idle_timeout;
-  h.tls.ca_file = t.ca_file;
-  h.user_agent = t.user_agent;
-  auto& r = opts.resolver;
-  r.call_timeout = t.resolver_call_timeout;
-  r.refresh_margin = t.resolver_refresh_margin;
-  r.retry.max_attempts = static_cast<uint32_t>(std::max<size_t>(1, t.resolver_max_attempts));
-  r.retry.still_building_delay = t.still_building_delay;
-  return opts;
-}
-
-caf::error setup_logging(const parsed_args& args, const tuning& t,
+caf::error setup_logging(const parsed_args& args, const log_settings& config,
                          log_level default_level) {
   auto level = default_level;
   auto format = log_format::text;
   auto level_text = args.get("log-level");
   std::string level_field = "log-level";
-  if (!level_text && !t.log_level.empty()) {
-    level_text = t.log_level;
+  if (!level_text && !config.level.empty()) {
+    level_text = config.level;
     level_field = "log.level";
   }
   if (level_text) {
@@ -641,8 +410,8 @@ caf::error setup_logging(const parsed_args& args, const tuning& t,
   }
   auto format_text = args.get("log-format");
   std::string format_field = "log-format";
-  if (!format_text && !t.log_format.empty()) {
-    format_text = t.log_format;
+  if (!format_text && !config.format.empty()) {
+    format_text = config.format;
     format_field = "log.format";
   }
   if (format_text) {

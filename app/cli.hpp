@@ -1,9 +1,9 @@
 // Shared parts of the sail-tinker subcommands: the flag parser (a
 // subcommand's own flags are parsed here; `--group.key=value` arguments and
 // caf-application.ini go to CAF's actor_system_config::parse), the CAF
-// configuration class with the [sail] [pool] [completer] [http] [resolver]
-// [log] option groups, the mapping of those options onto runtime_options,
-// error printing with the exit-code rules, and signal handling.
+// configuration class holding app_options (app/options.hpp: the option
+// groups, bound to the options structs), error printing with the exit-code
+// rules, and signal handling.
 #pragma once
 
 #include <csignal>
@@ -24,6 +24,7 @@
 #include "sail_tinker/actors/runtime.hpp"
 #include "sail_tinker/actors/system_config.hpp"
 #include "sail_tinker/app/log.hpp"
+#include "sail_tinker/app/options.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/types.hpp"
 
@@ -89,90 +90,12 @@ caf::expected<completer_config> completer_config_from(const parsed_args& args);
 
 // -- CAF configuration -------------------------------------------------------------
 
-/// Service tuning, bound to CAF config options (see docs/operations.md).
-struct tuning {
-  // [sail]
-  size_t io_threads = 1;
-  std::string model_table_file;
-  caf::timespan shutdown_grace = std::chrono::seconds(5);
-  // [pool]
-  size_t workers = 4;
-  size_t max_in_flight = 256;
-  size_t max_queued = 1024;
-  size_t max_dispatch_attempts = 3;
-  size_t max_restarts = 20;
-  caf::timespan restart_window = std::chrono::seconds(10);
-  caf::timespan call_timeout = std::chrono::seconds(30);
-  double poll_growth = 1.5;
-  double poll_jitter = 0.2;
-  size_t pool_seed = 0;
-  size_t retry_max_attempts = 0;
-  caf::timespan retry_base_delay = std::chrono::milliseconds(250);
-  caf::timespan retry_max_delay = std::chrono::seconds(30);
-  caf::timespan retry_max_retry_after = std::chrono::seconds(60);
-  bool adaptive_polling = true;
-  size_t adaptive_polls = 8;
-  size_t adaptive_min_samples = 20;
-  double adaptive_max_gap_factor = adaptive_poll_options{}.max_gap_factor;
-  /// Webhook safety-net timing for every window ("" keeps each window's).
-  caf::timespan webhook_first_poll{0};
-  caf::timespan webhook_poll{0};
-  // [webhook] (the completion-webhook receiver; off by default)
-  bool webhook_enabled = false;
-  std::string webhook_host = "127.0.0.1";
-  size_t webhook_port = 0;
-  std::string webhook_path = "/sail/webhook";
-  std::string webhook_public_url;
-  std::string webhook_certificate;
-  std::string webhook_key;
-  bool webhook_insecure_plaintext = false;
-  size_t webhook_body_limit = 16 * 1024 * 1024;
-  // [pool] retry budget and circuit breaker: defaults from the option structs
-  retry_budget_options retry_budget;
-  size_t breaker_min_failures = circuit_breaker_options{}.min_failures;
-  size_t breaker_consecutive_failures = circuit_breaker_options{}.consecutive_failures;
-  circuit_breaker_options breaker;
-  // [completer]
-  std::string group_policy;  ///< "" = the subcommand's default
-  size_t max_group_size = 4096;
-  caf::timespan request_margin = std::chrono::seconds(30);
-  caf::timespan resolve_timeout = std::chrono::minutes(5);
-  // [http]
-  caf::timespan connect_timeout = std::chrono::seconds(10);
-  caf::timespan tls_handshake_timeout = std::chrono::seconds(10);
-  caf::timespan write_timeout = std::chrono::seconds(30);
-  caf::timespan read_timeout = std::chrono::seconds(60);
-  size_t max_connections_per_origin = 16;
-  caf::timespan idle_timeout = std::chrono::seconds(30);
-  std::string ca_file;
-  std::string user_agent = "sail-tinker/0.1";
-  // [resolver]
-  caf::timespan resolver_call_timeout = std::chrono::seconds(30);
-  caf::timespan resolver_refresh_margin = std::chrono::minutes(2);
-  size_t resolver_max_attempts = 8;
-  caf::timespan still_building_delay = std::chrono::seconds(30);
-  // [cluster] (rollout --nodes; defaults of sail::cluster_options)
-  caf::timespan cluster_connect_timeout = std::chrono::seconds(10);
-  caf::timespan cluster_queue_timeout = std::chrono::seconds(60);
-  size_t cluster_max_attempts = 8;
-  caf::timespan cluster_retry_min = std::chrono::milliseconds(100);
-  caf::timespan cluster_retry_max = std::chrono::seconds(10);
-  // [log]
-  std::string log_level;
-  std::string log_format;
-};
-
-/// The option groups this application registers (checked strictly).
-const std::vector<std::string>& app_option_groups();
-
-/// Registers the tuning options on `opts`.
-void add_tuning_options(caf::config_option_set& opts, tuning& t);
-
 template <class Base>
 struct basic_app_config : Base {
-  tuning tune;
+  /// What caf-application.ini and --group.key=value set (app/options.hpp).
+  app_options app;
   basic_app_config() {
-    add_tuning_options(this->custom_options_, tune);
+    add_app_options(this->custom_options_, app);
   }
   const caf::config_option_set& options() const {
     return this->custom_options_;
@@ -191,10 +114,6 @@ caf::error parse_caf_config(caf::actor_system_config& cfg,
                             const caf::config_option_set& opts,
                             const std::vector<std::string>& caf_args);
 
-/// Environment + tuning -> runtime options; `base_url` overrides SAIL_BASE_URL.
-caf::expected<runtime_options> make_runtime_options(const tuning& t,
-                                                    const std::optional<std::string>& base_url);
-
 /// Checks an absolute http(s) base URL (invalid_argument naming `field`).
 caf::error check_http_url(std::string_view field, std::string_view url);
 
@@ -206,7 +125,7 @@ bool is_loopback_host(std::string_view host);
 
 /// Applies --log-level / --log-format (flags win over [log] config). Returns
 /// invalid_argument for bad values.
-caf::error setup_logging(const parsed_args& args, const tuning& t,
+caf::error setup_logging(const parsed_args& args, const log_settings& config,
                          log_level default_level);
 
 // -- the common start of every subcommand -------------------------------------------
@@ -264,7 +183,7 @@ std::optional<parsed_args> begin_command(const std::vector<std::string>& raw,
                                                 + "\""));
   if (auto err = parse_caf_config(cfg, cfg.options(), args->caf_args))
     return fail(err);
-  if (auto err = setup_logging(*args, cfg.tune, spec.default_log_level))
+  if (auto err = setup_logging(*args, cfg.app.log, spec.default_log_level))
     return fail(err);
   return std::move(*args);
 }

@@ -81,7 +81,7 @@ int cmd_resolve(const std::vector<std::string>& raw) {
   auto key = env("TINKER_API_KEY");
   if (auto err = check_tinker_api_key(key))
     return report_error(err);
-  auto opts = make_runtime_options(cfg.tune, std::nullopt);
+  auto opts = make_runtime_options(cfg.app, std::nullopt);
   if (!opts)
     return report_error(opts.error());
   auto ropts = opts->resolver;

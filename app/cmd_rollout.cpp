@@ -334,7 +334,7 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
   auto mode = progress_mode_from(args);
   if (!mode)
     return report_error(mode.error());
-  auto tp = plan_target(args, cfg.tune, ccfg);
+  auto tp = plan_target(args, cfg.app, ccfg);
   if (!tp)
     return report_error(tp.error());
   p.timeout = tp->request_timeout;

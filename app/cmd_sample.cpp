@@ -112,7 +112,7 @@ int cmd_sample(const std::vector<std::string>& raw) {
     req.stop = stop_condition::text(stop_texts.front()); // sent as a string
   else if (!stop_texts.empty())
     req.stop = stop_condition::texts(stop_texts);
-  auto opts = make_runtime_options(cfg.tune, args->get("base-url"));
+  auto opts = make_runtime_options(cfg.app, args->get("base-url"));
   if (!opts)
     return report_error(opts.error());
   if (auto err = validate(*ccfg, opts->models))

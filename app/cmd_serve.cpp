@@ -165,7 +165,7 @@ int cmd_serve(const std::vector<std::string>& raw) {
   bool insecure = args->has("insecure-plaintext");
   if (auto err = check_exposure(host, tls, insecure))
     return report_error(err);
-  auto opts = make_runtime_options(cfg.tune, args->get("base-url"));
+  auto opts = make_runtime_options(cfg.app, args->get("base-url"));
   if (!opts)
     return report_error(opts.error());
 
@@ -178,7 +178,7 @@ int cmd_serve(const std::vector<std::string>& raw) {
   service_options so;
   so.host = host;
   so.port = *port;
-  so.shutdown_grace = cfg.tune.shutdown_grace;
+  so.shutdown_grace = cfg.app.runtime.shutdown_grace;
   so.decorate = [metrics](caf::actor_system& s, completer_actor c) {
     return spawn_metering_front(s, std::move(c), metrics);
   };

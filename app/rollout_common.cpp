@@ -17,6 +17,16 @@
 
 namespace sail::app {
 
+namespace {
+
+/// The synthetic load's CAF request timeout is the window's deadline plus two
+/// of these: a safety net only, as the completer (or the cluster) answers
+/// every sample, with a typed timeout at its deadline at the latest. (It was
+/// `[completer] request-margin`, which nothing else read.)
+constexpr caf::timespan request_margin = std::chrono::seconds(30);
+
+} // namespace
+
 caf::expected<progress_mode> progress_mode_from(const parsed_args& args) {
   auto mode = isatty(STDOUT_FILENO) ? progress_mode::bar : progress_mode::lines;
   if (auto v = args.get("progress")) {
@@ -101,7 +111,7 @@ std::pair<double, double> rss_mib() {
   return {rss, peak};
 }
 
-caf::expected<target_plan> plan_target(const parsed_args& args, const tuning& t,
+caf::expected<target_plan> plan_target(const parsed_args& args, const app_options& config,
                                        const completer_config& ccfg) {
   target_plan plan;
   if (auto v = args.get("nodes")) {
@@ -125,11 +135,11 @@ caf::expected<target_plan> plan_target(const parsed_args& args, const tuning& t,
     for (auto& f : emulator_fault_latency_flags("emu-"))
       if (args.has(f.name))
         return invalid_argument(f.name, "--" + f.name + " applies to the embedded emulator only");
-  auto opts = make_runtime_options(t, args.get("base-url"));
+  auto opts = make_runtime_options(config, args.get("base-url"));
   if (!opts)
     return std::move(opts.error());
   plan.opts = std::move(*opts);
-  if (t.group_policy.empty())
+  if (config.extras.group_policy.empty())
     plan.opts.completer.group_policy = group_failure_policy::partial;
   // A cluster's nodes validate the configuration themselves (their model
   // tables decide); locally, the runtime's table does.
@@ -138,18 +148,14 @@ caf::expected<target_plan> plan_target(const parsed_args& args, const tuning& t,
       return err;
   } else {
     auto& c = plan.copts;
+    c = config.cluster;
     c.nodes = plan.nodes;
     c.config = ccfg;
-    c.connect_timeout = t.cluster_connect_timeout;
-    c.queue_timeout = t.cluster_queue_timeout;
-    c.max_attempts = static_cast<uint32_t>(t.cluster_max_attempts);
-    c.retry_min = t.cluster_retry_min;
-    c.retry_max = t.cluster_retry_max;
     if (auto err = validate(c))
       return err;
   }
   plan.request_timeout = plan.opts.pool.timing(ccfg.completion_window).deadline
-                         + 2 * plan.opts.completer.request_margin;
+                         + 2 * request_margin;
   return plan;
 }
 

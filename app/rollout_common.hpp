@@ -52,7 +52,7 @@ struct target_plan {
 
 /// Reads --nodes, --base-url, SAIL_API_KEY and the --emu-* flags; validates
 /// the completer configuration locally unless nodes judge it.
-caf::expected<target_plan> plan_target(const parsed_args& args, const tuning& t,
+caf::expected<target_plan> plan_target(const parsed_args& args, const app_options& config,
                                        const completer_config& ccfg);
 
 /// The running target: embedded emulator, runtime or cluster, and the

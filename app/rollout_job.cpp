@@ -817,7 +817,7 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
   auto mode = progress_mode_from(args);
   if (!mode)
     return report_error(mode.error());
-  auto tp = plan_target(args, cfg.tune, s.ccfg);
+  auto tp = plan_target(args, cfg.app, s.ccfg);
   if (!tp)
     return report_error(tp.error());
   if (s.group_size > tp->opts.completer.max_group_size)

@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/option_check.hpp"
 #include "sail_tinker/messages/redact.hpp"
 #include "sail_tinker/net/http_framing.hpp"
 #include "sail_tinker/net/url.hpp"
@@ -250,8 +251,8 @@ struct http_client::impl : std::enable_shared_from_this<http_client::impl> {
     }
     tls_ctx.set_verify_mode(opts.tls.insecure_skip_verify ? ssl::verify_none
                                                           : ssl::verify_peer);
-    if (opts.max_connections_per_origin == 0)
-      return invalid_argument("max_connections_per_origin", "must be positive");
+    if (auto err = opts.validate())
+      return err;
     if (!opts.proxy.http_proxy.empty())
       if (auto p = check_proxy(opts.proxy.http_proxy, "proxy.http_proxy"); !p)
         return std::move(p.error());
@@ -771,6 +772,18 @@ const http_client_options& http_client::options() const noexcept {
 
 boost::asio::any_io_executor http_client::get_executor() const {
   return impl_->ctx.get_executor();
+}
+
+caf::error http_client_options::validate(const std::string& prefix) const {
+  using namespace option_check;
+  return first_error(positive(timeouts.connect, prefix + "connect-timeout"),
+                     positive(timeouts.tls_handshake, prefix + "tls-handshake-timeout"),
+                     positive(timeouts.write, prefix + "write-timeout"),
+                     positive(timeouts.read, prefix + "read-timeout"),
+                     at_least(max_connections_per_origin, 1,
+                              prefix + "max-connections-per-origin"),
+                     at_least(max_queued_per_origin, 1, prefix + "max-queued-per-origin"),
+                     non_negative(idle_timeout, prefix + "idle-timeout"));
 }
 
 } // namespace sail

@@ -95,6 +95,10 @@ struct http_client_options {
   /// Sent unless the request carries its own User-Agent.
   std::string user_agent = "sail-tinker/0.1";
   uint32_t max_redirects = 5;
+
+  /// invalid_argument naming the option (`prefix` + "connect-timeout", ...)
+  /// if out of range.
+  caf::error validate(const std::string& prefix = "http.") const;
 };
 
 /// Counters, for tests and metrics.

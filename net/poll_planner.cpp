@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "sail_tinker/messages/option_check.hpp"
+
 namespace sail {
 
 namespace {
@@ -164,6 +166,12 @@ poll_plan poll_planner::make_plan(const latency_sketch& s, caf::timespan first_p
     result.offsets.push_back(t);
   }
   return result;
+}
+
+caf::error adaptive_poll_options::validate(const std::string& prefix) const {
+  using namespace option_check;
+  return first_error(within(polls, 1, 1000, prefix + "polls"),
+                     within(max_gap_factor, 1.0, true, 100.0, true, prefix + "max-gap-factor"));
 }
 
 } // namespace sail

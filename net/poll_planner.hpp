@@ -47,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include <caf/error.hpp>
 #include <caf/timespan.hpp>
 
 namespace sail {
@@ -103,6 +104,10 @@ struct adaptive_poll_options {
   /// A planned gap may stretch to this multiple of the window's max_poll
   /// where little probability mass lies (>= 1; 1 keeps max_poll as the cap).
   double max_gap_factor = 2.5;
+
+  /// invalid_argument naming the option (`prefix` + "polls", ...) if out of
+  /// range.
+  caf::error validate(const std::string& prefix = "pool.adaptive-") const;
 };
 
 /// The planned polls of one sample: offsets from the create's acceptance,

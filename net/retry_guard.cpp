@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/option_check.hpp"
 
 namespace sail {
 
@@ -20,10 +22,6 @@ std::string seconds_text(caf::timespan d) {
 
 caf::timespan since(steady_time later, steady_time earlier) {
   return std::chrono::duration_cast<caf::timespan>(later - earlier);
-}
-
-bool positive(caf::timespan d) {
-  return d.count() > 0;
 }
 
 } // namespace
@@ -75,13 +73,12 @@ void sliding_counts::clear() noexcept {
 // -- retry_budget -------------------------------------------------------------------
 
 caf::error retry_budget_options::validate(const std::string& prefix) const {
-  if (!std::isfinite(ratio) || ratio < 0)
-    return invalid_argument(prefix + "ratio", "must be a finite number >= 0");
-  if (!std::isfinite(min_per_second) || min_per_second < 0)
-    return invalid_argument(prefix + "min-per-second", "must be a finite number >= 0");
-  if (!positive(window))
-    return invalid_argument(prefix + "window", "must be > 0");
-  return {};
+  using namespace option_check;
+  constexpr auto unbounded = std::numeric_limits<double>::infinity();
+  return first_error(within(ratio, 0.0, true, unbounded, false, prefix + "ratio"),
+                     within(min_per_second, 0.0, true, unbounded, false,
+                            prefix + "min-per-second"),
+                     positive(window, prefix + "window"));
 }
 
 retry_budget::retry_budget(retry_budget_options opts)
@@ -138,16 +135,15 @@ const char* to_string(breaker_state state) noexcept {
 }
 
 caf::error circuit_breaker_options::validate(const std::string& prefix) const {
-  if (!std::isfinite(failure_ratio) || failure_ratio <= 0 || failure_ratio > 1)
-    return invalid_argument(prefix + "failure-ratio", "must be within (0, 1]");
-  if (!positive(window))
-    return invalid_argument(prefix + "window", "must be > 0");
-  if (!positive(open_delay) || max_open_delay < open_delay)
+  using namespace option_check;
+  if (auto err = first_error(within(failure_ratio, 0.0, false, 1.0, true,
+                                    prefix + "failure-ratio"),
+                             positive(window, prefix + "window")))
+    return err;
+  if (open_delay.count() <= 0 || max_open_delay < open_delay)
     return invalid_argument(prefix + "open-delay",
                             "need 0 < open-delay <= max-open-delay");
-  if (!positive(probe_timeout))
-    return invalid_argument(prefix + "probe-timeout", "must be > 0");
-  return {};
+  return positive(probe_timeout, prefix + "probe-timeout");
 }
 
 circuit_breaker::circuit_breaker(circuit_breaker_options opts)

@@ -6,6 +6,7 @@
 #include <caf/sec.hpp>
 
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/option_check.hpp"
 #include "sail_tinker/net/http_date.hpp"
 #include "sail_tinker/net/text.hpp"
 
@@ -270,6 +271,14 @@ parse_retry_after(std::string_view value,
   if (*date <= now)
     return caf::timespan{0};
   return std::chrono::duration_cast<caf::timespan>(*date - now);
+}
+
+caf::error retry_options::validate(const std::string& prefix) const {
+  using namespace option_check;
+  return first_error(non_negative(base_delay, prefix + "base-delay"),
+                     non_negative(max_delay, prefix + "max-delay"),
+                     non_negative(max_retry_after, prefix + "max-retry-after"),
+                     non_negative(still_building_delay, prefix + "still-building-delay"));
 }
 
 } // namespace sail

@@ -97,6 +97,11 @@ struct retry_options {
   caf::timespan max_retry_after = std::chrono::seconds(60);
   /// Delay after Tinker's 503 on archive (the SDK waits 30 s).
   caf::timespan still_building_delay = std::chrono::seconds(30);
+
+  /// invalid_argument naming the option (`prefix` + "base-delay", ...) if
+  /// out of range. The pool's options are "pool.retry-...", the resolver's
+  /// "resolver. ...".
+  caf::error validate(const std::string& prefix = "pool.retry-") const;
 };
 
 /// What Sail's answer says about Sail's health (for the circuit breaker).

@@ -101,11 +101,11 @@ caf::expected<std::string> derive_public_url(const webhook_options& o, uint16_t 
   return scheme + host + ":" + std::to_string(port) + o.path;
 }
 
-caf::error check_public_url(std::string_view url) {
+caf::error check_public_url(std::string_view url, std::string field) {
   auto parsed = boost::urls::parse_absolute_uri(url);
   if (!parsed || (parsed->scheme() != "http" && parsed->scheme() != "https")
       || parsed->host().empty() || parsed->has_fragment() || parsed->has_userinfo())
-    return invalid_argument("webhook.public-url",
+    return invalid_argument(std::move(field),
                             "the public URL must be an absolute http(s) URL without "
                             "user info or fragment");
   return caf::none;
@@ -151,6 +151,26 @@ bool is_loopback_host(std::string_view host) {
   return !ec && addr.is_loopback();
 }
 
+caf::error webhook_options::validate(const std::string& prefix) const {
+  if (path.empty() || path.front() != '/')
+    return invalid_argument(prefix + "path", "the webhook path must start with '/'");
+  if (body_limit == 0)
+    return invalid_argument(prefix + "body-limit", "must be > 0");
+  bool tls = !tls_certificate_file.empty() || !tls_key_file.empty();
+  if (!tls && !allow_plaintext && !is_loopback_host(host))
+    return invalid_argument(prefix + "insecure-plaintext",
+                            "a plaintext webhook listener off loopback (" + host + ") needs "
+                              + prefix + "certificate and " + prefix + "key, or " + prefix
+                              + "insecure-plaintext (TLS terminated in front of it on a "
+                                "trusted network)");
+  if (!public_url.empty())
+    if (auto err = check_public_url(public_url, prefix + "public-url"))
+      return err;
+  if (!token.empty())
+    return validate_webhook_token(token, prefix + "token");
+  return caf::none;
+}
+
 webhook_receiver::webhook_receiver(webhook_options opts) : opts_(std::move(opts)) {
   // nop
 }
@@ -171,24 +191,10 @@ void webhook_receiver::stop() {
 caf::expected<std::unique_ptr<webhook_receiver>>
 webhook_receiver::start(boost::asio::io_context& ioc, webhook_options opts,
                         delivery_sink on_delivery, rejection_sink on_rejection) {
-  if (opts.path.empty() || opts.path.front() != '/')
-    return invalid_argument("webhook.path", "the webhook path must start with '/'");
-  if (opts.body_limit == 0)
-    return invalid_argument("webhook.body-limit", "must be positive");
-  bool tls = !opts.tls_certificate_file.empty() || !opts.tls_key_file.empty();
-  if (!tls && !opts.allow_plaintext && !is_loopback_host(opts.host))
-    return invalid_argument("webhook.insecure-plaintext",
-                            "a plaintext webhook listener off loopback (" + opts.host
-                              + ") needs webhook.certificate and webhook.key, or "
-                                "webhook.insecure-plaintext (TLS terminated in front of "
-                                "it on a trusted network)");
-  if (!opts.public_url.empty())
-    if (auto err = check_public_url(opts.public_url))
-      return err;
+  if (auto err = opts.validate())
+    return err;
   if (opts.token.empty())
     opts.token = make_webhook_token();
-  else if (auto err = validate_webhook_token(opts.token, "webhook.token"))
-    return err;
   auto shared = std::make_shared<receiver_shared>();
   shared->path = opts.path;
   shared->token_digest = digest_webhook_token(opts.token);

@@ -66,6 +66,11 @@ struct webhook_options {
   uint64_t body_limit = 16 * 1024 * 1024;
   /// Time to receive one delivery.
   std::chrono::milliseconds read_timeout{30'000};
+
+  /// The listener's rules: the path starts with '/', a positive body limit,
+  /// TLS or loopback (or allow_plaintext), a well-formed public URL and
+  /// token. invalid_argument naming the option (`prefix` + "path", ...).
+  caf::error validate(const std::string& prefix = "webhook.") const;
 };
 
 /// A delivery that passed the checks (local only; never crosses nodes).

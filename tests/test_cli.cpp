@@ -750,6 +750,15 @@ TEST_CASE("cli: sample argument errors exit 2 and send nothing", "[cli][sample]"
   require_invalid(cli(sample_args({"--pool.adaptive-polls=0"}), env), "pool.adaptive-polls");
   require_invalid(cli(sample_args({"--pool.adaptive-max-gap-factor=0.5"}), env),
                   "pool.adaptive-max-gap-factor");
+  // Values out of range: the options structs' validate(), naming the key.
+  require_invalid(cli(sample_args({"--pool.max-in-flight=0"}), env), "pool.max-in-flight");
+  require_invalid(cli(sample_args({"--pool.poll-jitter=1.0"}), env), "pool.poll-jitter");
+  require_invalid(cli(sample_args({"--pool.webhook-poll=-1s"}), env), "pool.webhook-poll");
+  require_invalid(cli(sample_args({"--http.read-timeout=0s"}), env), "http.read-timeout");
+  require_invalid(cli(sample_args({"--resolver.max-attempts=0"}), env), "resolver.max-attempts");
+  // Beyond the field's type (uint32): ill-typed, also named.
+  require_invalid(cli(sample_args({"--pool.max-dispatch-attempts=4294967296"}), env),
+                  "pool.max-dispatch-attempts");
   CHECK(emu.creates() == before);
 }
 
@@ -767,6 +776,20 @@ TEST_CASE("cli: sample configuration from caf-application.ini and --config-file"
   require_invalid(cli(sample_args({"--config-file", (dir.path / "unknown.ini").string()}),
                       emu.sail_env()),
                   "pool.wrokers");
+  // Values out of range in caf-application.ini, or in --config-file: refused,
+  // naming the key, before anything is sent.
+  auto before = emu.creates();
+  dir.write("caf-application.ini", "[pool]\nworkers=2\nadaptive-polls=0\n");
+  require_invalid(cli(sample_args(), emu.sail_env(), dir.path.string()), "pool.adaptive-polls");
+  dir.write("range.ini", "[completer]\nmax-group-size=0\n");
+  require_invalid(cli(sample_args({"--config-file=" + (dir.path / "range.ini").string()}),
+                      emu.sail_env()),
+                  "completer.max-group-size");
+  dir.write("range.ini", "[pool]\nmax-dispatch-attempts=4294967296\n");
+  require_invalid(cli(sample_args({"--config-file=" + (dir.path / "range.ini").string()}),
+                      emu.sail_env()),
+                  "pool.max-dispatch-attempts");
+  CHECK(emu.creates() == before);
   // The CLI wins over the file.
   dir.write("caf-application.ini", "[log]\nlevel=\"bogus\"\n");
   parse_sample(cli(sample_args({"--log-level", "warn"}), emu.sail_env(), dir.path.string()));

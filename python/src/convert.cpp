@@ -2,6 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <limits>
+#include <string_view>
+#include <type_traits>
+#include <vector>
 #include <set>
 
 #include "delivery.hpp"
@@ -85,12 +90,42 @@ std::optional<double> opt_double(const pyb::dict& d, const char* key, const std:
   return as_double(v, field);
 }
 
+/// A duration of an options struct: any finite number of seconds >= 0 here;
+/// its range is the struct's validate()'s business.
 std::optional<caf::timespan> opt_seconds(const pyb::dict& d, const char* key,
-                                         const std::string& field, bool allow_zero = false) {
+                                         const std::string& field) {
   auto v = item(d, key);
   if (v.is_none())
     return std::nullopt;
-  return to_timespan(v, field, allow_zero);
+  return to_timespan(v, field, true);
+}
+
+// take(d, key, prefix, field): d[key], if present, into a field of an
+// options struct, converted to the field's type; the field's range is its
+// struct's validate()'s business.
+
+void take(const pyb::dict& d, const char* key, const std::string& prefix, caf::timespan& field) {
+  if (auto x = opt_seconds(d, key, prefix + key))
+    field = *x;
+}
+
+void take(const pyb::dict& d, const char* key, const std::string& prefix, double& field) {
+  if (auto x = opt_double(d, key, prefix + key))
+    field = *x;
+}
+
+/// Counts: an int within the field type's range (as CAF's configuration
+/// checks it).
+template <class T>
+std::enable_if_t<std::is_integral_v<T>>
+take(const pyb::dict& d, const char* key, const std::string& prefix, T& field) {
+  auto x = opt_int(d, key, prefix + key);
+  if (!x)
+    return;
+  if (*x < 0 || static_cast<uint64_t>(*x) > std::numeric_limits<T>::max())
+    bad_value(prefix + key,
+              "must be within 0.." + std::to_string(std::numeric_limits<T>::max()));
+  field = static_cast<T>(*x);
 }
 
 /// Refuses keys outside `known` (a typo must not be silently ignored).
@@ -114,57 +149,62 @@ pyb::dict opt_dict(const pyb::dict& d, const char* key, const std::string& field
   return v.cast<pyb::dict>();
 }
 
+// The dicts below only map keys onto the fields of the options structs; the
+// defaults and range checks are the structs' own (validate()), whose errors
+// name the options as caf-application.ini spells them ("pool.retry-max-attempts").
+
+/// How the binding spells the configuration's names: the first entry whose
+/// `from` starts the name replaces it with `to`; the rest of the key takes
+/// underscores for dashes ("pool.retry-max-attempts" -> "runtime_options.retry.max_attempts").
+struct option_rename {
+  std::string_view from;
+  std::string to;
+};
+
+/// Raises err (typed invalid_argument) under the binding's name of its
+/// option, if there is an error.
+void raise_if(const caf::error& err, const std::vector<option_rename>& names) {
+  if (!err)
+    return;
+  auto* info = info_of(err);
+  if (info == nullptr)
+    raise_error(err);
+  for (auto& n : names) {
+    if (info->field.compare(0, n.from.size(), n.from) != 0)
+      continue;
+    auto rest = info->field.substr(n.from.size());
+    auto last = rest.rfind('.');
+    std::replace(rest.begin() + static_cast<std::ptrdiff_t>(last == std::string::npos ? 0 : last),
+                 rest.end(), '-', '_');
+    raise_error(invalid_argument(n.to + rest, info->message));
+  }
+  raise_error(err);
+}
+
 void apply_timing(window_timing& t, const pyb::dict& d, const std::string& prefix) {
   check_keys(d, {"first_poll", "max_poll", "deadline"}, prefix);
-  if (auto x = opt_seconds(d, "first_poll", prefix + "first_poll", true))
-    t.first_poll = *x;
-  if (auto x = opt_seconds(d, "max_poll", prefix + "max_poll", true))
-    t.max_poll = *x;
-  if (auto x = opt_seconds(d, "deadline", prefix + "deadline"))
-    t.deadline = *x;
+  take(d, "first_poll", prefix, t.first_poll);
+  take(d, "max_poll", prefix, t.max_poll);
+  take(d, "deadline", prefix, t.deadline);
 }
 
 void apply_retry(retry_options& r, const pyb::dict& d, const std::string& prefix) {
   check_keys(d, {"max_attempts", "base_delay", "max_delay", "max_retry_after",
                  "still_building_delay"},
              prefix);
-  if (auto x = opt_int(d, "max_attempts", prefix + "max_attempts")) {
-    // 0: no cap (retries end at the sample's deadline), as in the C++ options.
-    if (*x < 0 || *x > 1000)
-      bad_value(prefix + "max_attempts", "must be within 0..1000 (0: until the deadline)");
-    r.max_attempts = static_cast<uint32_t>(*x);
-  }
-  if (auto x = opt_seconds(d, "base_delay", prefix + "base_delay", true))
-    r.base_delay = *x;
-  if (auto x = opt_seconds(d, "max_delay", prefix + "max_delay", true))
-    r.max_delay = *x;
-  if (auto x = opt_seconds(d, "max_retry_after", prefix + "max_retry_after", true))
-    r.max_retry_after = *x;
-  if (auto x = opt_seconds(d, "still_building_delay", prefix + "still_building_delay", true))
-    r.still_building_delay = *x;
-}
-
-// The range checks are the options' own (validate()), not restated here;
-// their field names use the CLI's dashes, the dict keys underscores.
-[[noreturn]] void raise_option_error(const caf::error& err, const std::string& prefix) {
-  auto* info = info_of(err);
-  if (!info || info->field.compare(0, prefix.size(), prefix) != 0)
-    raise_error(err);
-  auto key = info->field.substr(prefix.size());
-  std::replace(key.begin(), key.end(), '-', '_');
-  raise_error(invalid_argument(prefix + key, info->message));
+  // max_attempts 0: no cap (retries end at the sample's deadline).
+  take(d, "max_attempts", prefix, r.max_attempts);
+  take(d, "base_delay", prefix, r.base_delay);
+  take(d, "max_delay", prefix, r.max_delay);
+  take(d, "max_retry_after", prefix, r.max_retry_after);
+  take(d, "still_building_delay", prefix, r.still_building_delay);
 }
 
 void apply_retry_budget(retry_budget_options& b, const pyb::dict& d, const std::string& prefix) {
   check_keys(d, {"ratio", "min_per_second", "window"}, prefix);
-  if (auto x = opt_double(d, "ratio", prefix + "ratio"))
-    b.ratio = *x;
-  if (auto x = opt_double(d, "min_per_second", prefix + "min_per_second"))
-    b.min_per_second = *x;
-  if (auto x = opt_seconds(d, "window", prefix + "window", true))
-    b.window = *x;
-  if (auto err = b.validate(prefix))
-    raise_option_error(err, prefix);
+  take(d, "ratio", prefix, b.ratio);
+  take(d, "min_per_second", prefix, b.min_per_second);
+  take(d, "window", prefix, b.window);
 }
 
 void apply_breaker(circuit_breaker_options& b, const pyb::dict& d, const std::string& prefix) {
@@ -172,36 +212,13 @@ void apply_breaker(circuit_breaker_options& b, const pyb::dict& d, const std::st
              {"min_failures", "failure_ratio", "consecutive_failures", "window", "open_delay",
               "max_open_delay", "probe_timeout"},
              prefix);
-  auto count = [&](const char* key) -> std::optional<uint32_t> {
-    auto x = opt_int(d, key, prefix + key);
-    if (!x)
-      return std::nullopt;
-    if (*x < 0 || *x > 1'000'000)
-      bad_value(prefix + key, "must be within 0..1000000");
-    return static_cast<uint32_t>(*x);
-  };
-  if (auto x = count("min_failures"))
-    b.min_failures = *x;
-  if (auto x = count("consecutive_failures"))
-    b.consecutive_failures = *x;
-  if (auto x = opt_double(d, "failure_ratio", prefix + "failure_ratio"))
-    b.failure_ratio = *x;
-  if (auto x = opt_seconds(d, "window", prefix + "window", true))
-    b.window = *x;
-  if (auto x = opt_seconds(d, "open_delay", prefix + "open_delay", true))
-    b.open_delay = *x;
-  if (auto x = opt_seconds(d, "max_open_delay", prefix + "max_open_delay", true))
-    b.max_open_delay = *x;
-  if (auto x = opt_seconds(d, "probe_timeout", prefix + "probe_timeout", true))
-    b.probe_timeout = *x;
-  if (auto err = b.validate(prefix))
-    raise_option_error(err, prefix);
-}
-
-size_t positive_size(int64_t x, const std::string& field) {
-  if (x < 1)
-    bad_value(field, field + " must be >= 1");
-  return static_cast<size_t>(x);
+  take(d, "min_failures", prefix, b.min_failures);
+  take(d, "consecutive_failures", prefix, b.consecutive_failures);
+  take(d, "failure_ratio", prefix, b.failure_ratio);
+  take(d, "window", prefix, b.window);
+  take(d, "open_delay", prefix, b.open_delay);
+  take(d, "max_open_delay", prefix, b.max_open_delay);
+  take(d, "probe_timeout", prefix, b.probe_timeout);
 }
 
 void append_key(std::string& out, const std::string& field) {
@@ -374,29 +391,13 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
       raise_error(table.error());
     opts.models = std::move(*table);
   }
-  if (auto x = opt_int(o, "io_threads", p + "io_threads"))
-    opts.io_threads = positive_size(*x, p + "io_threads");
-  if (auto x = opt_int(o, "workers", p + "workers"))
-    opts.pool.workers = positive_size(*x, p + "workers");
-  if (auto x = opt_int(o, "max_in_flight", p + "max_in_flight"))
-    opts.pool.max_in_flight = positive_size(*x, p + "max_in_flight");
-  if (auto x = opt_int(o, "max_queued", p + "max_queued")) {
-    if (*x < 0)
-      bad_value(p + "max_queued", "must be >= 0");
-    opts.pool.max_queued = static_cast<size_t>(*x);
-  }
-  if (auto x = opt_seconds(o, "call_timeout", p + "call_timeout"))
-    opts.pool.call_timeout = *x;
-  if (auto x = opt_double(o, "poll_growth", p + "poll_growth")) {
-    if (!(*x >= 1.0 && *x <= 100.0))
-      bad_value(p + "poll_growth", "must be within 1..100");
-    opts.pool.poll_growth = *x;
-  }
-  if (auto x = opt_double(o, "poll_jitter", p + "poll_jitter")) {
-    if (!(*x >= 0.0 && *x < 1.0))
-      bad_value(p + "poll_jitter", "must be within [0, 1)");
-    opts.pool.poll_jitter = *x;
-  }
+  take(o, "io_threads", p, opts.io_threads);
+  take(o, "workers", p, opts.pool.workers);
+  take(o, "max_in_flight", p, opts.pool.max_in_flight);
+  take(o, "max_queued", p, opts.pool.max_queued);
+  take(o, "call_timeout", p, opts.pool.call_timeout);
+  take(o, "poll_growth", p, opts.pool.poll_growth);
+  take(o, "poll_jitter", p, opts.pool.poll_jitter);
   // all_windows first, so that a named window can still differ.
   auto all = opt_dict(o, "all_windows", p + "all_windows");
   if (!all.empty()) {
@@ -419,15 +420,20 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   apply_retry_budget(opts.pool.retry_budget, opt_dict(o, "retry_budget", p + "retry_budget"),
                      p + "retry_budget.");
   apply_breaker(opts.pool.breaker, opt_dict(o, "breaker", p + "breaker"), p + "breaker.");
-  if (auto x = opt_int(o, "max_connections", p + "max_connections"))
-    opts.http.max_connections_per_origin = static_cast<uint32_t>(
-      std::min<size_t>(positive_size(*x, p + "max_connections"), 1u << 20));
-  if (auto x = opt_seconds(o, "shutdown_grace", p + "shutdown_grace"))
-    opts.shutdown_grace = *x;
+  take(o, "max_connections", p, opts.http.max_connections_per_origin);
+  take(o, "shutdown_grace", p, opts.shutdown_grace);
   if (auto x = opt_int(o, "seed", p + "seed")) {
     opts.pool.seed = static_cast<uint64_t>(*x);
     opts.resolver.seed = static_cast<uint64_t>(*x);
   }
+  raise_if(opts.validate(), {{"sail.", p},
+                             {"pool.retry-budget-", p + "retry_budget."},
+                             {"pool.breaker-", p + "breaker."},
+                             {"pool.retry-", p + "retry."},
+                             {"pool.default-window.", p + "default_window."},
+                             {"pool.", p},
+                             {"http.max-connections-per-origin", p + "max_connections"},
+                             {"resolver.", p + "resolver_retry."}});
   // The endpoint as the runtime will resolve it (SAIL_BASE_URL, SAIL_API_URL
   // or SAIL_MODE); an invalid one is reported by runtime::start.
   auto resolved = opts.resolve_sail_base_url();
@@ -478,32 +484,27 @@ cluster_options to_cluster_options(const pyb::dict& target, completer_config cfg
               "retry_max", "queue_timeout", "max_attempts", "stats_timeout", "seed",
               "heartbeat_interval", "connection_timeout"},
              p);
-  if (auto x = opt_seconds(o, "connect_timeout", p + "connect_timeout"))
-    opts.connect_timeout = *x;
-  if (auto x = opt_seconds(o, "obtain_timeout", p + "obtain_timeout"))
-    opts.obtain_timeout = *x;
-  if (auto x = opt_seconds(o, "request_timeout", p + "request_timeout"))
-    opts.request_timeout = *x;
-  if (auto x = opt_seconds(o, "retry_min", p + "retry_min"))
-    opts.retry_min = *x;
-  if (auto x = opt_seconds(o, "retry_max", p + "retry_max"))
-    opts.retry_max = *x;
-  if (auto x = opt_seconds(o, "queue_timeout", p + "queue_timeout"))
-    opts.queue_timeout = *x;
-  if (auto x = opt_seconds(o, "stats_timeout", p + "stats_timeout"))
-    opts.stats_timeout = *x;
-  if (auto x = opt_int(o, "max_attempts", p + "max_attempts")) {
-    if (*x < 1 || *x > 1000)
-      bad_value(p + "max_attempts", "must be within 1..1000");
-    opts.max_attempts = static_cast<uint32_t>(*x);
-  }
+  take(o, "connect_timeout", p, opts.connect_timeout);
+  take(o, "obtain_timeout", p, opts.obtain_timeout);
+  take(o, "request_timeout", p, opts.request_timeout);
+  take(o, "retry_min", p, opts.retry_min);
+  take(o, "retry_max", p, opts.retry_max);
+  take(o, "queue_timeout", p, opts.queue_timeout);
+  take(o, "stats_timeout", p, opts.stats_timeout);
+  take(o, "max_attempts", p, opts.max_attempts);
   if (auto x = opt_int(o, "seed", p + "seed"))
     opts.seed = static_cast<uint64_t>(*x);
   // Failure detection belongs to the actor system (CAF's middleman).
-  ss.heartbeat_interval = opt_seconds(o, "heartbeat_interval", p + "heartbeat_interval");
-  ss.connection_timeout = opt_seconds(o, "connection_timeout", p + "connection_timeout");
-  if (auto err = validate(opts))
-    raise_error(err);
+  // (No options struct: to_timespan's own check, > 0.)
+  auto system_seconds = [&](const char* key) -> std::optional<caf::timespan> {
+    auto v = item(o, key);
+    if (v.is_none())
+      return std::nullopt;
+    return to_timespan(v, p + key);
+  };
+  ss.heartbeat_interval = system_seconds("heartbeat_interval");
+  ss.connection_timeout = system_seconds("connection_timeout");
+  raise_if(validate(opts), {{"cluster.", p}});
   return opts;
 }
 
@@ -530,10 +531,12 @@ resolver_options to_resolver_options(const pyb::dict& target, http_client_option
   const std::string p = "resolver_options.";
   check_keys(o, {"retry", "call_timeout", "seed"}, p);
   apply_retry(opts.retry, opt_dict(o, "retry", p + "retry"), p + "retry.");
-  if (auto x = opt_seconds(o, "call_timeout", p + "call_timeout"))
-    opts.call_timeout = *x;
+  take(o, "call_timeout", p, opts.call_timeout);
   if (auto x = opt_int(o, "seed", p + "seed"))
     opts.seed = static_cast<uint64_t>(*x);
+  raise_if(opts.validate(), {{"resolver.call-timeout", p + "call_timeout"},
+                             {"resolver.refresh-margin", p + "refresh_margin"},
+                             {"resolver.", p + "retry."}});
   return opts;
 }
 

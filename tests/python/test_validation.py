@@ -195,6 +195,33 @@ def test_unknown_runtime_options_are_refused(emu):
     assert info.value.field == "runtime_options.wokers"
 
 
+@pytest.mark.parametrize("options, field", [
+    ({"workers": 0}, "runtime_options.workers"),
+    ({"poll_jitter": 1.0}, "runtime_options.poll_jitter"),
+    ({"call_timeout": 0}, "runtime_options.call_timeout"),
+    ({"retry": {"max_delay": 0.1, "max_attempts": -1}}, "runtime_options.retry.max_attempts"),
+    ({"resolver_retry": {"max_attempts": 0}}, "runtime_options.resolver_retry.max_attempts"),
+    ({"windows": {"priority": {"deadline": 0}}}, "runtime_options.windows.priority.deadline"),
+    ({"max_connections": 0}, "runtime_options.max_connections"),
+    ({"io_threads": 257}, "runtime_options.io_threads"),
+])
+def test_runtime_options_out_of_range_are_refused_by_the_options(emu, options, field):
+    # The ranges are the C++ options structs' validate(), the same that checks
+    # caf-application.ini; the error names the dict key.
+    with pytest.raises(sail_tinker.InvalidArgumentError) as info:
+        sail_tinker.SailTokenCompleter(TOY_MODEL, 8, emulator=emu, runtime_options=options)
+    assert info.value.kind == "invalid_argument"
+    assert info.value.field == field
+    assert isinstance(info.value, ValueError)
+
+
+def test_cluster_options_out_of_range_are_refused_by_the_options():
+    with pytest.raises(sail_tinker.InvalidArgumentError) as info:
+        sail_tinker.SailTokenCompleter(TOY_MODEL, 8, nodes=["127.0.0.1:1"],
+                                       cluster_options={"max_attempts": 0})
+    assert info.value.field == "cluster_options.max_attempts"
+
+
 def test_nodes_exclude_local_options(emu):
     with pytest.raises(ValueError):
         sail_tinker.SailTokenCompleter(TOY_MODEL, 8, nodes=["127.0.0.1:1"], api_key="sk_x")
