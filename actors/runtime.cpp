@@ -239,6 +239,10 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
   if (!base)
     return std::move(base.error());
   opts.sail_base_url = std::move(*base);
+  // Every public path (C++ trainers, the CLI, the Python binding) gets the
+  // same checks: the options' own validate(), not a restatement.
+  if (auto err = opts.validate())
+    return err;
   std::unique_ptr<runtime> rt{new runtime(sys, std::move(opts))};
   auto& o = rt->opts_;
   auto client = http_client::make(rt->io_, o.http);

@@ -281,6 +281,26 @@ TEST_CASE("sample: no API key is not_configured", "[runtime][contract]") {
   require_error(rt, errc::not_configured);
 }
 
+TEST_CASE("runtime: out-of-range options are refused by start, naming the option",
+          "[runtime][contract]") {
+  // The C++ trainer's path: runtime::start runs runtime_options::validate(),
+  // the same checks as the CLI's and the Python binding's.
+  emulator::server emu{sail::test::test_emulator_options()};
+  sail::system_config cfg;
+  caf::actor_system sys{cfg};
+  auto opts = sail::test::test_runtime_options(emu);
+  opts.pool.adaptive.max_gap_factor = 0.5;
+  auto rt = runtime::start(sys, opts);
+  require_error(rt, errc::invalid_argument);
+  CHECK(render(rt.error()).find("pool.adaptive-max-gap-factor") != std::string::npos);
+  opts = sail::test::test_runtime_options(emu);
+  opts.io_threads = 0;
+  auto rt2 = runtime::start(sys, opts);
+  require_error(rt2, errc::invalid_argument);
+  CHECK(render(rt2.error()).find("sail.io-threads") != std::string::npos);
+  CHECK(emu.snapshot().requests.empty());
+}
+
 TEST_CASE("sample: a wrong API key is an http_error 401", "[runtime][contract]") {
   stack_fixture f{sail::test::test_emulator_options(),
                   [](runtime_options& o) { o.sail_api_key = "sk_wrong_key_123456"; }};

@@ -20,6 +20,7 @@
 #include "sail_tinker/actors/runtime.hpp"
 #include "sail_tinker/emulator/emulator.hpp"
 #include "support/cluster_fixture.hpp"
+#include "support/pool_testing.hpp"
 #include "support/stack_fixture.hpp"
 #include "support/sync_http.hpp"
 
@@ -242,6 +243,11 @@ TEST_CASE("webhooks: duplicate and late deliveries are answered 200 and ignored"
     auto st = f.emu.snapshot();
     CHECK(st.webhooks.answers.at(200) == 2 * n);
     CHECK(st.max_runs_per_key == 1);
+    // A duplicate that reached the worker before the sample finished comes
+    // back as the worker's verdict, after the receiver's 200: wait for it.
+    REQUIRE(sail::test::wait_for_pool(*f.rt, [](const completer_stats& s) {
+      return hook(s, "applied") + hook(s, "duplicate") == 2 * n;
+    }));
     auto ps = f.pool_stats();
     CHECK(hook(ps, "received") == 2 * n);
     CHECK(hook(ps, "applied") == n);
@@ -264,6 +270,8 @@ TEST_CASE("webhooks: duplicate and late deliveries are answered 200 and ignored"
     check_results(f.emu, "late-", rs);
     REQUIRE(f.emu.wait_until([](const emulator::stats& s) { return s.webhooks.delivered == n; },
                              30s));
+    REQUIRE(sail::test::wait_for_pool(
+      *f.rt, [](const completer_stats& s) { return hook(s, "duplicate") == n; }));
     auto ps = f.pool_stats();
     CHECK(hook(ps, "received") == n);
     CHECK(hook(ps, "duplicate") == n);
