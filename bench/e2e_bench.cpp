@@ -16,6 +16,7 @@
 //                  [--py-samples N] [--python /usr/bin/python3]
 //                  [--python-client PATH] [--skip-python] [--repeat 1]
 //                  [--caf-threads N] [--caf-policy stealing|sharing]
+//                  [--adaptive]
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -208,6 +209,10 @@ int main(int argc, char** argv) {
   }
   opts.pool.default_timing.first_poll = caf::timespan{0};
   opts.pool.default_timing.max_poll = caf::timespan{0};
+  // "No poll delay" also means no learned plan: adaptive polling would place
+  // the first poll near the learned low quantile (a few ms here), a timer
+  // per sample this bench's premise excludes (--adaptive keeps it on).
+  opts.pool.adaptive.enabled = sail::bench::has_flag(argc, argv, "adaptive");
   auto started = sail::runtime::start(sys, opts);
   if (!started) {
     std::fprintf(stderr, "runtime: %s\n", sail::render(started.error()).c_str());
