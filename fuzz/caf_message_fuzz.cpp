@@ -473,7 +473,12 @@ void write_seeds(const std::string& dir) {
   sample_outcome ok_member{twl, caf::error{}};
   sample_outcome failed_member{std::nullopt, http_error(503, "{\"error\":{}}")};
   group_result group{"g1", {ok_member, failed_member}};
-  completer_stats stats{1, 2, 3, {{"timeout", 1}}, {{"http_429", 2}}, {}};
+  completer_stats stats;
+  stats.in_flight = 1;
+  stats.completed = 2;
+  stats.polls = 3;
+  stats.failed_by_kind = {{"timeout", 1}};
+  stats.retries_by_cause = {{"http_429", 2}};
   stats.guard.breaker = "open";
   stats.guard.breaker_opened = 2;
   stats.guard.next_probe_ms = 1500;
