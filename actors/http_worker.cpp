@@ -43,8 +43,10 @@ void http_worker_state::submit(uint64_t id, uint32_t attempt, shared_job job, po
     // Attach: the create happened before (e.g. in a process that crashed).
     stored.response_id = stored.job->response_id;
     stored.attached = true;
-    // Deliveries for it can reach the job at once.
-    self->send(pool, atom::created_v, id, attempt, stored.response_id);
+    // Deliveries for it can reach the job at once (only a body naming this
+    // node's receiver brings any: no message otherwise).
+    if (stored.job->webhook)
+      self->send(pool, atom::created_v, id, attempt, stored.response_id);
     stored.call.start(request_kind::sail_poll, stored.deadline);
   } else {
     stored.call.start(request_kind::sail_create, stored.deadline);
@@ -137,8 +139,11 @@ void http_worker_state::on_http(http_completion& c) {
     if (state->id.empty())
       return fail(j, inference_error("create response without an id", res.body));
     j.response_id = std::move(state->id);
-    // Deliveries for this id can reach the job from now on.
-    self->send(pool, atom::created_v, j.id, j.attempt, j.response_id);
+    // Deliveries for this id can reach the job from now on; Sail calls the
+    // completion_webhook of the body it got, so only a body naming this
+    // node's receiver needs the pool to route by response id.
+    if (j.job->webhook)
+      self->send(pool, atom::created_v, j.id, j.attempt, j.response_id);
     if (j.job->observer)
       caf::anon_send(j.job->observer, atom::accepted_v, j.job->idempotency_key,
                      j.response_id);

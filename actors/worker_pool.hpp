@@ -178,7 +178,8 @@ using pool_impl_actor = pool_actor::extend<
   // job id, dispatch attempt, result, what it cost
   caf::reacts_to<atom::done, uint64_t, uint32_t, tokens_with_logprobs, sample_report>,
   caf::reacts_to<atom::failed, uint64_t, uint32_t, caf::error>,
-  // job id, dispatch attempt, response id: the create was answered
+  // job id, dispatch attempt, response id: the create of a job whose body
+  // names this node's webhook receiver was answered (deliveries routable)
   caf::reacts_to<atom::created, uint64_t, uint32_t, std::string>,
   // an authenticated delivery; a refused one (webhook_rejection's name)
   caf::reacts_to<atom::webhook, webhook_delivery>,
