@@ -269,3 +269,27 @@ TEST_CASE("planner: deterministic", "[poll_planner]") {
   }
   CHECK(a.plan("m", "w", 100ms, 2s).offsets == b.plan("m", "w", 100ms, 2s).offsets);
 }
+
+TEST_CASE("planner: a key's plan is reused until 1/32 more observations or other bounds",
+          "[poll_planner]") {
+  adaptive_poll_options o;
+  o.min_samples = 10;
+  poll_planner p{o};
+  for (int i = 0; i < 320; ++i)
+    p.observe("m", "priority", 10s);
+  auto first = p.plan("m", "priority", 500ms, 5s);
+  REQUIRE_FALSE(first.empty());
+  // Fewer than 320 / 32 = 10 new observations: the same plan, even though
+  // they moved the distribution.
+  for (int i = 0; i < 9; ++i)
+    p.observe("m", "priority", 100s);
+  CHECK(p.plan("m", "priority", 500ms, 5s).offsets == first.offsets);
+  // Other bounds: planned again at once.
+  CHECK(p.plan("m", "priority", 2s, 5s).offsets.front() >= 2s);
+  // Enough new observations: planned again from the moved distribution.
+  for (int i = 0; i < 400; ++i)
+    p.observe("m", "priority", 100s);
+  auto moved = p.plan("m", "priority", 500ms, 5s);
+  CHECK(moved.offsets != first.offsets);
+  CHECK(moved.offsets.back() > first.offsets.back());
+}
