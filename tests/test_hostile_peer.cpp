@@ -26,6 +26,7 @@
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/type_ids.hpp"
 #include "support/cluster_fixture.hpp"
+#include "support/lsan_openssl.hpp"
 #include "support/paths.hpp"
 #include "support/process.hpp"
 #include "support/stack_fixture.hpp"
