@@ -14,6 +14,7 @@ import atexit as _atexit
 
 from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
+from ._doctor import doctor
 from ._emulator import Emulator
 from ._types import TokensWithLogprobs
 from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownError,
@@ -26,6 +27,7 @@ __all__ = [
     "TokensWithLogprobs",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
+    "doctor",
     "shutdown",
     "SailError",
     "InvalidArgumentError",

@@ -221,6 +221,25 @@ void apply_breaker(circuit_breaker_options& b, const pyb::dict& d, const std::st
   take(d, "probe_timeout", prefix, b.probe_timeout);
 }
 
+void apply_wire(wire_options& w, const pyb::dict& d, const std::string& prefix) {
+  check_keys(d,
+             {"stop_field", "logprobs", "include_value", "layout", "lora_key", "signed_url_key",
+              "adapter_config_key", "lora_name_key"},
+             prefix);
+  auto take_str = [&](const char* key, std::string& field) {
+    if (auto v = opt_str(d, key, prefix + key))
+      field = *v;
+  };
+  take_str("stop_field", w.stop_field);
+  take_str("logprobs", w.logprobs);
+  take_str("include_value", w.include_value);
+  take_str("layout", w.layout);
+  take_str("lora_key", w.lora_key);
+  take_str("signed_url_key", w.signed_url_key);
+  take_str("adapter_config_key", w.adapter_config_key);
+  take_str("lora_name_key", w.lora_name_key);
+}
+
 void append_key(std::string& out, const std::string& field) {
   out += std::to_string(field.size());
   out += ':';
@@ -375,7 +394,7 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
              {"io_threads", "workers", "max_in_flight", "max_queued", "call_timeout",
               "poll_growth", "poll_jitter", "windows", "default_window", "all_windows",
               "retry", "resolver_retry", "retry_budget", "breaker", "max_connections",
-              "shutdown_grace", "seed", "models"},
+              "shutdown_grace", "seed", "models", "wire"},
              p);
   // The model table (validation.hpp): {"<model>": {"windows": [...], "lora":
   // bool}}, replacing the built-in one.
@@ -422,6 +441,7 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   apply_breaker(opts.pool.breaker, opt_dict(o, "breaker", p + "breaker"), p + "breaker.");
   take(o, "max_connections", p, opts.http.max_connections_per_origin);
   take(o, "shutdown_grace", p, opts.shutdown_grace);
+  apply_wire(opts.wire, opt_dict(o, "wire", p + "wire"), p + "wire.");
   if (auto x = opt_int(o, "seed", p + "seed")) {
     opts.pool.seed = static_cast<uint64_t>(*x);
     opts.resolver.seed = static_cast<uint64_t>(*x);
@@ -433,7 +453,8 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
                              {"pool.default-window.", p + "default_window."},
                              {"pool.", p},
                              {"http.max-connections-per-origin", p + "max_connections"},
-                             {"resolver.", p + "resolver_retry."}});
+                             {"resolver.", p + "resolver_retry."},
+                             {"wire.", p + "wire."}});
   // The endpoint as the runtime will resolve it (SAIL_BASE_URL, SAIL_API_URL
   // or SAIL_MODE); an invalid one is reported by runtime::start.
   auto resolved = opts.resolve_sail_base_url();
