@@ -197,7 +197,7 @@ void check_variant(const variant_case& vc) {
 
 // -- the codec under each setting ----------------------------------------------------
 
-TEST_CASE("wire: the encoder writes each stop field and logprobs switch, and the LoRA key names",
+TEST_CASE("wire: the encoder writes each stop field and logprobs switch and LoRA key name",
           "[wire]") {
   sail::completer_config cfg;
   cfg.model = "m";
@@ -240,7 +240,7 @@ TEST_CASE("wire: the encoder writes each stop field and logprobs switch, and the
   CHECK(field_of(clash.error()) == "metadata.adapter");
 }
 
-TEST_CASE("wire: the decoder reads the top_level layout; validate names the key", "[wire]") {
+TEST_CASE("wire: the decoder reads the top_level layout and validate names the key", "[wire]") {
   const std::string top = R"({"id":"r","status":"completed","output":[{"type":"message",)"
                           R"("content":[{"type":"output_text","text":"ab"}]}],)"
                           R"("token_ids":[5,6],"logprobs":[-0.5,-1.5],"stop_reason":"stop"})";
@@ -272,7 +272,7 @@ TEST_CASE("wire: the decoder reads the top_level layout; validate names the key"
 
 // -- the CLI ---------------------------------------------------------------------------
 
-TEST_CASE("wire: emulate --help lists every variant; doctor --help the exit codes", "[wire]") {
+TEST_CASE("wire: emulate --help lists every variant and doctor --help the exit codes", "[wire]") {
   auto res = cli({"emulate", "--help"});
   CHECK(res.exit_code == 0);
   CHECK(contains(res.out, "--wire-variant reject-include|stop-token-ids|top-level"));
@@ -332,7 +332,7 @@ TEST_CASE("wire: doctor holds with the defaults against the default emulator (ex
   CHECK(emu.requests_to("POST /v1/responses") == 3); // baseline, stop probe, LoRA
 }
 
-TEST_CASE("wire: bad [wire] values exit 2 naming the key (flag and ini file)", "[wire]") {
+TEST_CASE("wire: bad wire values exit 2 naming the key (flag and ini file)", "[wire]") {
   auto flag = cli({"doctor", "--wire.stop-field=stops"});
   CHECK(flag.exit_code == 2);
   CHECK(contains(flag.err, "error: invalid_argument:"));
@@ -357,18 +357,18 @@ TEST_CASE("wire: bad [wire] values exit 2 naming the key (flag and ini file)", "
   CHECK(contains(taken.err, "wire.lora-key"));
 }
 
-TEST_CASE("wire: variant reject-include: doctor recommends logprobs = field; rollout with it",
+TEST_CASE("wire: variant reject-include: doctor recommends logprobs = field and a rollout works with it",
           "[wire]") {
   check_variant({"reject-include", "A2", "refused", "logprobs", "field"});
 }
 
-TEST_CASE("wire: variant stop-token-ids: doctor recommends stop-field = stop_token_ids; "
-          "rollout with it",
+TEST_CASE("wire: variant stop-token-ids: doctor recommends stop-field = stop_token_ids and a "
+          "rollout works with it",
           "[wire]") {
   check_variant({"stop-token-ids", "A1", "ignored", "stop-field", "stop_token_ids"});
 }
 
-TEST_CASE("wire: variant top-level: doctor recommends layout = top_level; rollout with it",
+TEST_CASE("wire: variant top-level: doctor recommends layout = top_level and a rollout works with it",
           "[wire]") {
   check_variant({"top-level", "D1-D4", "elsewhere", "layout", "top_level"});
 }
