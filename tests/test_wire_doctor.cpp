@@ -17,8 +17,10 @@
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/sail_codec.hpp"
 #include "sail_tinker/net/wire_options.hpp"
+#include "sail_tinker/net/wire_doctor.hpp"
 #include "support/cli_process.hpp"
 #include "support/process.hpp"
+#include "support/stack_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
@@ -268,6 +270,69 @@ TEST_CASE("wire: the decoder reads the top_level layout and validate names the k
   CHECK(bad([](auto& x) { x.lora_key = "completion_window"; }) == "wire.lora-key");
   CHECK(bad([](auto& x) { x.lora_name_key = "lora"; }) == "wire.lora-name-key");
   CHECK(bad([](auto& x) { x.signed_url_key = "a b"; }) == "wire.signed-url-key");
+}
+
+// -- in process: every variant at once ------------------------------------------------
+
+TEST_CASE("wire: in process the doctor finds all three settings at once and a runtime "
+          "samples with them",
+          "[wire]") {
+  auto emu_opts = sail::test::test_emulator_options();
+  emu_opts.wire_variants = {sail::emulator::wire_variant::reject_include,
+                            sail::emulator::wire_variant::stop_token_ids,
+                            sail::emulator::wire_variant::top_level};
+  sail::test::stack_fixture stack{emu_opts};
+  sail::doctor_options d;
+  d.base_url = stack.emu.base_url();
+  d.api_key = stack.emu.config().sail_api_key;
+  d.model = rollout_model;
+  d.prompt = rollout_prompt;
+  d.spend = true;
+  auto report = sail::run_doctor(d);
+  REQUIRE(report);
+  INFO(report->to_text());
+  CHECK_FALSE(report->holds);
+  // include refused, field brings logprobs; stop ignored, stop_token_ids stops.
+  CHECK(report->samples_sent == 4);
+  CHECK(stack.emu.snapshot().inference_runs_total == 3);
+  auto found = report->working;
+  CHECK(found.logprobs == "field");
+  CHECK(found.stop_field == "stop_token_ids");
+  CHECK(found.layout == "top_level");
+  CHECK(found.to_ini()
+        == "[wire]\nstop-field = \"stop_token_ids\"\nlogprobs = \"field\"\n"
+           "layout = \"top_level\"\n");
+  d.wire = found;
+  auto again = sail::run_doctor(d);
+  REQUIRE(again);
+  CHECK(again->holds);
+  // A runtime with these settings samples the variant correctly.
+  auto opts = sail::test::test_runtime_options(stack.emu);
+  opts.wire = found;
+  auto rt = sail::runtime::start(stack.sys, opts);
+  REQUIRE(rt);
+  sail::completer_config cfg;
+  cfg.model = rollout_model;
+  cfg.max_tokens = 8;
+  cfg.temperature = 0;
+  auto tc = (*rt)->make_token_completer(cfg);
+  REQUIRE(tc);
+  sail::emulator::sample_params params;
+  params.prompt = rollout_prompt;
+  params.model = rollout_model;
+  params.temperature = 0;
+  params.max_output_tokens = 8;
+  auto stop = rollout_stop(sail::emulator::sample(params, stack.emu.config().seed));
+  params.stop_token_ids = {stop};
+  auto expected = sail::emulator::sample(params, stack.emu.config().seed);
+  auto out = tc->sample(sail::model_input{rollout_prompt}, sail::stop_condition::tokens({stop}))
+               .get();
+  REQUIRE(out);
+  CHECK(std::vector<int64_t>(out->tokens.begin(), out->tokens.end()) == expected.token_ids);
+  REQUIRE(out->maybe_logprobs);
+  CHECK(out->maybe_logprobs->size() == expected.logprobs.size());
+  CHECK(out->stop_reason == "stop");
+  (*rt)->shutdown();
 }
 
 // -- the CLI ---------------------------------------------------------------------------

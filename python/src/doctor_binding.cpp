@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include "convert.hpp"
+#include "delivery.hpp"
 #include "sail_tinker/net/wire_doctor.hpp"
 
 namespace sail::py {
