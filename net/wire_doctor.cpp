@@ -534,7 +534,7 @@ std::string doctor_report::to_text() const {
     if (!c.detail.empty())
       out += "    " + c.detail + '\n';
     if (c.status != 0)
-      out += "    HTTP " + std::to_string(c.status) + ": " + c.body + '\n';
+      out += "    body (HTTP " + std::to_string(c.status) + "): " + c.body + '\n';
     if (!c.setting.empty() && !c.working.empty() && c.working != c.checked)
       out += "    works: " + c.setting + " = \"" + c.working + "\"\n";
   }
