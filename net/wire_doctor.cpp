@@ -51,11 +51,15 @@ public:
   }
 
   ~doctor_session() {
-    client_.reset();
+    // The runtime's order: idle connections closed, the io thread stopped,
+    // then the client.
+    if (client_)
+      client_->close_idle();
     work_.reset();
     io_.stop();
     if (thread_.joinable())
       thread_.join();
+    client_.reset();
   }
 
   caf::error start() {
