@@ -5,6 +5,7 @@ samples the variant correctly (greedy samples are predicted exactly)."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -43,6 +44,21 @@ def test_defaults_hold_against_the_default_emulator():
             "A1": "held", "A2": "held", "D1-D4": "held"}
         assert report["ini"] == "[wire]\n"
         assert report["samples_sent"] == emu.counter("posts") == 2
+
+
+def test_tinker_path_checks_ttl_archive_and_a_lora_sample():
+    with sail_tinker.Emulator() as emu:
+        report = sail_tinker.doctor(yes=True, emulator=emu, model=TOY_MODEL,
+                                    tinker_path="tinker://run-1/sampler_weights/s1",
+                                    adapter_config={"r": 8})
+        assert report["holds"] is True, report
+        verdicts = {c["id"]: c["verdict"] for c in report["checks"]}
+        assert verdicts["tinker-ttl"] == verdicts["tinker-archive"] == verdicts["A3"] == "held"
+        assert emu.checkpoint_ttl("tinker://run-1/sampler_weights/s1") == 3600
+        # Neither key nor the signed URL's query reaches the report.
+        text = json.dumps(report)
+        assert "Signature=" not in text
+        assert emu.api_key not in text and emu.tinker_api_key not in text
 
 
 def test_bad_wire_option_names_the_key():
