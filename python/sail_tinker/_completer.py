@@ -112,6 +112,16 @@ def _is_voyage_context(value: Any) -> bool:
 _MAX_VOYAGES = 64
 
 
+def _positive_int(value: Any, field: str) -> None:
+    """None, or an int > 0 (TypeError / InvalidArgumentError naming field)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int or None, not {type(value).__name__}")
+    if value <= 0:
+        raise InvalidArgumentError(f"{field} must be > 0", field=field)
+
+
 def _voyage_key(voyage: dict | None) -> tuple | None:
     return None if voyage is None else tuple(voyage.get(k) for k in ("id", "span_id", "agent_id"))
 
@@ -184,12 +194,7 @@ class SailTokenCompleter(TokenCompleter):
                 raise TypeError(f"{name} must be a number, not {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a dict of str to str, not {type(metadata).__name__}")
-        if context_window is not None:
-            if isinstance(context_window, bool) or not isinstance(context_window, int):
-                raise TypeError(f"context_window must be an int, "
-                                f"not {type(context_window).__name__}")
-            if context_window <= 0:
-                raise InvalidArgumentError("context_window must be > 0", field="context_window")
+        _positive_int(context_window, "context_window")
         config = {
             "model": model,
             "max_tokens": max_tokens,
@@ -469,12 +474,7 @@ _URL_KEYS = ("url", "signed_url", "archive_url", "checkpoint_archive_url")
 
 async def _signed_url_from_service_client(service_client: Any, tinker_path: str,
                                           ttl_seconds: Any) -> str:
-    if ttl_seconds is not None:
-        if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int):
-            raise TypeError(f"ttl_seconds must be an int or None, "
-                            f"not {type(ttl_seconds).__name__}")
-        if ttl_seconds <= 0:
-            raise InvalidArgumentError("ttl_seconds must be > 0", field="ttl_seconds")
+    _positive_int(ttl_seconds, "ttl_seconds")
 
     def method(obj: Any, name: str) -> Any:
         fn = getattr(obj, name, None)

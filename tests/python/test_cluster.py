@@ -112,3 +112,24 @@ def test_tls_between_trainer_and_node(emu, tmp_path):
         anon.close()
     finally:
         node.close()
+
+
+def test_a_failed_group_member_never_cancels_its_siblings_on_the_nodes(emu):
+    # `serve` fails a whole group on its first failed member (its default
+    # group policy); the binding sends the members as samples of one group,
+    # so the siblings still finish.
+    node = ServeNode(emu)
+    try:
+        c = sail_tinker.SailTokenCompleter(TOY_MODEL, 8, nodes=[node.address],
+                                           cluster_options=CLUSTER)
+        assert c.wait_ready(1, 30)
+        emu.set_faults({"scripted": ["status_500"], "routes": ["create"]})
+        members = asyncio.run(c.sample_group(prompt(1), 3, return_exceptions=True))
+        failed = [m for m in members if isinstance(m, sail_tinker.InferenceHTTPError)]
+        assert len(failed) == 1 and failed[0].status_code == 500
+        assert sum(1 for m in members if isinstance(m, sail_tinker.TokensWithLogprobs)) == 2
+        # One prompt_cache_key for the group.
+        assert len(set(emu.stats()["prompt_cache_keys"].values())) == 1
+        c.close()
+    finally:
+        node.close()
