@@ -122,6 +122,14 @@ def _positive_int(value: Any, field: str) -> None:
         raise InvalidArgumentError(f"{field} must be > 0", field=field)
 
 
+def _add_counts(out: dict, more: dict) -> None:
+    """A completer's own counters added to another's (the pool's are shared)."""
+    for name in ("in_flight", "completed"):
+        out[name] += more[name]
+    for kind, n in more["failed_by_kind"].items():
+        out["failed_by_kind"][kind] = out["failed_by_kind"].get(kind, 0) + n
+
+
 def _voyage_key(voyage: dict | None) -> tuple | None:
     return None if voyage is None else tuple(voyage.get(k) for k in ("id", "span_id", "agent_id"))
 
@@ -256,6 +264,8 @@ class SailTokenCompleter(TokenCompleter):
         self._make = (config, target, make)
         self._voyages = {_voyage_key(config["voyage"]): self._native}
         self._busy: dict[int, int] = {}
+        # The counters of those closed to stay within _MAX_VOYAGES.
+        self._retired = {"in_flight": 0, "completed": 0, "failed_by_kind": {}}
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -335,8 +345,8 @@ class SailTokenCompleter(TokenCompleter):
     def _native_now(self) -> Any:
         """The native completer of this call's voyage (a Voyage-like object's
         attribution as of now)."""
-        if self._voyage_source is None:
-            return self._native
+        if self._voyage_source is None or self._native.closed:
+            return self._native  # a closed completer refuses the call
         voyage = _voyage(self._voyage_source)
         key = _voyage_key(voyage)
         native = self._voyages.get(key)
@@ -348,6 +358,7 @@ class SailTokenCompleter(TokenCompleter):
                 for k, other in list(self._voyages.items()):
                     if other is not self._native and other is not native \
                             and not self._busy.get(id(other)):
+                        _add_counts(self._retired, other.stats())
                         other.close()
                         del self._voyages[k]
         return native
@@ -376,14 +387,11 @@ class SailTokenCompleter(TokenCompleter):
         """The completer's counters (cluster mode: summed over the nodes).
         Blocks briefly (the GIL is released)."""
         out = self._native.stats()
-        for other in self._voyages.values():
-            if other is self._native or other.closed:
-                continue
-            more = other.stats()
-            for name in ("in_flight", "completed"):
-                out[name] += more[name]
-            for kind, n in more["failed_by_kind"].items():
-                out["failed_by_kind"][kind] = out["failed_by_kind"].get(kind, 0) + n
+        if self._voyage_source is not None:
+            _add_counts(out, self._retired)
+            for other in self._voyages.values():
+                if other is not self._native and not other.closed:
+                    _add_counts(out, other.stats())
         return out
 
     def nodes(self) -> list[dict]:

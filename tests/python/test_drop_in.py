@@ -349,3 +349,24 @@ def test_a_failed_group_member_never_cancels_its_siblings(emu):
     st = c.stats()
     assert st["completed"] == 6 and st["in_flight"] == 0
     assert "cancelled" not in st["failed_by_kind"]
+
+
+def test_many_voyages_stay_bounded_and_counted(emu):
+    # More distinct voyages than the completer keeps: idle ones are closed,
+    # their counters kept; a closed completer refuses a new voyage too.
+    voyage = Voyage()
+    c = completer(emu, max_tokens=2, voyage=voyage)
+
+    async def main():
+        for span in range(70):
+            voyage.span = span
+            assert len((await c(prompt(span))).tokens) == 2
+
+    run(main())
+    assert len(c._voyages) <= 65
+    st = c.stats()
+    assert st["completed"] == 70 and st["in_flight"] == 0
+    c.close()
+    voyage.span = 1000
+    with pytest.raises(sail_tinker.SampleCancelledError):
+        run(c(prompt(1)))
