@@ -17,7 +17,7 @@ import pytest
 
 import sail_tinker
 import sail_tinker.tinker
-from conftest import FAST, TOY_MODEL, completer, prompt
+from conftest import TOY_MODEL, completer, prompt
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKES = os.path.join(HERE, "fakes")
@@ -252,7 +252,7 @@ def test_request_logprobs_false_never_yields_logprobs(emu):
             out.logprobs
 
 
-def test_context_window_caps_max_tokens(emu, ):
+def test_context_window_caps_max_tokens(emu):
     toks = prompt(3, n=10)
     c = completer(emu, max_tokens=8, temperature=0.0, context_window=13)
 
