@@ -603,6 +603,10 @@ pyb::dict to_dict(const completer_stats& s) {
   for (auto& [k, v] : s.retries_by_cause)
     retries[pyb::str(k)] = v;
   d["retries_by_cause"] = retries;
+  pyb::dict webhooks;
+  for (auto& [k, v] : s.webhooks)
+    webhooks[pyb::str(k)] = v;
+  d["webhooks"] = webhooks;
   auto& g = s.guard;
   pyb::dict guard;
   guard["breaker"] = g.breaker;

@@ -231,7 +231,7 @@ PYBIND11_MODULE(_native, m) {
         }
         return to_dict(value_or_raise(std::move(s)));
       },
-      "Counters: in_flight, completed, polls, failed_by_kind, retries_by_cause, and guard "
+      "Counters: in_flight, completed, polls, failed_by_kind, retries_by_cause, webhooks, and guard "
       "(the circuit breaker and the retry budget).")
     .def(
       "nodes",
