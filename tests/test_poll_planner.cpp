@@ -1,4 +1,4 @@
-// The adaptive polling planner (issue 13, item 5): a pure component, so its
+// The adaptive polling planner: a pure component, so its
 // rule is checked on exact inputs here; tests/test_webhooks.cpp checks it on
 // the wire (poll arrivals recorded by the emulator).
 #include <catch2/catch.hpp>
