@@ -3,7 +3,7 @@
 // through a weak handle. (Not a "bridge": in this tree that word names the
 // actors that turn callback / future calls into requests, the runtime's
 // token_completer bridge and python/src/bridge.*.) Nothing on the Asio side touches actor state, and a
-// pending call never keeps an actor alive (pitfalls 12 and the guide's §3.3).
+// pending call never keeps an actor alive (nor blocks ~actor_system in CAF 0.17).
 #pragma once
 
 #include <cstdint>

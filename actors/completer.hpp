@@ -51,7 +51,7 @@ struct completer_options {
   caf::error validate(const std::string& prefix = "completer.") const;
 };
 
-/// Validates `cfg` (completer.md rules + the model table) and spawns a
+/// Validates `cfg` (SailTokenCompleter's rules + the model table) and spawns a
 /// completer only if it is valid; otherwise returns the typed error and
 /// spawns nothing. A configuration with tinker_checkpoint needs a resolver.
 caf::expected<completer_actor>

@@ -91,7 +91,7 @@ void http_worker_state::on_step_timer() {
       due.push_back(id);
     }
   }
-  // Collected first: a step may schedule the next one (pitfall 18).
+  // Collected first: a step may schedule the next one into `steps`.
   for (auto id : due)
     if (auto i = jobs.find(id); i != jobs.end())
       next_attempt(i->second);

@@ -5,7 +5,7 @@
 //
 // Why a class rather than CAF 0.17's test coordinator (caf/test/dsl.hpp):
 // the pool's workers do HTTP on Asio threads, which the coordinator does not
-// control (caf-0.17.md §7.2), and the decisions themselves are bookkeeping.
+// control, and the decisions themselves are bookkeeping.
 // As a class they are tested one call at a time with a made-up clock, no
 // actor system, no sockets, nothing timed.
 //
@@ -235,7 +235,7 @@ public:
   template <class Redispatch, class Abandon>
   void restart_slot(size_t slot, Redispatch&& redispatch, Abandon&& abandon) {
     load_[slot] = 0;
-    // Collect first: abandoning erases from the map (pitfall 18).
+    // Collect first: abandoning erases from entries_ being iterated.
     std::vector<uint64_t> orphaned;
     for (auto& [id, e] : entries_)
       if (e.slot == static_cast<int32_t>(slot))

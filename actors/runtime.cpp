@@ -153,7 +153,7 @@ void terminate_all(caf::actor_system& sys, const std::vector<Handle>& actors,
 // -- options --------------------------------------------------------------------------
 
 caf::expected<std::string> sail_host_for_mode(std::string_view mode) {
-  // Sail's Python SDK (sail-facts.md, "Endpoints"; /sdk-configuration).
+  // Sail's Python SDK (https://docs.sailresearch.com/sdk-configuration).
   if (mode == "prod")
     return std::string{default_sail_base_url};
   if (mode == "dev")

@@ -43,8 +43,8 @@ namespace sail {
 /// Default Sail endpoint (SAIL_MODE=prod).
 inline constexpr const char* default_sail_base_url = "https://api.sailresearch.com";
 
-/// The API host of one of Sail's SDK modes (sail-facts.md, "Endpoints": prod,
-/// dev, staging, local); invalid_argument (field SAIL_MODE) for another name.
+/// The API host of one of Sail's SDK modes (prod, dev, staging, local:
+/// https://docs.sailresearch.com/sdk-configuration); invalid_argument (field SAIL_MODE) for another name.
 caf::expected<std::string> sail_host_for_mode(std::string_view mode);
 
 /// A Sail base URL as the runtime uses it: trailing slashes and one trailing

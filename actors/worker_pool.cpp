@@ -30,7 +30,7 @@ std::map<std::string, window_timing> pool_options::default_windows() {
   // First poll, poll cap, default deadline: ASSUMED from Sail's latency
   // targets (/completion-windows, mid 2026: asap immediate; priority about 1
   // min per turn; standard about 5 min; flex best effort). `balanced`
-  // replaced `priority` in Sept 2026 (sail-facts.md) and nobody publishes
+  // replaced `priority` in Sept 2026 (/rate-limits) and nobody publishes
   // its latency: it takes priority's timing. Other names: default_timing.
   // The webhook safety-net polls (first, then interval): GUESS, a few times
   // each window's latency target, so that a webhook (Sail delivers on

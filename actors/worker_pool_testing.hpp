@@ -1,5 +1,5 @@
-// Test hooks of the worker pool, outside every published interface (issue 11
-// item 5). The pool is spawned with them, but spawn_worker_pool and the
+// Test hooks of the worker pool, outside every published interface, so no
+// peer can crash a worker. The pool is spawned with them, but spawn_worker_pool and the
 // runtime hand it out as pool_impl_actor, and no interface a node publishes or
 // hands out (completer_service_actor, completer_actor) carries them; only
 // tests widen a handle to pool_testing_actor (tests/support/pool_testing.hpp).

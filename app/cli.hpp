@@ -85,7 +85,7 @@ caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text);
 std::vector<flag_spec> completer_flags();
 
 /// Builds a completer_config from completer_flags(); checks only the CLI-level
-/// syntax (numbers, k=v); completer.md rules are checked by sail::validate.
+/// syntax (numbers, k=v); the completer's rules are checked by sail::validate.
 caf::expected<completer_config> completer_config_from(const parsed_args& args);
 
 // -- CAF configuration -------------------------------------------------------------

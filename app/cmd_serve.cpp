@@ -6,7 +6,7 @@
 // front), then sample through it. Prometheus /metrics on --metrics-port.
 // Runs until SIGINT/SIGTERM.
 //
-// Exposure (issue 14): a --host that is not loopback needs complete mutual
+// Exposure: a --host that is not loopback needs complete mutual
 // TLS (openssl.certificate, .key, .cafile/.capath), else serve exits 2 naming
 // those keys -- unless --insecure-plaintext is given, which is warned about
 // at every start. /metrics binds the same --host without such a rule: it
@@ -107,7 +107,7 @@ tls_keys configured_tls_keys(const caf::actor_system_config& cfg) {
   return k;
 }
 
-/// The rule for binding off loopback (issue 14): a node whose --host is not
+/// The rule for binding off loopback: a node whose --host is not
 /// loopback needs complete mutual TLS, unless --insecure-plaintext is given.
 /// CAF's BASP trusts its peers: whoever reaches a plaintext node can obtain a
 /// completer and spend the node's Sail key. A partial openssl.* set is refused

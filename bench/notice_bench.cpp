@@ -1,6 +1,6 @@
 // bench/notice_bench: how many GETs a sample costs and how late its result is
 // noticed, with today's fixed polling, adaptive polling and completion
-// webhooks, side by side in one run (issue 13).
+// webhooks, side by side in one run.
 //
 // Each mode gets a fresh emulator and runtime in this process. The samples'
 // latencies come from the emulator's seeded spread (log-uniform between

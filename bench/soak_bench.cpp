@@ -1,5 +1,5 @@
 // bench/soak_bench: no sample lost to transient faults, bounded retry load
-// while Sail is down (issue 14 item 5).
+// while Sail is down.
 //
 // The whole stack (token_completer -> completer -> worker pool -> HTTP client)
 // against the emulator in a forked child process (so the client's RSS is its

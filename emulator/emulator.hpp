@@ -10,8 +10,8 @@
 //
 // The emulator is an independent implementation of the server side (it does
 // not use the project's Sail codec), so the codec can be tested against it.
-// Facts it encodes come from ../shared/contracts/sail-facts.md (cited as
-// "sail-facts") and Sail's OpenAPI document (2026-02-18).
+// Facts it encodes come from Sail's docs (docs.sailresearch.com/<page>, cited
+// as /<page>; docs/wire-contract.md) and OpenAPI document (2026-02-18).
 //
 // Routes:
 //   POST /v1/responses                     Sail create (Bearer auth)
@@ -26,7 +26,7 @@
 //   GET  /_emulator/archive/...            the "signed URL" target (200 bytes)
 //   GET  /_emulator/bytes?n=N              200 with N bytes (capped at 256 MiB)
 //
-// Completion windows (sail-facts: names across 2026): asap, priority,
+// Completion windows (/completion-windows, names across 2026): asap, priority,
 // balanced, standard, flex; anything else is a 400. A LoRA request
 // (metadata.lora or metadata.tinker_lora_signed_url) with asap is a 400 with
 // Sail's live message "lora requests cannot use completion_window=asap";
@@ -66,7 +66,7 @@
 // (options::archive_url_ttl); the Expires header / "expires" field the
 // Tinker route advertises is the same instant rounded DOWN to the second.
 //
-// Webhooks (sail-facts, /webhooks): metadata.completion_webhook (an http://
+// Webhooks (/webhooks): metadata.completion_webhook (an http://
 // or https:// URL; https is verified against options::webhook_ca_file, else
 // the system's CAs) and metadata.webhook_token; on reaching a terminal
 // status the emulator POSTs the GET's JSON with "Authorization: Bearer
@@ -212,7 +212,7 @@ struct fault_settings {
 // -- latency model ------------------------------------------------------------
 
 /// A per-request latency drawn from a seeded spread (emulator only; Sail's
-/// latency varies per request, sail-facts "Measured latency"). The draw
+/// latency varies per request: docs/wire-contract.md, poll timing). The draw
 /// depends on options::seed and the request's Idempotency-Key (or its
 /// response number without one), so a run is reproducible.
 struct latency_spread {
@@ -261,7 +261,7 @@ struct latency_model {
   }
 };
 
-/// The completion windows the emulator knows (sail-facts: 2026 names).
+/// The completion windows the emulator knows (/completion-windows: 2026 names).
 const std::vector<std::string>& known_windows();
 
 /// Status words of non-terminal responses.
@@ -329,7 +329,7 @@ struct options {
   status_vocabulary vocabulary = status_vocabulary::guides;
   /// Windows each model supports; a model not listed supports every known
   /// window. Empty (default): any model, any window. Sail publishes this on
-  /// its pricing page and it changes (sail-facts), so it is configuration.
+  /// its pricing page and it changes (/pricing), so it is configuration.
   std::map<std::string, std::set<std::string>> model_windows;
   /// Entries kept in the request log (0: no log). Oldest go first.
   size_t request_log_capacity = 0;

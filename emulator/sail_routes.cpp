@@ -347,7 +347,7 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
       p.metadata[k] = x;
     }
   }
-  // Sail's live error text (sail-facts: FACT-2nd, PokerBench example).
+  // Sail's live error text (quoted by the public PokerBench example).
   if (p.uses_lora && p.window == "asap")
     return bad("lora requests cannot use completion_window=asap",
                "metadata.completion_window", "unsupported_value");
@@ -358,7 +358,7 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
 }
 
 /// The window a request runs in: the explicit one if the model supports it
-/// (an explicit value never falls back: sail-facts), else a rejection; when
+/// (an explicit value never falls back: docs/wire-contract.md), else a rejection; when
 /// omitted, standard if supported, else flex for background requests if
 /// supported, else the model's first window (OpenAPI RequestMetadata).
 std::variant<std::string, rejection>
@@ -431,8 +431,8 @@ json::object server::impl::render(const response_record& rec,
   auto phase = fresh ? response_phase::queued : rec.phase_at(now);
   bool terminal = phase == response_phase::terminal;
   // Output and billed usage exist once the response is completed or
-  // incomplete (sail-facts: an incomplete response can carry billed usage
-  // and partial output).
+  // incomplete (an incomplete response can carry billed usage and partial
+  // output: docs/wire-contract.md).
   bool has_output = terminal
                     && (rec.outcome == outcome_kind::completed
                         || rec.outcome == outcome_kind::incomplete);

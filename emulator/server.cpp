@@ -48,8 +48,8 @@ response_phase response_record::phase_at(steady::time_point now) const noexcept 
 }
 
 const std::vector<std::string>& known_windows() {
-  // sail-facts: asap/priority/standard/flex (OpenAPI enum, mid 2026) and
-  // asap/balanced/standard/flex (Sept 2026).
+  // Sail's asap/priority/standard/flex (OpenAPI enum, mid 2026) and
+  // asap/balanced/standard/flex (Sept 2026, /completion-windows).
   static const std::vector<std::string> windows{"asap", "priority", "balanced",
                                                 "standard", "flex"};
   return windows;

@@ -1,4 +1,4 @@
-// libFuzzer target for the rollout's input (contracts/rollout-files.md): the
+// libFuzzer target for the rollout's input (rollout/prompts_file.hpp): the
 // prompts file a user hands to `sail-tinker rollout --input`, read by
 // rollout/prompts_file.* -- parse_prompt_line for every line, and the
 // validation pass validate_prompts through a prompts_reader on a file holding

@@ -31,7 +31,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(sail, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(sail, (sail::completer_stats))
   CAF_ADD_TYPE_ID(sail, (sail::completer_actor))
 
-  // Vectors are not implied by the ID-block registration (pitfall 13).
+  // Vectors are not implied by CAF 0.17's ID-block registration: list them.
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::tokens_with_logprobs>))
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::sample_request>))
   CAF_ADD_TYPE_ID(sail, (std::vector<sail::sample_outcome>))

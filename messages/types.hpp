@@ -76,8 +76,8 @@ typename Inspector::result_type inspect(Inspector& f, model_input& x) {
 
 // -- stop condition --------------------------------------------------------------
 
-/// The stop condition as the seed normalises it (completer.md, "A sample
-/// call"): none; token ids (a single int becomes a one-element list); a
+/// The stop condition as Sail's helper normalises it (/sdk-tinker; the
+/// Python stop forms): none; token ids (a single int becomes a one-element list); a
 /// bare string (sent as a string, not wrapped); or a list of strings. Ints
 /// and strings never mix (construction enforces it, and deserialization
 /// refuses a value that breaks it).
@@ -231,7 +231,7 @@ typename Inspector::result_type inspect(Inspector& f, resolve_request& x) {
 
 // -- completer configuration -------------------------------------------------------
 
-/// Everything a completer owns (completer.md, "Completer configuration").
+/// Everything a completer owns (SailTokenCompleter's parameters, /sdk-tinker).
 struct completer_config {
   std::string model;
   int64_t max_tokens = 0;
@@ -290,7 +290,7 @@ typename Inspector::result_type inspect(Inspector& f, completer_config& x) {
 // -- completion webhooks ---------------------------------------------------------
 
 /// Where a sample's completion webhook goes: Sail's metadata.completion_webhook
-/// and metadata.webhook_token (sail-facts, "Webhooks"). Empty url: none.
+/// and metadata.webhook_token (docs.sailresearch.com/webhooks). Empty url: none.
 struct webhook_endpoint {
   std::string url;
   std::string token;

@@ -13,8 +13,8 @@ namespace json = boost::json;
 // -- model table ----------------------------------------------------------------
 
 const model_table& model_table::builtin() {
-  // Only what Sail documents (../shared/contracts/sail-facts.md, "Models,
-  // LoRA serving, windows"). Every other model is unknown: any window, any
+  // Only what Sail documents (docs/wire-contract.md, "Built-in model
+  // table"). Every other model is unknown: any window, any
   // LoRA source, and the server judges (its 4xx comes back as a typed
   // http_error with the body attached). Window support per model is
   // published on Sail's /pricing page and changes, so no window list is
@@ -197,7 +197,7 @@ caf::error validate(const completer_config& cfg, const model_table& models) {
   if (cfg.adapter_config)
     if (auto normalized = normalize_adapter_config(*cfg.adapter_config); !normalized)
       return std::move(normalized.error());
-  // FACT (/completion-windows; the live error text quoted in sail-facts.md):
+  // FACT (/completion-windows; the live error text quoted by PokerBench):
   // a LoRA request of either source cannot use asap.
   if (cfg.uses_lora() && cfg.completion_window == "asap")
     return invalid_argument("completion_window", std::string{lora_asap_message});

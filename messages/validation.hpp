@@ -53,14 +53,14 @@ private:
 };
 
 /// Sail's answer to a LoRA request on the asap window (the live error text,
-/// sail-facts.md); the completer refuses such a configuration with it.
+/// docs/wire-contract.md); the completer refuses such a configuration with it.
 inline constexpr std::string_view lora_asap_message
   = "lora requests cannot use completion_window=asap";
 
 /// Metadata keys the completer sets itself; a user key must not collide.
 const std::vector<std::string>& reserved_metadata_keys();
 
-/// Checks a completer configuration against completer.md and the model table.
+/// Checks a completer configuration against SailTokenCompleter's rules and the model table.
 caf::error validate(const completer_config& cfg,
                     const model_table& models = model_table::builtin());
 

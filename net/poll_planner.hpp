@@ -1,4 +1,4 @@
-// Adaptive polling (issue 13): the pool learns, per (model, completion
+// Adaptive polling: the pool learns, per (model, completion
 // window), the distribution of completion latency from the samples it
 // finished, and plans each new sample's polls around the expected completion.
 // Pure and deterministic: no clock, no randomness (the worker adds jitter).

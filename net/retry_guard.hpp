@@ -1,4 +1,4 @@
-// What keeps the retry load of a whole worker pool bounded (issue 14):
+// What keeps the retry load of a whole worker pool bounded:
 //
 // - retry_budget: retries may be at most `ratio` times the first attempts of
 //   the last `window`, plus a floor of `min_per_second` (Finagle's

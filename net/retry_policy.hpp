@@ -7,8 +7,8 @@
 // time passed in, its contract written here. How many retries a whole pool
 // may send, and whether Sail is up at all, is net/retry_guard.hpp's job.
 //
-// Contract (sources: contracts sail-raw-token.md "Errors and retries",
-// sail-facts.md "Retries", tinker-rest.md)
+// Contract (sources: docs.sailresearch.com/sdk-configuration, /rate-limits,
+// Tinker's Python SDK v0.25.0; docs/wire-contract.md)
 //
 // - Success, one rule per kind (is_success):
 //     sail_create     2xx        sail_poll     2xx

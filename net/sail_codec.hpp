@@ -1,4 +1,4 @@
-// The Sail raw-token wire codec (contracts/sail-raw-token.md): pure functions
+// The Sail raw-token wire codec (docs/wire-contract.md): pure functions
 // that turn a completer configuration plus a sample into a create request,
 // and Sail's JSON responses into typed results or typed errors. No I/O.
 //
@@ -47,7 +47,7 @@ struct create_request {
 /// retry resends exactly the same bytes under the same Idempotency-Key.
 ///
 /// With `webhook` (non-empty), metadata also carries completion_webhook and
-/// webhook_token (sail-facts, "Webhooks"), after the LoRA keys and before
+/// webhook_token (Sail's /webhooks page), after the LoRA keys and before
 /// the user's metadata.
 ///
 /// Headers, in order: Content-Type: application/json, Idempotency-Key, then

@@ -1,6 +1,6 @@
 // The ASSUMED part of the Sail raw-token wire format, in one place.
 //
-// Sail has not published these details (contracts/sail-raw-token.md marks
+// Sail has not published these details (docs/wire-contract.md marks
 // them ASSUMED). Everything the project guesses about the wire lives in the
 // encoder/decoder pair below, so that a correction touches only this header
 // and sail_wire_assumed.cpp:

@@ -1,4 +1,4 @@
-// The Tinker REST codec (contract tinker-rest.md): tinker path parsing, URL
+// The Tinker REST codec (Tinker's Python SDK v0.25.0; docs/wire-contract.md): tinker path parsing, URL
 // building, API key check, TTL body, archive URL unwrapping and error bodies.
 // Pure functions, no I/O.
 #pragma once

@@ -1,5 +1,5 @@
-// The receiver of Sail's completion webhooks (issue 13; sail-facts.md,
-// "Webhooks"): on completion Sail POSTs the same JSON as GET
+// The receiver of Sail's completion webhooks (docs.sailresearch.com/
+// webhooks): on completion Sail POSTs the same JSON as GET
 // /v1/responses/{id} to metadata.completion_webhook with "Authorization:
 // Bearer <metadata.webhook_token>", retries up to 3 times on a non-2xx answer
 // or a network error, and may deliver more than once.

@@ -3,7 +3,7 @@
 // a prompt's members. Being pure functions of (run id, prompt id, member), the
 // same run re-derives the same keys after a crash, so Sail replays a sample it
 // has already accepted instead of running inference again (Sail keeps a key
-// for 24 h, contracts/sail-facts.md).
+// for 24 h, docs/wire-contract.md).
 //
 // Derivation (docs/operations.md, "Keys"):
 //   digest = SHA-256("sail-tinker/rollout/v1" "|" len(run) ":" run

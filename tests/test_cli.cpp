@@ -546,7 +546,7 @@ TEST_CASE("cli: sample sampling and window flags", "[cli][sample]") {
   CHECK(emu.creates() == before);
   // A window name nobody configured goes to the server, which judges it (its
   // 400 comes back typed, body attached): window names changed three times
-  // in 2026 (sail-facts.md).
+  // in 2026 (/completion-windows).
   auto res = cli(sample_args({"--window", "someday"}), emu.sail_env());
   require_failure(res, "http_error");
   CHECK(contains(res.err, "status=400"));
@@ -640,7 +640,7 @@ TEST_CASE("cli: --adapter-config takes a JSON object or a string holding one",
 TEST_CASE("cli: the Sail endpoint from SAIL_BASE_URL, SAIL_API_URL or SAIL_MODE",
           "[cli][sample][facts]") {
   emulate_process emu;
-  // OpenAI-compatible clients are configured with ".../v1" (sail-facts.md).
+  // OpenAI-compatible clients are configured with ".../v1" (/quickstart).
   auto env = emu.sail_env();
   env["SAIL_BASE_URL"] = emu.url + "/v1";
   parse_sample(cli(sample_args(), env));
@@ -1032,7 +1032,7 @@ TEST_CASE("cli: serve argument errors exit 2", "[cli][serve]") {
   require_invalid(cli({"serve", "--model", "Qwen/Qwen3-8B"}, env), "model");
 }
 
-// -- serve off loopback (issue 14) ------------------------------------------------------------
+// -- serve off loopback ------------------------------------------------------------
 
 namespace {
 
@@ -1140,7 +1140,7 @@ TEST_CASE("cli: serve with mutual TLS starts off loopback", "[cli][serve]") {
   CHECK(contains(res.err, "tls=true"));
 }
 
-// -- completion webhooks (issue 13) -------------------------------------------------------------
+// -- completion webhooks -------------------------------------------------------------
 
 TEST_CASE("cli: sample --webhook.enabled gets its result by webhook, without a GET",
           "[cli][sample][webhook]") {

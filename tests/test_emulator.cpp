@@ -1084,7 +1084,7 @@ TEST_CASE("emulator stats JSON") {
   CHECK(f.server.snapshot().count(poll_route, 200) == 0);
 }
 
-// -- windows, LoRA, per-model table (issue 10, items 1-2) ------------------------------
+// -- windows, LoRA, per-model table ------------------------------
 
 TEST_CASE("emulator accepts the 2026 window names, balanced has its own latency") {
   emu::options opts;

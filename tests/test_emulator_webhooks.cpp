@@ -1,4 +1,4 @@
-// The emulator's latency spread and webhook faults (issue 13): a seeded
+// The emulator's latency spread and webhook faults: a seeded
 // per-request latency distribution, dropped / duplicated / late webhooks,
 // completed_at, and https deliveries. Driven over real sockets with a plain
 // HTTP client; the receiving end is a bare http_server that records.

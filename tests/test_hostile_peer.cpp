@@ -53,7 +53,7 @@ template <class... Signatures>
 struct has_crash_hook<caf::typed_actor<Signatures...>>
   : std::disjunction<handles_crash<Signatures>...> {};
 
-// The test hooks are in the testing extension only (issue 11 item 5): not in
+// The test hooks are in the testing extension only: not in
 // what a node publishes or hands out, nor in the pool's or the workers'
 // own interfaces.
 static_assert(has_crash_hook<pool_testing_actor>::value);

@@ -1,5 +1,5 @@
 // The wire against Sail's OpenAPI document, checked by a third-party JSON
-// Schema 2020-12 validator (issue 10, item 11).
+// Schema 2020-12 validator.
 //
 // A run through the client (the runtime and completers, as a trainer uses
 // them) sends every option the client can send -- each completion window
@@ -16,7 +16,7 @@
 //
 // The schema (tests/schema/sail-openapi-2026-02-18.json) is written from the
 // OpenAPI document's facts. Two enums of it lag behind Sail's own 2026 pages
-// (../shared/contracts/sail-facts.md); tests/schema/sail-2026-extensions.json
+// (docs/wire-contract.md); tests/schema/sail-2026-extensions.json
 // widens exactly those and nothing else:
 //   - metadata.completion_window gains `balanced` (Sept 2026 window names);
 //   - ResponseObject.status gains `queued`, `in_progress` (the guides' poll

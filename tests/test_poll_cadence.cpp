@@ -1,5 +1,5 @@
-// Poll cadence per completion window, measured on the wire (issue 10, item
-// 8): the runtime and a completer poll a slow emulator response; the
+// Poll cadence per completion window, measured on the wire:
+// the runtime and a completer poll a slow emulator response; the
 // emulator records when each request arrived, and the gaps between arrivals
 // must follow the pool's configuration for that window:
 //

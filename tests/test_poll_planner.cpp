@@ -1,4 +1,4 @@
-// The adaptive polling planner (issue 13, item 5): a pure component, so its
+// The adaptive polling planner: a pure component, so its
 // rule is checked on exact inputs here; tests/test_webhooks.cpp checks it on
 // the wire (poll arrivals recorded by the emulator).
 #include <catch2/catch.hpp>
@@ -204,7 +204,7 @@ std::vector<caf::timespan> log_uniform(size_t n, double lo, double hi, uint64_t 
 TEST_CASE("planner: on a wide spread, gaps stretch past max_poll where little "
           "mass lies, up to max_gap_factor x max_poll",
           "[poll_planner]") {
-  // Log-uniform 5-120 s (the issue's spread): half the mass lies below 25 s.
+  // Log-uniform 5-120 s (notice_bench's wide spread): half the mass lies below 25 s.
   // With the window's max_poll (5 s) as the cap, every gap after ~30 s sits
   // at the cap and a 60 s sample costs 12 GETs; with 2.5 x it costs <= 8.
   auto ls = log_uniform(2000, 5, 120, 4);

@@ -1,5 +1,5 @@
-// The one retry path (net/retry_policy.hpp; contracts sail-raw-token.md
-// "Errors and retries", sail-facts.md "Retries", tinker-rest.md): the success
+// The one retry path (net/retry_policy.hpp; docs/wire-contract.md, "Errors
+// and retries", and its table of sources): the success
 // rule per call kind, the classification of failures, backoff, Retry-After,
 // the deadline bound of judge(), and the HTTP-date / ISO-8601 parsers it
 // shares with the Tinker codec. Pure functions: `now` is injected, no timing

@@ -1,5 +1,5 @@
 // The one retry path through the path a user takes: completer -> worker pool
-// -> worker -> emulator over loopback sockets (issue 14 items 1 and 2).
+// -> worker -> emulator over loopback sockets.
 // Attempts are counted by the emulator (stats.arrivals per Idempotency-Key),
 // inference runs per key stay 1, and the waits are on events (futures, the
 // emulator's wait_until, the pool's breaker listener), never on time.

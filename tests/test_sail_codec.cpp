@@ -1,5 +1,5 @@
-// Golden tests of the Sail wire codec (contracts/sail-raw-token.md and the
-// output rules of contracts/completer.md): literal expected bodies for the
+// Golden tests of the Sail wire codec (docs/wire-contract.md and the
+// output rules of Sail's SailTokenCompleter): literal expected bodies for the
 // create request, literal response bodies for every decoding rule and every
 // malformed case. Each malformed case asserts the error kind and that the
 // offending body is attached.
@@ -1043,7 +1043,7 @@ TEST_CASE("golden files: decode_state of every response body", "[sail_codec][gol
   }
 }
 
-// -- completion webhooks (issue 13) ---------------------------------------------------
+// -- completion webhooks ---------------------------------------------------
 
 TEST_CASE("create body: a webhook goes into metadata after the LoRA keys, before user "
           "metadata",

@@ -1,5 +1,5 @@
-// The Tinker REST codec (contract tinker-rest.md; completer.md
-// "get_tinker_checkpoint_signed_url"): literal inputs for every rule.
+// The Tinker REST codec (docs/wire-contract.md, "Tinker"; Sail's
+// get_tinker_checkpoint_signed_url_async, /sdk-tinker): literal inputs for every rule.
 #include <catch2/catch.hpp>
 
 #include <string>

@@ -1,4 +1,4 @@
-// completer.md's configuration rules and the sample-input rules, one named
+// SailTokenCompleter's configuration rules and the sample-input rules, one named
 // test per rule. Every failure is invalid_argument naming the field.
 #include <catch2/catch.hpp>
 
@@ -37,7 +37,7 @@ constexpr double not_a_number = std::numeric_limits<double>::quiet_NaN();
 
 } // namespace
 
-TEST_CASE("config: defaults match completer.md", "[validation][config]") {
+TEST_CASE("config: defaults match SailTokenCompleter's", "[validation][config]") {
   completer_config cfg;
   CHECK(cfg.temperature == 1.0);
   CHECK(cfg.top_p == 1.0);
@@ -201,7 +201,7 @@ TEST_CASE("config: user metadata must not collide with keys the completer sets",
   auto cfg = base_config();
   cfg.metadata = {{"experiment", "a"}};
   CHECK(!validate(cfg));
-  // The webhook keys are the completer's since issue 13 (its receiver, or the
+  // The webhook keys are the completer's (its receiver, or the
   // endpoint pinned in sample_request::webhook); user metadata cannot set them.
   for (auto key : {"completion_webhook", "webhook_token"}) {
     cfg.metadata = {{"experiment", "a"}, {key, "https://hook.example/x"}};

@@ -1,4 +1,4 @@
-// The webhook receiver on real loopback sockets (issue 13, items 1 and 2): the
+// The webhook receiver on real loopback sockets: the
 // token check (401, nothing handed on), routes, bounded and malformed bodies
 // (typed, counted), TLS, the token's format and secrecy, the listener rules,
 // and concurrent deliveries (also run under ASan: scripts/test's sanitizer

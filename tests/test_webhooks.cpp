@@ -1,5 +1,5 @@
-// Completion webhooks and adaptive polling through the whole in-process stack
-// (issue 13): a spawned completer against the emulator, which delivers its
+// Completion webhooks and adaptive polling through the whole in-process stack:
+// a spawned completer against the emulator, which delivers its
 // webhooks to the runtime's receiver over real loopback sockets. Covers the
 // token check, duplicate / late / unknown / oversized / malformed deliveries,
 // lost webhooks falling back to polling, terminal outcomes mapped as for polls,
@@ -180,8 +180,8 @@ TEST_CASE("webhooks: results arrive by webhook, no GET before the safety net",
   CHECK(ps.polls == 0);
   REQUIRE(ps.polls_per_sample.size() == polls_buckets.size() + 1);
   CHECK(ps.polls_per_sample[0] == n); // every sample: 0 GETs
-  // The create body names the receiver and carries the token (sail-facts,
-  // "Webhooks"); the token reaches nothing the completer reports.
+  // The create body names the receiver and carries the token (Sail's
+  // /webhooks page); the token reaches nothing the completer reports.
   for (auto& e : f.emu.request_log()) {
     if (e.method != "POST")
       continue;

@@ -1,10 +1,10 @@
 // Response states and groups on the wire, end to end: the runtime and a
-// completer against the emulator over loopback (issue 10, items 6, 7, 9).
+// completer against the emulator over loopback.
 //
 // Every state in both status vocabularies (guides: queued / in_progress,
 // openapi: pending / running; terminal completed / incomplete / failed /
 // cancelled, triggered by the emulator_outcome metadata key) with the typed
-// outcome the contract (contracts/sail-raw-token.md) gives it:
+// outcome docs/wire-contract.md gives it:
 //   completed  -> a result with the part's stop_reason
 //   incomplete -> a result with stop_reason "length" (decoding rule D4:
 //                 incomplete_details.reason == "max_output_tokens")

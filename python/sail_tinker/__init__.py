@@ -6,6 +6,9 @@ cluster of service nodes) as an asyncio TokenCompleter.
     out = await completer(model_input, stop=["\\n"])   # TokensWithLogprobs
     out.tokens, out.maybe_logprobs, out.stop_reason
 
+Scripts written against Sail's ``sail.tinker`` import from
+``sail_tinker.tinker`` instead (same names).
+
 See docs/python.md.
 """
 from __future__ import annotations
@@ -16,15 +19,17 @@ from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
 from ._doctor import doctor
 from ._emulator import Emulator
-from ._types import TokensWithLogprobs
-from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownError,
-                     NotConfiguredError, OverloadedError, SailError, SailTimeoutError,
-                     SailIOError, SampleCancelledError, TransportError, UnavailableError,
-                     _from_native)
+from ._types import USES_TINKER_COOKBOOK, TokenCompleter, TokensWithLogprobs
+from .errors import (HTTPError, InferenceError, InferenceHTTPError, InvalidArgumentError,
+                     NodeDownError, NotConfiguredError, OverloadedError, SailError,
+                     SailTimeoutError, SailIOError, SampleCancelledError, TransportError,
+                     UnavailableError, _from_native)
 
 __all__ = [
     "SailTokenCompleter",
     "TokensWithLogprobs",
+    "TokenCompleter",
+    "USES_TINKER_COOKBOOK",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
     "doctor",
@@ -32,6 +37,7 @@ __all__ = [
     "SailError",
     "InvalidArgumentError",
     "InferenceError",
+    "InferenceHTTPError",
     "HTTPError",
     "SailTimeoutError",
     "OverloadedError",

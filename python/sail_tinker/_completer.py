@@ -8,7 +8,8 @@ import weakref
 from typing import Any, Mapping, Sequence
 
 from . import _native
-from ._types import TokensWithLogprobs
+from ._types import TokenCompleter, TokensWithLogprobs
+from .errors import InferenceError, InvalidArgumentError
 
 __all__ = ["SailTokenCompleter", "get_tinker_checkpoint_signed_url_async", "shutdown"]
 
@@ -70,10 +71,67 @@ def _voyage(value: Any) -> dict | None:
         if unknown:
             raise ValueError(f"voyage has unknown keys: {sorted(unknown)}")
         return {k: value.get(k) for k in ("id", "span_id", "agent_id")}
+    if callable(getattr(value, "headers", None)):
+        return _voyage_headers(value.headers())
     if hasattr(value, "id"):
         return {k: getattr(value, k, None) for k in ("id", "span_id", "agent_id")}
-    raise TypeError(f"voyage must be a dict, an object with .id, or an id string, "
-                    f"not {type(value).__name__}")
+    raise TypeError(f"voyage must be a dict, an object with .id or .headers(), or an id "
+                    f"string, not {type(value).__name__}")
+
+
+# The attribution headers (docs/wire-contract.md) and the fields they carry.
+_VOYAGE_HEADERS = {"x-sail-voyage-id": "id", "x-sail-voyage-span-id": "span_id",
+                   "x-sail-voyage-agent-id": "agent_id"}
+
+
+def _voyage_headers(headers: Any) -> dict | None:
+    """A Voyage's headers() (None or empty: no voyage for this call)."""
+    if not headers:
+        return None
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"voyage.headers() must return a dict, not {type(headers).__name__}")
+    out: dict = {"id": None, "span_id": None, "agent_id": None}
+    for name, value in headers.items():
+        field = _VOYAGE_HEADERS.get(str(name).lower())
+        if field is None:
+            raise InvalidArgumentError(f"voyage header {name!r} is not one the completer sends "
+                                       f"({', '.join(sorted(_VOYAGE_HEADERS))})", field="voyage")
+        out[field] = value
+    return out
+
+
+def _is_voyage_context(value: Any) -> bool:
+    """A Voyage-like object: its attribution is read anew on every call (Sail's
+    SDK computes the headers per call, https://docs.sailresearch.com/voyages-sdk-inference);
+    the dict and str forms are fixed."""
+    return value is not None and not isinstance(value, (str, Mapping))
+
+
+# Distinct voyages of one completer with their own native completer, at most
+# (idle ones beyond this are closed).
+_MAX_VOYAGES = 64
+
+
+def _positive_int(value: Any, field: str) -> None:
+    """None, or an int > 0 (TypeError / InvalidArgumentError naming field)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{field} must be an int or None, not {type(value).__name__}")
+    if value <= 0:
+        raise InvalidArgumentError(f"{field} must be > 0", field=field)
+
+
+def _add_counts(out: dict, more: dict) -> None:
+    """A completer's own counters added to another's (the pool's are shared)."""
+    for name in ("in_flight", "completed"):
+        out[name] += more[name]
+    for kind, n in more["failed_by_kind"].items():
+        out["failed_by_kind"][kind] = out["failed_by_kind"].get(kind, 0) + n
+
+
+def _voyage_key(voyage: dict | None) -> tuple | None:
+    return None if voyage is None else tuple(voyage.get(k) for k in ("id", "span_id", "agent_id"))
 
 
 def _options(value: Mapping | None, name: str) -> dict:
@@ -86,8 +144,12 @@ def _options(value: Mapping | None, name: str) -> dict:
             for k, v in sorted(value.items())}
 
 
-class SailTokenCompleter:
+class SailTokenCompleter(TokenCompleter):
     """Token ids in, sampled token ids + logprobs + stop reason out.
+
+    A tinker-cookbook ``TokenCompleter`` returning its ``TokensWithLogprobs``
+    when tinker_cookbook is importable (otherwise the binding's classes of
+    the same shape).
 
     The seed's parameters and defaults (model, max_tokens, temperature=1.0,
     top_p=1.0, completion_window="priority", lora, tinker_lora_signed_url,
@@ -106,7 +168,8 @@ class SailTokenCompleter:
       ``tls=True/False`` to force encryption on or off).
 
     ``runtime_options`` / ``cluster_options`` tune the pool and the cluster
-    (see docs/python.md).
+    (see docs/python.md). ``context_window=`` caps each call's max_tokens so
+    that prompt + max_tokens fits, as tinker-cookbook's TinkerTokenCompleter.
     """
 
     def __init__(self, model: str, max_tokens: int, temperature: float = 1.0,
@@ -128,7 +191,8 @@ class SailTokenCompleter:
                  tls: bool | None = None,
                  tls_certificate: str | None = None, tls_key: str | None = None,
                  tls_cafile: str | None = None,
-                 cluster_options: Mapping | None = None) -> None:
+                 cluster_options: Mapping | None = None,
+                 context_window: int | None = None) -> None:
         if not isinstance(model, str):
             raise TypeError(f"model must be a str, not {type(model).__name__}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
@@ -138,6 +202,7 @@ class SailTokenCompleter:
                 raise TypeError(f"{name} must be a number, not {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a dict of str to str, not {type(metadata).__name__}")
+        _positive_int(context_window, "context_window")
         config = {
             "model": model,
             "max_tokens": max_tokens,
@@ -166,6 +231,9 @@ class SailTokenCompleter:
         self.temperature = temperature
         self.top_p = top_p
         self.completion_window = completion_window
+        self.context_window = context_window
+        self.request_logprobs = request_logprobs
+        self._voyage_source = voyage if _is_voyage_context(voyage) else None
         if nodes is not None:
             if base_url is not None or api_key is not None or runtime_options is not None:
                 raise ValueError("nodes= sends samples to service nodes (which hold the Sail "
@@ -178,7 +246,7 @@ class SailTokenCompleter:
                 "tls_cafile": tls_cafile,
                 "options": _options(cluster_options, "cluster_options"),
             }
-            self._native = _native.cluster_completer(config, target)
+            make = _native.cluster_completer
         else:
             if tls is not None or tls_certificate or tls_key or tls_cafile or cluster_options:
                 raise ValueError("TLS and cluster options apply to nodes= only")
@@ -189,7 +257,15 @@ class SailTokenCompleter:
                 "tinker_api_key": tinker_api_key,
                 "options": _options(runtime_options, "runtime_options"),
             }
-            self._native = _native.local_completer(config, target)
+            make = _native.local_completer
+        self._native = make(config, target)
+        # Per distinct voyage of a Voyage-like object: (config, target, maker)
+        # make the others, kept with their calls in flight.
+        self._make = (config, target, make)
+        self._voyages = {_voyage_key(config["voyage"]): self._native}
+        self._busy: dict[int, int] = {}
+        # The counters of those closed to stay within _MAX_VOYAGES.
+        self._retired = {"in_flight": 0, "completed": 0, "failed_by_kind": {}}
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -199,27 +275,103 @@ class SailTokenCompleter:
         ``stop``: None, an int, a str, a list of ints or a list of strs;
         ``max_tokens``: a per-call cap (the effective cap is the smaller one).
         Cancelling the awaiting task cancels the sample."""
+        prompt = _prompt(model_input)
+        max_tokens = self._cap(prompt, max_tokens)
+        native = self._native_now()
         loop = asyncio.get_running_loop()
-        fut, key = _dispatcher(loop).sample(loop, self._native, _prompt(model_input), stop,
-                                            max_tokens)
+        fut, key = _dispatcher(loop).sample(loop, native, prompt, stop, max_tokens)
+        self._enter(native)
         try:
-            return await fut
+            return self._result(await fut)
         except asyncio.CancelledError:
-            self._native.cancel(key)
+            native.cancel(key)
             raise
+        finally:
+            self._leave(native)
 
     async def sample_group(self, model_input: Any, n: int, stop: Any = None,
-                           max_tokens: int | None = None) -> list[TokensWithLogprobs]:
-        """n samples of one prompt (one prompt_cache_key): GRPO's group. Fails
-        with the first member's error (the others are cancelled)."""
+                           max_tokens: int | None = None, *,
+                           return_exceptions: bool = False) -> list[Any]:
+        """n samples of one prompt (one prompt_cache_key): GRPO's group. A
+        failed member never cancels its siblings (Sail bills them anyway):
+        the call waits for every member, then raises the first failed
+        member's error, or with ``return_exceptions=True`` returns the
+        failures in place of their members. Cancelling the awaiting task
+        cancels the whole group."""
+        prompt = _prompt(model_input)
+        max_tokens = self._cap(prompt, max_tokens)
+        native = self._native_now()
         loop = asyncio.get_running_loop()
-        fut, group = _dispatcher(loop).sample_group(loop, self._native, _prompt(model_input), n,
-                                                    stop, max_tokens)
+        futures, group = _dispatcher(loop).sample_group(loop, native, prompt, n, stop,
+                                                        max_tokens)
+        self._enter(native)
         try:
-            return await fut
+            members = await asyncio.gather(*futures, return_exceptions=True)
         except asyncio.CancelledError:
-            self._native.cancel(group)
+            native.cancel(group)
             raise
+        finally:
+            self._leave(native)
+        members = [m if isinstance(m, BaseException) else self._result(m) for m in members]
+        if not return_exceptions:
+            for m in members:
+                if isinstance(m, BaseException):
+                    raise m
+        return members
+
+    def _cap(self, prompt: Any, max_tokens: Any) -> Any:
+        """The per-call cap with context_window: prompt + max_tokens fits."""
+        if self.context_window is None or not isinstance(prompt, Sequence) \
+                or isinstance(prompt, str):
+            return max_tokens
+        room = self.context_window - len(prompt)
+        if room <= 0:
+            raise InvalidArgumentError(f"Prompt length ({len(prompt)}) exceeds context window "
+                                       f"({self.context_window}). No room for generation.",
+                                       field="context_window")
+        if max_tokens is None:
+            return min(room, self.max_tokens)
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            return max_tokens  # the type error is the native call's
+        return min(max_tokens, room)
+
+    def _result(self, out: Any) -> Any:
+        # Without request_logprobs a result never carries logprobs, whatever
+        # the response held.
+        if not self.request_logprobs and out.maybe_logprobs is not None:
+            out.maybe_logprobs = None
+        return out
+
+    def _native_now(self) -> Any:
+        """The native completer of this call's voyage (a Voyage-like object's
+        attribution as of now)."""
+        if self._voyage_source is None or self._native.closed:
+            return self._native  # a closed completer refuses the call
+        voyage = _voyage(self._voyage_source)
+        key = _voyage_key(voyage)
+        native = self._voyages.get(key)
+        if native is None:
+            config, target, make = self._make
+            native = make({**config, "voyage": voyage}, target)
+            self._voyages[key] = native
+            if len(self._voyages) > _MAX_VOYAGES:
+                for k, other in list(self._voyages.items()):
+                    if other is not self._native and other is not native \
+                            and not self._busy.get(id(other)):
+                        _add_counts(self._retired, other.stats())
+                        other.close()
+                        del self._voyages[k]
+        return native
+
+    def _enter(self, native: Any) -> None:
+        self._busy[id(native)] = self._busy.get(id(native), 0) + 1
+
+    def _leave(self, native: Any) -> None:
+        left = self._busy[id(native)] - 1
+        if left:
+            self._busy[id(native)] = left
+        else:
+            del self._busy[id(native)]
 
     # -- introspection --------------------------------------------------------------------
 
@@ -234,7 +386,13 @@ class SailTokenCompleter:
     def stats(self) -> dict:
         """The completer's counters (cluster mode: summed over the nodes).
         Blocks briefly (the GIL is released)."""
-        return self._native.stats()
+        out = self._native.stats()
+        if self._voyage_source is not None:
+            _add_counts(out, self._retired)
+            for other in self._voyages.values():
+                if other is not self._native and not other.closed:
+                    _add_counts(out, other.stats())
+        return out
 
     def nodes(self) -> list[dict]:
         """Cluster mode: each node's address, state, in_flight, completed,
@@ -250,10 +408,11 @@ class SailTokenCompleter:
     def close(self) -> None:
         """Ends this completer: open samples fail with SampleCancelledError; a
         cluster shuts down with its last completer. Idempotent."""
-        self._native.close()
+        for native in list(self._voyages.values()):
+            native.close()
 
     async def aclose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._native.close)
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
 
     def __enter__(self) -> "SailTokenCompleter":
         return self
@@ -273,22 +432,81 @@ class SailTokenCompleter:
                 f"completion_window={self.completion_window!r}, {where})")
 
 
-async def get_tinker_checkpoint_signed_url_async(tinker_path: str,
+async def get_tinker_checkpoint_signed_url_async(service_client: Any = None,
+                                                 tinker_path: Any = None,
                                                  ttl_seconds: int | None = None, *,
                                                  base_url: str | None = None,
                                                  api_key: str | None = None,
                                                  options: Mapping | None = None) -> str:
     """The signed archive URL of a Tinker checkpoint ("tinker://run/kind/name"),
-    setting its TTL first when ttl_seconds is given. TINKER_API_KEY and
-    TINKER_BASE_URL as the C++ resolver (``base_url=`` / ``api_key=``
-    override). Feed the result to SailTokenCompleter(tinker_lora_signed_url=)."""
+    setting its TTL first when ttl_seconds is given. Feed the result to
+    SailTokenCompleter(tinker_lora_signed_url=).
+
+    As Sail's helper (https://docs.sailresearch.com/sdk-tinker): given a Tinker
+    ``ServiceClient`` (anything with ``create_rest_client()``), its REST
+    client's ``set_checkpoint_ttl_from_tinker_path_async(tinker_path,
+    ttl_seconds)`` runs first when ttl_seconds is given, then
+    ``get_checkpoint_archive_url_from_tinker_path_async(tinker_path)``; the URL
+    is unwrapped from a bare string or ``url`` / ``signed_url`` /
+    ``archive_url`` / ``checkpoint_archive_url`` of an object or mapping.
+    InferenceError when the client lacks those methods or the answer holds
+    no URL.
+
+    With ``service_client=None`` -- or the binding's earlier form
+    ``(tinker_path, ttl_seconds)`` -- the C++ resolver does the work
+    (retries, "still building" waits, the URL cache): TINKER_API_KEY and
+    TINKER_BASE_URL as the C++ resolver, ``base_url=`` / ``api_key=``
+    override."""
+    if isinstance(service_client, str):
+        # (tinker_path, ttl_seconds) positionally, the earlier form.
+        if tinker_path is not None and ttl_seconds is not None:
+            raise TypeError("ttl_seconds given twice")
+        service_client, tinker_path, ttl_seconds = None, service_client, (
+            tinker_path if tinker_path is not None else ttl_seconds)
     if not isinstance(tinker_path, str):
         raise TypeError(f"tinker_path must be a str, not {type(tinker_path).__name__}")
+    if service_client is not None:
+        if base_url is not None or api_key is not None or options is not None:
+            raise ValueError("base_url, api_key and options configure the built-in resolver; "
+                             "a service_client brings its own")
+        return await _signed_url_from_service_client(service_client, tinker_path, ttl_seconds)
     loop = asyncio.get_running_loop()
     target = {"base_url": base_url, "api_key": api_key,
               "options": _options(options, "options")}
     resolver = await loop.run_in_executor(None, _native.resolver, target)
     return await _dispatcher(loop).resolve(loop, resolver, tinker_path, ttl_seconds)
+
+
+_URL_KEYS = ("url", "signed_url", "archive_url", "checkpoint_archive_url")
+
+
+async def _signed_url_from_service_client(service_client: Any, tinker_path: str,
+                                          ttl_seconds: Any) -> str:
+    _positive_int(ttl_seconds, "ttl_seconds")
+
+    def method(obj: Any, name: str) -> Any:
+        fn = getattr(obj, name, None)
+        if not callable(fn):
+            raise InferenceError(f"the Tinker client ({type(obj).__name__}) has no {name}()",
+                                 field=name)
+        return fn
+
+    rest = method(service_client, "create_rest_client")()
+    if ttl_seconds is not None:
+        await method(rest, "set_checkpoint_ttl_from_tinker_path_async")(tinker_path, ttl_seconds)
+    answer = await method(rest, "get_checkpoint_archive_url_from_tinker_path_async")(tinker_path)
+    url = answer if isinstance(answer, str) else None
+    for key in _URL_KEYS if url is None else ():
+        value = answer.get(key) if isinstance(answer, Mapping) else getattr(answer, key, None)
+        if isinstance(value, str) and value:
+            url = value
+            break
+    if not url:
+        # The answer itself is not shown: it may hold secrets in fields we do
+        # not know.
+        raise InferenceError(f"the Tinker archive answer ({type(answer).__name__}) holds no URL "
+                             f"({', '.join(_URL_KEYS)})")
+    return url
 
 
 def shutdown() -> None:

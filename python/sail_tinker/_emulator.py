@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from typing import Any, Iterable, Mapping
 
 from . import _native
@@ -40,6 +42,7 @@ class Emulator:
                  vocabulary: str | None = None,
                  model_windows: Mapping[str, Iterable[str]] | None = None,
                  record_arrivals: bool | None = None,
+                 request_log_capacity: int | None = None,
                  wire_variants: Iterable[str] | None = None,
                  host: str | None = None, port: int | None = None) -> None:
         options = {
@@ -58,6 +61,7 @@ class Emulator:
             "model_windows": ({m: set(ws) for m, ws in model_windows.items()}
                               if model_windows is not None else None),
             "record_arrivals": record_arrivals,
+            "request_log_capacity": request_log_capacity,
             "wire_variants": list(wire_variants) if wire_variants is not None else None,
             "host": host,
             "port": port,
@@ -95,6 +99,15 @@ class Emulator:
         inference_runs_total, max_runs_per_key, faults, posts_per_key,
         polls_per_response {response id: n}, responses, tinker_calls, ..."""
         return self._native.stats()
+
+    def request_log(self) -> list[dict]:
+        """The request log (``request_log_capacity=`` entries, off by default):
+        per request method, target, route, status, headers (Idempotency-Key,
+        X-Sail-Voyage-*), request_body and response_body, read from the
+        emulator's /_emulator/requests route. Holds signed URLs verbatim:
+        test data."""
+        with urllib.request.urlopen(self.base_url + "/_emulator/requests", timeout=30) as r:
+            return json.loads(r.read())
 
     def counter(self, name: str, key: str = "") -> int:
         """posts, polls, inference_runs, responses, tinker_calls, posts_of

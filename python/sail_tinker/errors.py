@@ -6,13 +6,23 @@ Every error is a SailError with ``kind`` (the C++ errc name), ``message``,
 offending response body, secrets redacted, or ""). Classes that have a
 natural builtin counterpart also derive from it, so that ``except
 ValueError`` keeps working for the seed's ValueError cases.
+
+The hierarchy follows Sail's SDK (https://docs.sailresearch.com/voyages-sdk-errors):
+``SailError`` > ``InferenceError`` > ``InferenceHTTPError`` (``status_code``,
+``response``). Every failure of an inference call is an ``InferenceError``:
+the finer classes (timeout, transport, overloaded, ...) derive from it.
+``InferenceError.response`` is the offending response parsed as a dict
+(redacted), or its raw text when it does not parse, or None.
 """
 from __future__ import annotations
+
+import json
 
 __all__ = [
     "SailError",
     "InvalidArgumentError",
     "InferenceError",
+    "InferenceHTTPError",
     "HTTPError",
     "SailTimeoutError",
     "OverloadedError",
@@ -52,6 +62,18 @@ class SailError(Exception):
     def __reduce__(self):
         return (_rebuild, (self.kind, self.message, self.field, self.http_status, self.body))
 
+    @property
+    def response(self) -> dict | str | None:
+        """The offending response (secrets redacted): the body parsed as JSON
+        when it holds an object, else its raw text; None without a body."""
+        if not self.body:
+            return None
+        try:
+            doc = json.loads(self.body)
+        except ValueError:
+            return self.body
+        return doc if isinstance(doc, dict) else self.body
+
 
 class InvalidArgumentError(SailError, ValueError):
     """Bad configuration or input (the seed's ValueError cases)."""
@@ -60,37 +82,54 @@ class InvalidArgumentError(SailError, ValueError):
 
 
 class InferenceError(SailError):
-    """A malformed Sail/Tinker response or a failed inference task; ``body``
-    holds the offending response (redacted)."""
+    """Every failure of an inference call (Sail's SDK's InferenceError). As
+    this class itself: a malformed Sail/Tinker response or a failed inference
+    task; ``response`` is the offending response as a dict (with its ``id``),
+    ``body`` its redacted text."""
 
     kind = "inference_error"
 
 
-class HTTPError(SailError):
-    """A non-2xx HTTP status after retries; ``http_status`` and ``body`` set."""
+class InferenceHTTPError(InferenceError):
+    """A non-2xx HTTP status after retries (Sail's SDK's InferenceHTTPError):
+    ``status_code`` and ``response`` (the parsed error body, or None).
+    ``http_status`` / ``body`` are the same values; ``HTTPError`` is this class."""
 
     kind = "http_error"
 
+    @property
+    def status_code(self) -> int | None:
+        return self.http_status
 
-class SailTimeoutError(SailError, TimeoutError):
+    @property
+    def response(self) -> dict | None:
+        doc = super().response
+        return doc if isinstance(doc, dict) else None
+
+
+# The binding's earlier name of the class.
+HTTPError = InferenceHTTPError
+
+
+class SailTimeoutError(InferenceError, TimeoutError):
     """A deadline expired (per HTTP call, or the sample's window deadline)."""
 
     kind = "timeout"
 
 
-class OverloadedError(SailError):
+class OverloadedError(InferenceError):
     """Admission refused: too much work queued. The caller may retry."""
 
     kind = "overloaded"
 
 
-class TransportError(SailError, ConnectionError):
+class TransportError(InferenceError, ConnectionError):
     """Connection, TLS or protocol failure below HTTP."""
 
     kind = "transport_error"
 
 
-class SampleCancelledError(SailError):
+class SampleCancelledError(InferenceError):
     """The sample was cancelled on the C++ side (its completer was closed or
     sail_tinker shut down). A cancelled asyncio task sees
     asyncio.CancelledError instead."""
@@ -98,13 +137,14 @@ class SampleCancelledError(SailError):
     kind = "cancelled"
 
 
-class NotConfiguredError(SailError):
-    """A required setting (API key, endpoint, resolver) is missing."""
+class NotConfiguredError(InferenceError):
+    """A required setting (API key, endpoint, resolver) is missing. An
+    InferenceError, as Sail's SDK raises for a missing API key."""
 
     kind = "not_configured"
 
 
-class NodeDownError(SailError):
+class NodeDownError(InferenceError):
     """The service node that held the work is gone and no other took it."""
 
     kind = "node_down"
@@ -116,7 +156,7 @@ class SailIOError(SailError, OSError):
     kind = "io_error"
 
 
-class UnavailableError(SailError):
+class UnavailableError(InferenceError):
     """Sail is failing: the pool's circuit breaker is open, so new work is
     refused at once (the message says when it probes next). Unlike
     OverloadedError, another node of the cluster would see the same Sail."""
@@ -125,7 +165,7 @@ class UnavailableError(SailError):
 
 
 _BY_KIND = {cls.kind: cls for cls in (
-    InvalidArgumentError, InferenceError, HTTPError, SailTimeoutError, OverloadedError,
+    InvalidArgumentError, InferenceError, InferenceHTTPError, SailTimeoutError, OverloadedError,
     TransportError, SampleCancelledError, NotConfiguredError, NodeDownError, SailIOError,
     UnavailableError)}
 

@@ -49,11 +49,6 @@ struct bridge_state {
                                atom::sample_v, std::move(c.req));
   }
 
-  void sample_group(group_call& c) {
-    call<group_result>(c.completer, caf::infinite, std::move(c.done), atom::sample_group_v,
-                       std::move(c.req), c.n);
-  }
-
   void resolve(resolve_call& c) {
     call<signed_url>(c.resolver, caf::duration{c.timeout}, std::move(c.done),
                      atom::resolve_v, std::move(c.req));
@@ -77,7 +72,6 @@ bridge_behavior(bridge_actor::stateful_pointer<bridge_state> self, int /*unused*
   });
   return {
     [self](atom::sample, sample_call& c) { self->state.sample(c); },
-    [self](atom::sample_group, group_call& c) { self->state.sample_group(c); },
     [self](atom::resolve, resolve_call& c) { self->state.resolve(c); },
   };
 }

@@ -55,7 +55,6 @@ private:
 };
 
 using sample_done = std::shared_ptr<once_callback<tokens_with_logprobs>>;
-using group_done = std::shared_ptr<once_callback<group_result>>;
 using resolve_done = std::shared_ptr<once_callback<signed_url>>;
 
 /// One sample for `completer` (a local completer or a cluster balancer).
@@ -63,14 +62,6 @@ struct sample_call {
   completer_actor completer;
   sample_request req;
   sample_done done;
-};
-
-/// n samples of one prompt.
-struct group_call {
-  completer_actor completer;
-  sample_request req;
-  uint32_t n = 0;
-  group_done done;
 };
 
 /// One resolve, bounded by `timeout` (the resolver bounds its own REST calls;
@@ -85,7 +76,6 @@ struct resolve_call {
 } // namespace sail::py
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::py::sample_call)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::py::group_call)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::py::resolve_call)
 
 namespace sail::py {
@@ -93,7 +83,6 @@ namespace sail::py {
 /// Local only. Every call's callback runs exactly once: with the reply, the
 /// error, or `cancelled` when the bridge exits (once_callback).
 using bridge_actor = caf::typed_actor<caf::reacts_to<atom::sample, sample_call>,
-                                      caf::reacts_to<atom::sample_group, group_call>,
                                       caf::reacts_to<atom::resolve, resolve_call>>;
 
 bridge_actor spawn_bridge(caf::actor_system& sys);

@@ -114,6 +114,20 @@ void take(const pyb::dict& d, const char* key, const std::string& prefix, double
     field = *x;
 }
 
+void take(const pyb::dict& d, const char* key, const std::string& prefix, bool& field) {
+  auto v = item(d, key);
+  if (v.is_none())
+    return;
+  if (!PyBool_Check(v.ptr()))
+    bad_type(prefix + key, "a bool", v);
+  field = v.cast<bool>();
+}
+
+void take(const pyb::dict& d, const char* key, const std::string& prefix, std::string& field) {
+  if (auto x = opt_str(d, key, prefix + key))
+    field = *x;
+}
+
 /// Counts: an int within the field type's range (as CAF's configuration
 /// checks it).
 template <class T>
@@ -182,10 +196,13 @@ void raise_if(const caf::error& err, const std::vector<option_rename>& names) {
 }
 
 void apply_timing(window_timing& t, const pyb::dict& d, const std::string& prefix) {
-  check_keys(d, {"first_poll", "max_poll", "deadline"}, prefix);
+  check_keys(d, {"first_poll", "max_poll", "deadline", "webhook_first_poll", "webhook_poll"},
+             prefix);
   take(d, "first_poll", prefix, t.first_poll);
   take(d, "max_poll", prefix, t.max_poll);
   take(d, "deadline", prefix, t.deadline);
+  take(d, "webhook_first_poll", prefix, t.webhook_first_poll);
+  take(d, "webhook_poll", prefix, t.webhook_poll);
 }
 
 void apply_retry(retry_options& r, const pyb::dict& d, const std::string& prefix) {
@@ -221,23 +238,47 @@ void apply_breaker(circuit_breaker_options& b, const pyb::dict& d, const std::st
   take(d, "probe_timeout", prefix, b.probe_timeout);
 }
 
+/// The CLI's [pool] adaptive-* options (app/options.cpp), without the prefix.
+void apply_adaptive(adaptive_poll_options& a, const pyb::dict& d, const std::string& prefix) {
+  check_keys(d, {"enabled", "polls", "min_samples", "max_gap_factor"}, prefix);
+  take(d, "enabled", prefix, a.enabled);
+  take(d, "polls", prefix, a.polls);
+  take(d, "min_samples", prefix, a.min_samples);
+  take(d, "max_gap_factor", prefix, a.max_gap_factor);
+}
+
+/// The CLI's [webhook] options (app/options.cpp); the token comes from
+/// SAIL_TINKER_WEBHOOK_TOKEN or is made at start, as for `serve`.
+void apply_webhook(webhook_options& w, const pyb::dict& d, const std::string& prefix) {
+  check_keys(d,
+             {"enabled", "host", "port", "path", "public_url", "certificate", "key",
+              "insecure_plaintext", "body_limit"},
+             prefix);
+  take(d, "enabled", prefix, w.enabled);
+  take(d, "host", prefix, w.host);
+  take(d, "port", prefix, w.port);
+  take(d, "path", prefix, w.path);
+  take(d, "public_url", prefix, w.public_url);
+  take(d, "certificate", prefix, w.tls_certificate_file);
+  take(d, "key", prefix, w.tls_key_file);
+  take(d, "insecure_plaintext", prefix, w.allow_plaintext);
+  take(d, "body_limit", prefix, w.body_limit);
+}
+
+/// The CLI's [wire] options (app/options.cpp; net/wire_options.hpp).
 void apply_wire(wire_options& w, const pyb::dict& d, const std::string& prefix) {
   check_keys(d,
              {"stop_field", "logprobs", "include_value", "layout", "lora_key", "signed_url_key",
               "adapter_config_key", "lora_name_key"},
              prefix);
-  auto take_str = [&](const char* key, std::string& field) {
-    if (auto v = opt_str(d, key, prefix + key))
-      field = *v;
-  };
-  take_str("stop_field", w.stop_field);
-  take_str("logprobs", w.logprobs);
-  take_str("include_value", w.include_value);
-  take_str("layout", w.layout);
-  take_str("lora_key", w.lora_key);
-  take_str("signed_url_key", w.signed_url_key);
-  take_str("adapter_config_key", w.adapter_config_key);
-  take_str("lora_name_key", w.lora_name_key);
+  take(d, "stop_field", prefix, w.stop_field);
+  take(d, "logprobs", prefix, w.logprobs);
+  take(d, "include_value", prefix, w.include_value);
+  take(d, "layout", prefix, w.layout);
+  take(d, "lora_key", prefix, w.lora_key);
+  take(d, "signed_url_key", prefix, w.signed_url_key);
+  take(d, "adapter_config_key", prefix, w.adapter_config_key);
+  take(d, "lora_name_key", prefix, w.lora_name_key);
 }
 
 void append_key(std::string& out, const std::string& field) {
@@ -394,7 +435,7 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
              {"io_threads", "workers", "max_in_flight", "max_queued", "call_timeout",
               "poll_growth", "poll_jitter", "windows", "default_window", "all_windows",
               "retry", "resolver_retry", "retry_budget", "breaker", "max_connections",
-              "shutdown_grace", "seed", "models", "wire"},
+              "shutdown_grace", "seed", "models", "adaptive", "webhook", "wire"},
              p);
   // The model table (validation.hpp): {"<model>": {"windows": [...], "lora":
   // bool}}, replacing the built-in one.
@@ -439,6 +480,8 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   apply_retry_budget(opts.pool.retry_budget, opt_dict(o, "retry_budget", p + "retry_budget"),
                      p + "retry_budget.");
   apply_breaker(opts.pool.breaker, opt_dict(o, "breaker", p + "breaker"), p + "breaker.");
+  apply_adaptive(opts.pool.adaptive, opt_dict(o, "adaptive", p + "adaptive"), p + "adaptive.");
+  apply_webhook(opts.webhook, opt_dict(o, "webhook", p + "webhook"), p + "webhook.");
   take(o, "max_connections", p, opts.http.max_connections_per_origin);
   take(o, "shutdown_grace", p, opts.shutdown_grace);
   apply_wire(opts.wire, opt_dict(o, "wire", p + "wire"), p + "wire.");
@@ -449,6 +492,8 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   raise_if(opts.validate(), {{"sail.", p},
                              {"pool.retry-budget-", p + "retry_budget."},
                              {"pool.breaker-", p + "breaker."},
+                             {"pool.adaptive-", p + "adaptive."},
+                             {"webhook.", p + "webhook."},
                              {"pool.retry-", p + "retry."},
                              {"pool.default-window.", p + "default_window."},
                              {"pool.", p},
@@ -576,6 +621,10 @@ pyb::dict to_dict(const completer_stats& s) {
   for (auto& [k, v] : s.retries_by_cause)
     retries[pyb::str(k)] = v;
   d["retries_by_cause"] = retries;
+  pyb::dict webhooks;
+  for (auto& [k, v] : s.webhooks)
+    webhooks[pyb::str(k)] = v;
+  d["webhooks"] = webhooks;
   auto& g = s.guard;
   pyb::dict guard;
   guard["breaker"] = g.breaker;

@@ -153,22 +153,6 @@ std::pair<bool, pyb::object> outcome(caf::expected<tokens_with_logprobs>& r) {
   return {true, to_python(*r)};
 }
 
-std::pair<bool, pyb::object> outcome(caf::expected<group_result>& r) {
-  if (!r)
-    return {false, make_exception(r.error())};
-  pyb::list members(r->members.size());
-  for (size_t i = 0; i < r->members.size(); ++i) {
-    auto& m = r->members[i];
-    // The completer's fail_group policy answers only complete groups; a
-    // member without a result is an error all the same.
-    if (!m.result)
-      return {false, make_exception(m.error ? m.error
-                                            : inference_error("group member without a result"))};
-    PyList_SET_ITEM(members.ptr(), static_cast<Py_ssize_t>(i), to_python(*m.result).release().ptr());
-  }
-  return {true, std::move(members)};
-}
-
 std::pair<bool, pyb::object> outcome(caf::expected<signed_url>& r) {
   if (!r)
     return {false, make_exception(r.error())};

@@ -35,8 +35,7 @@ class dispatcher;
 /// One finished call, as handed over by a CAF callback.
 struct completion {
   uint64_t id = 0;
-  std::variant<caf::expected<tokens_with_logprobs>, caf::expected<group_result>,
-               caf::expected<signed_url>>
+  std::variant<caf::expected<tokens_with_logprobs>, caf::expected<signed_url>>
     result;
 };
 

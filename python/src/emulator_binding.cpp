@@ -138,6 +138,8 @@ emu::options to_options(const pyb::dict& d) {
       o.archive_url_ttl = seconds_as<std::chrono::milliseconds>(v, "archive_url_ttl");
     else if (k == "record_arrivals")
       o.record_arrivals = v.cast<bool>();
+    else if (k == "request_log_capacity")
+      o.request_log_capacity = v.cast<size_t>();
     else if (k == "vocabulary")
       o.vocabulary = v.cast<std::string>() == "openapi" ? emu::status_vocabulary::openapi
                                                         : emu::status_vocabulary::guides;

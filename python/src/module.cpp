@@ -106,18 +106,30 @@ pyb::tuple dispatch_group(dispatcher& d, pyb::handle loop, const completer_ref& 
   if (overflow != 0 || n < 1 || n > max_n)
     raise_error(invalid_argument("n", "group size must be within 1.." + std::to_string(max_n)));
   auto req = make_request(prompt, stop, max_tokens);
-  // Member keys are key + "." + i; the group id is what cancel names.
-  req.key = d.new_key();
+  // Member keys are key + "." + i; the group id is what cancel names, and
+  // the members' prompt_cache_key, as the completer's own sample_group.
+  auto key = d.new_key();
   req.group_id = d.new_key();
+  req.prompt_cache_key = req.group_id;
+  req.key = key + ".0";
   if (auto err = validate(req))
     raise_error(err);
   auto t = c.target();
   auto group = req.group_id;
-  auto [fut, id] = d.open_call(loop);
-  caf::anon_send(t.bridge, atom::sample_group_v,
-                 group_call{std::move(t.completer), std::move(req), static_cast<uint32_t>(n),
-                            d.callback<group_result>(id)});
-  return pyb::make_tuple(std::move(fut), pyb::str(group));
+  // One sample per member, each with its own future: a failed member never
+  // cancels its siblings (they are billed anyway), whatever group policy the
+  // completer or a cluster's nodes have.
+  pyb::list futures;
+  for (long long i = 0; i < n; ++i) {
+    auto member = i + 1 < n ? req : std::move(req);
+    member.key = key + "." + std::to_string(i);
+    auto [fut, id] = d.open_call(loop);
+    caf::anon_send(t.bridge, atom::sample_v,
+                   sample_call{t.completer, std::move(member),
+                               d.callback<tokens_with_logprobs>(id)});
+    futures.append(std::move(fut));
+  }
+  return pyb::make_tuple(std::move(futures), pyb::str(group));
 }
 
 pyb::object dispatch_resolve(dispatcher& d, pyb::handle loop, const resolver_ref& r,
@@ -220,7 +232,7 @@ PYBIND11_MODULE(_native, m) {
         }
         return to_dict(value_or_raise(std::move(s)));
       },
-      "Counters: in_flight, completed, polls, failed_by_kind, retries_by_cause, and guard "
+      "Counters: in_flight, completed, polls, failed_by_kind, retries_by_cause, webhooks, and guard "
       "(the circuit breaker and the retry budget).")
     .def(
       "nodes",
@@ -262,7 +274,7 @@ PYBIND11_MODULE(_native, m) {
     .def("sample", &dispatch_sample,
          "(loop, completer, prompt, stop, max_tokens) -> (future, idempotency_key)")
     .def("sample_group", &dispatch_group,
-         "(loop, completer, prompt, n, stop, max_tokens) -> (future, group_id)")
+         "(loop, completer, prompt, n, stop, max_tokens) -> (futures of the members, group_id)")
     .def("resolve", &dispatch_resolve, "(loop, resolver, tinker_path, ttl_seconds) -> future")
     .def_property_readonly("pending", &dispatcher::pending);
 

@@ -112,3 +112,54 @@ def test_tls_between_trainer_and_node(emu, tmp_path):
         anon.close()
     finally:
         node.close()
+
+
+def test_a_failed_group_member_never_cancels_its_siblings_on_the_nodes(emu):
+    # `serve` fails a whole group on its first failed member (its default
+    # group policy); the binding sends the members as samples of one group,
+    # so the siblings still finish.
+    node = ServeNode(emu)
+    try:
+        c = sail_tinker.SailTokenCompleter(TOY_MODEL, 8, nodes=[node.address],
+                                           cluster_options=CLUSTER)
+        assert c.wait_ready(1, 30)
+        emu.set_faults({"scripted": ["status_500"], "routes": ["create"]})
+        members = asyncio.run(c.sample_group(prompt(1), 3, return_exceptions=True))
+        failed = [m for m in members if isinstance(m, sail_tinker.InferenceHTTPError)]
+        assert len(failed) == 1 and failed[0].status_code == 500
+        assert sum(1 for m in members if isinstance(m, sail_tinker.TokensWithLogprobs)) == 2
+        # One prompt_cache_key for the group.
+        assert len(set(emu.stats()["prompt_cache_keys"].values())) == 1
+        c.close()
+    finally:
+        node.close()
+
+
+def test_a_voyages_headers_are_read_per_call_in_cluster_mode():
+    class Voyage:
+        span = "s-0"
+
+        def headers(self):
+            return {"X-Sail-Voyage-Id": "voy_c", "X-Sail-Voyage-Span-Id": self.span}
+
+    with sail_tinker.Emulator(request_log_capacity=100) as emu:
+        node = ServeNode(emu)
+        try:
+            voyage = Voyage()
+            c = sail_tinker.SailTokenCompleter(TOY_MODEL, 4, nodes=[node.address],
+                                               cluster_options=CLUSTER, voyage=voyage)
+            assert c.wait_ready(1, 30)
+
+            async def main():
+                await c(prompt(1))
+                voyage.span = "s-1"
+                await c(prompt(2))
+
+            asyncio.run(main())
+            spans = [e["headers"].get("X-Sail-Voyage-Span-Id") for e in emu.request_log()
+                     if e["route"] == "POST /v1/responses"]
+            assert spans == ["s-0", "s-1"]
+            assert c.stats()["completed"] == 2
+            c.close()
+        finally:
+            node.close()

@@ -1,4 +1,4 @@
-"""The seed's validation rules (contracts/completer.md), through the Python
+"""The seed's validation rules (Sail's SailTokenCompleter, /sdk-tinker), through the Python
 constructor and call: ValueError (InvalidArgumentError, naming the field) for
 the seed's ValueError cases, TypeError for wrong types."""
 from __future__ import annotations
