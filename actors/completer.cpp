@@ -293,7 +293,7 @@ struct completer_state {
       hook = req.webhook->empty() ? nullptr : &*req.webhook;
     else if (!opts.webhook.empty())
       hook = &opts.webhook;
-    auto encoded = encode_create(job_cfg, req, req.key, true, hook);
+    auto encoded = encode_create(job_cfg, req, req.key, true, hook, opts.wire);
     if (!encoded)
       return done(std::move(encoded.error()));
     sail_job job;

@@ -13,6 +13,7 @@
 
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/messages/validation.hpp"
+#include "sail_tinker/net/wire_options.hpp"
 
 namespace sail {
 
@@ -40,6 +41,10 @@ struct completer_options {
   /// one in its body; a sample whose pin names it is polled only as the
   /// safety net.
   webhook_endpoint webhook;
+  /// The unpublished wire details the create bodies use (the runtime copies
+  /// runtime_options::wire here): the body is encoded where the completer
+  /// runs, so on a service node its own [wire] settings apply.
+  wire_options wire;
 
   /// invalid_argument naming the option (`prefix` + "max-group-size", ...)
   /// if out of range.

@@ -337,7 +337,7 @@ void http_worker_state::start(running_job& j, http_request req) {
 
 void http_worker_state::finish(running_job& j, const std::string& body, const response_state& state,
                                bool via_webhook) {
-  auto result = decode_result(body);
+  auto result = decode_result(body, opts->wire);
   if (!result) {
     // A failed / cancelled / malformed response that came by webhook ends
     // its sample as well (typed, exactly as by poll): the delivery applied.

@@ -63,7 +63,7 @@ caf::error runtime_options::validate() const {
   return first_error(within(io_threads, 1, 256, "sail.io-threads"),
                      positive(shutdown_grace, "sail.shutdown-grace"), pool.validate("pool."),
                      http.validate("http."), resolver.validate("resolver."),
-                     completer.validate("completer."),
+                     completer.validate("completer."), wire.validate("wire."),
                      webhook.enabled ? webhook.validate("webhook.") : caf::error{});
 }
 

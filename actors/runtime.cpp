@@ -254,6 +254,8 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
     rt->threads_.emplace_back([io = &rt->io_] { io->run(); });
   o.pool.base_url = o.sail_base_url;
   o.pool.api_key = o.sail_api_key;
+  o.pool.wire = o.wire;
+  o.completer.wire = o.wire;
   if (o.completer.window_deadlines.empty())
     for (auto& [window, timing] : o.pool.windows)
       o.completer.window_deadlines.emplace(window, timing.deadline);

@@ -78,6 +78,9 @@ struct runtime_options {
   /// into completer.webhook.
   webhook_options webhook;
   model_table models = model_table::builtin();
+  /// The unpublished wire details ([wire]); copied into the completers'
+  /// and the pool's options by start().
+  wire_options wire;
   /// Bound of each shutdown stage before it kills.
   caf::timespan shutdown_grace = std::chrono::seconds(5);
 

@@ -53,6 +53,7 @@
 #include "sail_tinker/net/retry_guard.hpp"
 #include "sail_tinker/net/retry_policy.hpp"
 #include "sail_tinker/net/webhook_receiver.hpp"
+#include "sail_tinker/net/wire_options.hpp"
 
 namespace sail {
 
@@ -121,6 +122,9 @@ struct pool_options {
   retry_guard::listener on_breaker_change;
   /// Seed for jitter (0: random).
   uint64_t seed = 0;
+  /// The unpublished wire details the responses are decoded with (the
+  /// runtime copies runtime_options::wire here; only `layout` matters).
+  wire_options wire;
 
   static std::map<std::string, window_timing> default_windows();
 

@@ -40,6 +40,10 @@ std::vector<flag_spec> emulate_flags() {
                                "(default: the system's CAs)"},
     {"completed-at", "", "terminal responses carry completed_at (epoch seconds, ms fraction; "
                          "not in Sail's OpenAPI document)"},
+    {"wire-variant", emulator::wire_variant_list("|"),
+     "depart from the guessed wire details as one [wire] alternative expects (docs/operations.md, "
+     "\"Checking the wire details\")",
+     true},
   };
   for (auto& f : emulator_fault_latency_flags(""))
     flags.push_back(f);
@@ -173,6 +177,14 @@ int cmd_emulate(const std::vector<std::string>& raw) {
     if (!n)
       return report_error(n.error());
     opts.webhook_timeout = std::chrono::milliseconds(*n);
+  }
+  for (auto& name : args->all("wire-variant")) {
+    auto v = emulator::parse_wire_variant(name);
+    if (!v)
+      return report_error(invalid_argument("wire-variant", "--wire-variant: expected "
+                                                             + emulator::wire_variant_list("|")
+                                                             + ", got \"" + name + "\""));
+    opts.wire_variants.insert(*v);
   }
   if (auto err = apply_emulator_flags(*args, "", opts))
     return report_error(err);

@@ -115,6 +115,20 @@ void add_resolver(adder& a, resolver_options& r) {
     .add(r.retry.still_building_delay, "still-building-delay", "wait after a 503 'still building'");
 }
 
+void add_wire(adder& a, wire_options& w) {
+  a.add(w.stop_field, "stop-field",
+        "where stop token ids go: " + join_choices(wire_options::stop_field_choices()))
+    .add(w.logprobs, "logprobs",
+         "how logprobs are requested: " + join_choices(wire_options::logprobs_choices()))
+    .add(w.include_value, "include-value", "the include value requesting logprobs")
+    .add(w.layout, "layout",
+         "where a response carries the output: " + join_choices(wire_options::layout_choices()))
+    .add(w.lora_key, "lora-key", "metadata key of a Sail LoRA name")
+    .add(w.signed_url_key, "signed-url-key", "metadata key of a Tinker signed URL")
+    .add(w.adapter_config_key, "adapter-config-key", "metadata key of the adapter config")
+    .add(w.lora_name_key, "lora-name-key", "metadata key of the Tinker LoRA name");
+}
+
 void add_cluster(adder& a, cluster_options& c) {
   a.add(c.connect_timeout, "connect-timeout", "one connect attempt to a service node (TCP, TLS, handshake)")
     .add(c.queue_timeout, "queue-timeout", "how long a sample waits while no node is ready")
@@ -126,8 +140,9 @@ void add_cluster(adder& a, cluster_options& c) {
 } // namespace
 
 const std::vector<std::string>& app_option_groups() {
-  static const std::vector<std::string> groups{"sail",     "pool",    "completer", "http",
-                                               "resolver", "cluster", "webhook",   "log"};
+  static const std::vector<std::string> groups{"sail",    "pool",    "completer", "http",
+                                               "resolver", "cluster", "webhook",   "log",
+                                               "wire"};
   return groups;
 }
 
@@ -150,6 +165,8 @@ void add_app_options(caf::config_option_set& opts, app_options& o) {
   add_resolver(resolver, rt.resolver);
   adder cluster{opts, "cluster"};
   add_cluster(cluster, o.cluster);
+  adder wire{opts, "wire"};
+  add_wire(wire, rt.wire);
   adder{opts, "log"}
     .add(o.log.level, "level", "debug | info | warn | error | off")
     .add(o.log.format, "format", "text | json");

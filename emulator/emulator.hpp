@@ -118,6 +118,8 @@
 
 #include <caf/expected.hpp>
 
+#include "sail_tinker/emulator/wire_variants.hpp"
+
 namespace sail::emulator {
 
 // -- fault injection ----------------------------------------------------------
@@ -333,6 +335,9 @@ struct options {
   size_t request_log_capacity = 0;
   /// Bytes of one request or response body kept in the log.
   size_t request_log_body_cap = 1024 * 1024;
+  /// Departures from the guessed wire details (emulator/wire_variants.hpp);
+  /// empty: the guesses hold.
+  std::set<wire_variant> wire_variants;
 };
 
 // -- statistics ---------------------------------------------------------------

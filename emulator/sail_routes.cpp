@@ -108,7 +108,9 @@ std::string window_list() {
   return out;
 }
 
-std::variant<create_params, rejection> validate(std::string_view body) {
+std::variant<create_params, rejection>
+validate(std::string_view body, const std::set<wire_variant>& variants) {
+  auto plays = [&variants](wire_variant x) { return variants.count(x) > 0; };
   create_params p;
   boost::system::error_code ec;
   auto parsed = json::parse(body, ec);
@@ -232,7 +234,9 @@ std::variant<create_params, rejection> validate(std::string_view body) {
         if (x.is_string()) {
           p.stop_strings.emplace_back(x.get_string());
         } else if (auto t = as_integer(x); t && *t >= 0 && *t <= max_token_id) {
-          p.stop_ids.push_back(*t);
+          // Variant stop-token-ids: ids in `stop` are ignored.
+          if (!plays(wire_variant::stop_token_ids))
+            p.stop_ids.push_back(*t);
         } else {
           return bad("'stop' items must be token ids or strings", "stop",
                      "invalid_type");
@@ -245,6 +249,22 @@ std::variant<create_params, rejection> validate(std::string_view body) {
                  "invalid_type");
     }
   }
+  if (plays(wire_variant::stop_token_ids))
+    if (auto* v = o.if_contains("stop_token_ids"); v && !v->is_null()) {
+      if (!v->is_array() || !p.stop_strings.empty())
+        return bad("'stop_token_ids' must be an array of token ids (not beside stop strings)",
+                   "stop_token_ids", "invalid_type");
+      for (auto& x : v->get_array()) {
+        auto t = as_integer(x);
+        if (!t || *t < 0 || *t > max_token_id)
+          return bad("'stop_token_ids' items must be token ids", "stop_token_ids",
+                     "invalid_type");
+        p.stop_ids.push_back(*t);
+      }
+    }
+  if (plays(wire_variant::reject_include))
+    if (auto* v = o.if_contains("logprobs"); v && v->is_bool())
+      p.include_logprobs = v->get_bool();
   if (auto* v = o.if_contains("include"); v && !v->is_null()) {
     if (!v->is_array())
       return bad("'include' must be an array of strings", "include",
@@ -253,8 +273,12 @@ std::variant<create_params, rejection> validate(std::string_view body) {
       if (!x.is_string())
         return bad("'include' must be an array of strings", "include",
                    "invalid_type");
-      if (x.get_string() == "message.output_text.logprobs")
+      if (x.get_string() == "message.output_text.logprobs") {
+        if (plays(wire_variant::reject_include))
+          return bad("'include' value 'message.output_text.logprobs' is not supported",
+                     "include", "unsupported_value");
         p.include_logprobs = true;
+      }
     }
   }
   if (auto* v = o.if_contains("background"); v && !v->is_null()) {
@@ -448,6 +472,12 @@ json::object server::impl::render(const response_record& rec,
     // An incomplete response says why in incomplete_details only.
     if (rec.outcome == outcome_kind::completed)
       part["stop_reason"] = rec.result.stop_reason;
+    if (opts.wire_variants.count(wire_variant::top_level) > 0)
+      for (auto key : {"token_ids", "logprobs", "stop_reason"})
+        if (auto* x = part.if_contains(key)) {
+          o[key] = std::move(*x);
+          part.erase(key);
+        }
     json::array content;
     content.push_back(std::move(part));
     json::object msg;
@@ -631,7 +661,7 @@ void server::impl::handle_create(http_server_context&& ctx) {
                                        "invalid_request_error",
                                        "Idempotency-Key",
                                        "invalid_idempotency_key"));
-  auto checked = validate(req.body());
+  auto checked = validate(req.body(), opts.wire_variants);
   if (auto* r = std::get_if<rejection>(&checked))
     return reject(r->status, std::move(r->body));
   auto& p = std::get<create_params>(checked);

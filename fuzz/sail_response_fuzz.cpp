@@ -1,7 +1,7 @@
 // libFuzzer target for the Sail response decoders: every input goes through
-// decode_state, decode_result (string and parsed-value forms) and
-// decode_error_body. Nothing may crash, leak or trip a sanitizer, and every
-// failure must be a typed sail error.
+// decode_state, decode_result (string and parsed-value forms, both response
+// layouts) and decode_error_body. Nothing may crash, leak or trip a
+// sanitizer, and every failure must be a typed sail error.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -50,6 +50,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       require(*res == *res2);
     check_inference_error(sail::decode_state(doc, body));
   }
+  // The other response layout ([wire] layout = "top_level"): the same rules.
+  sail::wire_options top;
+  top.layout = "top_level";
+  auto res3 = sail::decode_result(body, top);
+  check_inference_error(res3);
+  if (res3 && res3->maybe_logprobs)
+    require(res3->maybe_logprobs->size() == res3->tokens.size());
   if (auto eb = sail::decode_error_body(body))
     (void) eb->message.size();
   auto err = sail::error_from_status(400, body);

@@ -81,7 +81,7 @@ std::string poll_target(std::string_view response_id) {
 caf::expected<create_request>
 encode_create(const completer_config& cfg, const sample_request& req,
               std::string_view idempotency_key, bool background,
-              const webhook_endpoint* webhook) {
+              const webhook_endpoint* webhook, const wire_options& wire) {
   // -- checks: nothing malformed may reach the wire ------------------------------
   if (auto err = validate(req))
     return err;
@@ -111,6 +111,13 @@ encode_create(const completer_config& cfg, const sample_request& req,
       return invalid_argument("metadata." + key,
                               "metadata key '" + key
                                 + "' is set by the completer itself");
+  if (!cfg.metadata.empty())
+    for (auto* key : {&wire.lora_key, &wire.signed_url_key, &wire.adapter_config_key,
+                      &wire.lora_name_key})
+      if (cfg.metadata.count(*key) > 0)
+        return invalid_argument("metadata." + *key,
+                                "metadata key '" + *key
+                                  + "' is set by the completer itself ([wire])");
   if (cfg.voyage) {
     auto& v = *cfg.voyage;
     if (v.id.empty() || !is_printable_ascii(v.id))
@@ -145,7 +152,7 @@ encode_create(const completer_config& cfg, const sample_request& req,
   out.number(cfg.top_p);
   out.key("background");
   out.raw(background ? "true" : "false");
-  wire_assumed::encoder::stop_and_include(out, req.stop, cfg.request_logprobs);
+  wire_assumed::encoder::stop_and_include(out, req.stop, cfg.request_logprobs, wire);
   if (!req.prompt_cache_key.empty()) {
     out.key("prompt_cache_key");
     out.string(req.prompt_cache_key);
@@ -154,7 +161,7 @@ encode_create(const completer_config& cfg, const sample_request& req,
   out.put('{');
   out.key("completion_window", true);
   out.string(cfg.completion_window);
-  if (auto err = wire_assumed::encoder::lora_metadata(out, cfg))
+  if (auto err = wire_assumed::encoder::lora_metadata(out, cfg, wire))
     return err;
   if (webhook != nullptr && !webhook->empty()) {
     out.key("completion_webhook");
@@ -247,7 +254,8 @@ caf::expected<response_state> decode_state(std::string_view body) {
 }
 
 caf::expected<tokens_with_logprobs> decode_result(const json::value& doc,
-                                                  std::string_view raw_body) {
+                                                  std::string_view raw_body,
+                                                  const wire_options& wire) {
   auto* obj = doc.if_object();
   if (obj == nullptr)
     return response_error("response is not a JSON object", raw_body);
@@ -269,16 +277,17 @@ caf::expected<tokens_with_logprobs> decode_result(const json::value& doc,
     return response_error("response is not finished (status "
                             + std::string{status} + ")",
                           raw_body);
-  return wire_assumed::decoder::output(*obj, raw_body);
+  return wire_assumed::decoder::output(*obj, raw_body, wire);
 }
 
-caf::expected<tokens_with_logprobs> decode_result(std::string_view body) {
+caf::expected<tokens_with_logprobs> decode_result(std::string_view body,
+                                                  const wire_options& wire) {
   parse_arena arena;
   json::error_code ec;
   auto doc = parse_body(body, ec, &arena.mr);
   if (ec)
     return response_error("response is not valid JSON: " + ec.message(), body);
-  return decode_result(doc, body);
+  return decode_result(doc, body, wire);
 }
 
 // -- errors -----------------------------------------------------------------------

@@ -16,6 +16,7 @@
 #include <caf/expected.hpp>
 
 #include "sail_tinker/messages/types.hpp"
+#include "sail_tinker/net/wire_options.hpp"
 
 namespace sail {
 
@@ -60,11 +61,17 @@ struct create_request {
 /// max tokens <= 0; adapter_config not a JSON object; a user metadata key
 /// the completer sets itself; a voyage field that is not a printable header
 /// value; a LoRA source (uses_lora()) that is neither `lora` nor a resolved
-/// `tinker_lora_signed_url` (field tinker_lora_signed_url).
+/// `tinker_lora_signed_url` (field tinker_lora_signed_url); a user metadata
+/// key equal to one of `wire`'s LoRA key names.
+///
+/// `wire` chooses the unpublished details (stop field, logprobs switch,
+/// LoRA key names: net/wire_options.hpp); the default is the guesses of
+/// docs/wire-contract.md.
 caf::expected<create_request>
 encode_create(const completer_config& cfg, const sample_request& req,
               std::string_view idempotency_key, bool background = true,
-              const webhook_endpoint* webhook = nullptr);
+              const webhook_endpoint* webhook = nullptr,
+              const wire_options& wire = default_wire());
 
 /// "Authorization: Bearer <api_key>". Bytes that cannot appear in a header
 /// value (controls, CR, LF, non-ASCII) are dropped, so a malformed key can
@@ -111,12 +118,15 @@ caf::expected<response_state> decode_state(const boost::json::value& doc,
 /// token_ids, logprobs, stop_reason fallbacks); every malformed case ->
 /// inference_error. Every inference_error carries the offending body
 /// (secrets redacted; bodies over 64 KiB are cut, with a marker).
-caf::expected<tokens_with_logprobs> decode_result(std::string_view body);
+/// `wire.layout` chooses where the output is read (net/wire_options.hpp).
+caf::expected<tokens_with_logprobs>
+decode_result(std::string_view body, const wire_options& wire = default_wire());
 
 /// Same, for an already parsed body (a poller that parsed once for
 /// decode_state need not parse twice); `raw_body` is only attached to errors.
-caf::expected<tokens_with_logprobs> decode_result(const boost::json::value& doc,
-                                                  std::string_view raw_body);
+caf::expected<tokens_with_logprobs>
+decode_result(const boost::json::value& doc, std::string_view raw_body,
+              const wire_options& wire = default_wire());
 
 // -- errors -----------------------------------------------------------------------
 

@@ -107,10 +107,11 @@ caf::error response_error(std::string message, std::string_view body) {
 // -- encoder --------------------------------------------------------------------
 
 void encoder::stop_and_include(json_out& out, const stop_condition& stop,
-                               bool request_logprobs) {
+                               bool request_logprobs, const wire_options& wire) {
   // A1: the stop condition as the seed normalises it (a list of ids, a bare
   // string, or a list of strings).
-  switch (stop.which()) {
+  auto kind = wire.stop_field == "none" ? stop_condition::kind::none : stop.which();
+  switch (kind) {
     case stop_condition::kind::none:
       break;
     case stop_condition::kind::text:
@@ -118,7 +119,7 @@ void encoder::stop_and_include(json_out& out, const stop_condition& stop,
       out.string(stop.strings.front());
       break;
     case stop_condition::kind::token_ids:
-      out.key("stop");
+      out.key(wire.stop_field == "stop_token_ids" ? "stop_token_ids" : "stop");
       out.integer_array(stop.token_ids);
       break;
     case stop_condition::kind::strings: {
@@ -136,20 +137,26 @@ void encoder::stop_and_include(json_out& out, const stop_condition& stop,
     }
   }
   // A2: logprobs come back only when asked for.
-  if (request_logprobs) {
+  if (request_logprobs && wire.logprobs == "include") {
     out.key("include");
-    out.raw(R"(["message.output_text.logprobs"])");
+    out.put('[');
+    out.string(wire.include_value);
+    out.put(']');
+  } else if (request_logprobs && wire.logprobs == "field") {
+    out.key("logprobs");
+    out.raw("true");
   }
 }
 
-caf::error encoder::lora_metadata(json_out& out, const completer_config& cfg) {
+caf::error encoder::lora_metadata(json_out& out, const completer_config& cfg,
+                                  const wire_options& wire) {
   // A3: `lora` (seen live), then the Tinker keys.
   if (cfg.lora) {
-    out.key("lora");
+    out.key(wire.lora_key);
     out.string(*cfg.lora);
   }
   if (cfg.tinker_lora_signed_url) {
-    out.key("tinker_lora_signed_url");
+    out.key(wire.signed_url_key);
     out.string(*cfg.tinker_lora_signed_url);
   }
   if (cfg.adapter_config) {
@@ -158,11 +165,11 @@ caf::error encoder::lora_metadata(json_out& out, const completer_config& cfg) {
     auto normalized = normalize_adapter_config(*cfg.adapter_config);
     if (!normalized)
       return std::move(normalized.error());
-    out.key("adapter_config");
+    out.key(wire.adapter_config_key);
     out.string(*normalized);
   }
   if (cfg.tinker_lora_name) {
-    out.key("tinker_lora_name");
+    out.key(wire.lora_name_key);
     out.string(*cfg.tinker_lora_name);
   }
   return caf::none;
@@ -234,15 +241,19 @@ std::string at(size_t i) {
 } // namespace
 
 caf::expected<tokens_with_logprobs>
-decoder::output(const json::object& response, std::string_view raw_body) {
-  auto* part = find_output_text(response);
+decoder::output(const json::object& response, std::string_view raw_body,
+                const wire_options& wire) {
+  // D1: the output_text part, or (layout top_level) the response itself.
+  auto* part = wire.layout == "top_level" ? &response : find_output_text(response);
   if (part == nullptr)
     return response_error("missing output_text", raw_body);
   tokens_with_logprobs result;
   // D2: token ids.
   auto* ids = part->if_contains("token_ids");
   if (ids == nullptr)
-    return response_error("output_text part has no token_ids", raw_body);
+    return response_error(part == &response ? "response has no token_ids"
+                                            : "output_text part has no token_ids",
+                          raw_body);
   auto* id_array = ids->if_array();
   if (id_array == nullptr)
     return response_error("token_ids is not an array", raw_body);

@@ -36,6 +36,10 @@
 //       since the epoch (a JSON number, integer or fractional), as OpenAI's
 //       Responses object carries it; absent from Sail's OpenAPI document.
 //       Used only to measure notice delay; anything else is ignored.
+//
+// A1-A3 and D1-D4 are switchable (net/wire_options.hpp, the [wire] group):
+// the defaults are the choices above; the encoder and decoder read the
+// chosen variant.
 #pragma once
 
 #include <optional>
@@ -51,6 +55,7 @@
 #include <caf/expected.hpp>
 
 #include "sail_tinker/messages/types.hpp"
+#include "sail_tinker/net/wire_options.hpp"
 
 namespace sail::wire_assumed {
 
@@ -108,14 +113,18 @@ private:
 /// A1-A3: the encoder half.
 struct encoder {
   /// Appends `,"stop":[...]` (A1, when a stop is set) and
-  /// `,"include":["message.output_text.logprobs"]` (A2, when requested).
+  /// `,"include":["message.output_text.logprobs"]` (A2, when requested);
+  /// with other `wire` choices, `stop_token_ids` / nothing, and
+  /// `"logprobs":true` / nothing.
   static void stop_and_include(json_out& out, const stop_condition& stop,
-                               bool request_logprobs);
+                               bool request_logprobs,
+                               const wire_options& wire = default_wire());
 
-  /// Appends the LoRA keys of the metadata object (A3), each preceded by a
-  /// comma. Fails with invalid_argument (field "adapter_config") when the
-  /// adapter config is not a JSON object.
-  static caf::error lora_metadata(json_out& out, const completer_config& cfg);
+  /// Appends the LoRA keys of the metadata object (A3, under `wire`'s key
+  /// names), each preceded by a comma. Fails with invalid_argument (field
+  /// "adapter_config") when the adapter config is not a JSON object.
+  static caf::error lora_metadata(json_out& out, const completer_config& cfg,
+                                  const wire_options& wire = default_wire());
 };
 
 /// inference_error with the offending response body attached (redacted by
@@ -129,8 +138,11 @@ inline constexpr size_t max_attached_body = 64 * 1024;
 struct decoder {
   /// Extracts tokens, logprobs and stop reason from a terminal response
   /// object. `raw_body` is attached (redacted) to every inference_error.
+  /// `wire.layout` "top_level" reads D2-D4 from the response object itself
+  /// instead of the output_text part.
   static caf::expected<tokens_with_logprobs>
-  output(const boost::json::object& response, std::string_view raw_body);
+  output(const boost::json::object& response, std::string_view raw_body,
+         const wire_options& wire = default_wire());
 
   /// D5: the response's completed_at, if it is a finite positive number.
   static std::optional<double> completed_at(const boost::json::object& response);

@@ -179,6 +179,8 @@ TEST_CASE("options: runtime_options checks its own and every part", "[options]")
   require_refused<o>([](o& x) { x.http.timeouts.read = 0s; }, "http.read-timeout");
   require_refused<o>([](o& x) { x.resolver.retry.max_attempts = 0; }, "resolver.max-attempts");
   require_refused<o>([](o& x) { x.completer.max_group_size = 0; }, "completer.max-group-size");
+  require_refused<o>([](o& x) { x.wire.stop_field = "stops"; }, "wire.stop-field");
+  require_refused<o>([](o& x) { x.wire.layout = ""; }, "wire.layout");
   // The webhook receiver's rules apply when it is enabled.
   runtime_options off;
   off.webhook.host = "0.0.0.0";

@@ -17,6 +17,7 @@ import atexit as _atexit
 
 from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
+from ._doctor import doctor
 from ._emulator import Emulator
 from ._types import USES_TINKER_COOKBOOK, TokenCompleter, TokensWithLogprobs
 from .errors import (HTTPError, InferenceError, InferenceHTTPError, InvalidArgumentError,
@@ -31,6 +32,7 @@ __all__ = [
     "USES_TINKER_COOKBOOK",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
+    "doctor",
     "shutdown",
     "SailError",
     "InvalidArgumentError",

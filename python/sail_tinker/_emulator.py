@@ -26,7 +26,10 @@ class Emulator:
     ("all" for every window);
     ``faults``: {"scripted": ["status_500", ...], "probability": {"status_429":
     0.1}, "routes": ["create", "poll", "tinker"], ...} (fault kind names as in
-    emulator.hpp).
+    emulator.hpp);
+    ``wire_variants``: ["reject-include", "stop-token-ids", "top-level"]: depart
+    from the guessed wire details as one [wire] alternative expects
+    (emulator/wire_variants.hpp; check with :func:`sail_tinker.doctor`).
     """
 
     def __init__(self, *, latency: Mapping | None = None, faults: Mapping | None = None,
@@ -40,6 +43,7 @@ class Emulator:
                  model_windows: Mapping[str, Iterable[str]] | None = None,
                  record_arrivals: bool | None = None,
                  request_log_capacity: int | None = None,
+                 wire_variants: Iterable[str] | None = None,
                  host: str | None = None, port: int | None = None) -> None:
         options = {
             "latency": dict(latency) if latency is not None else None,
@@ -58,6 +62,7 @@ class Emulator:
                               if model_windows is not None else None),
             "record_arrivals": record_arrivals,
             "request_log_capacity": request_log_capacity,
+            "wire_variants": list(wire_variants) if wire_variants is not None else None,
             "host": host,
             "port": port,
         }

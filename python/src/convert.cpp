@@ -265,6 +265,22 @@ void apply_webhook(webhook_options& w, const pyb::dict& d, const std::string& pr
   take(d, "body_limit", prefix, w.body_limit);
 }
 
+/// The CLI's [wire] options (app/options.cpp; net/wire_options.hpp).
+void apply_wire(wire_options& w, const pyb::dict& d, const std::string& prefix) {
+  check_keys(d,
+             {"stop_field", "logprobs", "include_value", "layout", "lora_key", "signed_url_key",
+              "adapter_config_key", "lora_name_key"},
+             prefix);
+  take(d, "stop_field", prefix, w.stop_field);
+  take(d, "logprobs", prefix, w.logprobs);
+  take(d, "include_value", prefix, w.include_value);
+  take(d, "layout", prefix, w.layout);
+  take(d, "lora_key", prefix, w.lora_key);
+  take(d, "signed_url_key", prefix, w.signed_url_key);
+  take(d, "adapter_config_key", prefix, w.adapter_config_key);
+  take(d, "lora_name_key", prefix, w.lora_name_key);
+}
+
 void append_key(std::string& out, const std::string& field) {
   out += std::to_string(field.size());
   out += ':';
@@ -419,7 +435,7 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
              {"io_threads", "workers", "max_in_flight", "max_queued", "call_timeout",
               "poll_growth", "poll_jitter", "windows", "default_window", "all_windows",
               "retry", "resolver_retry", "retry_budget", "breaker", "max_connections",
-              "shutdown_grace", "seed", "models", "adaptive", "webhook"},
+              "shutdown_grace", "seed", "models", "adaptive", "webhook", "wire"},
              p);
   // The model table (validation.hpp): {"<model>": {"windows": [...], "lora":
   // bool}}, replacing the built-in one.
@@ -468,6 +484,7 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
   apply_webhook(opts.webhook, opt_dict(o, "webhook", p + "webhook"), p + "webhook.");
   take(o, "max_connections", p, opts.http.max_connections_per_origin);
   take(o, "shutdown_grace", p, opts.shutdown_grace);
+  apply_wire(opts.wire, opt_dict(o, "wire", p + "wire"), p + "wire.");
   if (auto x = opt_int(o, "seed", p + "seed")) {
     opts.pool.seed = static_cast<uint64_t>(*x);
     opts.resolver.seed = static_cast<uint64_t>(*x);
@@ -481,7 +498,8 @@ runtime_options to_runtime_options(const pyb::dict& target, std::string& key) {
                              {"pool.default-window.", p + "default_window."},
                              {"pool.", p},
                              {"http.max-connections-per-origin", p + "max_connections"},
-                             {"resolver.", p + "resolver_retry."}});
+                             {"resolver.", p + "resolver_retry."},
+                             {"wire.", p + "wire."}});
   // The endpoint as the runtime will resolve it (SAIL_BASE_URL, SAIL_API_URL
   // or SAIL_MODE); an invalid one is reported by runtime::start.
   auto resolved = opts.resolve_sail_base_url();

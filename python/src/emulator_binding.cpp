@@ -145,6 +145,13 @@ emu::options to_options(const pyb::dict& d) {
                                                         : emu::status_vocabulary::guides;
     else if (k == "model_windows")
       o.model_windows = v.cast<std::map<std::string, std::set<std::string>>>();
+    else if (k == "wire_variants")
+      for (auto& name : v.cast<std::vector<std::string>>()) {
+        auto x = emu::parse_wire_variant(name);
+        if (!x)
+          bad("wire_variants", "expected " + emu::wire_variant_list(" | ") + ", got '" + name + "'");
+        o.wire_variants.insert(*x);
+      }
     else
       bad(k, "unknown Emulator option '" + k + "'");
   }

@@ -22,6 +22,7 @@ using namespace sail::py;
 
 namespace sail::py {
 void bind_emulator(pyb::module_& m);
+void bind_doctor(pyb::module_& m);
 } // namespace sail::py
 
 namespace {
@@ -300,4 +301,5 @@ PYBIND11_MODULE(_native, m) {
     "thread (interpreter exit).");
 
   bind_emulator(m);
+  bind_doctor(m);
 }
