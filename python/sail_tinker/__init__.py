@@ -15,6 +15,7 @@ import atexit as _atexit
 from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
 from ._emulator import Emulator
+from ._run import Run
 from ._types import TokensWithLogprobs
 from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownError,
                      NotConfiguredError, OverloadedError, SailError, SailTimeoutError,
@@ -24,6 +25,7 @@ from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownEr
 __all__ = [
     "SailTokenCompleter",
     "TokensWithLogprobs",
+    "Run",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
     "shutdown",

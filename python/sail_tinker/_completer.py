@@ -107,6 +107,12 @@ class SailTokenCompleter:
 
     ``runtime_options`` / ``cluster_options`` tune the pool and the cluster
     (see docs/python.md).
+
+    Durable samples (docs/python.md, "Durable runs"): ``run=`` a
+    sail_tinker.Run and ``step=`` (an int or a str, required with run=)
+    journal every sample; ``version=`` labels the adapter (default: the
+    Tinker checkpoint path, else the LoRA name). Results then carry
+    ``step`` and ``version``.
     """
 
     def __init__(self, model: str, max_tokens: int, temperature: float = 1.0,
@@ -128,7 +134,9 @@ class SailTokenCompleter:
                  tls: bool | None = None,
                  tls_certificate: str | None = None, tls_key: str | None = None,
                  tls_cafile: str | None = None,
-                 cluster_options: Mapping | None = None) -> None:
+                 cluster_options: Mapping | None = None,
+                 run: Any = None, step: int | str | None = None,
+                 version: str | None = None) -> None:
         if not isinstance(model, str):
             raise TypeError(f"model must be a str, not {type(model).__name__}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
@@ -155,6 +163,23 @@ class SailTokenCompleter:
             "voyage": _voyage(voyage),
             "request_logprobs": request_logprobs,
         }
+        if run is None and (step is not None or version is not None):
+            raise ValueError("step= and version= label a durable run's samples: pass run=")
+        if run is not None:
+            if step is None:
+                raise ValueError("run= needs step= (an int or a str)")
+            if isinstance(step, bool) or not isinstance(step, (int, str)):
+                raise TypeError(f"step must be an int or a str, not {type(step).__name__}")
+            if version is not None and not isinstance(version, str):
+                raise TypeError(f"version must be a str, not {type(version).__name__}")
+            if version is None:
+                # As adapter_identity in C++: never a signed URL's query.
+                url = tinker_lora_signed_url
+                version = (tinker_checkpoint or tinker_lora_name or lora
+                           or (url.split("?")[0].split("#")[0] if url else None))
+        self._run = run
+        self._step = step
+        self._version = version
         if emulator is not None:
             base_url = base_url if base_url is not None else emulator.base_url
             api_key = api_key if api_key is not None else emulator.api_key
@@ -190,6 +215,8 @@ class SailTokenCompleter:
                 "options": _options(runtime_options, "runtime_options"),
             }
             self._native = _native.local_completer(config, target)
+        if run is not None:
+            _native.make_durable(self._native, run._native, config, str(step), version)
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -203,10 +230,14 @@ class SailTokenCompleter:
         fut, key = _dispatcher(loop).sample(loop, self._native, _prompt(model_input), stop,
                                             max_tokens)
         try:
-            return await fut
+            res = await fut
         except asyncio.CancelledError:
             self._native.cancel(key)
             raise
+        if self._run is not None:
+            res.step = self._step
+            res.version = self._version
+        return res
 
     async def sample_group(self, model_input: Any, n: int, stop: Any = None,
                            max_tokens: int | None = None) -> list[TokensWithLogprobs]:
@@ -216,10 +247,15 @@ class SailTokenCompleter:
         fut, group = _dispatcher(loop).sample_group(loop, self._native, _prompt(model_input), n,
                                                     stop, max_tokens)
         try:
-            return await fut
+            res = await fut
         except asyncio.CancelledError:
             self._native.cancel(group)
             raise
+        if self._run is not None:
+            for r in res:
+                r.step = self._step
+                r.version = self._version
+        return res
 
     # -- introspection --------------------------------------------------------------------
 

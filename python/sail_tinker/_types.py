@@ -18,6 +18,9 @@ class TokensWithLogprobs:
     tokens: list[int]
     maybe_logprobs: list[float] | None
     stop_reason: str = "unknown"
+    #: A durable completer's (run=): the step and the adapter version label.
+    step: int | str | None = None
+    version: str | None = None
 
     @property
     def logprobs(self) -> list[float]:
