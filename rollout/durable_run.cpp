@@ -28,25 +28,6 @@ void append_sized(std::string& out, std::string_view x) {
   out += '|';
 }
 
-/// The first setting that differs (for the error's field).
-std::string first_difference(const std::string& a, const std::string& b) {
-  json::error_code ec1;
-  json::error_code ec2;
-  auto x = json::parse(a, ec1);
-  auto y = json::parse(b, ec2);
-  if (ec1 || ec2 || !x.is_object() || !y.is_object())
-    return "call";
-  for (auto& kv : x.get_object()) {
-    auto* other = y.get_object().if_contains(kv.key());
-    if (other == nullptr || *other != kv.value())
-      return std::string{kv.key()};
-  }
-  for (auto& kv : y.get_object())
-    if (!x.get_object().contains(kv.key()))
-      return std::string{kv.key()};
-  return "call";
-}
-
 } // namespace
 
 caf::expected<tokens_with_logprobs> parse_result(std::string_view text) {
@@ -216,7 +197,7 @@ caf::error durable_run::load(const std::string& step, step_state& st) {
   if (!rows)
     return std::move(rows.error());
   for (auto& r : *rows) {
-    st.slots[r.member] = slot_info{r.key, r.call};
+    st.slots[r.member] = slot_info{r.call};
     st.next_slot = std::max(st.next_slot, r.member + 1);
     known_call k;
     k.slot = r.member;
@@ -243,10 +224,11 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
   auto position = st.position;
   if (auto i = st.slots.find(position); i != st.slots.end() && !i->second.settings.empty()
                                          && i->second.settings != settings) {
-    auto field = first_difference(i->second.settings, settings);
-    return invalid_argument(field, "run " + id_ + ", step " + step + ", call "
-                                     + std::to_string(position) + ": "
-                                     + config_difference(i->second.settings, settings)
+    std::string field;
+    auto difference = config_difference(i->second.settings, settings, &field);
+    return invalid_argument(field.empty() ? "call" : field,
+                            "run " + id_ + ", step " + step + ", call "
+                              + std::to_string(position) + ": " + difference
                                      + " (the same run and step must make the same calls; a "
                                        "new step or run id starts afresh)");
   }
@@ -266,7 +248,7 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
     } else {
       p.slot = st.next_slot++;
     }
-    st.slots[p.slot] = slot_info{p.key, settings};
+    st.slots.try_emplace(p.slot);
     ++st.stats.fresh;
     return p;
   }

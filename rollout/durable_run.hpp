@@ -162,7 +162,8 @@ public:
 
 private:
   struct slot_info {
-    std::string key;
+    /// The journal's call settings (empty for calls of this process: the
+    /// mismatch check is against the journal).
     std::string settings;
   };
   struct known_call {
