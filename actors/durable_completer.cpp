@@ -21,11 +21,10 @@ namespace {
 
 using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
 
-/// The public interface plus: a journaled call may go (submit, its id, whether
-/// the commit succeeded), and
-/// the observer of accepted creates.
+/// The public interface plus: the journal committed (submit, whether the
+/// commit succeeded), and the observer of accepted creates.
 using durable_impl_actor = completer_actor::extend<
-  caf::reacts_to<atom::submit, uint64_t, bool>,
+  caf::reacts_to<atom::submit, bool>,
   caf::reacts_to<atom::accepted, std::string, std::string>>;
 
 struct durable_state;
@@ -56,6 +55,11 @@ struct durable_state {
   /// Derived key -> call id (accepted notices).
   std::unordered_map<std::string, uint64_t> by_key;
   uint64_t next_id = 0;
+  /// Journaled calls waiting for the commit the outstanding when_committed
+  /// covers, and those recorded after it was registered (the next one).
+  std::vector<uint64_t> covered;
+  std::vector<uint64_t> uncovered;
+  bool awaiting_commit = false;
   /// call_settings by effective max_tokens (the rest is the configuration).
   std::unordered_map<int64_t, std::string> settings_by_cap;
 
@@ -166,25 +170,44 @@ struct durable_state {
       return c.done(std::move(encoded.error()));
     req.body = std::move(encoded->body);
     // Write-ahead: the create goes once its key and bytes are committed.
-    auto me = caf::actor_cast<durable_impl_actor>(self);
-    run->record_sent(step, plan->slot, plan->key, req.body, settings, version,
-                     [me, id](const caf::error& err) {
-                       caf::anon_send(me, atom::submit_v, id, !err);
-                     });
+    if (auto err = run->record_sent(step, plan->slot, plan->key, req.body, settings, version))
+      return c.done(std::move(err));
     c.req = std::move(req);
     by_key.emplace(c.key, id);
     calls.emplace(id, std::move(c));
+    uncovered.push_back(id);
+    if (!awaiting_commit)
+      await_commit();
   }
 
-  /// The journal committed call `id` (`ok`) or failed to.
-  void journaled(uint64_t id, bool ok) {
-    if (!ok) {
-      end(id, make_error(errc::io_error, "the run's journal could not be written "
-                                         "(nothing was sent)", "run"));
-      return;
+  /// One notice per commit, not per call: the calls recorded so far wait
+  /// for the commit that covers them; later ones for the next notice.
+  void await_commit() {
+    awaiting_commit = true;
+    covered.insert(covered.end(), uncovered.begin(), uncovered.end());
+    uncovered.clear();
+    auto me = caf::actor_cast<durable_impl_actor>(self);
+    run->when_committed([me](const caf::error& err) {
+      caf::anon_send(me, atom::submit_v, !err);
+    });
+  }
+
+  /// The journal committed the covered calls (`ok`) or failed to.
+  void journaled(bool ok) {
+    awaiting_commit = false;
+    auto ready = std::move(covered);
+    covered.clear();
+    for (auto id : ready) {
+      if (!ok) {
+        end(id, make_error(errc::io_error, "the run's journal could not be written "
+                                           "(nothing was sent)", "run"));
+        continue;
+      }
+      rollout::failpoint::hit("sample_journaled");
+      send(id);
     }
-    rollout::failpoint::hit("sample_journaled");
-    send(id);
+    if (!uncovered.empty())
+      await_commit();
   }
 
   void send(uint64_t id) {
@@ -270,7 +293,7 @@ durable_impl_actor::behavior_type durable_behavior(durable_ptr self, completer_a
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
-    [self](atom::submit, uint64_t id, bool ok) { self->state.journaled(id, ok); },
+    [self](atom::submit, bool ok) { self->state.journaled(ok); },
     [self](atom::accepted, std::string& key, std::string& response_id) {
       self->state.accepted(key, response_id);
     },

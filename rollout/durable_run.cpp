@@ -270,23 +270,24 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
   return p;
 }
 
-void durable_run::record_sent(const std::string& step, uint32_t slot, const std::string& key,
-                              const std::string& request, const std::string& settings,
-                              const std::string& version,
-                              std::function<void(const caf::error&)> then) {
-  caf::error err;
+caf::error durable_run::record_sent(const std::string& step, uint32_t slot,
+                                    const std::string& key, const std::string& request,
+                                    const std::string& settings, const std::string& version) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!jr_)
+    return make_error(errc::cancelled, "the run is closed", "run");
+  return jr_->record_sent(step, slot, key, request, settings, version);
+}
+
+void durable_run::when_committed(std::function<void(const caf::error&)> then) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    if (!jr_) {
-      err = make_error(errc::cancelled, "the run is closed", "run");
-    } else if (auto e = jr_->record_sent(step, slot, key, request, settings, version)) {
-      err = std::move(e);
-    } else {
+    if (jr_) {
       jr_->when_committed(std::move(then));
       return;
     }
   }
-  then(err);
+  then(make_error(errc::cancelled, "the run is closed", "run"));
 }
 
 void durable_run::record_accepted(const std::string& step, uint32_t slot,

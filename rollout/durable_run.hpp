@@ -134,11 +134,14 @@ public:
   caf::expected<call_plan> plan(const std::string& step, const std::string& settings,
                                 const std::string& fingerprint);
 
-  /// Write-ahead of a fresh call; `then` runs (on the journal's thread, keep
-  /// it short) once the body is durable, with the commit's error if any.
-  void record_sent(const std::string& step, uint32_t slot, const std::string& key,
-                   const std::string& request, const std::string& settings,
-                   const std::string& version, std::function<void(const caf::error&)> then);
+  /// Write-ahead of a fresh call (durable at the next commit: when_committed).
+  caf::error record_sent(const std::string& step, uint32_t slot, const std::string& key,
+                         const std::string& request, const std::string& settings,
+                         const std::string& version);
+
+  /// `then` runs (on the journal's thread: keep it short) once everything
+  /// recorded so far is durable, with the commit's error if any.
+  void when_committed(std::function<void(const caf::error&)> then);
 
   /// Sail accepted the call's create under `response_id`.
   void record_accepted(const std::string& step, uint32_t slot, const std::string& key,
