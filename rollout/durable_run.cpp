@@ -21,6 +21,11 @@ namespace {
 /// The run row of a trainer run (the file job's holds its settings).
 constexpr const char* trainer_config = R"({"kind":"trainer"})";
 
+/// How a row refers to settings held whole by another row of its step.
+std::string settings_ref(std::string_view settings) {
+  return "#" + sha256_hex(settings).substr(0, 16);
+}
+
 void append_sized(std::string& out, std::string_view x) {
   out += std::to_string(x.size());
   out += ':';
@@ -196,8 +201,18 @@ caf::error durable_run::load(const std::string& step, step_state& st) {
   auto rows = jr_->samples(step);
   if (!rows)
     return std::move(rows.error());
+  // Rows hold their settings whole or by reference to a whole one.
+  std::unordered_map<std::string, std::string> whole;
+  for (auto& r : *rows)
+    if (!r.call.empty() && r.call[0] != '#')
+      whole.emplace(settings_ref(r.call), r.call);
   for (auto& r : *rows) {
-    st.slots[r.member] = slot_info{r.call};
+    auto& settings = r.call;
+    if (!settings.empty() && settings[0] == '#') {
+      auto i = whole.find(settings);
+      settings = i != whole.end() ? i->second : std::string{};
+    }
+    st.slots[r.member] = slot_info{settings};
     st.next_slot = std::max(st.next_slot, r.member + 1);
     known_call k;
     k.slot = r.member;
@@ -276,7 +291,15 @@ caf::error durable_run::record_sent(const std::string& step, uint32_t slot,
   std::lock_guard<std::mutex> guard{mtx_};
   if (!jr_)
     return make_error(errc::cancelled, "the run is closed", "run");
-  return jr_->record_sent(step, slot, key, request, settings, version);
+  // Whole in the step's first row with these settings (it commits no later
+  // than the rows that refer to it), by reference afterwards.
+  auto& written = steps_[step].written_settings;
+  auto i = written.find(settings);
+  if (i == written.end()) {
+    written.emplace(settings, settings_ref(settings));
+    return jr_->record_sent(step, slot, key, request, settings, version);
+  }
+  return jr_->record_sent(step, slot, key, request, i->second, version);
 }
 
 void durable_run::when_committed(std::function<void(const caf::error&)> then) {

@@ -9,8 +9,10 @@
 // The journal is the rollout journal (journal.hpp): one row per call, its
 // prompt id the step, its member the call's slot in the step. Per call it
 // holds the Idempotency-Key, the exact create body (written and committed
-// before the create is sent), the call's settings, the adapter version
-// label, the response id once Sail accepted the create, and the result.
+// before the create is sent), the call's settings (whole in the first row of
+// the step that has them, later as "#" + 16 hex digits of their SHA-256),
+// the adapter version label, the response id once Sail accepted the create,
+// and the result.
 //
 // Keys. key = "st2-" + hex SHA-256("sail-tinker/run/v1" | len:run id |
 // len:step | fingerprint | occurrence), where the fingerprint is the SHA-256
@@ -184,6 +186,10 @@ private:
     std::map<uint32_t, slot_info> slots;
     std::unordered_map<std::string, known_call> calls;
     std::unordered_map<std::string, uint32_t> occurrences;
+    /// Settings written to the journal for this step by this process, with
+    /// their reference ("#" + 16 hex of their SHA-256): the first row of a
+    /// step with some settings holds them whole, later rows the reference.
+    std::unordered_map<std::string, std::string> written_settings;
     step_stats stats;
   };
 
@@ -198,6 +204,6 @@ private:
   std::map<std::string, step_state> steps_;
 };
 
-using run_handle = std::shared_ptr<durable_run>;
+using run_handle = std::shared_ptr<durable_run>;  // as in actors/durable_options.hpp
 
 } // namespace sail::rollout
