@@ -125,7 +125,7 @@ const std::string& reference_records() {
 } // namespace
 
 TEST_CASE("durable run: reopened, the same calls are answered from the journal with no "
-          "request; another model at the same call is refused naming model",
+          "request, and another model at the same call is refused naming model",
           "[durable]") {
   stack_fixture fx;
   temp_dir dir{"durable-inproc"};
@@ -191,7 +191,7 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
   CHECK(info_of(wrong.error())->field == "run_id");
 }
 
-TEST_CASE("durable run: the journal holds the exact body before the create; the step and "
+TEST_CASE("durable run: the journal holds the exact body before the create, the step and "
           "the version label are journaled",
           "[durable]") {
   stack_fixture fx;
