@@ -4,6 +4,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include <caf/actor_control_block.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -186,9 +187,12 @@ struct durable_state {
     awaiting_commit = true;
     covered.insert(covered.end(), uncovered.begin(), uncovered.end());
     uncovered.clear();
-    auto me = caf::actor_cast<durable_impl_actor>(self);
+    // A weak handle: the run (and its committer thread) may outlive this
+    // actor and its actor system (a Python Run closed after shutdown()).
+    caf::weak_actor_ptr me = self->ctrl();
     run->when_committed([me](const caf::error& err) {
-      caf::anon_send(me, atom::submit_v, !err);
+      if (auto strong = me.lock())
+        caf::anon_send(caf::actor_cast<durable_impl_actor>(strong), atom::submit_v, !err);
     });
   }
 
