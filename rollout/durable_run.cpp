@@ -1,5 +1,8 @@
 #include "sail_tinker/rollout/durable_run.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <boost/json/object.hpp>
@@ -155,6 +158,11 @@ durable_run::open(const std::string& path, std::optional<std::string> run_id,
   if (run_id)
     if (auto err = check_run_id(*run_id))
       return invalid_argument("run_id", render(err));
+  // The journal holds create bodies, signed URLs included: a new one is
+  // created readable by its owner only (SQLite gives the -wal file the
+  // database's mode).
+  if (int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600); fd >= 0)
+    ::close(fd);
   auto opened = journal::open(path, opts);
   if (!opened)
     return std::move(opened.error());

@@ -18,6 +18,8 @@
 
 #include <signal.h>
 
+#include <filesystem>
+
 #include <caf/scoped_actor.hpp>
 #include <sqlite3.h>
 
@@ -211,6 +213,9 @@ TEST_CASE("durable run: the journal holds the exact body before the create, the 
     REQUIRE(ok);
     REQUIRE_FALSE((*run)->close());
   }
+  // Create bodies (signed URLs included) are for the owner's eyes only.
+  CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::all)
+        == (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
   auto j = rollout::journal::open(path);
   REQUIRE(j);
   auto rows = (*j)->samples("7");
