@@ -11,6 +11,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/redact.hpp"
 
@@ -310,6 +311,27 @@ caf::expected<completer_actor> runtime::make_completer(completer_config cfg) {
 
 caf::expected<token_completer> runtime::make_token_completer(completer_config cfg) {
   auto c = make_completer(std::move(cfg));
+  if (!c)
+    return std::move(c.error());
+  return token_completer{*c, bridge_};
+}
+
+caf::expected<completer_actor> runtime::make_durable_completer(completer_config cfg,
+                                                               durable_options opts) {
+  auto inner = make_completer(cfg);
+  if (!inner)
+    return inner;
+  auto c = spawn_durable_completer(sys_, *inner, std::move(cfg), std::move(opts));
+  if (c) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    completers_.push_back(*c);
+  }
+  return c;
+}
+
+caf::expected<token_completer> runtime::make_durable_token_completer(completer_config cfg,
+                                                                     durable_options opts) {
+  auto c = make_durable_completer(std::move(cfg), std::move(opts));
   if (!c)
     return std::move(c.error());
   return token_completer{*c, bridge_};

@@ -110,7 +110,7 @@ using row_fn = std::function<void(const std::string&, const std::string&)>;
 void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row);
 
-/// The file job (rollout_job.cpp): `rollout --input ...`.
+/// The file job (rollout_job.cpp, on rollout/file_job.hpp): `rollout --input ...`.
 int run_rollout_job(const parsed_args& args, app_node_config& cfg);
 
 /// Flags only the file job takes.

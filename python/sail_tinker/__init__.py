@@ -19,6 +19,7 @@ from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
 from ._doctor import doctor
 from ._emulator import Emulator
+from ._run import Run
 from ._types import USES_TINKER_COOKBOOK, TokenCompleter, TokensWithLogprobs
 from .errors import (HTTPError, InferenceError, InferenceHTTPError, InvalidArgumentError,
                      NodeDownError, NotConfiguredError, OverloadedError, SailError,
@@ -30,6 +31,7 @@ __all__ = [
     "TokensWithLogprobs",
     "TokenCompleter",
     "USES_TINKER_COOKBOOK",
+    "Run",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
     "doctor",

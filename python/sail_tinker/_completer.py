@@ -170,6 +170,12 @@ class SailTokenCompleter(TokenCompleter):
     ``runtime_options`` / ``cluster_options`` tune the pool and the cluster
     (see docs/python.md). ``context_window=`` caps each call's max_tokens so
     that prompt + max_tokens fits, as tinker-cookbook's TinkerTokenCompleter.
+
+    Durable samples (docs/python.md, "Durable runs"): ``run=`` a
+    sail_tinker.Run and ``step=`` (an int or a str, required with run=)
+    journal every sample; ``version=`` labels the adapter (default: the
+    Tinker checkpoint path, else the LoRA name). Results then carry
+    ``step`` and ``version``.
     """
 
     def __init__(self, model: str, max_tokens: int, temperature: float = 1.0,
@@ -192,7 +198,9 @@ class SailTokenCompleter(TokenCompleter):
                  tls_certificate: str | None = None, tls_key: str | None = None,
                  tls_cafile: str | None = None,
                  cluster_options: Mapping | None = None,
-                 context_window: int | None = None) -> None:
+                 context_window: int | None = None,
+                 run: Any = None, step: int | str | None = None,
+                 version: str | None = None) -> None:
         if not isinstance(model, str):
             raise TypeError(f"model must be a str, not {type(model).__name__}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
@@ -220,6 +228,23 @@ class SailTokenCompleter(TokenCompleter):
             "voyage": _voyage(voyage),
             "request_logprobs": request_logprobs,
         }
+        if run is None and (step is not None or version is not None):
+            raise ValueError("step= and version= label a durable run's samples: pass run=")
+        if run is not None:
+            if step is None:
+                raise ValueError("run= needs step= (an int or a str)")
+            if isinstance(step, bool) or not isinstance(step, (int, str)):
+                raise TypeError(f"step must be an int or a str, not {type(step).__name__}")
+            if version is not None and not isinstance(version, str):
+                raise TypeError(f"version must be a str, not {type(version).__name__}")
+            if version is None:
+                # As adapter_identity in C++: never a signed URL's query.
+                url = tinker_lora_signed_url
+                version = (tinker_checkpoint or tinker_lora_name or lora
+                           or (url.split("?")[0].split("#")[0] if url else None))
+        self._run = run
+        self._step = step
+        self._version = version
         if emulator is not None:
             base_url = base_url if base_url is not None else emulator.base_url
             api_key = api_key if api_key is not None else emulator.api_key
@@ -258,7 +283,7 @@ class SailTokenCompleter(TokenCompleter):
                 "options": _options(runtime_options, "runtime_options"),
             }
             make = _native.local_completer
-        self._native = make(config, target)
+        self._native = self._durable(make(config, target), config)
         # Per distinct voyage of a Voyage-like object: (config, target, maker)
         # make the others, kept with their calls in flight.
         self._make = (config, target, make)
@@ -335,11 +360,21 @@ class SailTokenCompleter(TokenCompleter):
             return max_tokens  # the type error is the native call's
         return min(max_tokens, room)
 
+    def _durable(self, native: Any, config: dict) -> Any:
+        """A native completer made durable when this completer has run=."""
+        if self._run is not None:
+            _native.make_durable(native, self._run._native, config, str(self._step),
+                                 self._version)
+        return native
+
     def _result(self, out: Any) -> Any:
         # Without request_logprobs a result never carries logprobs, whatever
         # the response held.
         if not self.request_logprobs and out.maybe_logprobs is not None:
             out.maybe_logprobs = None
+        if self._run is not None:
+            out.step = self._step
+            out.version = self._version
         return out
 
     def _native_now(self) -> Any:
@@ -352,7 +387,8 @@ class SailTokenCompleter(TokenCompleter):
         native = self._voyages.get(key)
         if native is None:
             config, target, make = self._make
-            native = make({**config, "voyage": voyage}, target)
+            config = {**config, "voyage": voyage}
+            native = self._durable(make(config, target), config)
             self._voyages[key] = native
             if len(self._voyages) > _MAX_VOYAGES:
                 for k, other in list(self._voyages.items()):

@@ -35,6 +35,9 @@ except ImportError:
         tokens: list[int]
         maybe_logprobs: list[float] | None
         stop_reason: str = "stop"
+        #: A durable completer's (run=): the step and the adapter version label.
+        step: int | str | None = None
+        version: str | None = None
 
         @property
         def logprobs(self) -> list[float]:
