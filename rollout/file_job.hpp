@@ -1,7 +1,7 @@
 // The main job, `sail-tinker rollout --input`: a prompts file in, a samples
-// file out, an SQLite journal between (docs/operations.md "The main job"). The executable parses flags into
-// file_job_settings and prints; everything that makes the job resumable lives
-// here.
+// file out, an SQLite journal between (docs/operations.md "The main job").
+// The executable parses flags into file_job_settings and prints; everything
+// that makes the job resumable lives here.
 //
 //   auto job = sail::rollout::file_job::prepare(settings);  // input checked,
 //   // journal opened or resumed, output reconciled, run row committed
