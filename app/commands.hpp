@@ -12,5 +12,6 @@ int cmd_resolve(const std::vector<std::string>& args);
 int cmd_emulate(const std::vector<std::string>& args);
 int cmd_serve(const std::vector<std::string>& args);
 int cmd_rollout(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
 
 } // namespace sail::app

@@ -1,5 +1,5 @@
-// sail-tinker: one executable, five subcommands (sample, resolve, emulate,
-// serve, rollout). See docs/operations.md.
+// sail-tinker: one executable, six subcommands (sample, resolve, emulate,
+// serve, rollout, report). See docs/operations.md.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -24,6 +24,8 @@ constexpr const char* top_usage =
   "  rollout    the main job: prompts file in, samples file out, journal and\n"
   "             resume (--input); or synthetic load (embedded emulator when\n"
   "             neither --base-url nor SAIL_API_KEY is set)\n"
+  "  report     what a rollout journal's run cost: samples, tokens, cost,\n"
+  "             latency and failures per step, version and window\n"
   "\n"
   "  --version  print the version\n"
   "  --help     print this help\n"
@@ -59,6 +61,8 @@ int main(int argc, char** argv) {
     return cmd_serve(rest);
   if (cmd == "rollout")
     return cmd_rollout(rest);
+  if (cmd == "report")
+    return cmd_report(rest);
   std::fprintf(stderr, "error: invalid_argument: unknown command \"%s\" [field=command]\n",
                sail::redact_secrets(cmd).c_str());
   std::fputs(top_usage, stderr);

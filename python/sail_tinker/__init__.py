@@ -15,8 +15,9 @@ import atexit as _atexit
 from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
 from ._emulator import Emulator
-from ._types import TokensWithLogprobs
-from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownError,
+from ._types import TokensWithLogprobs, Usage
+from .errors import (BudgetExceededError, HTTPError, InferenceError, InvalidArgumentError,
+                     NodeDownError,
                      NotConfiguredError, OverloadedError, SailError, SailTimeoutError,
                      SailIOError, SampleCancelledError, TransportError, UnavailableError,
                      _from_native)
@@ -24,6 +25,7 @@ from .errors import (HTTPError, InferenceError, InvalidArgumentError, NodeDownEr
 __all__ = [
     "SailTokenCompleter",
     "TokensWithLogprobs",
+    "Usage",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
     "shutdown",
@@ -39,11 +41,12 @@ __all__ = [
     "NodeDownError",
     "SailIOError",
     "UnavailableError",
+    "BudgetExceededError",
 ]
 
 __version__ = "0.1.0"
 
-_native._init(TokensWithLogprobs, _from_native)
+_native._init(TokensWithLogprobs, Usage, _from_native)
 
 
 def _at_exit() -> None:

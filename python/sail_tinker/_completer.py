@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 
 from . import _native
 from ._types import TokensWithLogprobs
+from .errors import InvalidArgumentError, OverloadedError, UnavailableError
 
 __all__ = ["SailTokenCompleter", "get_tinker_checkpoint_signed_url_async", "shutdown"]
 
@@ -107,6 +108,15 @@ class SailTokenCompleter:
 
     ``runtime_options`` / ``cluster_options`` tune the pool and the cluster
     (see docs/python.md).
+
+    Spending (keyword-only): ``prices=`` a prices file path or a dict of the
+    same shape ({"prices": [{"model", "window", "input", "cached_input",
+    "output"}]}, USD per 1M tokens); ``budget_usd=`` (needs a price for this
+    model and window) and ``budget_tokens=`` (input + output tokens) cap what
+    this completer's samples may be billed: each call first reserves its
+    worst case (prompt + max tokens, no cache discount) and settles at its
+    usage; a call that does not fit raises BudgetExceededError and nothing is
+    sent (calls in flight complete). ``budget`` shows what was spent.
     """
 
     def __init__(self, model: str, max_tokens: int, temperature: float = 1.0,
@@ -128,7 +138,10 @@ class SailTokenCompleter:
                  tls: bool | None = None,
                  tls_certificate: str | None = None, tls_key: str | None = None,
                  tls_cafile: str | None = None,
-                 cluster_options: Mapping | None = None) -> None:
+                 cluster_options: Mapping | None = None,
+                 prices: Any = None,
+                 budget_usd: float | None = None,
+                 budget_tokens: int | None = None) -> None:
         if not isinstance(model, str):
             raise TypeError(f"model must be a str, not {type(model).__name__}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
@@ -166,6 +179,22 @@ class SailTokenCompleter:
         self.temperature = temperature
         self.top_p = top_p
         self.completion_window = completion_window
+        self._budget = None
+        if prices is not None or budget_usd is not None or budget_tokens is not None:
+            if budget_usd is not None and (isinstance(budget_usd, bool)
+                                           or not isinstance(budget_usd, (int, float))):
+                raise TypeError(f"budget_usd must be a number, not {type(budget_usd).__name__}")
+            if budget_tokens is not None and (isinstance(budget_tokens, bool)
+                                              or not isinstance(budget_tokens, int)):
+                raise TypeError(f"budget_tokens must be an int, "
+                                f"not {type(budget_tokens).__name__}")
+            if prices is not None and not isinstance(prices, (str, Mapping)):
+                prices = str(prices)  # os.PathLike
+            self._budget = _native.Budget(
+                dict(prices) if isinstance(prices, Mapping) else prices,
+                float(budget_usd) if budget_usd is not None else None, budget_tokens)
+            # A USD cap without this pair's price: refused before anything is sent.
+            self._budget.check_priced(model, completion_window)
         if nodes is not None:
             if base_url is not None or api_key is not None or runtime_options is not None:
                 raise ValueError("nodes= sends samples to service nodes (which hold the Sail "
@@ -200,26 +229,101 @@ class SailTokenCompleter:
         ``max_tokens``: a per-call cap (the effective cap is the smaller one).
         Cancelling the awaiting task cancels the sample."""
         loop = asyncio.get_running_loop()
-        fut, key = _dispatcher(loop).sample(loop, self._native, _prompt(model_input), stop,
-                                            max_tokens)
+        prompt = _prompt(model_input)
+        holds = self._reserve(prompt, max_tokens, 1)
         try:
-            return await fut
+            fut, key = _dispatcher(loop).sample(loop, self._native, prompt, stop, max_tokens)
+        except BaseException:
+            self._release(holds)
+            raise
+        try:
+            out = await fut
         except asyncio.CancelledError:
             self._native.cancel(key)
+            self._settle(holds, None)
             raise
+        except (InvalidArgumentError, OverloadedError, UnavailableError):
+            self._release(holds)  # refused before anything was sent
+            raise
+        except BaseException:
+            self._settle(holds, None)
+            raise
+        self._settle(holds, [out])
+        return out
 
     async def sample_group(self, model_input: Any, n: int, stop: Any = None,
                            max_tokens: int | None = None) -> list[TokensWithLogprobs]:
         """n samples of one prompt (one prompt_cache_key): GRPO's group. Fails
         with the first member's error (the others are cancelled)."""
         loop = asyncio.get_running_loop()
-        fut, group = _dispatcher(loop).sample_group(loop, self._native, _prompt(model_input), n,
-                                                    stop, max_tokens)
+        prompt = _prompt(model_input)
+        holds = self._reserve(prompt, max_tokens, n)
         try:
-            return await fut
+            fut, group = _dispatcher(loop).sample_group(loop, self._native, prompt, n, stop,
+                                                        max_tokens)
+        except BaseException:
+            self._release(holds)
+            raise
+        try:
+            outs = await fut
         except asyncio.CancelledError:
             self._native.cancel(group)
+            self._settle(holds, None)
             raise
+        except (InvalidArgumentError, OverloadedError, UnavailableError):
+            self._release(holds)
+            raise
+        except BaseException:
+            self._settle(holds, None)
+            raise
+        self._settle(holds, outs)
+        return outs
+
+    # -- spending -------------------------------------------------------------------------
+
+    @property
+    def budget(self) -> dict | None:
+        """What this completer's samples were billed, when it has prices or a
+        cap: spent_usd (None without a USD cap), spent_tokens, reserved_usd,
+        reserved_tokens (in flight), limit_usd, limit_tokens, exhausted."""
+        b = self._budget
+        if b is None:
+            return None
+        return {"spent_usd": b.spent_usd if b.limit_usd is not None else None,
+                "spent_tokens": b.spent_tokens, "reserved_usd": b.reserved_usd,
+                "reserved_tokens": b.reserved_tokens, "limit_usd": b.limit_usd,
+                "limit_tokens": b.limit_tokens, "exhausted": b.exhausted}
+
+    def cost(self, result: TokensWithLogprobs) -> float | None:
+        """USD of a result at this completer's prices; None when its usage or
+        its price is unknown (or no prices were given)."""
+        if self._budget is None:
+            return None
+        return self._budget.cost(self.model, self.completion_window, result.usage)
+
+    def _reserve(self, prompt: Any, max_tokens: int | None, n: int) -> list:
+        b = self._budget
+        if b is None or (b.limit_usd is None and b.limit_tokens is None):
+            return []
+        cap = self.max_tokens if max_tokens is None else min(self.max_tokens, max_tokens)
+        holds = []
+        try:
+            for _ in range(n):
+                holds.append(b.reserve(self.model, self.completion_window, len(prompt),
+                                       max(cap, 0)))
+        except BaseException:
+            self._release(holds)
+            raise
+        return holds
+
+    def _release(self, holds: list) -> None:
+        for h in holds:
+            self._budget.release(h)
+
+    def _settle(self, holds: list, outs: list | None) -> None:
+        for i, h in enumerate(holds):
+            usage = outs[i].usage if outs is not None and i < len(outs) else None
+            self._budget.settle(h, self.model, self.completion_window, usage)
 
     # -- introspection --------------------------------------------------------------------
 

@@ -3,7 +3,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TokensWithLogprobs"]
+__all__ = ["TokensWithLogprobs", "Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens Sail billed for one sample (its response's ``usage``).
+
+    ``cached_tokens`` is part of ``input_tokens`` (billed at the cached input
+    price); ``reasoning_tokens`` is Sail's output_tokens_details count.
+    """
+
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int = 0
 
 
 @dataclass(slots=True)
@@ -18,6 +32,9 @@ class TokensWithLogprobs:
     tokens: list[int]
     maybe_logprobs: list[float] | None
     stop_reason: str = "unknown"
+    #: What Sail billed for the sample; None when the response carried no
+    #: (or a malformed) usage: unknown, never zero.
+    usage: Usage | None = None
 
     @property
     def logprobs(self) -> list[float]:

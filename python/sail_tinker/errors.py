@@ -22,6 +22,7 @@ __all__ = [
     "NodeDownError",
     "SailIOError",
     "UnavailableError",
+    "BudgetExceededError",
 ]
 
 
@@ -124,10 +125,18 @@ class UnavailableError(SailError):
     kind = "unavailable"
 
 
+class BudgetExceededError(InferenceError):
+    """The spending cap (``budget_usd`` / ``budget_tokens``) does not admit
+    this sample: nothing was sent. Samples already in flight complete (and
+    are billed); every new call raises this until a larger cap is set."""
+
+    kind = "budget_exceeded"
+
+
 _BY_KIND = {cls.kind: cls for cls in (
     InvalidArgumentError, InferenceError, HTTPError, SailTimeoutError, OverloadedError,
     TransportError, SampleCancelledError, NotConfiguredError, NodeDownError, SailIOError,
-    UnavailableError)}
+    UnavailableError, BudgetExceededError)}
 
 
 def _rebuild(kind: str, message: str, field: str, http_status: int | None, body: str) -> SailError:
