@@ -80,6 +80,7 @@ def test_budget_exceeded_for_new_calls_while_in_flight_ones_complete(emu):
 
     async def main():
         first = [asyncio.ensure_future(c(prompt(i))) for i in range(2)]
+        await asyncio.sleep(0)  # both reserved and sent
         # The third does not fit beside the two in flight (60 > 50): refused
         # at once, nothing sent.
         with pytest.raises(sail_tinker.BudgetExceededError) as e:
