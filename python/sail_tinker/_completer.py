@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import warnings
 import weakref
 from typing import Any, Mapping, Sequence
 
@@ -321,6 +322,10 @@ class SailTokenCompleter:
             self._budget.release(h)
 
     def _settle(self, holds: list, outs: list | None) -> None:
+        if outs is not None and any(o.usage is None for o in outs):
+            warnings.warn("a response carried no valid usage: the sample's usage is unknown "
+                          "(None, not 0) and its worst case stays spent", RuntimeWarning,
+                          stacklevel=3)
         for i, h in enumerate(holds):
             usage = outs[i].usage if outs is not None and i < len(outs) else None
             self._budget.settle(h, self.model, self.completion_window, usage)
