@@ -116,7 +116,7 @@ TEST_CASE("usage: a sample's usage through the runtime equals what the emulator 
   CHECK(u.output_tokens == res->tokens.size());
 }
 
-TEST_CASE("usage: a GRPO group sharing a prompt_cache_key bills cached input; a replayed "
+TEST_CASE("usage: a GRPO group sharing a prompt_cache_key bills cached input, a replayed "
           "key bills nothing new",
           "[usage][runtime]") {
   auto opts = sail::test::test_emulator_options();
