@@ -25,8 +25,6 @@ std::vector<flag_spec> emulate_flags() {
     {"still-building", "N", "archive calls per checkpoint answered 503 \"still building\" first"},
     {"known-lora", "NAME", "a LoRA name the emulator knows (besides emulator-lora)", true},
     {"default-max-output-tokens", "N", "output length without max_output_tokens (default 16)"},
-    {"prompt-cache-min-tokens", "N", "shortest prompt prefix billed as cached input under one "
-                                     "prompt_cache_key (default 0: no caching)"},
     {"status-vocabulary", "V",
      "status words of unfinished responses: guides (queued/in_progress, default) | openapi "
      "(pending/running)"},
@@ -123,12 +121,6 @@ int cmd_emulate(const std::vector<std::string>& raw) {
     if (!n)
       return report_error(n.error());
     opts.default_max_output_tokens = *n;
-  }
-  if (auto v = args->get("prompt-cache-min-tokens")) {
-    auto n = parse_int("prompt-cache-min-tokens", *v, 0, 2'000'000);
-    if (!n)
-      return report_error(n.error());
-    opts.prompt_cache_min_tokens = *n;
   }
   if (auto v = args->get("status-vocabulary")) {
     if (*v == "guides")
