@@ -4,6 +4,7 @@
 
 #include <caf/event_based_actor.hpp>
 #include <caf/scoped_actor.hpp>
+#include <caf/send.hpp>
 
 #include "sail_tinker/actors/balancer.hpp"
 #include "sail_tinker/messages/error.hpp"
@@ -113,10 +114,23 @@ caf::expected<completer_stats> cluster::stats() {
   return result;
 }
 
+caf::expected<completer_actor> cluster::durable_handle(durable_options opts) {
+  if (stopped_ || !balancer_)
+    return make_error(errc::cancelled, "the cluster is shut down");
+  auto c = spawn_durable_completer(sys_, balancer_, opts_.config, std::move(opts));
+  if (c)
+    durables_.push_back(*c);
+  return c;
+}
+
 void cluster::shutdown(caf::timespan grace) {
   if (stopped_)
     return;
   stopped_ = true;
+  // Durable fronts first: their open samples fail with cancelled.
+  for (auto& d : durables_)
+    caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
+  durables_.clear();
   if (!balancer_)
     return;
   caf::scoped_actor self{sys_};

@@ -41,6 +41,8 @@
 #include <vector>
 
 #include <caf/actor_system.hpp>
+
+#include "sail_tinker/actors/durable_completer.hpp"
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
@@ -80,6 +82,12 @@ public:
     return balancer_;
   }
 
+  /// A durable front on the balancer for the cluster's configuration
+  /// (actors/durable_completer.hpp): the run's journal stays in this
+  /// process, the nodes receive pre-encoded bodies. End it with an exit
+  /// message, or leave it to the shutdown.
+  caf::expected<completer_actor> durable_handle(durable_options opts);
+
   const cluster_options& options() const noexcept {
     return opts_;
   }
@@ -117,6 +125,7 @@ private:
   cluster_options opts_;
   std::shared_ptr<cluster_monitor> monitor_;
   completer_actor balancer_;
+  std::vector<completer_actor> durables_;
   bool stopped_ = false;
 };
 

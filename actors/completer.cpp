@@ -69,6 +69,8 @@ struct completer_state {
   caf::result<tokens_with_logprobs> sample(sample_request& req) {
     if (auto err = validate(req))
       return err;
+    if (!req.body.empty() && req.key.empty())
+      return invalid_argument("body", "a pre-encoded body is sent under its own key");
     auto rp = self->make_response_promise<tokens_with_logprobs>();
     run(std::move(req), [rp](caf::expected<tokens_with_logprobs> res) mutable {
       if (res)
@@ -87,6 +89,8 @@ struct completer_state {
       return err;
     if (!req.response_id.empty())
       return invalid_argument("response_id", "a response id attaches one sample, not a group");
+    if (!req.body.empty())
+      return invalid_argument("body", "a pre-encoded body is one sample's, not a group's");
     struct group_state {
       group_result result;
       size_t pending = 0;
@@ -199,7 +203,7 @@ struct completer_state {
       req.key = new_key();
     // A sample waits for a resolve only while no usable URL is known (at
     // start, or after refreshes failed until the URL's use_until passed).
-    if (checkpoint && !url_usable()) {
+    if (checkpoint && !url_usable() && req.body.empty()) {
       waiting.push_back({std::move(req), std::move(counted)});
       resolve_url();
       return;
@@ -279,6 +283,8 @@ struct completer_state {
   }
 
   void submit(const sample_request& req, sample_callback done) {
+    if (!req.body.empty())
+      return submit_encoded(req, std::move(done));
     auto job_cfg = cfg;
     caf::timestamp url_expires{};
     if (checkpoint) {
@@ -308,6 +314,24 @@ struct completer_state {
     job.url_expires = url_expires;
     job.response_id = req.response_id;
     job.observer = req.observer;
+    send_job(std::move(job), std::move(done));
+  }
+
+  /// A pre-encoded body (a durable run's): sent verbatim, polled only.
+  void submit_encoded(const sample_request& req, sample_callback done) {
+    sail_job job;
+    job.idempotency_key = req.key;
+    job.body = req.body;
+    job.headers = create_headers(cfg, req.key);
+    job.completion_window = cfg.completion_window;
+    job.group_id = req.group_id;
+    job.model = cfg.model;
+    job.response_id = req.response_id;
+    job.observer = req.observer;
+    send_job(std::move(job), std::move(done));
+  }
+
+  void send_job(sail_job job, sample_callback done) {
     if (cfg.timeout)
       job.call_timeout = *cfg.timeout;
     auto& deadlines = opts.window_deadlines;

@@ -52,13 +52,6 @@ private:
   bool woken_ = false;
 };
 
-/// sample: send one sample (ticket, request) to the completer; cancel: cancel
-/// everything in flight and refuse new samples; accepted (from workers):
-/// forward a response id to the loop.
-using job_driver_actor = sample_observer_actor::extend<
-  caf::reacts_to<atom::sample, uint64_t, sample_request>,
-  caf::reacts_to<atom::cancel, std::string>>;
-
 /// Spawns a driver sending to `target` and reporting into `events`.
 job_driver_actor spawn_job_driver(caf::actor_system& sys, completer_actor target,
                                   std::shared_ptr<job_event_queue> events);

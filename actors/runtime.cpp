@@ -313,6 +313,27 @@ caf::expected<token_completer> runtime::make_token_completer(completer_config cf
   return token_completer{*c, bridge_};
 }
 
+caf::expected<completer_actor> runtime::make_durable_completer(completer_config cfg,
+                                                               durable_options opts) {
+  auto inner = make_completer(cfg);
+  if (!inner)
+    return inner;
+  auto c = spawn_durable_completer(sys_, *inner, std::move(cfg), std::move(opts));
+  if (c) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    completers_.push_back(*c);
+  }
+  return c;
+}
+
+caf::expected<token_completer> runtime::make_durable_token_completer(completer_config cfg,
+                                                                     durable_options opts) {
+  auto c = make_durable_completer(std::move(cfg), std::move(opts));
+  if (!c)
+    return std::move(c.error());
+  return token_completer{*c, bridge_};
+}
+
 void runtime::shutdown() {
   std::vector<completer_actor> completers;
   {

@@ -33,6 +33,7 @@
 #include <caf/expected.hpp>
 
 #include "sail_tinker/actors/completer.hpp"
+#include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/actors/resolver.hpp"
 #include "sail_tinker/actors/worker_pool.hpp"
 #include "sail_tinker/net/http_client.hpp"
@@ -122,6 +123,17 @@ public:
 
   /// The same, behind the future/callback API.
   caf::expected<token_completer> make_token_completer(completer_config cfg);
+
+  /// A completer for `cfg` whose samples are durable in `opts.run` at step
+  /// `opts.step` (actors/durable_completer.hpp): a trainer killed and
+  /// started again with the same run gets the same keys and pays for no
+  /// sample twice.
+  caf::expected<completer_actor> make_durable_completer(completer_config cfg,
+                                                        durable_options opts);
+
+  /// The same, behind the future/callback API.
+  caf::expected<token_completer> make_durable_token_completer(completer_config cfg,
+                                                              durable_options opts);
 
   pool_actor pool() const { return pool_; }
   /// Null when no Tinker key is configured.

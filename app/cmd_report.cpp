@@ -27,8 +27,9 @@ constexpr const char* report_description
     "window, the samples, the failures the journal knows of, the billed tokens by\n"
     "kind (input, cached, output, reasoning), the cost (with --prices or\n"
     "[pricing] file) and the latency percentiles p50/p90/p99 (sent to result in\n"
-    "hand). A rollout journal is one step and one version (\"-\"). The journal\n"
-    "must not be in use by a running job.";
+    "hand). A rollout journal is one step and one version (\"-\"); a trainer's\n"
+    "durable run groups by its steps and version labels. The journal must not\n"
+    "be in use by a running job.";
 
 } // namespace
 

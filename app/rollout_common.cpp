@@ -46,7 +46,9 @@ std::vector<flag_spec> rollout_target_flags() {
   std::vector<flag_spec> flags{
     {"nodes", "HOST:PORT,...",
      "service nodes started with `sail-tinker serve` (least in flight, re-routed on node loss)"},
-    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL; disables the embedded emulator)"},
+    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL)"},
+    {"emulator", "", "sample from an embedded emulator of Sail (no account needed; the "
+                     "--emu-* flags tune it)"},
     {"progress", "MODE", "auto (bar on a terminal, lines otherwise) | bar | lines | off"},
   };
   for (auto& f : emulator_fault_latency_flags("emu-"))
@@ -122,9 +124,17 @@ caf::expected<target_plan> plan_target(const parsed_args& args, const app_option
       return std::move(parsed.error());
     plan.nodes = std::move(*parsed);
   }
+  // The embedded emulator only when asked for: a forgotten key must not
+  // quietly produce samples from a toy model.
+  plan.embedded = args.has("emulator");
+  if (plan.embedded && (!plan.nodes.empty() || args.has("base-url")))
+    return invalid_argument("emulator", "--emulator excludes --nodes and --base-url");
   auto* env_key = std::getenv("SAIL_API_KEY");
-  plan.embedded = plan.nodes.empty() && !args.has("base-url")
-                  && (env_key == nullptr || *env_key == '\0');
+  if (!plan.embedded && plan.nodes.empty() && !args.has("base-url")
+      && (env_key == nullptr || *env_key == '\0'))
+    return invalid_argument("SAIL_API_KEY",
+                            "no target: set SAIL_API_KEY (Sail), or pass --base-url URL, "
+                            "--nodes HOST:PORT,... or --emulator (an embedded emulator)");
   for (auto* w : plan.emu_opts.latency.all()) {
     w->queued = std::chrono::milliseconds(20);
     w->per_token = std::chrono::microseconds(2000);

@@ -2,7 +2,9 @@
 """bench/python_binding_bench.py: a Python asyncio trainer sampling through
 the sail_tinker binding (C++ runtime) vs the pure-Python asyncio + httpx
 client (bench/peers/python_client.py), against the SAME emulator in the same
-run: samples per client CPU-second, side by side.
+run: samples per client CPU-second, side by side -- and the binding with a
+durable run (sail_tinker.Run, run=, every sample journaled before its create)
+against the plain binding (target: >= 90 % of its samples per CPU-second).
 
 The emulator is a `sail-tinker emulate` process (zero latency, one thread by
 default); each client is a child process whose whole CPU time (user + system,
@@ -13,7 +15,7 @@ connections, 32-token prompts, 16 output tokens, and check every result.
 
 Usage: /usr/bin/python3 bench/python_binding_bench.py [--samples 20000]
          [--concurrency 256] [--connections 16] [--emu-threads 1] [--repeat 1]
-         [--build build/dev]
+         [--sides binding,durable,httpx] [--build build/dev]
 """
 from __future__ import annotations
 
@@ -44,6 +46,14 @@ def prompt_tokens(n: int, salt: int) -> list[int]:
 async def binding_client(args: argparse.Namespace) -> int:
     import sail_tinker
 
+    run = None
+    durable = {}
+    if args.journal:
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(args.journal + suffix):
+                os.remove(args.journal + suffix)
+        run = sail_tinker.Run(args.journal)
+        durable = {"run": run, "step": 0}
     c = sail_tinker.SailTokenCompleter(
         "emulator/toy", MAX_TOKENS, completion_window="priority",
         base_url=args.base_url, api_key=args.api_key,
@@ -53,7 +63,7 @@ async def binding_client(args: argparse.Namespace) -> int:
             "max_connections": args.connections,
             "io_threads": 1,
             "workers": 4,
-        })
+        }, **durable)
     errors = 0
 
     async def run(count: int, salt0: int) -> None:
@@ -84,6 +94,12 @@ async def binding_client(args: argparse.Namespace) -> int:
     print("samples=%d errors=%d seconds=%.3f samples_per_s=%.1f"
           % (args.samples, errors, dt, args.samples / dt), flush=True)
     c.close()
+    if run is not None:
+        st = run.stats()["0"]
+        run.close()
+        if st["fresh"] != args.samples + WARMUP:
+            print(f"error: {st} (expected every sample fresh)", file=sys.stderr)
+            return 1
     return 0 if errors == 0 else 1
 
 
@@ -132,10 +148,12 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--build", default=os.path.join(ROOT, "build", "dev"))
     p.add_argument("--python", default="/usr/bin/python3")
+    p.add_argument("--sides", default="binding,durable,httpx")
     # Internal: run one client.
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--base-url", help=argparse.SUPPRESS)
     p.add_argument("--api-key", help=argparse.SUPPRESS)
+    p.add_argument("--journal", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.client:
         return asyncio.run(binding_client(args))
@@ -159,13 +177,18 @@ def main() -> int:
         common = ["--base-url", base_url, "--api-key", api_key, "--samples", str(args.samples),
                   "--concurrency", str(args.concurrency), "--connections", str(args.connections)]
         binding_cmd = [args.python, os.path.abspath(__file__), "--client", *common]
+        journal = os.path.join(args.build, "python_binding_bench.journal")
+        durable_cmd = binding_cmd + ["--journal", journal]
         peer_cmd = [args.python, os.path.join(HERE, "peers", "python_client.py"), *common,
                     "--max-tokens", str(MAX_TOKENS), "--prompt-tokens", str(PROMPT_TOKENS),
                     "--first-poll-ms", "0", "--max-poll-ms", "0", "--warmup", str(WARMUP)]
-        results = {"binding": [], "httpx": []}
+        sides = [s for s in args.sides.split(",") if s]
+        cmds = {"binding": binding_cmd, "durable": durable_cmd, "httpx": peer_cmd}
+        results = {s: [] for s in sides}
         rc = 0
         for r in range(max(1, args.repeat)):
-            for name, cmd in (("binding", binding_cmd), ("httpx", peer_cmd)):
+            for name in sides:
+                cmd = cmds[name]
                 res = run_client(cmd, env, emu.pid)
                 results[name].append(res)
                 if not res["ok"] or res.get("errors", 1) != 0:
@@ -177,18 +200,26 @@ def main() -> int:
                       f"{res['emulator_cpu']:.2f} s)", flush=True)
         st = emulator_stats(base_url)
         print(f"emulator: max inference runs per key {st.get('max_runs_per_key')}")
-        ok = [x for x in results["binding"] if x["ok"]], [x for x in results["httpx"] if x["ok"]]
-        if ok[0] and ok[1]:
-            b = max(ok[0], key=lambda x: x["samples_per_s"])
-            h = max(ok[1], key=lambda x: x["samples_per_s"])
-            b_cpu, h_cpu = args.samples / b["client_cpu"], args.samples / h["client_cpu"]
-            print(f"\n== python_binding_bench summary (best of {args.repeat}) ==")
-            print(f"binding (sail_tinker) : {b['samples_per_s']:9.1f} samples/s, "
-                  f"{b_cpu:8.0f} samples per client CPU-second")
-            print(f"httpx (pure Python)   : {h['samples_per_s']:9.1f} samples/s, "
-                  f"{h_cpu:8.0f} samples per client CPU-second")
-            print(f"ratio                 : {b['samples_per_s'] / h['samples_per_s']:9.1f}x "
-                  f"wall-clock, {b_cpu / h_cpu:.1f}x per client CPU-second (target: >= 10x)")
+        best = {}
+        for name, xs in results.items():
+            ok = [x for x in xs if x["ok"]]
+            if ok:
+                best[name] = max(ok, key=lambda x: args.samples / x["client_cpu"])
+        labels = {"binding": "binding (sail_tinker) ", "durable": "durable (run=, journal)",
+                  "httpx": "httpx (pure Python)   "}
+        print(f"\n== python_binding_bench summary (best of {args.repeat}) ==")
+        for name, b in best.items():
+            print(f"{labels[name]} : {b['samples_per_s']:9.1f} samples/s, "
+                  f"{args.samples / b['client_cpu']:8.0f} samples per client CPU-second")
+        cpu = {name: args.samples / b["client_cpu"] for name, b in best.items()}
+        if "binding" in best and "httpx" in best:
+            print(f"binding / httpx         : "
+                  f"{best['binding']['samples_per_s'] / best['httpx']['samples_per_s']:9.1f}x "
+                  f"wall-clock, {cpu['binding'] / cpu['httpx']:.1f}x per client CPU-second "
+                  f"(target: >= 10x)")
+        if "binding" in best and "durable" in best:
+            print(f"durable / binding       : {100 * cpu['durable'] / cpu['binding']:9.1f} % "
+                  f"of the samples per client CPU-second (target: >= 90 %)")
         return rc
     finally:
         emu.terminate()

@@ -382,6 +382,11 @@ struct sample_request {
   /// Notified with (key, response id) when the create is accepted; may be
   /// null.
   sample_observer_actor observer;
+  /// Pre-encoded create body (the owner of a durable run encoded and
+  /// journaled it, actors/durable_completer.hpp): the completer sends these
+  /// bytes verbatim under `key` instead of encoding the sample (no webhook,
+  /// no signed-URL refresh). Empty: the completer encodes.
+  std::string body;
 
   friend bool operator==(const sample_request&, const sample_request&) = default;
 };
@@ -391,7 +396,7 @@ typename Inspector::result_type inspect(Inspector& f, sample_request& x) {
   detail::optional_ref<int64_t> cap{x.max_tokens};
   detail::optional_ref<webhook_endpoint> hook{x.webhook};
   return f(caf::meta::type_name("sail.sample_request"), x.prompt, x.stop, cap,
-           x.key, x.group_id, x.prompt_cache_key, hook, x.response_id, x.observer);
+           x.key, x.group_id, x.prompt_cache_key, hook, x.response_id, x.observer, x.body);
 }
 
 /// One member of a group: a result or an error, exactly one of them

@@ -174,8 +174,13 @@ encode_create(const completer_config& cfg, const sample_request& req,
   // The body lives as long as its sample (for every create attempt): keep no
   // slack of the guess above.
   body.shrink_to_fit();
-  // -- headers ---------------------------------------------------------------------
-  auto& hdrs = result.headers;
+  result.headers = create_headers(cfg, idempotency_key);
+  return result;
+}
+
+std::vector<http_header> create_headers(const completer_config& cfg,
+                                        std::string_view idempotency_key) {
+  std::vector<http_header> hdrs;
   hdrs.reserve(2
                + (cfg.voyage ? 1 + (cfg.voyage->span_id ? 1 : 0)
                                  + (cfg.voyage->agent_id ? 1 : 0)
@@ -189,7 +194,7 @@ encode_create(const completer_config& cfg, const sample_request& req,
     if (cfg.voyage->agent_id)
       hdrs.push_back({"X-Sail-Voyage-Agent-Id", *cfg.voyage->agent_id});
   }
-  return result;
+  return hdrs;
 }
 
 http_header bearer_auth(std::string_view api_key) {

@@ -66,6 +66,11 @@ encode_create(const completer_config& cfg, const sample_request& req,
               std::string_view idempotency_key, bool background = true,
               const webhook_endpoint* webhook = nullptr);
 
+/// The headers of a create (Content-Type, Idempotency-Key, the voyage's),
+/// as encode_create sets them: what a pre-encoded body is sent with.
+std::vector<http_header> create_headers(const completer_config& cfg,
+                                        std::string_view idempotency_key);
+
 /// "Authorization: Bearer <api_key>". Bytes that cannot appear in a header
 /// value (controls, CR, LF, non-ASCII) are dropped, so a malformed key can
 /// never inject a header; it then simply fails authentication.

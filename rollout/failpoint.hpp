@@ -13,6 +13,11 @@
 //   output_line       half of an output line is written (a torn line)
 //   journal_commit    inside an SQLite commit, after the samples file was synced
 //
+// Points of a durable run (actors/durable_completer.hpp):
+//   sample_journaled  a create's body is committed, the create not yet sent
+//   sample_accepted   a create was accepted, its response id not yet committed
+//   journal_commit    inside an SQLite commit
+//
 // Unset or empty: every check is one relaxed atomic load.
 #pragma once
 

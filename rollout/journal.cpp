@@ -17,7 +17,9 @@ namespace sail::rollout {
 
 namespace {
 
-constexpr const char* schema_version = "1";
+// 2: samples gained request, call and version (trainer runs); a schema-1
+// journal is upgraded in place when opened.
+constexpr const char* schema_version = "2";
 
 constexpr const char* schema_sql = R"sql(
 CREATE TABLE IF NOT EXISTS meta (
@@ -31,6 +33,9 @@ CREATE TABLE IF NOT EXISTS samples (
   response_id TEXT,
   state INTEGER NOT NULL,
   body TEXT,
+  request TEXT,
+  call TEXT,
+  version TEXT,
   PRIMARY KEY (prompt_id, member)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS prompts (
@@ -187,6 +192,12 @@ caf::error journal::init() {
     "INSERT INTO samples(prompt_id, member, key, response_id, state) VALUES(?1, ?2, ?3, ?4, 1) "
     "ON CONFLICT(prompt_id, member) DO UPDATE SET key = excluded.key, "
     "response_id = excluded.response_id, state = MAX(state, 1)");
+  sent_ = prepare(
+    "INSERT INTO samples(prompt_id, member, key, state, request, call, version) "
+    "VALUES(?1, ?2, ?3, 0, ?4, ?5, ?6) "
+    "ON CONFLICT(prompt_id, member) DO UPDATE SET key = excluded.key, state = 0, "
+    "response_id = NULL, body = NULL, request = excluded.request, call = excluded.call, "
+    "version = excluded.version");
   completed_ = prepare(
     "INSERT INTO samples(prompt_id, member, key, state, body, response_id, latency_ms) "
     "VALUES(?1, ?2, ?3, 2, ?4, ?5, ?6) "
@@ -196,11 +207,12 @@ caf::error journal::init() {
   written_ = prepare("INSERT INTO prompts(prompt_id, written) VALUES(?1, 1) "
                      "ON CONFLICT(prompt_id) DO UPDATE SET written = 1");
   is_written_ = prepare("SELECT written FROM prompts WHERE prompt_id = ?1");
-  samples_of_ = prepare("SELECT member, key, response_id, state, body FROM samples "
+  samples_of_ = prepare("SELECT member, key, response_id, state, body, request, call, version "
+                        "FROM samples "
                         "WHERE prompt_id = ?1 ORDER BY member");
   meta_put_ = prepare("INSERT INTO meta(name, value) VALUES(?1, ?2) "
                       "ON CONFLICT(name) DO UPDATE SET value = excluded.value");
-  for (auto* st : {key_, accepted_, completed_, written_, is_written_, samples_of_, meta_put_})
+  for (auto* st : {key_, sent_, accepted_, completed_, written_, is_written_, samples_of_, meta_put_})
     if (st == nullptr)
       return fail("cannot prepare journal statements");
   return caf::none;
@@ -241,6 +253,14 @@ caf::error journal::load_meta() {
     auto rc = sqlite3_step(put);
     sqlite3_finalize(put);
     return rc == SQLITE_DONE ? caf::none : fail("cannot write journal");
+  }
+  if (meta["schema"] == "1") {
+    if (auto err = exec("ALTER TABLE samples ADD COLUMN request TEXT;"
+                        "ALTER TABLE samples ADD COLUMN call TEXT;"
+                        "ALTER TABLE samples ADD COLUMN version TEXT;"
+                        "UPDATE meta SET value = '2' WHERE name = 'schema'"))
+      return err;
+    meta["schema"] = schema_version;
   }
   if (meta["schema"] != schema_version)
     return invalid_argument("journal", path_ + " is not a sail-tinker journal of schema "
@@ -316,30 +336,38 @@ caf::error journal::add(event ev) {
 }
 
 caf::error journal::set_output_offset(uint64_t offset) {
-  return add({event::kind_t::offset, {}, 0, {}, {}, offset, {}});
+  return add({event::kind_t::offset, {}, 0, {}, {}, offset, {}, {}, {}});
 }
 
 caf::error journal::record_key(std::string_view prompt_id, uint32_t member,
                                std::string_view key) {
-  return add({event::kind_t::key, std::string{prompt_id}, member, std::string{key}, {}, {}, {}});
+  return add(
+    {event::kind_t::key, std::string{prompt_id}, member, std::string{key}, {}, {}, {}, {}, {}});
+}
+
+caf::error journal::record_sent(std::string_view prompt_id, uint32_t member,
+                                std::string_view key, std::string_view request,
+                                std::string_view call, std::string_view version) {
+  return add({event::kind_t::sent, std::string{prompt_id}, member, std::string{key},
+              std::string{request}, {}, std::string{call}, std::string{version}, {}});
 }
 
 caf::error journal::record_accepted(std::string_view prompt_id, uint32_t member,
                                     std::string_view key, std::string_view response_id) {
   return add({event::kind_t::accepted, std::string{prompt_id}, member, std::string{key},
-              std::string{response_id}, {}, {}});
+              std::string{response_id}, {}, {}, {}, {}});
 }
 
 caf::error journal::record_completed(std::string_view prompt_id, uint32_t member,
                                      std::string_view key, std::string_view body,
                                      std::optional<int64_t> latency_ms) {
   return add({event::kind_t::completed, std::string{prompt_id}, member, std::string{key},
-              std::string{body}, {}, latency_ms});
+              std::string{body}, {}, {}, {}, latency_ms});
 }
 
 caf::error journal::record_written(std::string_view prompt_id,
                                    std::optional<uint64_t> output_end) {
-  return add({event::kind_t::written, std::string{prompt_id}, 0, {}, {}, output_end, {}});
+  return add({event::kind_t::written, std::string{prompt_id}, 0, {}, {}, output_end, {}, {}, {}});
 }
 
 // -- commits --------------------------------------------------------------------------
@@ -379,6 +407,16 @@ caf::error journal::apply(std::vector<event>& batch) {
         sqlite3_bind_int64(key_, 2, ev.member);
         bind_text(key_, 3, ev.key);
         if (auto err = step(key_))
+          return rollback(err);
+        break;
+      case event::kind_t::sent:
+        bind_text(sent_, 1, ev.prompt_id);
+        sqlite3_bind_int64(sent_, 2, ev.member);
+        bind_text(sent_, 3, ev.key);
+        bind_text(sent_, 4, ev.value);
+        bind_text(sent_, 5, ev.call);
+        bind_text(sent_, 6, ev.version);
+        if (auto err = step(sent_))
           return rollback(err);
         break;
       case event::kind_t::accepted:
@@ -454,14 +492,22 @@ void journal::committer_loop() {
     }
     std::vector<event> local;
     local.swap(batch_);
+    std::vector<std::function<void(const caf::error&)>> waiters;
+    waiters.swap(waiters_);
     lock.unlock();
     auto err = apply(local);
+    notify(waiters, err);
     lock.lock();
     if (err) {
       failed_ = std::move(err);
       local.insert(local.end(), std::make_move_iterator(batch_.begin()),
                    std::make_move_iterator(batch_.end()));
       batch_ = std::move(local);
+      auto later = std::move(waiters_);
+      waiters_.clear();
+      lock.unlock();
+      notify(later, failed_);
+      lock.lock();
     }
     served_ = target;
     done_.notify_all();
@@ -494,11 +540,14 @@ caf::error journal::commit() {
     return failed_;
   }
   std::vector<event> local;
+  std::vector<std::function<void(const caf::error&)>> waiters;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     local.swap(batch_);
+    waiters.swap(waiters_);
   }
   auto err = apply(local);
+  notify(waiters, err);
   if (err) {
     // The events stay pending; a later commit may succeed.
     std::lock_guard<std::mutex> guard{mtx_};
@@ -507,6 +556,26 @@ caf::error journal::commit() {
     batch_ = std::move(local);
   }
   return err;
+}
+
+void journal::notify(std::vector<std::function<void(const caf::error&)>>& waiters,
+                     const caf::error& err) {
+  for (auto& fn : waiters)
+    fn(err);
+  waiters.clear();
+}
+
+void journal::when_committed(std::function<void(const caf::error&)> fn) {
+  caf::error now;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (!batch_.empty() && !failed_) {
+      waiters_.push_back(std::move(fn));
+      return;
+    }
+    now = failed_;
+  }
+  fn(now);
 }
 
 size_t journal::pending() const {
@@ -550,6 +619,10 @@ caf::expected<std::vector<sample_record>> journal::samples(std::string_view prom
     r.response_id = column_text(samples_of_, 2);
     r.state = static_cast<sample_state>(sqlite3_column_int(samples_of_, 3));
     r.body = column_text(samples_of_, 4);
+    r.request = column_text(samples_of_, 5);
+    r.call = column_text(samples_of_, 6);
+    r.version = column_text(samples_of_, 7);
+    r.prompt_id = std::string{prompt_id};
     out.push_back(std::move(r));
   }
   sqlite3_reset(samples_of_);
@@ -563,8 +636,8 @@ caf::error journal::for_each_completed(
   std::lock_guard<std::mutex> guard{db_mtx_};
   sqlite3_stmt* st = nullptr;
   if (sqlite3_prepare_v2(db_,
-                         "SELECT prompt_id, member, key, response_id, body, latency_ms "
-                         "FROM samples WHERE state = 2 ORDER BY prompt_id, member",
+                         "SELECT prompt_id, member, key, response_id, body, latency_ms, call, "
+                         "version FROM samples WHERE state = 2 ORDER BY prompt_id, member",
                          -1, &st, nullptr)
       != SQLITE_OK)
     return fail("cannot read journal");
@@ -580,6 +653,9 @@ caf::error journal::for_each_completed(
     r.latency_ms.reset();
     if (sqlite3_column_type(st, 5) == SQLITE_INTEGER)
       r.latency_ms = sqlite3_column_int64(st, 5);
+    r.call = column_text(st, 6);
+    r.version = column_text(st, 7);
+    r.prompt_id = prompt;
     fn(prompt, r);
   }
   sqlite3_finalize(st);

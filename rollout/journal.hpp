@@ -100,6 +100,13 @@ struct sample_record {
   std::string response_id;  ///< empty while unknown
   sample_state state = sample_state::pending;
   std::string body;         ///< the completed body (state completed)
+  /// record_sent: the exact create body, the call's settings (canonical
+  /// JSON) and the adapter version label; empty for the file job's samples.
+  std::string request;
+  std::string call;
+  std::string version;
+  /// The sample's prompt id (a trainer run: its step).
+  std::string prompt_id;
   /// Sent to result in hand, when recorded (state completed).
   std::optional<int64_t> latency_ms;
 };
@@ -170,6 +177,13 @@ public:
   /// Write-ahead of a key (for callers whose keys are not derivable).
   caf::error record_key(std::string_view prompt_id, uint32_t member, std::string_view key);
 
+  /// Write-ahead of a create: its key, exactly the bytes to be sent, the
+  /// call's settings and the adapter version label (a trainer run). Pair it
+  /// with when_committed() to send only once it is durable.
+  caf::error record_sent(std::string_view prompt_id, uint32_t member, std::string_view key,
+                         std::string_view request, std::string_view call,
+                         std::string_view version);
+
   /// Sail accepted the create of this sample under `response_id`.
   caf::error record_accepted(std::string_view prompt_id, uint32_t member,
                              std::string_view key, std::string_view response_id);
@@ -195,8 +209,9 @@ public:
   caf::expected<journal_summary> summary();
 
   /// Calls `fn(prompt_id, record)` for every completed sample (written or
-  /// not), in (prompt id, member) order: what a resume's totals and the
-  /// report read the billed usage from.
+  /// not), in (prompt id, member) order, with its body, latency, call
+  /// settings and version label (not its request): what a resume's totals
+  /// and the report read the billed usage from.
   caf::error for_each_completed(
     const std::function<void(const std::string&, const sample_record&)>& fn);
 
@@ -222,6 +237,11 @@ public:
   /// Commits every event recorded so far and waits for it.
   caf::error commit();
 
+  /// Calls `fn` once every event recorded so far is committed (on the
+  /// committer thread in background mode, with the commit's error if it
+  /// failed; at once when nothing is pending). Keep `fn` short.
+  void when_committed(std::function<void(const caf::error&)> fn);
+
   /// Events not yet committed.
   size_t pending() const;
 
@@ -236,13 +256,15 @@ public:
 
 private:
   struct event {
-    enum class kind_t : uint8_t { key, accepted, completed, written, offset };
+    enum class kind_t : uint8_t { key, accepted, completed, written, offset, sent };
     kind_t kind;
     std::string prompt_id;
     uint32_t member = 0;
     std::string key;
     std::string value;  ///< response id or body
     std::optional<uint64_t> output_end;
+    std::string call;     ///< sent: the call's settings
+    std::string version;  ///< sent: the adapter version label
     std::optional<int64_t> latency_ms;  ///< completed
   };
 
@@ -259,6 +281,9 @@ private:
   caf::error add(event ev);
   /// Hook, then the events in one transaction. Called without mtx_.
   caf::error apply(std::vector<event>& batch);
+  /// Runs the waiters taken with a batch.
+  static void notify(std::vector<std::function<void(const caf::error&)>>& waiters,
+                     const caf::error& err);
   void committer_loop();
 
   std::string path_;
@@ -271,6 +296,7 @@ private:
   std::vector<sqlite3_stmt*> stmts_;
   sqlite3_stmt* key_ = nullptr;
   sqlite3_stmt* accepted_ = nullptr;
+  sqlite3_stmt* sent_ = nullptr;
   sqlite3_stmt* completed_ = nullptr;
   sqlite3_stmt* written_ = nullptr;
   sqlite3_stmt* is_written_ = nullptr;
@@ -283,6 +309,8 @@ private:
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<event> batch_;
+  /// when_committed() callbacks of the events in batch_.
+  std::vector<std::function<void(const caf::error&)>> waiters_;
   std::chrono::steady_clock::time_point oldest_;
   uint64_t requested_ = 0;  ///< commit() requests made
   uint64_t served_ = 0;     ///< requests the committer has finished

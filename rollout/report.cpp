@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <memory>
+#include <tuple>
 
 #include <boost/json.hpp>
 
@@ -43,54 +45,137 @@ std::string escape_xml(const std::string& s) {
 
 } // namespace
 
+namespace {
+
+/// Steps in numeric order when they are numbers ("2" before "10"), else by
+/// text; numbers first.
+bool step_less(const std::string& x, const std::string& y) {
+  auto numeric = [](const std::string& s) {
+    return !s.empty() && s.size() <= 18
+           && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  bool nx = numeric(x);
+  bool ny = numeric(y);
+  if (nx != ny)
+    return nx;
+  if (nx)
+    return std::stoll(x) < std::stoll(y);
+  return x < y;
+}
+
+struct group_key {
+  std::string step;
+  std::string version;
+  std::string model;
+  std::string window;
+
+  bool operator<(const group_key& y) const {
+    if (step != y.step)
+      return step_less(step, y.step);
+    return std::tie(version, model, window) < std::tie(y.version, y.model, y.window);
+  }
+};
+
+struct group_data {
+  std::unique_ptr<usage_ledger> ledger;
+  uint64_t samples = 0;
+  std::vector<double> latencies;
+};
+
+/// model and window of a call's settings (a durable run's `call` column).
+std::pair<std::string, std::string> model_window_of(const std::string& settings) {
+  std::pair<std::string, std::string> out;
+  json::error_code ec;
+  auto v = json::parse(settings, ec);
+  if (ec || !v.is_object())
+    return out;
+  auto& o = v.get_object();
+  if (auto* m = o.if_contains("model"); m != nullptr && m->is_string())
+    out.first = m->get_string();
+  for (auto* key : {"window", "completion_window"})
+    if (auto* w = o.if_contains(key); w != nullptr && w->is_string())
+      out.second = w->get_string();
+  return out;
+}
+
+} // namespace
+
 caf::expected<run_report> build_report(journal& j, const price_table* prices) {
   run_report result;
-  report_row row;
+  // A rollout journal: one step and one version, the run's model and window.
+  std::pair<std::string, std::string> run_model_window;
   if (auto& run = j.run()) {
     result.run_id = run->run_id;
-    json::error_code ec;
-    auto cfg = json::parse(run->config, ec);
-    if (!ec && cfg.is_object()) {
-      if (auto* m = cfg.get_object().if_contains("model"); m != nullptr && m->is_string())
-        row.model = m->get_string();
-      if (auto* w = cfg.get_object().if_contains("window"); w != nullptr && w->is_string())
-        row.window = w->get_string();
-    }
+    run_model_window = model_window_of(run->config);
   }
-  row.tokens.model = row.model;
-  row.tokens.window = row.window;
-  usage_ledger ledger{prices};
-  std::vector<double> latencies;
-  auto err = j.for_each_completed([&](const std::string&, const sample_record& r) {
-    ++row.samples;
-    ledger.add(row.model, row.window, parse_result_usage(r.body));
+  std::map<group_key, group_data> groups;
+  std::map<std::string, std::pair<std::string, std::string>> calls; // settings -> model, window
+  auto err = j.for_each_completed([&](const std::string& prompt, const sample_record& r) {
+    group_key key;
+    if (r.call.empty()) {
+      key.model = run_model_window.first;
+      key.window = run_model_window.second;
+    } else {
+      // A trainer's durable run: the prompt id is the step.
+      auto i = calls.find(r.call);
+      if (i == calls.end())
+        i = calls.emplace(r.call, model_window_of(r.call)).first;
+      key.step = prompt;
+      key.version = r.version.empty() ? "-" : r.version;
+      key.model = i->second.first;
+      key.window = i->second.second;
+    }
+    if (key.step.empty())
+      key.step = "-";
+    if (key.version.empty())
+      key.version = "-";
+    auto& g = groups[key];
+    if (!g.ledger)
+      g.ledger = std::make_unique<usage_ledger>(prices);
+    ++g.samples;
+    g.ledger->add(key.model, key.window, parse_result_usage(r.body));
     if (r.latency_ms)
-      latencies.push_back(static_cast<double>(*r.latency_ms));
+      g.latencies.push_back(static_cast<double>(*r.latency_ms));
   });
   if (err)
     return err;
+  // Failures the journal knows of: the file job's (samples of written
+  // prompts without a result); a trainer's run does not journal failures.
   auto failed = j.failed_written();
   if (!failed)
     return failed.error();
-  row.failures = *failed;
-  auto total = ledger.total();
-  auto model = row.tokens.model;
-  auto window = row.tokens.window;
-  row.tokens = total.usage;
-  row.tokens.model = std::move(model);
-  row.tokens.window = std::move(window);
-  if (prices != nullptr) {
-    row.cost_usd = total.cost_usd;
-    row.unpriced = total.unpriced;
+  if (*failed > 0) {
+    group_key key{"-", "-", run_model_window.first, run_model_window.second};
+    auto& g = groups[key];
+    if (!g.ledger)
+      g.ledger = std::make_unique<usage_ledger>(prices);
   }
-  if (!latencies.empty()) {
-    std::sort(latencies.begin(), latencies.end());
-    row.latency_p50_ms = percentile_of(latencies, 0.50);
-    row.latency_p90_ms = percentile_of(latencies, 0.90);
-    row.latency_p99_ms = percentile_of(latencies, 0.99);
-  }
-  if (row.samples > 0 || row.failures > 0)
+  for (auto& [key, g] : groups) {
+    report_row row;
+    row.step = key.step;
+    row.version = key.version;
+    row.model = key.model;
+    row.window = key.window;
+    row.samples = g.samples;
+    if (key.step == "-" && key.version == "-" && key.model == run_model_window.first
+        && key.window == run_model_window.second)
+      row.failures = *failed;
+    auto total = g.ledger->total();
+    row.tokens = total.usage;
+    row.tokens.model = key.model;
+    row.tokens.window = key.window;
+    if (prices != nullptr) {
+      row.cost_usd = total.cost_usd;
+      row.unpriced = total.unpriced;
+    }
+    if (!g.latencies.empty()) {
+      std::sort(g.latencies.begin(), g.latencies.end());
+      row.latency_p50_ms = percentile_of(g.latencies, 0.50);
+      row.latency_p90_ms = percentile_of(g.latencies, 0.90);
+      row.latency_p99_ms = percentile_of(g.latencies, 0.99);
+    }
     result.rows.push_back(std::move(row));
+  }
   return result;
 }
 

@@ -1,8 +1,9 @@
 // What a journal says a run cost: per step, version and window, the samples,
 // failures, billed tokens by kind, cost (with prices) and latency percentiles
 // (`sail-tinker report JOURNAL`). A rollout journal is one step and one
-// version ("-"): training loops that record a step and version per sample
-// group by them.
+// version ("-"); a trainer's durable run (rollout/durable_run.hpp) records
+// the step (its prompt id) and the adapter version label per sample, and the
+// model and window in each call's settings.
 #pragma once
 
 #include <cstdint>

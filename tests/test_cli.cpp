@@ -916,9 +916,9 @@ TEST_CASE("cli: resolve exit codes", "[cli][resolve]") {
 // -- rollout and serve -----------------------------------------------------------------------
 
 TEST_CASE("cli: rollout on the embedded emulator prints progress and a summary", "[cli][rollout]") {
-  auto res = cli({"rollout", "--groups", "3", "--group-size", "2", "--prompt-len", "4",
-                  "--max-tokens", "4", "--concurrency", "2", "--window", "asap",
-                  "--emu-latency-queued-ms", "1"});
+  auto res = cli({"rollout", "--emulator", "--groups", "3", "--group-size", "2",
+                  "--prompt-len", "4", "--max-tokens", "4", "--concurrency", "2", "--window",
+                  "asap", "--emu-latency-queued-ms", "1"});
   INFO(res.out << res.err);
   REQUIRE(res.exit_code == 0);
   CHECK(contains(res.out, "progress: 6/6 samples"));
@@ -929,9 +929,29 @@ TEST_CASE("cli: rollout on the embedded emulator prints progress and a summary",
   CHECK(contains(res.out, "retries by cause"));
   CHECK(contains(res.out, "errors by kind      none"));
   CHECK(contains(res.out, "6 for 6 Idempotency-Keys, max 1 per key"));
-  require_invalid(cli({"rollout", "--groups", "0"}), "groups");
+  require_invalid(cli({"rollout", "--emulator", "--groups", "0"}), "groups");
   require_invalid(cli({"rollout", "--nodes", "nohostport"}), "nodes");
-  require_invalid(cli({"rollout", "--progress", "fancy"}), "progress");
+  require_invalid(cli({"rollout", "--emulator", "--progress", "fancy"}), "progress");
+  require_invalid(cli({"rollout", "--emulator", "--base-url", "http://127.0.0.1:9"}),
+                  "emulator");
+}
+
+TEST_CASE("cli: rollout without SAIL_API_KEY, --base-url, --nodes or --emulator exits 2 "
+          "naming SAIL_API_KEY, nothing sent",
+          "[cli][rollout]") {
+  // Synthetic mode and file mode alike; nothing starts (stdout stays empty:
+  // no progress, no summary) and the file job creates no output or journal.
+  auto synthetic = cli({"rollout", "--groups", "1"});
+  require_invalid(synthetic, "SAIL_API_KEY");
+  CHECK(contains(synthetic.err, "--emulator"));
+  temp_dir dir;
+  dir.write("in.jsonl", "{\"id\":\"a\",\"prompt\":[1,2,3]}\n");
+  auto out = dir.path / "out.jsonl";
+  require_invalid(cli({"rollout", "--input", (dir.path / "in.jsonl").string(), "--output",
+                       out.string()}),
+                  "SAIL_API_KEY");
+  CHECK_FALSE(std::filesystem::exists(out));
+  CHECK_FALSE(std::filesystem::exists(out.string() + ".journal"));
 }
 
 TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text", "[cli][serve]") {

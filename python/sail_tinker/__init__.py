@@ -15,6 +15,7 @@ import atexit as _atexit
 from . import _native
 from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_async, shutdown
 from ._emulator import Emulator
+from ._run import Run
 from ._types import TokensWithLogprobs, Usage
 from .errors import (BudgetExceededError, HTTPError, InferenceError, InvalidArgumentError,
                      NodeDownError,
@@ -26,6 +27,7 @@ __all__ = [
     "SailTokenCompleter",
     "TokensWithLogprobs",
     "Usage",
+    "Run",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
     "shutdown",

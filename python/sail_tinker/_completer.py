@@ -117,7 +117,15 @@ class SailTokenCompleter:
     this completer's samples may be billed: each call first reserves its
     worst case (prompt + max tokens, no cache discount) and settles at its
     usage; a call that does not fit raises BudgetExceededError and nothing is
-    sent (calls in flight complete). ``budget`` shows what was spent.
+    sent (calls in flight complete). ``budget`` shows what was spent. With
+    ``run=``, a sample answered from the run's journal counts at its recorded
+    usage (it was billed once, earlier).
+
+    Durable samples (docs/python.md, "Durable runs"): ``run=`` a
+    sail_tinker.Run and ``step=`` (an int or a str, required with run=)
+    journal every sample; ``version=`` labels the adapter (default: the
+    Tinker checkpoint path, else the LoRA name). Results then carry
+    ``step`` and ``version``.
     """
 
     def __init__(self, model: str, max_tokens: int, temperature: float = 1.0,
@@ -140,6 +148,8 @@ class SailTokenCompleter:
                  tls_certificate: str | None = None, tls_key: str | None = None,
                  tls_cafile: str | None = None,
                  cluster_options: Mapping | None = None,
+                 run: Any = None, step: int | str | None = None,
+                 version: str | None = None,
                  prices: Any = None,
                  budget_usd: float | None = None,
                  budget_tokens: int | None = None) -> None:
@@ -169,6 +179,23 @@ class SailTokenCompleter:
             "voyage": _voyage(voyage),
             "request_logprobs": request_logprobs,
         }
+        if run is None and (step is not None or version is not None):
+            raise ValueError("step= and version= label a durable run's samples: pass run=")
+        if run is not None:
+            if step is None:
+                raise ValueError("run= needs step= (an int or a str)")
+            if isinstance(step, bool) or not isinstance(step, (int, str)):
+                raise TypeError(f"step must be an int or a str, not {type(step).__name__}")
+            if version is not None and not isinstance(version, str):
+                raise TypeError(f"version must be a str, not {type(version).__name__}")
+            if version is None:
+                # As adapter_identity in C++: never a signed URL's query.
+                url = tinker_lora_signed_url
+                version = (tinker_checkpoint or tinker_lora_name or lora
+                           or (url.split("?")[0].split("#")[0] if url else None))
+        self._run = run
+        self._step = step
+        self._version = version
         if emulator is not None:
             base_url = base_url if base_url is not None else emulator.base_url
             api_key = api_key if api_key is not None else emulator.api_key
@@ -220,6 +247,8 @@ class SailTokenCompleter:
                 "options": _options(runtime_options, "runtime_options"),
             }
             self._native = _native.local_completer(config, target)
+        if run is not None:
+            _native.make_durable(self._native, run._native, config, str(step), version)
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -250,6 +279,9 @@ class SailTokenCompleter:
             self._settle(holds, None)
             raise
         self._settle(holds, [out])
+        if self._run is not None:
+            out.step = self._step
+            out.version = self._version
         return out
 
     async def sample_group(self, model_input: Any, n: int, stop: Any = None,
@@ -278,6 +310,10 @@ class SailTokenCompleter:
             self._settle(holds, None)
             raise
         self._settle(holds, outs)
+        if self._run is not None:
+            for r in outs:
+                r.step = self._step
+                r.version = self._version
         return outs
 
     # -- spending -------------------------------------------------------------------------

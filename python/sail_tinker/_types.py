@@ -35,6 +35,9 @@ class TokensWithLogprobs:
     #: What Sail billed for the sample; None when the response carried no
     #: (or a malformed) usage: unknown, never zero.
     usage: Usage | None = None
+    #: A durable completer's (run=): the step and the adapter version label.
+    step: int | str | None = None
+    version: str | None = None
 
     @property
     def logprobs(self) -> list[float]:

@@ -140,6 +140,7 @@ std::optional<completer_slot::target> completer_slot::get() const {
 
 void completer_slot::abandon() {
   completer_actor completer;
+  completer_actor inner;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (closed_ || is_cluster())
@@ -147,10 +148,14 @@ void completer_slot::abandon() {
     closed_ = true;
     completer = std::move(completer_);
     completer_ = nullptr;
+    inner = std::move(inner_);
+    inner_ = nullptr;
     bridge_ = nullptr;
   }
   if (completer)
     caf::anon_send_exit(completer, caf::exit_reason::user_shutdown);
+  if (inner)
+    caf::anon_send_exit(inner, caf::exit_reason::user_shutdown);
 }
 
 std::optional<resolver_slot::target> resolver_slot::get() const {
@@ -320,11 +325,29 @@ caf::expected<std::shared_ptr<resolver_slot>> host::resolver(resolver_options op
   return slot;
 }
 
+caf::error host::make_durable(completer_slot& slot, completer_config cfg,
+                              durable_options opts) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::lock_guard<std::mutex> slot_guard{slot.mtx_};
+  if (slot.closed_ || slot.sys_ == nullptr || !slot.completer_)
+    return make_error(errc::cancelled, "the completer is closed");
+  if (slot.inner_)
+    return invalid_argument("run", "the completer is durable already");
+  auto front = spawn_durable_completer(*slot.sys_, slot.completer_, std::move(cfg),
+                                       std::move(opts));
+  if (!front)
+    return std::move(front.error());
+  slot.inner_ = std::move(slot.completer_);
+  slot.completer_ = std::move(*front);
+  return caf::none;
+}
+
 void host::close(completer_slot& slot) {
   release_thread_logger release;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     completer_actor completer;
+    completer_actor inner;
     std::shared_ptr<cluster_box> box;
     {
       std::lock_guard<std::mutex> slot_guard{slot.mtx_};
@@ -333,6 +356,8 @@ void host::close(completer_slot& slot) {
       slot.closed_ = true;
       completer = std::move(slot.completer_);
       slot.completer_ = nullptr;
+      inner = std::move(slot.inner_);
+      slot.inner_ = nullptr;
       slot.bridge_ = nullptr;
       box = std::move(slot.cluster_);
       slot.cluster_ = nullptr;
@@ -341,8 +366,13 @@ void host::close(completer_slot& slot) {
       // The runtime keeps the (dead) handle until it shuts down.
       if (completer)
         caf::anon_send_exit(completer, caf::exit_reason::user_shutdown);
+      if (inner)
+        caf::anon_send_exit(inner, caf::exit_reason::user_shutdown);
       return;
     }
+    // A durable front on the (shared) cluster goes; the cluster stays.
+    if (inner && completer)
+      caf::anon_send_exit(completer, caf::exit_reason::user_shutdown);
     if (box && --box->users == 0) {
       slot.owner_->clusters.erase(slot.cluster_key_);
       // Bounded; open samples fail with `cancelled`. Under the host's lock,
@@ -460,6 +490,7 @@ void host::shutdown(bool final) {
       if (auto slot = weak.lock()) {
         std::lock_guard<std::mutex> slot_guard{slot->mtx_};
         slot->completer_ = nullptr;
+        slot->inner_ = nullptr;
         slot->bridge_ = nullptr;
         slot->cluster_ = nullptr;
         slot->sys_ = nullptr;

@@ -73,6 +73,9 @@ private:
   bool closed_ = false;
   bridge_actor bridge_;
   completer_actor completer_;
+  /// Durable (make_durable): the wrapped completer; completer_ is the
+  /// durable front.
+  completer_actor inner_;
   caf::actor_system* sys_ = nullptr;
   system_entry* owner_ = nullptr;
   std::string cluster_key_;  ///< non-empty in cluster mode
@@ -118,6 +121,11 @@ public:
   /// The resolver for (base URL, API key), started if new.
   caf::expected<std::shared_ptr<resolver_slot>> resolver(resolver_options opts,
                                                          http_client_options http);
+
+  /// Makes a completer durable: its samples go through a durable front
+  /// (actors/durable_completer.hpp) on `run` at `opts.step`. `cfg` is the
+  /// completer's configuration.
+  caf::error make_durable(completer_slot& slot, completer_config cfg, durable_options opts);
 
   /// Ends a completer: a local one exits (its open samples fail with
   /// `cancelled`); a cluster loses a user and shuts down with its last one.

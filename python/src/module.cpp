@@ -12,6 +12,8 @@
 #include "delivery.hpp"
 #include "host.hpp"
 #include "sail_tinker/actors/completer.hpp"
+#include "sail_tinker/actors/durable_completer.hpp"
+#include "sail_tinker/rollout/durable_run.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
 #include "sail_tinker/net/tinker_codec.hpp"
@@ -52,6 +54,11 @@ struct completer_ref {
 
 struct resolver_ref {
   std::shared_ptr<resolver_slot> slot;
+};
+
+/// Python's handle on a durable run (sail_tinker.Run).
+struct run_ref {
+  rollout::run_handle run;
 };
 
 template <class T>
@@ -177,6 +184,38 @@ completer_ref cluster_completer(const pyb::dict& config, const pyb::dict& target
   return completer_ref{value_or_raise(std::move(slot))};
 }
 
+run_ref open_run(const std::string& path, pyb::handle run_id) {
+  std::optional<std::string> id;
+  if (!run_id.is_none()) {
+    if (!pyb::isinstance<pyb::str>(run_id))
+      throw pyb::type_error("run_id must be a str or None");
+    id = run_id.cast<std::string>();
+  }
+  caf::expected<rollout::run_handle> run{nullptr};
+  {
+    pyb::gil_scoped_release nogil;
+    run = rollout::durable_run::open(path, std::move(id));
+  }
+  return run_ref{value_or_raise(std::move(run))};
+}
+
+void make_durable(const completer_ref& c, const run_ref& r, const pyb::dict& config,
+                  const std::string& step, pyb::handle version) {
+  durable_options opts;
+  opts.run = r.run;
+  opts.step = step;
+  if (!version.is_none())
+    opts.version = version.cast<std::string>();
+  auto cfg = to_config(config);
+  caf::error err;
+  {
+    pyb::gil_scoped_release nogil;
+    err = host::instance().make_durable(*c.slot, std::move(cfg), std::move(opts));
+  }
+  if (err)
+    raise_error(err);
+}
+
 resolver_ref make_resolver(const pyb::dict& target) {
   http_client_options http;
   auto opts = to_resolver_options(target, http);
@@ -258,6 +297,40 @@ PYBIND11_MODULE(_native, m) {
 
   pyb::class_<resolver_ref>(m, "Resolver");
 
+  pyb::class_<run_ref>(m, "Run")
+    .def(pyb::init(&open_run), pyb::arg("path"), pyb::arg("run_id") = pyb::none())
+    .def_property_readonly("id", [](const run_ref& r) { return r.run->id(); })
+    .def_property_readonly("path", [](const run_ref& r) { return r.run->path(); })
+    .def_property_readonly("closed", [](const run_ref& r) { return r.run->closed(); })
+    .def(
+      "close",
+      [](const run_ref& r) {
+        caf::error err;
+        {
+          pyb::gil_scoped_release nogil;
+          err = r.run->close();
+        }
+        if (err)
+          raise_error(err);
+      },
+      "Commits what is recorded and closes the journal. Idempotent.")
+    .def(
+      "stats",
+      [](const run_ref& r) {
+        pyb::dict out;
+        for (auto& [step, s] : r.run->stats()) {
+          pyb::dict d;
+          d["fresh"] = s.fresh;
+          d["from_journal"] = s.from_journal;
+          d["reattached"] = s.reattached;
+          d["resent"] = s.resent;
+          d["failed"] = s.failed;
+          out[pyb::str(step)] = std::move(d);
+        }
+        return out;
+      },
+      "Per step: fresh, from_journal, reattached, resent, failed.");
+
   pyb::class_<dispatcher, std::shared_ptr<dispatcher>>(m, "Dispatcher")
     .def(pyb::init([](pyb::object loop) { return dispatcher::make(std::move(loop)); }))
     .def("sample", &dispatch_sample,
@@ -270,6 +343,9 @@ PYBIND11_MODULE(_native, m) {
   m.def("local_completer", &local_completer, pyb::arg("config"), pyb::arg("target"));
   m.def("cluster_completer", &cluster_completer, pyb::arg("config"), pyb::arg("target"));
   m.def("resolver", &make_resolver, pyb::arg("target"));
+  m.def("make_durable", &make_durable, pyb::arg("completer"), pyb::arg("run"),
+        pyb::arg("config"), pyb::arg("step"), pyb::arg("version"),
+        "Puts a durable front (run, step, version label) before the completer.");
   m.def(
     "validate_config",
     [](const pyb::dict& config) {

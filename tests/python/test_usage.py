@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -127,3 +128,48 @@ def test_usd_budget_never_exceeded(emu):
     assert billed / 1e6 <= cap
     assert c.budget["spent_usd"] == pytest.approx(billed / 1e6)
     assert emu.counter("posts") == ok
+
+
+def test_durable_run_usage_budget_and_report(emu, tmp_path):
+    """A durable run: results replayed from the journal carry the usage billed
+    when they ran; a cap on the completer of the rerun counts them at that
+    usage and nothing is sent twice; `sail-tinker report` groups the journal
+    by step and version."""
+    path = str(tmp_path / "run.journal")
+
+    async def step(run, s, **kw):
+        with completer(emu, max_tokens=8, run=run, step=s, version=f"ckpt-{s}", **kw) as c:
+            return await c.sample_group(prompt(s), 3)
+
+    async def go():
+        with sail_tinker.Run(path) as run:
+            first = [await step(run, 0), await step(run, 1)]
+        posts = emu.counter("posts")
+        with sail_tinker.Run(path) as run:
+            with completer(emu, max_tokens=8, run=run, step=0, version="ckpt-0",
+                           budget_tokens=1000, prices=PRICES) as c:
+                again = await c.sample_group(prompt(0), 3)
+                spent = c.budget["spent_tokens"]
+        assert emu.counter("posts") == posts  # answered from the journal
+        return first, again, spent
+
+    first, again, spent = asyncio.run(go())
+    assert [o.usage for o in again] == [o.usage for o in first[0]]
+    assert all(o.usage is not None for o in again)
+    assert spent == sum(o.usage.input_tokens + o.usage.output_tokens for o in again)
+    st = emu.stats()
+    assert st["billed_input_tokens"] == sum(o.usage.input_tokens for g in first for o in g)
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    out = subprocess.run([os.environ["SAIL_TINKER_BIN"], "report", path, "--format", "json",
+                          "--prices", str(prices)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)["rows"]
+    assert [(r["step"], r["version"], r["window"], r["samples"]) for r in rows] == \
+        [("0", "ckpt-0", "priority", 3), ("1", "ckpt-1", "priority", 3)]
+    for r, g in zip(rows, first):
+        assert r["input_tokens"] == sum(o.usage.input_tokens for o in g)
+        assert r["output_tokens"] == sum(o.usage.output_tokens for o in g)
+        assert r["cost_usd"] == pytest.approx(
+            sum(o.usage.input_tokens * 1.0 + o.usage.output_tokens * 2.0 for o in g) / 1e6)
+        assert r["latency_ms"] is None or r["latency_ms"]["p50"] >= 0
