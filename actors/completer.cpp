@@ -221,6 +221,7 @@ struct completer_state {
     --stats.in_flight;
     if (res) {
       ++stats.completed;
+      usage_entry(stats.usage, cfg.model, cfg.completion_window).add(res->usage);
     } else {
       auto code = code_of(res.error());
       ++stats.failed_by_kind[code ? to_string(*code) : "other"];

@@ -197,6 +197,7 @@ struct pool_state {
     auto& job = *e->payload.job;
     if (report.latency.count() >= 0)
       planner->observe(job.model, job.completion_window, report.latency);
+    usage_entry(stats.usage, job.model, job.completion_window).add(result.usage);
     e->payload.rp.deliver(std::move(result));
     ++stats.completed;
     release(id);

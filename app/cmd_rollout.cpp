@@ -26,6 +26,7 @@
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/app/commands.hpp"
 #include "sail_tinker/app/rollout_common.hpp"
+#include "sail_tinker/app/rollout_spend.hpp"
 #include "sail_tinker/emulator/emulator.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
@@ -60,6 +61,8 @@ std::vector<flag_spec> rollout_flags() {
   };
   auto job = rollout_job_flags();
   flags.insert(flags.begin() + 1, job.begin(), job.end());
+  for (auto& f : rollout_spend_flags())
+    flags.push_back(f);
   for (auto& f : rollout_target_flags())
     flags.push_back(f);
   return flags;
@@ -87,8 +90,10 @@ constexpr const char* rollout_description
     "node re-routed with their keys), --base-url or SAIL_API_KEY (Sail), else an\n"
     "embedded emulator (queued 20 ms + 2 ms per token unless --emu-latency-* say\n"
     "otherwise). Exit 0 when every sample succeeded, 1 otherwise, 2 for invalid\n"
-    "input, 130 when interrupted (SIGINT/SIGTERM: in-flight work is cancelled, the\n"
-    "journal and output are flushed).";
+    "input, 3 when a spending cap (--budget-usd, --budget-tokens) stopped the run\n"
+    "(in-flight samples finish and are recorded; run again with a larger cap to\n"
+    "continue), 130 when interrupted (SIGINT/SIGTERM: in-flight work is cancelled,\n"
+    "the journal and output are flushed).";
 
 // -- shared progress -------------------------------------------------------------------
 
@@ -103,6 +108,10 @@ struct progress {
   std::map<std::string, uint64_t> errors_by_kind;
   std::string first_error;
   bool cancelled = false;
+  /// Usage and cost totals (under mtx) and the cap (thread-safe); null: none.
+  rollout_spend* spend = nullptr;
+  /// The cap refused a group: nothing more was created.
+  bool budget_stopped = false;
 };
 
 struct plan {
@@ -115,6 +124,8 @@ struct plan {
   int64_t vocabulary = 64;
   caf::timespan timeout = std::chrono::minutes(16);
   std::string run_id;
+  std::string model;
+  std::string window;
 };
 
 model_input make_prompt(const plan& p, uint32_t group) {
@@ -138,7 +149,10 @@ struct driver_state {
   size_t rr = 0;
   /// group id -> target index
   std::map<std::string, size_t> in_flight;
+  /// group id -> what its members hold of the spending cap
+  std::map<std::string, std::vector<budget_hold>> holds;
   bool cancelled = false;
+  bool budget_stopped = false;
 };
 
 using driver_ptr = caf::stateful_actor<driver_state>*;
@@ -147,7 +161,7 @@ void finish_if_done(driver_ptr self) {
   auto& st = self->state;
   if (!st.in_flight.empty())
     return;
-  if (st.next < st.p.groups && !st.cancelled)
+  if (st.next < st.p.groups && !st.cancelled && !st.budget_stopped)
     return;
   if (st.done) {
     st.done->set_value();
@@ -160,10 +174,23 @@ void record_group(driver_ptr self, const std::string& gid, clock_type::time_poin
                   caf::expected<group_result> res) {
   auto& st = self->state;
   st.in_flight.erase(gid);
+  std::vector<budget_hold> holds;
+  if (auto i = st.holds.find(gid); i != st.holds.end()) {
+    holds = std::move(i->second);
+    st.holds.erase(i);
+  }
   auto latency = std::chrono::duration<double>(clock_type::now() - start).count();
   {
     std::lock_guard<std::mutex> guard{st.prog->mtx};
     auto& pr = *st.prog;
+    // Every member settles its hold at its usage (unknown, failed: the
+    // worst case stays spent).
+    for (size_t i = 0; i < holds.size(); ++i) {
+      std::optional<sample_usage> used;
+      if (res && i < res->members.size() && res->members[i].result)
+        used = res->members[i].result->usage;
+      pr.spend->cap->settle(holds[i], st.p.model, st.p.window, used);
+    }
     --pr.groups_in_flight;
     ++pr.groups_done;
     pr.group_latencies.push_back(latency);
@@ -180,6 +207,8 @@ void record_group(driver_ptr self, const std::string& gid, clock_type::time_poin
         if (m.result) {
           ++pr.samples_ok;
           pr.tokens += m.result->tokens.size();
+          if (pr.spend != nullptr)
+            pr.spend->ledger.add(st.p.model, st.p.window, m.result->usage);
         } else {
           fail(m.error, 1);
         }
@@ -190,7 +219,27 @@ void record_group(driver_ptr self, const std::string& gid, clock_type::time_poin
 
 void launch(driver_ptr self) {
   auto& st = self->state;
-  while (!st.cancelled && st.next < st.p.groups && st.in_flight.size() < st.p.concurrency) {
+  while (!st.cancelled && !st.budget_stopped && st.next < st.p.groups
+         && st.in_flight.size() < st.p.concurrency) {
+    // The cap first: a group that does not fit at its worst is not created.
+    std::vector<budget_hold> holds;
+    if (auto* cap = st.prog->spend != nullptr ? st.prog->spend->cap.get() : nullptr) {
+      for (uint32_t i = 0; i < st.p.group_size; ++i) {
+        auto h = cap->reserve(st.p.model, st.p.window, static_cast<int64_t>(st.p.prompt_len),
+                              st.p.max_tokens);
+        if (!h)
+          break;
+        holds.push_back(*h);
+      }
+      if (holds.size() < st.p.group_size) {
+        for (auto& h : holds)
+          cap->release(h);
+        st.budget_stopped = true;
+        std::lock_guard<std::mutex> guard{st.prog->mtx};
+        st.prog->budget_stopped = true;
+        break;
+      }
+    }
     auto g = st.next++;
     auto gid = st.p.run_id + "-g" + std::to_string(g);
     auto target_index = st.rr++ % st.targets.size();
@@ -199,6 +248,8 @@ void launch(driver_ptr self) {
     req.max_tokens = st.p.max_tokens;
     req.group_id = gid;
     st.in_flight.emplace(gid, target_index);
+    if (!holds.empty())
+      st.holds.emplace(gid, std::move(holds));
     {
       std::lock_guard<std::mutex> guard{st.prog->mtx};
       ++st.prog->groups_in_flight;
@@ -331,6 +382,11 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
   ccfg.model = args.get("model").value_or("moonshotai/Kimi-K2.6");
   ccfg.max_tokens = p.max_tokens;
   ccfg.completion_window = args.get("window").value_or("priority");
+  p.model = ccfg.model;
+  p.window = ccfg.completion_window;
+  auto spend = make_rollout_spend(args, cfg.app, ccfg);
+  if (!spend)
+    return report_error(spend.error());
   auto mode = progress_mode_from(args);
   if (!mode)
     return report_error(mode.error());
@@ -355,6 +411,7 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
               << p.max_tokens << " tokens, concurrency " << p.concurrency << ", window "
               << ccfg.completion_window << ", target " << target.description() << std::endl;
     auto prog = std::make_shared<progress>();
+    prog->spend = spend->get();
     auto done = std::make_shared<std::promise<void>>();
     auto finished = done->get_future();
     auto start = clock_type::now();
@@ -403,14 +460,21 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
     row("group latency", "p50 " + fmt(percentile(pr.group_latencies, 0.50), 3) + " s   p90 "
                            + fmt(percentile(pr.group_latencies, 0.90), 3) + " s   p99 "
                            + fmt(percentile(pr.group_latencies, 0.99), 3) + " s");
+    for (auto& [k, v] : (*spend)->rows())
+      row(k, v);
     target_rows(rep, pr.errors_by_kind, row);
     std::cout << out.str() << std::flush;
     if (!pr.first_error.empty())
       log_warn("rollout", "first error", {{"error", pr.first_error}});
-    if (pr.cancelled)
+    if (pr.cancelled) {
       code = exit_interrupted;
-    else if (pr.samples_failed > 0 || (emu_stats && emu_stats->max_runs_per_key > 1))
+    } else if (pr.budget_stopped) {
+      auto line = "error: " + (*spend)->budget_message(samples, total - samples) + "\n";
+      std::fwrite(line.data(), 1, line.size(), stderr);
+      code = exit_budget;
+    } else if (pr.samples_failed > 0 || (emu_stats && emu_stats->max_runs_per_key > 1)) {
       code = exit_failure;
+    }
   }
   return code;
 }

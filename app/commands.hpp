@@ -13,5 +13,6 @@ int cmd_emulate(const std::vector<std::string>& args);
 int cmd_serve(const std::vector<std::string>& args);
 int cmd_rollout(const std::vector<std::string>& args);
 int cmd_doctor(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);
 
 } // namespace sail::app

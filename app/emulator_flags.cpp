@@ -24,6 +24,8 @@ std::vector<flag_spec> emulator_fault_latency_flags(const std::string& p) {
     {p + "webhook-drop", "P", "probability that a response's webhook is dropped (default 0)"},
     {p + "webhook-duplicate", "P", "probability that a webhook is delivered twice (default 0)"},
     {p + "webhook-delay-ms", "MS", "delay of every webhook after completion (default 0)"},
+    {p + "prompt-cache-min-tokens", "N", "shortest prompt prefix billed as cached input under "
+                                         "one prompt_cache_key (default 0: no caching)"},
   };
 }
 
@@ -120,6 +122,11 @@ caf::error apply_emulator_flags(const parsed_args& args, const std::string& p,
     if (*per_token >= 0)
       w->per_token = std::chrono::microseconds(*per_token);
   }
+  auto cache_min = int_flag(args, p + "prompt-cache-min-tokens", 0, 2'000'000, -1);
+  if (!cache_min)
+    return std::move(cache_min.error());
+  if (*cache_min >= 0)
+    opts.prompt_cache_min_tokens = *cache_min;
   if (auto v = args.get(p + "latency-spread")) {
     auto spread = parse_latency_spread(p + "latency-spread", *v);
     if (!spread)

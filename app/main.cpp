@@ -1,5 +1,5 @@
 // sail-tinker: one executable, six subcommands (sample, resolve, emulate,
-// serve, rollout, doctor). See docs/operations.md.
+// serve, rollout, doctor, report). See docs/operations.md.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -24,6 +24,8 @@ constexpr const char* top_usage =
   "  rollout    the main job: prompts file in, samples file out, journal and\n"
   "             resume (--input); or synthetic load (embedded emulator when\n"
   "             neither --base-url nor SAIL_API_KEY is set)\n"
+  "  report     what a rollout journal's run cost: samples, tokens, cost,\n"
+  "             latency and failures per step, version and window\n"
   "\n"
   "  doctor     check the unpublished wire details ([wire]) against Sail\n"
   "\n"
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
     return cmd_rollout(rest);
   if (cmd == "doctor")
     return cmd_doctor(rest);
+  if (cmd == "report")
+    return cmd_report(rest);
   std::fprintf(stderr, "error: invalid_argument: unknown command \"%s\" [field=command]\n",
                sail::redact_secrets(cmd).c_str());
   std::fputs(top_usage, stderr);

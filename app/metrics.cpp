@@ -69,6 +69,31 @@ std::string render_prometheus(const completer_stats& stats,
   for (auto& [kind, n] : failed)
     out << "sail_tinker_samples_failed_total{kind=\"" << escape_label(kind) << "\"} " << n
         << '\n';
+  header(out, "sail_tinker_usage_samples_total", "counter",
+         "Samples that finished with a result, by model, completion window and whether the "
+         "response reported its usage (known) or not (unknown: no or a malformed usage).");
+  for (auto& u : stats.usage) {
+    auto labels = "model=\"" + escape_label(u.model) + "\",window=\"" + escape_label(u.window)
+                  + '"';
+    out << "sail_tinker_usage_samples_total{" << labels << ",usage=\"known\"} " << u.samples
+        << '\n';
+    out << "sail_tinker_usage_samples_total{" << labels << ",usage=\"unknown\"} " << u.unknown
+        << '\n';
+  }
+  header(out, "sail_tinker_usage_tokens_total", "counter",
+         "Tokens billed as the responses' usage reports them, by model, completion window and "
+         "kind (input includes cached; output includes reasoning).");
+  for (auto& u : stats.usage) {
+    auto labels = "model=\"" + escape_label(u.model) + "\",window=\"" + escape_label(u.window)
+                  + '"';
+    std::pair<const char*, uint64_t> kinds[] = {{"input", u.input_tokens},
+                                                {"cached", u.cached_tokens},
+                                                {"output", u.output_tokens},
+                                                {"reasoning", u.reasoning_tokens}};
+    for (auto& [kind, n] : kinds)
+      out << "sail_tinker_usage_tokens_total{" << labels << ",kind=\"" << kind << "\"} " << n
+          << '\n';
+  }
   header(out, "sail_tinker_retries_total", "counter",
          "HTTP retries and re-dispatches, by cause (http_429, transport, timeout, ...).");
   for (auto& [cause, n] : stats.retries_by_cause)

@@ -141,8 +141,8 @@ void add_cluster(adder& a, cluster_options& c) {
 
 const std::vector<std::string>& app_option_groups() {
   static const std::vector<std::string> groups{"sail",    "pool",    "completer", "http",
-                                               "resolver", "cluster", "webhook",   "log",
-                                               "wire"};
+                                               "resolver", "cluster", "webhook",   "pricing",
+                                               "log",      "wire"};
   return groups;
 }
 
@@ -167,6 +167,9 @@ void add_app_options(caf::config_option_set& opts, app_options& o) {
   add_cluster(cluster, o.cluster);
   adder wire{opts, "wire"};
   add_wire(wire, rt.wire);
+  adder{opts, "pricing"}.add(o.extras.prices_file, "file",
+                             "prices file ({\"prices\":[{model, window, input, cached_input, "
+                             "output}]}, USD per 1M tokens); rollout --prices wins");
   adder{opts, "log"}
     .add(o.log.level, "level", "debug | info | warn | error | off")
     .add(o.log.format, "format", "text | json");

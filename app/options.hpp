@@ -1,5 +1,5 @@
 // The configuration of every subcommand: the [sail] [pool] [completer] [http]
-// [resolver] [cluster] [webhook] [log] groups of caf-application.ini and of
+// [resolver] [cluster] [webhook] [pricing] [log] groups of caf-application.ini and of
 // `--group.key=value` arguments, bound directly to the fields of the options
 // structs (runtime_options and its parts, cluster_options). Their defaults
 // and range checks (validate()) live in the structs only; this file adds the
@@ -38,6 +38,9 @@ struct config_extras {
   /// window (0: each window's own).
   caf::timespan webhook_first_poll{0};
   caf::timespan webhook_poll{0};
+  /// [pricing] file: the prices file (rollout/pricing.hpp); `rollout
+  /// --prices` wins. Empty: no prices (no costs, no USD budget).
+  std::string prices_file;
 
   caf::error validate() const;
 };

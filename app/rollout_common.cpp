@@ -285,6 +285,9 @@ void target_rows(const rollout_target::report& rep,
                             + " per key"
                             + (emu->max_runs_per_key <= 1 ? " (no double inference)"
                                                           : " (DOUBLE INFERENCE)"));
+    row("emulator billed", std::to_string(emu->billed_input_tokens) + " input ("
+                             + std::to_string(emu->billed_cached_tokens) + " cached), "
+                             + std::to_string(emu->billed_output_tokens) + " output tokens");
     std::map<std::string, uint64_t> fmap{emu->faults.begin(), emu->faults.end()};
     row("faults injected", render_map(fmap));
   } else {

@@ -8,6 +8,7 @@
 #include <caf/actor_system.hpp>
 
 #include "sail_tinker/app/rollout_common.hpp"
+#include "sail_tinker/app/rollout_spend.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
 #include "sail_tinker/rollout/file_job.hpp"
@@ -165,6 +166,12 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
   if (!settings)
     return report_error(settings.error());
   auto& s = *settings;
+  // Prices and the cap first: a USD cap without a price sends nothing.
+  auto spend = make_rollout_spend(args, cfg.app, s.ccfg);
+  if (!spend)
+    return report_error(spend.error());
+  s.ledger = &(*spend)->ledger;
+  s.cap = (*spend)->cap.get();
   auto mode = progress_mode_from(args);
   if (!mode)
     return report_error(mode.error());
@@ -224,6 +231,8 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
     auto rep = target.stop(sys);
     text << "\nsummary\n";
     summary_rows(job, row);
+    for (auto& [k, v] : (*spend)->rows())
+      row(k, v);
     target_rows(rep, job.errors_by_kind(), row);
     row("output", st.output + " (" + std::to_string(job.output_size()) + " bytes)");
     row("journal", jr ? st.journal_path + " (" + std::to_string(jr->commits()) + " commits)"
@@ -234,12 +243,24 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
     if (!job.first_error().empty())
       log_warn("rollout", "first error", {{"error", job.first_error()}});
     auto c = job.counters();
-    if (fatal)
+    auto unknown = (*spend)->ledger.total().usage.unknown;
+    if (unknown > 0)
+      log_warn("rollout", "usage unknown (the responses carried no valid usage): not in the "
+                          "totals or the cost",
+               {{"samples", std::to_string(unknown)}});
+    if (fatal) {
       code = report_error(fatal);
-    else if (c.interrupted)
+    } else if (c.interrupted) {
       code = exit_interrupted;
-    else if (c.failed > 0 || (rep.emulator && rep.emulator->max_runs_per_key > 1))
+    } else if (c.budget_stopped) {
+      auto total = job.input().samples;
+      auto done = std::min(c.samples_done, total);
+      auto line = "error: " + (*spend)->budget_message(done, total - done) + "\n";
+      std::fwrite(line.data(), 1, line.size(), stderr);
+      code = exit_budget;
+    } else if (c.failed > 0 || (rep.emulator && rep.emulator->max_runs_per_key > 1)) {
       code = exit_failure;
+    }
   }
   return code;
 }

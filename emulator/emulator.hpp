@@ -304,6 +304,16 @@ struct options {
   std::set<std::string> known_checkpoints;
   /// Output length when the request has no max_output_tokens.
   int64_t default_max_output_tokens = 16;
+  /// Prompt caching as billed: a create's cached_tokens is the longest
+  /// prefix its raw_prompt_tokens share with an earlier accepted create under
+  /// the same prompt_cache_key, when at least this long (shorter: 0). Sail
+  /// documents that cached input is part of input and billed cheaper, not a
+  /// minimum length: this is configuration. 0 (default): no caching, because
+  /// which member of a group comes first is a race, and a run's output
+  /// (usage included) should not depend on it unless a test asks for it.
+  int64_t prompt_cache_min_tokens = 0;
+  /// Earlier prompts remembered per prompt_cache_key for that comparison.
+  size_t prompt_cache_entries = 16;
   /// Bounds of requests (413/431 beyond them).
   uint64_t max_body_bytes = 48ull * 1024 * 1024;
   size_t max_header_bytes = 64 * 1024;
@@ -423,6 +433,12 @@ struct stats {
   std::map<std::string, response_timing> timings;
   /// Creates refused because metadata.tinker_lora_signed_url had expired.
   uint64_t expired_signed_urls = 0;
+  /// Tokens billed, as the responses' usage reports them: once per inference
+  /// run (a replayed key bills nothing new), for completed and incomplete
+  /// responses. Cached tokens are part of input tokens.
+  uint64_t billed_input_tokens = 0;
+  uint64_t billed_cached_tokens = 0;
+  uint64_t billed_output_tokens = 0;
   /// Request log entries dropped because the log was full.
   uint64_t request_log_dropped = 0;
 

@@ -48,6 +48,8 @@ struct response_record {
   double top_p = 1.0;
   bool include_logprobs = false;
   int64_t input_tokens = 0;
+  /// Of input_tokens, those billed as cached (prompt_cache_min_tokens).
+  int64_t cached_tokens = 0;
   sample_result result;
   steady::time_point accepted;
   steady::time_point started;
@@ -233,6 +235,12 @@ struct server::impl {
   std::unordered_map<std::string, record_ptr> responses;
   std::unordered_map<std::string, checkpoint_state> checkpoints;
   stats st;
+  /// Earlier prompts per prompt_cache_key (options::prompt_cache_entries).
+  std::unordered_map<std::string, std::vector<std::vector<int64_t>>> prompt_cache;
+
+  /// Billed cached tokens of `prompt` under `cache_key` (then remembers
+  /// it). Called under mtx.
+  int64_t cached_prefix(const std::string& cache_key, const std::vector<int64_t>& prompt);
   std::deque<logged_request> request_log;
   std::unique_ptr<boost::asio::ssl::context> webhook_tls;
   uint64_t request_log_seq = 0;

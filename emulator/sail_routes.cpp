@@ -1,5 +1,6 @@
 // Sail: POST /v1/responses and GET /v1/responses/{id}, validated like Sail
 // (OpenAPI CreateResponseRequest), with idempotency as the contract says.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <variant>
@@ -426,6 +427,27 @@ const char* server::impl::status_word(const response_record& rec,
   return terminal_word(rec.outcome);
 }
 
+int64_t server::impl::cached_prefix(const std::string& cache_key,
+                                    const std::vector<int64_t>& prompt) {
+  if (opts.prompt_cache_min_tokens <= 0 || opts.prompt_cache_entries == 0)
+    return 0;
+  auto& earlier = prompt_cache[cache_key];
+  size_t best = 0;
+  for (auto& x : earlier) {
+    auto n = static_cast<size_t>(
+      std::mismatch(x.begin(), x.end(), prompt.begin(), prompt.end()).first - x.begin());
+    best = std::max(best, n);
+  }
+  // A prompt equal to one remembered adds nothing new to compare against.
+  if (best < prompt.size() || earlier.empty()) {
+    if (earlier.size() >= opts.prompt_cache_entries)
+      earlier.erase(earlier.begin());
+    earlier.push_back(prompt);
+  }
+  auto cached = static_cast<int64_t>(best);
+  return cached >= opts.prompt_cache_min_tokens ? cached : 0;
+}
+
 json::object server::impl::render(const response_record& rec,
                                   steady::time_point now, bool fresh) const {
   auto phase = fresh ? response_phase::queued : rec.phase_at(now);
@@ -491,19 +513,24 @@ json::object server::impl::render(const response_record& rec,
     o["incomplete_details"] = json::object{{"reason", "max_output_tokens"}};
   else
     o["incomplete_details"] = nullptr;
-  // usage is a required ResponseUsage object (OpenAPI): zeros until billed.
-  auto in_tokens = terminal ? rec.input_tokens : 0;
+  // usage is a required ResponseUsage object (OpenAPI): zeros until billed;
+  // a failed or cancelled response bills nothing (stats::billed_*).
+  auto in_tokens = has_output ? rec.input_tokens : 0;
+  auto cached = has_output ? rec.cached_tokens : 0;
   auto out_tokens = has_output
                       ? static_cast<int64_t>(rec.result.token_ids.size())
                       : 0;
-  json::object details;
-  details["cached_tokens"] = 0;
-  details["reasoning_tokens"] = 0;
+  json::object in_details;
+  in_details["cached_tokens"] = cached;
+  in_details["reasoning_tokens"] = 0;
+  json::object out_details;
+  out_details["cached_tokens"] = 0;
+  out_details["reasoning_tokens"] = 0;
   json::object usage;
   usage["input_tokens"] = in_tokens;
-  usage["input_tokens_details"] = details;
+  usage["input_tokens_details"] = std::move(in_details);
   usage["output_tokens"] = out_tokens;
-  usage["output_tokens_details"] = details;
+  usage["output_tokens_details"] = std::move(out_details);
   usage["total_tokens"] = in_tokens + out_tokens;
   o["usage"] = std::move(usage);
   if (terminal && rec.outcome == outcome_kind::failed)
@@ -769,6 +796,9 @@ void server::impl::handle_create(http_server_context&& ctx) {
       r->top_p = p.top_p;
       r->include_logprobs = p.include_logprobs;
       r->input_tokens = p.input_tokens;
+      if (!p.prompt_cache_key.empty())
+        r->cached_tokens = std::min(r->input_tokens,
+                                    cached_prefix(p.prompt_cache_key, sp.prompt));
       r->result = std::move(result);
       auto& w = latency.of(window);
       r->outcome = p.outcome;
@@ -794,6 +824,11 @@ void server::impl::handle_create(http_server_context&& ctx) {
         reservations.emplace(rkey, reservation{fingerprint, rec});
       ++st.responses;
       ++st.inference_runs_total;
+      if (r->outcome == outcome_kind::completed || r->outcome == outcome_kind::incomplete) {
+        st.billed_input_tokens += static_cast<uint64_t>(r->input_tokens);
+        st.billed_cached_tokens += static_cast<uint64_t>(r->cached_tokens);
+        st.billed_output_tokens += r->result.token_ids.size();
+      }
       if (p.webhook_invalid)
         ++st.webhooks.ignored_invalid;
       if (has_key) {

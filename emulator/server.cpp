@@ -360,6 +360,9 @@ std::string render_stats(const stats& copy, bool summary) {
   o["inference_runs_without_key"] = copy.inference_runs_without_key;
   o["max_runs_per_key"] = copy.max_runs_per_key;
   o["responses"] = copy.responses;
+  o["billed_input_tokens"] = copy.billed_input_tokens;
+  o["billed_cached_tokens"] = copy.billed_cached_tokens;
+  o["billed_output_tokens"] = copy.billed_output_tokens;
   json::object faults_o;
   for (auto& [k, n] : copy.faults)
     faults_o[k] = n;

@@ -266,6 +266,8 @@ void check_invariants(const tokens_with_logprobs& x) {
     for (auto lp : *x.maybe_logprobs)
       require(std::isfinite(lp), "non-finite logprob");
   }
+  if (x.usage)
+    require(x.usage->valid(), "negative usage or cached tokens over input tokens");
 }
 
 void check_invariants(const completer_config& x) {
@@ -469,7 +471,8 @@ void write_seeds(const std::string& dir) {
   req.max_tokens = 8;
   req.key = "key-1";
   req.group_id = "g1";
-  tokens_with_logprobs twl{{5, 6, 7}, std::vector<double>{-0.1, -2.5, 0.0}, "stop"};
+  tokens_with_logprobs twl{{5, 6, 7}, std::vector<double>{-0.1, -2.5, 0.0}, "stop",
+                           sample_usage{12, 8, 3, 1}};
   sample_outcome ok_member{twl, caf::error{}};
   sample_outcome failed_member{std::nullopt, http_error(503, "{\"error\":{}}")};
   group_result group{"g1", {ok_member, failed_member}};
@@ -489,6 +492,8 @@ void write_seeds(const std::string& dir) {
   stats.guard.budget_retries = 20;
   stats.guard.budget_allowed = 30;
   stats.guard.budget_denied = 6;
+  usage_entry(stats.usage, "Qwen/Qwen3-8B", "flex").add(sample_usage{12, 8, 3, 1});
+  usage_entry(stats.usage, "Qwen/Qwen3-8B", "flex").add(std::nullopt);
   sail_job job{"k", "{}", {{"Content-Type", "application/json"}}, "priority", "g", {}, {}, {},
                {}, {}, {}, {}};
   job.url_expires = caf::timestamp{std::chrono::seconds(1'750'000'000)};

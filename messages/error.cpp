@@ -15,10 +15,10 @@ constexpr std::array<const char*, errc_count> errc_names = {
   "invalid_argument", "inference_error", "http_error",
   "timeout",          "overloaded",      "transport_error",
   "cancelled",        "not_configured",  "node_down",
-  "io_error",        "unavailable",
+  "io_error",        "unavailable",     "budget_exceeded",
 };
 
-static_assert(static_cast<uint8_t>(errc::unavailable) == errc_count,
+static_assert(static_cast<uint8_t>(errc::budget_exceeded) == errc_count,
               "errc_names must list every enumerator");
 
 std::string render_info(const char* kind, const error_info* info) {

@@ -42,10 +42,13 @@ enum class errc : uint8_t {
   /// refused at once; the message says when the breaker probes next. Unlike
   /// `overloaded` (this node is full), another node would see the same Sail.
   unavailable,
+  /// A spending cap (budget in USD or tokens) does not admit the sample: it
+  /// was not sent. Samples already sent complete and are billed.
+  budget_exceeded,
 };
 
 /// Number of enumerators (codes are 1..errc_count).
-inline constexpr uint8_t errc_count = 11;
+inline constexpr uint8_t errc_count = 12;
 
 /// The enumerator's name, e.g. "invalid_argument"; "unknown" for other values.
 const char* to_string(errc code) noexcept;

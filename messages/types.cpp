@@ -1,6 +1,7 @@
 #include "sail_tinker/messages/types.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 namespace sail {
 
@@ -53,6 +54,30 @@ void merge_into(completer_stats& sum, const completer_stats& x) {
   add(sum.notice_delay, x.notice_delay);
   sum.notice_delay_sum_ms += x.notice_delay_sum_ms;
   merge_into(sum.guard, x.guard);
+  for (auto& u : x.usage) {
+    auto& into = usage_entry(sum.usage, u.model, u.window);
+    into.samples += u.samples;
+    into.unknown += u.unknown;
+    into.input_tokens += u.input_tokens;
+    into.cached_tokens += u.cached_tokens;
+    into.output_tokens += u.output_tokens;
+    into.reasoning_tokens += u.reasoning_tokens;
+  }
+}
+
+usage_totals& usage_entry(std::vector<usage_totals>& xs, const std::string& model,
+                          const std::string& window) {
+  auto less = [](const usage_totals& x, const std::pair<const std::string&, const std::string&>& k) {
+    return std::tie(x.model, x.window) < std::tie(k.first, k.second);
+  };
+  std::pair<const std::string&, const std::string&> key{model, window};
+  auto i = std::lower_bound(xs.begin(), xs.end(), key, less);
+  if (i != xs.end() && i->model == model && i->window == window)
+    return *i;
+  usage_totals fresh;
+  fresh.model = model;
+  fresh.window = window;
+  return *xs.insert(i, std::move(fresh));
 }
 
 void merge_into(retry_guard_stats& sum, const retry_guard_stats& x) {

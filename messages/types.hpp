@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -131,11 +132,45 @@ typename Inspector::result_type inspect(Inspector& f, stop_condition& x) {
 
 // -- sample output ---------------------------------------------------------------
 
-/// Result of one sample: tokens, optional per-token logprobs, stop reason.
+/// The tokens Sail billed for one sample: its ResponseObject's `usage`
+/// (input_tokens, input_tokens_details.cached_tokens, output_tokens,
+/// output_tokens_details.reasoning_tokens; docs/wire-contract.md, "Usage").
+/// Cached input is part of input (never more than it). Where a sample has
+/// none of this, its usage is unknown (std::nullopt), never zero.
+struct sample_usage {
+  int64_t input_tokens = 0;
+  int64_t cached_tokens = 0;
+  int64_t output_tokens = 0;
+  int64_t reasoning_tokens = 0;
+
+  /// Every count >= 0 and cached_tokens <= input_tokens.
+  bool valid() const noexcept {
+    return input_tokens >= 0 && cached_tokens >= 0 && output_tokens >= 0
+           && reasoning_tokens >= 0 && cached_tokens <= input_tokens;
+  }
+
+  friend bool operator==(const sample_usage&, const sample_usage&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, sample_usage& x) {
+  auto check = [&x]() -> caf::error {
+    if (!x.valid())
+      return caf::sec::invalid_argument;
+    return caf::none;
+  };
+  return f(caf::meta::type_name("sail.sample_usage"), caf::meta::save_callback(check),
+           x.input_tokens, x.cached_tokens, x.output_tokens, x.reasoning_tokens,
+           caf::meta::load_callback(check));
+}
+
+/// Result of one sample: tokens, optional per-token logprobs, stop reason,
+/// and the usage Sail billed for it (nullopt: unknown).
 struct tokens_with_logprobs {
   std::vector<int32_t> tokens;
   std::optional<std::vector<double>> maybe_logprobs;
   std::string stop_reason;
+  std::optional<sample_usage> usage = std::nullopt;
 
   /// The logprobs, or invalid_argument when the response carried none (the
   /// Python property raises ValueError).
@@ -158,8 +193,9 @@ typename Inspector::result_type inspect(Inspector& f, tokens_with_logprobs& x) {
     return caf::none;
   };
   detail::optional_ref<std::vector<double>> lps{x.maybe_logprobs};
+  detail::optional_ref<sample_usage> use{x.usage};
   return f(caf::meta::type_name("sail.tokens_with_logprobs"),
-           caf::meta::save_callback(check), x.tokens, lps, x.stop_reason,
+           caf::meta::save_callback(check), x.tokens, lps, x.stop_reason, use,
            caf::meta::load_callback(check));
 }
 
@@ -502,6 +538,48 @@ typename Inspector::result_type inspect(Inspector& f, retry_guard_stats& x) {
 /// worst state and the nearest probe).
 void merge_into(retry_guard_stats& sum, const retry_guard_stats& x);
 
+/// Billed tokens of the samples of one (model, completion window).
+struct usage_totals {
+  std::string model;
+  std::string window;
+  /// Samples whose usage was known, and those whose usage was unknown (no
+  /// or a malformed `usage` in the response): the token counts below cover
+  /// the known ones only.
+  uint64_t samples = 0;
+  uint64_t unknown = 0;
+  uint64_t input_tokens = 0;
+  uint64_t cached_tokens = 0;
+  uint64_t output_tokens = 0;
+  uint64_t reasoning_tokens = 0;
+
+  /// Counts one sample (nullopt: usage unknown).
+  void add(const std::optional<sample_usage>& u) noexcept {
+    if (!u) {
+      ++unknown;
+      return;
+    }
+    ++samples;
+    input_tokens += static_cast<uint64_t>(u->input_tokens);
+    cached_tokens += static_cast<uint64_t>(u->cached_tokens);
+    output_tokens += static_cast<uint64_t>(u->output_tokens);
+    reasoning_tokens += static_cast<uint64_t>(u->reasoning_tokens);
+  }
+
+  friend bool operator==(const usage_totals&, const usage_totals&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, usage_totals& x) {
+  return f(caf::meta::type_name("sail.usage_totals"), x.model, x.window, x.samples,
+           x.unknown, x.input_tokens, x.cached_tokens, x.output_tokens,
+           x.reasoning_tokens);
+}
+
+/// The entry of (model, window) in `xs` (kept sorted by model, window),
+/// inserted empty when missing.
+usage_totals& usage_entry(std::vector<usage_totals>& xs, const std::string& model,
+                          const std::string& window);
+
 struct completer_stats {
   uint64_t in_flight = 0;
   uint64_t completed = 0;
@@ -523,6 +601,8 @@ struct completer_stats {
   /// one for more; only samples whose response carried completed_at.
   std::vector<uint64_t> notice_delay;
   uint64_t notice_delay_sum_ms = 0;
+  /// Billed tokens of completed samples per (model, window), sorted.
+  std::vector<usage_totals> usage;
 
   friend bool operator==(const completer_stats&, const completer_stats&) = default;
 };
@@ -533,12 +613,17 @@ typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
     if (x.polls_per_sample.size() > polls_buckets.size() + 1
         || x.notice_delay.size() > notice_buckets_ms.size() + 1)
       return caf::sec::invalid_argument;
+    // usage: sorted by (model, window), each pair once (merge_into relies on it).
+    for (size_t i = 1; i < x.usage.size(); ++i)
+      if (!(std::tie(x.usage[i - 1].model, x.usage[i - 1].window)
+            < std::tie(x.usage[i].model, x.usage[i].window)))
+        return caf::sec::invalid_argument;
     return caf::none;
   };
   return f(caf::meta::type_name("sail.completer_stats"), caf::meta::save_callback(check),
            x.in_flight, x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
            x.guard, x.webhooks, x.polls_per_sample, x.notice_delay,
-           x.notice_delay_sum_ms, caf::meta::load_callback(check));
+           x.notice_delay_sum_ms, x.usage, caf::meta::load_callback(check));
 }
 
 /// Counts `value` in histogram `counts` with bucket upper bounds `bounds`

@@ -8,6 +8,7 @@
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
+#include "sail_tinker/net/sail_usage.hpp"
 #include "sail_tinker/net/sail_wire_assumed.hpp"
 
 namespace sail {
@@ -282,7 +283,10 @@ caf::expected<tokens_with_logprobs> decode_result(const json::value& doc,
     return response_error("response is not finished (status "
                             + std::string{status} + ")",
                           raw_body);
-  return wire_assumed::decoder::output(*obj, raw_body, wire);
+  auto result = wire_assumed::decoder::output(*obj, raw_body, wire);
+  if (result)
+    result->usage = decode_usage(*obj).usage;
+  return result;
 }
 
 caf::expected<tokens_with_logprobs> decode_result(std::string_view body,

@@ -122,7 +122,9 @@ caf::expected<response_state> decode_state(const boost::json::value& doc,
 /// the output is decoded per wire_assumed::decoder (output_text part,
 /// token_ids, logprobs, stop_reason fallbacks); every malformed case ->
 /// inference_error. Every inference_error carries the offending body
-/// (secrets redacted; bodies over 64 KiB are cut, with a marker).
+/// (secrets redacted; bodies over 64 KiB are cut, with a marker). The
+/// result's usage is decode_usage's (sail_usage.hpp): unknown when the
+/// response has none or a malformed one, which never fails the sample.
 /// `wire.layout` chooses where the output is read (net/wire_options.hpp).
 caf::expected<tokens_with_logprobs>
 decode_result(std::string_view body, const wire_options& wire = default_wire());

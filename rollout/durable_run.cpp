@@ -76,6 +76,8 @@ caf::expected<tokens_with_logprobs> parse_result(std::string_view text) {
     return bad();
   }
   out.stop_reason = std::string{stop->get_string()};
+  // The usage billed when it ran (none in a line from before usage existed).
+  out.usage = parse_result_usage(text);
   return out;
 }
 

@@ -18,6 +18,7 @@
 
 #include "sail_tinker/actors/rollout_driver.hpp"
 #include "sail_tinker/messages/error.hpp"
+#include "sail_tinker/messages/validation.hpp"
 #include "sail_tinker/rollout/failpoint.hpp"
 #include "sail_tinker/rollout/keys.hpp"
 #include "sail_tinker/rollout/run_config.hpp"
@@ -40,6 +41,10 @@ struct member_slot {
   size_t tokens = 0;
   /// The errc name of a failed member.
   std::string error_kind;
+  /// What the member holds of the spending cap while in flight.
+  std::optional<budget_hold> hold;
+  /// When it was sent (its latency goes into the journal).
+  clock_type::time_point sent;
 };
 
 /// A prompt read from the input and not yet written.
@@ -114,6 +119,8 @@ public:
                  std::chrono::milliseconds tick, const progress_fn& progress) {
     driver_ = spawn_job_driver(sys, std::move(target), events_);
     start_ = clock_type::now();
+    if (auto err = count_journal())
+      return err;
     fill();
     std::vector<job_event> batch;
     while (!finished()) {
@@ -176,6 +183,8 @@ public:
     c.from_journal = from_journal_;
     c.elapsed = elapsed_;
     c.interrupted = interrupted();
+    c.budget_stopped = budget_stopped_ && !stopping_;
+    c.samples_done = skipped_samples_ + from_journal_ + ok_ + failed_;
     return c;
   }
 
@@ -201,7 +210,7 @@ private:
   }
 
   bool finished() const {
-    if (stopping_)
+    if (stopping_ || budget_stopped_)
       return in_flight_samples_ == 0;
     return input_done_ && open_.empty();
   }
@@ -223,7 +232,7 @@ private:
   void fill() {
     auto reorder_limit = s_.ordered ? std::max<size_t>(64, 4 * size_t{s_.concurrency})
                                     : SIZE_MAX;
-    while (!stopping_ && !input_done_ && in_flight_prompts_ < s_.concurrency
+    while (!stopping_ && !budget_stopped_ && !input_done_ && in_flight_prompts_ < s_.concurrency
            && open_.size() < reorder_limit) {
       std::string_view text;
       uint64_t line = 0;
@@ -273,6 +282,8 @@ private:
     p.members.resize(n);
     p.started = clock_type::now();
     auto gid = rollout::group_key(run_id_, line.id);
+    uint64_t loaded = 0;
+    uint64_t reattached = 0;
     for (uint32_t i = 0; i < n; ++i) {
       auto& m = p.members[i];
       m.key = rollout::sample_key(run_id_, line.id, i);
@@ -282,12 +293,12 @@ private:
         m.text = std::move(rec->body);
         m.ok = true;
         m.tokens = count_tokens(*m.text);
-        ++from_journal_;
+        ++loaded;
         continue;
       }
       if (rec != records.end() && !rec->response_id.empty()) {
         m.response_id = rec->response_id;
-        ++reattached_;
+        ++reattached;
       }
       ++p.pending;
     }
@@ -297,6 +308,30 @@ private:
     base.max_tokens = line.max_tokens;
     base.group_id = gid;
     base.prompt_cache_key = gid;
+    // The spending cap: every member still to send holds its worst case
+    // (re-attached ones too, beyond the cap: the server bills them anyway).
+    // A prompt that does not fit is not started: the run stops creating, the
+    // samples in flight finish, and a rerun with a larger cap takes it up.
+    if (s_.cap != nullptr && p.pending > 0) {
+      auto prompt_len = static_cast<int64_t>(base.prompt.tokens.size());
+      auto max_tokens = effective_max_tokens(s_.ccfg, base);
+      for (auto& m : p.members) {
+        if (m.text)
+          continue;
+        auto h = s_.cap->reserve(s_.ccfg.model, s_.ccfg.completion_window, prompt_len,
+                                 max_tokens, !m.response_id.empty());
+        if (!h) {
+          for (auto& x : p.members)
+            if (x.hold)
+              s_.cap->release(*x.hold);
+          budget_stopped_ = true;
+          return caf::none;
+        }
+        m.hold = *h;
+      }
+    }
+    from_journal_ += loaded;
+    reattached_ += reattached;
     auto pending = p.pending;
     auto& stored = open_.emplace(seq, std::move(p)).first->second;
     if (pending == 0) {
@@ -311,10 +346,27 @@ private:
       auto req = base;
       req.key = m.key;
       req.response_id = m.response_id;
+      m.sent = clock_type::now();
       ++in_flight_samples_;
       caf::anon_send(driver_, atom::sample_v, ticket(seq, i), std::move(req));
     }
     return caf::none;
+  }
+
+  /// A resume: the billed usage of every result in the journal (written or
+  /// not) counts toward the totals and as spent.
+  caf::error count_journal() {
+    if (jr_ == nullptr || jr_->empty() || (s_.ledger == nullptr && s_.cap == nullptr))
+      return caf::none;
+    auto& model = s_.ccfg.model;
+    auto& window = s_.ccfg.completion_window;
+    return jr_->for_each_completed([&](const std::string&, const sample_record& r) {
+      auto usage = parse_result_usage(r.body);
+      if (s_.ledger != nullptr)
+        s_.ledger->add(model, window, usage);
+      if (s_.cap != nullptr)
+        s_.cap->add_spent(model, window, usage);
+    });
   }
 
   static size_t count_tokens(const std::string& body) {
@@ -347,13 +399,25 @@ private:
     --in_flight_samples_;
     ++arrived_;
     rollout::failpoint::hit("sample_completed");
+    if (m.hold) {
+      // Unknown usage (failed, malformed): the worst case stays spent.
+      s_.cap->settle(*m.hold, s_.ccfg.model, s_.ccfg.completion_window,
+                     ev.outcome ? ev.outcome->usage : std::nullopt);
+      m.hold.reset();
+    }
     if (ev.outcome) {
-      m.text = rollout::format_result(*ev.outcome);
+      std::optional<double> cost;
+      if (s_.ledger != nullptr)
+        cost = s_.ledger->add(s_.ccfg.model, s_.ccfg.completion_window, ev.outcome->usage);
+      m.text = rollout::format_result(*ev.outcome, cost);
       m.ok = true;
       m.tokens = ev.outcome->tokens.size();
-      if (jr_ != nullptr)
-        if (auto err = jr_->record_completed(p.id, member, m.key, *m.text))
+      if (jr_ != nullptr) {
+        auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now()
+                                                                             - m.sent);
+        if (auto err = jr_->record_completed(p.id, member, m.key, *m.text, latency.count()))
           return fail(std::move(err));
+      }
     } else {
       auto& err = ev.outcome.error();
       if (stopping_ && code_of(err) == errc::cancelled) {
@@ -467,6 +531,7 @@ private:
   std::map<std::string, uint64_t> errors_;
   std::string first_error_;
   reservoir latencies_;
+  bool budget_stopped_ = false;
 };
 
 

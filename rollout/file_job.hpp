@@ -46,6 +46,7 @@
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/messages/types.hpp"
 #include "sail_tinker/rollout/journal.hpp"
+#include "sail_tinker/rollout/pricing.hpp"
 #include "sail_tinker/rollout/prompts_file.hpp"
 #include "sail_tinker/rollout/samples_file.hpp"
 
@@ -67,6 +68,15 @@ struct file_job_settings {
   uint32_t concurrency = 16;
   completer_config ccfg;
   prompt_limits limits;
+  /// Billed usage and cost of the run (may be null): every result's usage is
+  /// added (a resume first adds the journal's results, so the totals are the
+  /// whole run's), and each sample's cost goes into its output line.
+  usage_ledger* ledger = nullptr;
+  /// The spending cap (may be null): a prompt's members reserve their worst
+  /// case before they are sent; a prompt that does not fit is not started and
+  /// the run stops creating (in-flight samples finish and are recorded). A
+  /// resume counts the journal's results as spent. Both outlive the job.
+  budget* cap = nullptr;
 };
 
 /// A snapshot for progress displays.
@@ -95,6 +105,10 @@ struct file_job_counters {
   uint64_t from_journal = 0;
   double elapsed = 0;
   bool interrupted = false;
+  /// The spending cap stopped the run: prompts were left unsent.
+  bool budget_stopped = false;
+  /// Samples with a result or an error, this run and earlier ones.
+  uint64_t samples_done = 0;
 };
 
 class file_job {

@@ -176,6 +176,13 @@ caf::error journal::init() {
     static_cast<void>(exec("ROLLBACK"));
     return err;
   }
+  // Journals from before per-sample latency lack its column (added, NULL:
+  // unknown; the schema stays compatible both ways).
+  if (!has_column("samples", "latency_ms"))
+    if (auto err = exec("ALTER TABLE samples ADD COLUMN latency_ms INTEGER")) {
+      static_cast<void>(exec("ROLLBACK"));
+      return err;
+    }
   if (auto err = exec("COMMIT"))
     return err;
   sqlite3_commit_hook(db_, commit_failpoint, nullptr);
@@ -192,10 +199,11 @@ caf::error journal::init() {
     "response_id = NULL, body = NULL, request = excluded.request, call = excluded.call, "
     "version = excluded.version");
   completed_ = prepare(
-    "INSERT INTO samples(prompt_id, member, key, state, body, response_id) "
-    "VALUES(?1, ?2, ?3, 2, ?4, ?5) "
+    "INSERT INTO samples(prompt_id, member, key, state, body, response_id, latency_ms) "
+    "VALUES(?1, ?2, ?3, 2, ?4, ?5, ?6) "
     "ON CONFLICT(prompt_id, member) DO UPDATE SET key = excluded.key, state = 2, "
-    "body = excluded.body, response_id = COALESCE(excluded.response_id, response_id)");
+    "body = excluded.body, response_id = COALESCE(excluded.response_id, response_id), "
+    "latency_ms = excluded.latency_ms");
   written_ = prepare("INSERT INTO prompts(prompt_id, written) VALUES(?1, 1) "
                      "ON CONFLICT(prompt_id) DO UPDATE SET written = 1");
   is_written_ = prepare("SELECT written FROM prompts WHERE prompt_id = ?1");
@@ -208,6 +216,19 @@ caf::error journal::init() {
     if (st == nullptr)
       return fail("cannot prepare journal statements");
   return caf::none;
+}
+
+bool journal::has_column(const char* table, const char* column) {
+  sqlite3_stmt* st = nullptr;
+  auto sql = std::string{"PRAGMA table_info("} + table + ")";
+  if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) != SQLITE_OK)
+    return false;
+  bool found = false;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    if (column_text(st, 1) == column)
+      found = true;
+  sqlite3_finalize(st);
+  return found;
 }
 
 caf::error journal::load_meta() {
@@ -315,36 +336,38 @@ caf::error journal::add(event ev) {
 }
 
 caf::error journal::set_output_offset(uint64_t offset) {
-  return add({event::kind_t::offset, {}, 0, {}, {}, offset, {}, {}});
+  return add({event::kind_t::offset, {}, 0, {}, {}, offset, {}, {}, {}});
 }
 
 caf::error journal::record_key(std::string_view prompt_id, uint32_t member,
                                std::string_view key) {
-  return add({event::kind_t::key, std::string{prompt_id}, member, std::string{key}, {}, {}, {}, {}});
+  return add(
+    {event::kind_t::key, std::string{prompt_id}, member, std::string{key}, {}, {}, {}, {}, {}});
 }
 
 caf::error journal::record_sent(std::string_view prompt_id, uint32_t member,
                                 std::string_view key, std::string_view request,
                                 std::string_view call, std::string_view version) {
   return add({event::kind_t::sent, std::string{prompt_id}, member, std::string{key},
-              std::string{request}, {}, std::string{call}, std::string{version}});
+              std::string{request}, {}, std::string{call}, std::string{version}, {}});
 }
 
 caf::error journal::record_accepted(std::string_view prompt_id, uint32_t member,
                                     std::string_view key, std::string_view response_id) {
   return add({event::kind_t::accepted, std::string{prompt_id}, member, std::string{key},
-              std::string{response_id}, {}, {}, {}});
+              std::string{response_id}, {}, {}, {}, {}});
 }
 
 caf::error journal::record_completed(std::string_view prompt_id, uint32_t member,
-                                     std::string_view key, std::string_view body) {
+                                     std::string_view key, std::string_view body,
+                                     std::optional<int64_t> latency_ms) {
   return add({event::kind_t::completed, std::string{prompt_id}, member, std::string{key},
-              std::string{body}, {}, {}, {}});
+              std::string{body}, {}, {}, {}, latency_ms});
 }
 
 caf::error journal::record_written(std::string_view prompt_id,
                                    std::optional<uint64_t> output_end) {
-  return add({event::kind_t::written, std::string{prompt_id}, 0, {}, {}, output_end, {}, {}});
+  return add({event::kind_t::written, std::string{prompt_id}, 0, {}, {}, output_end, {}, {}, {}});
 }
 
 // -- commits --------------------------------------------------------------------------
@@ -407,6 +430,8 @@ caf::error journal::apply(std::vector<event>& batch) {
         auto acc = accepted.find({ev.prompt_id, ev.member});
         if (acc != accepted.end())
           bind_text(completed_, 5, acc->second->value);
+        if (ev.latency_ms)
+          sqlite3_bind_int64(completed_, 6, *ev.latency_ms);
         if (auto err = step(completed_))
           return rollback(err);
         if (acc != accepted.end())
@@ -615,6 +640,56 @@ caf::expected<std::vector<sample_record>> journal::samples(std::string_view prom
   if (rc != SQLITE_DONE)
     return fail("cannot read journal");
   return out;
+}
+
+caf::error journal::for_each_completed(
+  const std::function<void(const std::string&, const sample_record&)>& fn) {
+  std::lock_guard<std::mutex> guard{db_mtx_};
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT prompt_id, member, key, response_id, body, latency_ms, call, "
+                         "version FROM samples WHERE state = 2 ORDER BY prompt_id, member",
+                         -1, &st, nullptr)
+      != SQLITE_OK)
+    return fail("cannot read journal");
+  int rc;
+  sample_record r;
+  r.state = sample_state::completed;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    auto prompt = column_text(st, 0);
+    r.member = static_cast<uint32_t>(sqlite3_column_int64(st, 1));
+    r.key = column_text(st, 2);
+    r.response_id = column_text(st, 3);
+    r.body = column_text(st, 4);
+    r.latency_ms.reset();
+    if (sqlite3_column_type(st, 5) == SQLITE_INTEGER)
+      r.latency_ms = sqlite3_column_int64(st, 5);
+    r.call = column_text(st, 6);
+    r.version = column_text(st, 7);
+    r.prompt_id = prompt;
+    fn(prompt, r);
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? caf::none : fail("cannot read journal");
+}
+
+caf::expected<uint64_t> journal::failed_written() {
+  std::lock_guard<std::mutex> guard{db_mtx_};
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db_,
+                         "SELECT COUNT(*) FROM samples s WHERE state < 2 AND EXISTS (SELECT 1 "
+                         "FROM prompts p WHERE p.prompt_id = s.prompt_id AND p.written = 1)",
+                         -1, &st, nullptr)
+      != SQLITE_OK)
+    return fail("cannot read journal");
+  uint64_t n = 0;
+  auto rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    n = static_cast<uint64_t>(sqlite3_column_int64(st, 0));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW)
+    return fail("cannot read journal");
+  return n;
 }
 
 caf::expected<journal_summary> journal::summary() {

@@ -107,6 +107,8 @@ struct sample_record {
   std::string version;
   /// The sample's prompt id (a trainer run: its step).
   std::string prompt_id;
+  /// Sent to result in hand, when recorded (state completed).
+  std::optional<int64_t> latency_ms;
 };
 
 /// Counts over the prompts whose output is not yet durable, and those that are.
@@ -186,9 +188,11 @@ public:
   caf::error record_accepted(std::string_view prompt_id, uint32_t member,
                              std::string_view key, std::string_view response_id);
 
-  /// The sample's result body (kept with its response id, if known).
+  /// The sample's result body (kept with its response id, if known), and
+  /// how long it took from sending to its result (for the report).
   caf::error record_completed(std::string_view prompt_id, uint32_t member,
-                              std::string_view key, std::string_view body);
+                              std::string_view key, std::string_view body,
+                              std::optional<int64_t> latency_ms = std::nullopt);
 
   /// The prompt's output line is appended and ends at byte `output_end` of
   /// the output (durable once the hook synced it, at the next commit).
@@ -203,6 +207,18 @@ public:
   caf::expected<std::vector<sample_record>> samples(std::string_view prompt_id);
 
   caf::expected<journal_summary> summary();
+
+  /// Calls `fn(prompt_id, record)` for every completed sample (written or
+  /// not), in (prompt id, member) order, with its body, latency, call
+  /// settings and version label (not its request): what a resume's totals
+  /// and the report read the billed usage from.
+  caf::error for_each_completed(
+    const std::function<void(const std::string&, const sample_record&)>& fn);
+
+  /// Samples of written prompts that have a row but no result: the failures
+  /// the journal knows of (a sample refused before Sail accepted it has no
+  /// row).
+  caf::expected<uint64_t> failed_written();
 
   /// True if no sample or prompt was ever committed (lookups can be skipped).
   bool empty();
@@ -249,6 +265,7 @@ private:
     std::optional<uint64_t> output_end;
     std::string call;     ///< sent: the call's settings
     std::string version;  ///< sent: the adapter version label
+    std::optional<int64_t> latency_ms;  ///< completed
   };
 
   journal(std::string path, journal_options opts);
@@ -258,6 +275,7 @@ private:
   caf::error fail(const char* what);
   sqlite3_stmt* prepare(const char* sql);
   caf::error load_meta();
+  bool has_column(const char* table, const char* column);
   caf::error put_meta(std::string_view name, std::string_view value);
   caf::error step(sqlite3_stmt* st);
   caf::error add(event ev);

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -43,7 +44,7 @@ caf::error bad_output(const std::string& path, uint64_t offset, const std::strin
 
 // -- formatting ---------------------------------------------------------------------
 
-std::string format_result(const tokens_with_logprobs& res) {
+std::string format_result(const tokens_with_logprobs& res, std::optional<double> cost_usd) {
   std::string out = "{\"tokens\":[";
   for (size_t i = 0; i < res.tokens.size(); ++i) {
     if (i > 0)
@@ -66,8 +67,49 @@ std::string format_result(const tokens_with_logprobs& res) {
   }
   out += ",\"stop_reason\":";
   append_json_string(out, res.stop_reason);
+  out += ",\"usage\":";
+  if (res.usage) {
+    auto& u = *res.usage;
+    out += "{\"input_tokens\":" + std::to_string(u.input_tokens)
+           + ",\"cached_tokens\":" + std::to_string(u.cached_tokens)
+           + ",\"output_tokens\":" + std::to_string(u.output_tokens)
+           + ",\"reasoning_tokens\":" + std::to_string(u.reasoning_tokens) + '}';
+  } else {
+    out += "null";
+  }
+  if (cost_usd && std::isfinite(*cost_usd)) {
+    out += ",\"cost_usd\":";
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof(buf), *cost_usd);
+    out.append(buf, r.ptr);
+  }
   out += '}';
   return out;
+}
+
+std::optional<sample_usage> parse_result_usage(std::string_view text) {
+  // The layout is format_result's: the sample's top-level "usage" member.
+  json::error_code ec;
+  auto doc = json::parse(text, ec);
+  if (ec || !doc.is_object())
+    return std::nullopt;
+  auto* u = doc.get_object().if_contains("usage");
+  if (u == nullptr || !u->is_object())
+    return std::nullopt;
+  auto& o = u->get_object();
+  sample_usage x;
+  auto get = [&o](std::string_view key, int64_t& out) {
+    auto* v = o.if_contains(key);
+    if (v == nullptr || !v->is_int64())
+      return false;
+    out = v->get_int64();
+    return true;
+  };
+  if (!get("input_tokens", x.input_tokens) || !get("cached_tokens", x.cached_tokens)
+      || !get("output_tokens", x.output_tokens) || !get("reasoning_tokens", x.reasoning_tokens)
+      || !x.valid())
+    return std::nullopt;
+  return x;
 }
 
 std::string format_error(const caf::error& err) {

@@ -27,9 +27,17 @@
 
 namespace sail::rollout {
 
-/// {"tokens":[...],"logprobs":[...] or null,"stop_reason":"..."}; doubles in
+/// {"tokens":[...],"logprobs":[...] or null,"stop_reason":"...","usage":
+/// {"input_tokens":N,"cached_tokens":N,"output_tokens":N,"reasoning_tokens":N}
+/// or null (unknown)}, then "cost_usd":X when `cost_usd` is given; doubles in
 /// their shortest round-trip form, so equal results give equal bytes.
-std::string format_result(const tokens_with_logprobs& res);
+std::string format_result(const tokens_with_logprobs& res,
+                          std::optional<double> cost_usd = std::nullopt);
+
+/// The usage of a sample text written by format_result: nullopt when it has
+/// none, a null one, or a malformed one (e.g. a line from before usage was
+/// recorded).
+std::optional<sample_usage> parse_result_usage(std::string_view text);
 
 /// {"error":{"kind":"<errc name>","message":"..."}} (secrets redacted).
 std::string format_error(const caf::error& err);

@@ -1005,6 +1005,27 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
   CHECK(doc.find("sail_tinker_samples_completed_total")[0]->value == 12);
   CHECK(doc.find("sail_tinker_samples_in_flight")[0]->value == 0);
   CHECK(doc.find("sail_tinker_polls_total")[0]->value >= 12);
+  // Billed usage by model, window and kind equals what the emulator billed.
+  CHECK(doc.types.at("sail_tinker_usage_tokens_total") == "counter");
+  CHECK(doc.types.at("sail_tinker_usage_samples_total") == "counter");
+  {
+    auto bill = emu.stats(true);
+    std::map<std::string, double> tokens;
+    for (auto* s : doc.find("sail_tinker_usage_tokens_total")) {
+      CHECK(s->labels.at("model") == "moonshotai/Kimi-K2.6");
+      CHECK(s->labels.at("window") == "asap");
+      tokens[s->labels.at("kind")] += s->value;
+    }
+    CHECK(tokens["input"] == bill.at("billed_input_tokens").to_number<double>());
+    CHECK(tokens["cached"] == bill.at("billed_cached_tokens").to_number<double>());
+    CHECK(tokens["output"] == bill.at("billed_output_tokens").to_number<double>());
+    CHECK(tokens["input"] == 12 * 8);
+    std::map<std::string, double> samples;
+    for (auto* s : doc.find("sail_tinker_usage_samples_total"))
+      samples[s->labels.at("usage")] += s->value;
+    CHECK(samples["known"] == 12);
+    CHECK(samples["unknown"] == 0);
+  }
   // The retry budget and the circuit breaker (closed: Sail answered).
   CHECK(doc.types.at("sail_tinker_breaker_state") == "gauge");
   for (auto* s : doc.find("sail_tinker_breaker_state"))

@@ -452,6 +452,48 @@ TEST_CASE("cluster: groups, cancel and stats behave like a local completer",
   b.stop();
 }
 
+TEST_CASE("cluster: usage crosses the nodes: results and merged stats equal the emulator's "
+          "bill",
+          "[cluster][usage]") {
+  emulator::server emu{emulator_with_queue(0ms)};
+  test_node a{emu};
+  test_node b{emu};
+  test_trainer trainer{{local(a.port()), local(b.port())}, toy_config()};
+  REQUIRE(trainer.cl().wait_ready(2, 30s));
+  uint64_t in = 0;
+  uint64_t out = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto fut = trainer.cl().sample_group(numbered_prompt(20 + i), 2);
+    auto gr = get(fut);
+    REQUIRE(gr);
+    for (auto& m : gr->members) {
+      REQUIRE(m.ok());
+      REQUIRE(m.result->usage);
+      in += static_cast<uint64_t>(m.result->usage->input_tokens);
+      out += static_cast<uint64_t>(m.result->usage->output_tokens);
+    }
+  }
+  auto bill = emu.snapshot();
+  CHECK(bill.billed_input_tokens == in);
+  CHECK(bill.billed_output_tokens == out);
+  auto st = trainer.cl().stats();
+  REQUIRE(st);
+  uint64_t samples = 0;
+  uint64_t stats_in = 0;
+  uint64_t stats_out = 0;
+  for (auto& u : st->usage) {
+    samples += u.samples;
+    stats_in += u.input_tokens;
+    stats_out += u.output_tokens;
+  }
+  CHECK(samples == 8);
+  CHECK(stats_in == in);
+  CHECK(stats_out == out);
+  trainer.stop();
+  a.stop();
+  b.stop();
+}
+
 // -- refused peers ------------------------------------------------------------------------
 
 TEST_CASE("cluster: a node publishing another interface is refused", "[cluster]") {

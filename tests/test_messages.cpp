@@ -149,6 +149,33 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: tokens_with_logprobs",
   CHECK(roundtrip(x) == x);
   tokens_with_logprobs no_lp{{1, 2, 3}, std::nullopt, "length"};
   CHECK(roundtrip(no_lp) == no_lp);
+  // Usage crosses a link as is; unknown stays unknown (never 0).
+  auto billed = sample_output();
+  billed.usage = sample_usage{120, 64, 2, 1};
+  CHECK(roundtrip(billed) == billed);
+  auto back = roundtrip(no_lp);
+  REQUIRE(back);
+  CHECK(back->usage == std::nullopt);
+}
+
+TEST_CASE_METHOD(caf_fixture, "negative usage or cached over input never crosses a link",
+                 "[messages][roundtrip]") {
+  std::vector<char> buf;
+  auto negative = sample_output();
+  negative.usage = sample_usage{-1, 0, 2, 0};
+  CHECK(save(negative, buf) == caf::sec::invalid_argument);
+  auto cached = sample_output();
+  cached.usage = sample_usage{4, 5, 2, 0};
+  CHECK(save(cached, buf) == caf::sec::invalid_argument);
+  // The same values written field by field, as a peer that skips the check
+  // would send them: loading refuses them.
+  std::vector<char> raw;
+  caf::binary_serializer sink{sys, raw};
+  int64_t in = 4, ca = 5, out = 2, re = 0;
+  REQUIRE(!sink(in, ca, out, re));
+  sample_usage u;
+  caf::binary_deserializer source{sys, raw};
+  CHECK(source(u) == caf::sec::invalid_argument);
 }
 
 TEST_CASE_METHOD(caf_fixture, "non-finite or mismatched logprobs never cross a link",
@@ -321,8 +348,25 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
   CHECK(roundtrip(j) == j);
   retry_guard_stats g{"open", 2, 1500, 3, 40, 5, 100, 60, 110, 7};
   completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, g, {{"applied", 4}},
-                    {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {5}, 17};
+                    {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {5}, 17, {}};
+  usage_entry(s.usage, "m", "flex").add(sample_usage{10, 4, 2, 0});
+  usage_entry(s.usage, "m", "asap").add(std::nullopt);
+  CHECK(s.usage.front().window == "asap"); // sorted by (model, window)
   CHECK(roundtrip(s) == s);
+  // merge_into adds usage per (model, window).
+  completer_stats sum;
+  merge_into(sum, s);
+  merge_into(sum, s);
+  REQUIRE(sum.usage.size() == 2);
+  CHECK(sum.usage[1].samples == 2);
+  CHECK(sum.usage[1].input_tokens == 20);
+  CHECK(sum.usage[1].cached_tokens == 8);
+  CHECK(sum.usage[0].unknown == 2);
+  // An unsorted (or repeated) usage list from a peer is refused.
+  auto unsorted = s;
+  std::swap(unsorted.usage[0], unsorted.usage[1]);
+  std::vector<char> out;
+  CHECK(save(unsorted, out) == caf::sec::invalid_argument);
   CHECK(roundtrip(s)->guard.breaker == "open");
   // A histogram longer than its buckets is refused on load.
   completer_stats bad = s;
@@ -410,7 +454,8 @@ TEST_CASE("the error enum names every kind", "[errors]") {
          {errc::not_configured, "not_configured"},
          {errc::node_down, "node_down"},
          {errc::io_error, "io_error"},
-         {errc::unavailable, "unavailable"}}) {
+         {errc::unavailable, "unavailable"},
+         {errc::budget_exceeded, "budget_exceeded"}}) {
     CHECK(to_string(code) == name);
     CHECK(parse_errc(name) == code);
   }

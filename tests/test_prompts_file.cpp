@@ -243,16 +243,33 @@ TEST_CASE("prompts: duplicates name both lines, the earliest error wins", "[prom
 TEST_CASE("samples: results, errors and lines are formatted as the contract says",
           "[samples]") {
   tokens_with_logprobs r{{5, 9}, std::vector<double>{-0.1, -2.3}, "stop"};
-  CHECK(format_result(r) == R"({"tokens":[5,9],"logprobs":[-0.1,-2.3],"stop_reason":"stop"})");
+  CHECK(format_result(r)
+        == R"({"tokens":[5,9],"logprobs":[-0.1,-2.3],"stop_reason":"stop","usage":null})");
   tokens_with_logprobs none{{1}, std::nullopt, "length"};
-  CHECK(format_result(none) == R"({"tokens":[1],"logprobs":null,"stop_reason":"length"})");
+  CHECK(format_result(none)
+        == R"({"tokens":[1],"logprobs":null,"stop_reason":"length","usage":null})");
+  // Billed usage, and its cost when priced; parse_result_usage reads it back
+  // (what a resume and the report take from the journal).
+  tokens_with_logprobs billed{{1}, std::nullopt, "stop", sample_usage{10, 4, 1, 0}};
+  auto text = format_result(billed, 0.25);
+  CHECK(text
+        == R"({"tokens":[1],"logprobs":null,"stop_reason":"stop","usage":{"input_tokens":10,)"
+           R"("cached_tokens":4,"output_tokens":1,"reasoning_tokens":0},"cost_usd":0.25})");
+  CHECK(parse_result_usage(text) == sample_usage{10, 4, 1, 0});
+  CHECK(parse_result_usage(format_result(none)) == std::nullopt);
+  CHECK(parse_result_usage(R"({"tokens":[1],"logprobs":null,"stop_reason":"stop"})")
+        == std::nullopt);
+  CHECK(parse_result_usage(R"({"usage":{"input_tokens":-1,"cached_tokens":0,)"
+                           R"("output_tokens":1,"reasoning_tokens":0}})")
+        == std::nullopt);
   auto e = format_error(make_error(errc::timeout, "sample deadline \"expired\""));
   CHECK(e == R"({"error":{"kind":"timeout","message":"sample deadline \"expired\""}})");
   auto secret = format_error(http_error(401, "", "bad key sk_live_0123456789abcdef0123"));
   CHECK(secret.find("0123456789abcdef0123") == std::string::npos);
   auto line = format_line("p\"1", {format_result(r), e}, std::string{R"({ "k" : 1.50 })"});
   CHECK(line
-        == R"({"id":"p\"1","samples":[{"tokens":[5,9],"logprobs":[-0.1,-2.3],"stop_reason":"stop"},)"
+        == R"({"id":"p\"1","samples":[{"tokens":[5,9],"logprobs":[-0.1,-2.3],"stop_reason":"stop",)"
+           R"("usage":null},)"
            R"({"error":{"kind":"timeout","message":"sample deadline \"expired\""}}],"meta":{ "k" : 1.50 }})");
   CHECK(format_line("x", {}, std::nullopt) == R"({"id":"x","samples":[]})");
   boost::json::error_code ec;

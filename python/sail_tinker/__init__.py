@@ -20,17 +20,18 @@ from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_asy
 from ._doctor import doctor
 from ._emulator import Emulator
 from ._run import Run
-from ._types import USES_TINKER_COOKBOOK, TokenCompleter, TokensWithLogprobs
-from .errors import (HTTPError, InferenceError, InferenceHTTPError, InvalidArgumentError,
-                     NodeDownError, NotConfiguredError, OverloadedError, SailError,
-                     SailTimeoutError, SailIOError, SampleCancelledError, TransportError,
-                     UnavailableError, _from_native)
+from ._types import USES_TINKER_COOKBOOK, TokenCompleter, TokensWithLogprobs, Usage, _make_result
+from .errors import (BudgetExceededError, HTTPError, InferenceError, InferenceHTTPError,
+                     InvalidArgumentError, NodeDownError, NotConfiguredError, OverloadedError,
+                     SailError, SailTimeoutError, SailIOError, SampleCancelledError,
+                     TransportError, UnavailableError, _from_native)
 
 __all__ = [
     "SailTokenCompleter",
     "TokensWithLogprobs",
     "TokenCompleter",
     "USES_TINKER_COOKBOOK",
+    "Usage",
     "Run",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
@@ -49,11 +50,12 @@ __all__ = [
     "NodeDownError",
     "SailIOError",
     "UnavailableError",
+    "BudgetExceededError",
 ]
 
 __version__ = "0.1.0"
 
-_native._init(TokensWithLogprobs, _from_native)
+_native._init(_make_result, Usage, _from_native)
 
 
 def _at_exit() -> None:

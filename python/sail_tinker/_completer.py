@@ -4,12 +4,13 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import warnings
 import weakref
 from typing import Any, Mapping, Sequence
 
 from . import _native
 from ._types import TokenCompleter, TokensWithLogprobs
-from .errors import InferenceError, InvalidArgumentError
+from .errors import InferenceError, InvalidArgumentError, OverloadedError, UnavailableError
 
 __all__ = ["SailTokenCompleter", "get_tinker_checkpoint_signed_url_async", "shutdown"]
 
@@ -107,6 +108,11 @@ def _is_voyage_context(value: Any) -> bool:
     return value is not None and not isinstance(value, (str, Mapping))
 
 
+# Errors of a sample refused before anything was sent: its budget
+# reservation is released, not spent.
+_REFUSED = (InvalidArgumentError, OverloadedError, UnavailableError)
+
+
 # Distinct voyages of one completer with their own native completer, at most
 # (idle ones beyond this are closed).
 _MAX_VOYAGES = 64
@@ -171,6 +177,17 @@ class SailTokenCompleter(TokenCompleter):
     (see docs/python.md). ``context_window=`` caps each call's max_tokens so
     that prompt + max_tokens fits, as tinker-cookbook's TinkerTokenCompleter.
 
+    Spending (keyword-only): ``prices=`` a prices file path or a dict of the
+    same shape ({"prices": [{"model", "window", "input", "cached_input",
+    "output"}]}, USD per 1M tokens); ``budget_usd=`` (needs a price for this
+    model and window) and ``budget_tokens=`` (input + output tokens) cap what
+    this completer's samples may be billed: each call first reserves its
+    worst case (prompt + max tokens, no cache discount) and settles at its
+    usage; a call that does not fit raises BudgetExceededError and nothing is
+    sent (calls in flight complete). ``budget`` shows what was spent. With
+    ``run=``, a sample answered from the run's journal counts at its recorded
+    usage (it was billed once, earlier).
+
     Durable samples (docs/python.md, "Durable runs"): ``run=`` a
     sail_tinker.Run and ``step=`` (an int or a str, required with run=)
     journal every sample; ``version=`` labels the adapter (default: the
@@ -200,7 +217,10 @@ class SailTokenCompleter(TokenCompleter):
                  cluster_options: Mapping | None = None,
                  context_window: int | None = None,
                  run: Any = None, step: int | str | None = None,
-                 version: str | None = None) -> None:
+                 version: str | None = None,
+                 prices: Any = None,
+                 budget_usd: float | None = None,
+                 budget_tokens: int | None = None) -> None:
         if not isinstance(model, str):
             raise TypeError(f"model must be a str, not {type(model).__name__}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
@@ -259,6 +279,22 @@ class SailTokenCompleter(TokenCompleter):
         self.context_window = context_window
         self.request_logprobs = request_logprobs
         self._voyage_source = voyage if _is_voyage_context(voyage) else None
+        self._budget = None
+        if prices is not None or budget_usd is not None or budget_tokens is not None:
+            if budget_usd is not None and (isinstance(budget_usd, bool)
+                                           or not isinstance(budget_usd, (int, float))):
+                raise TypeError(f"budget_usd must be a number, not {type(budget_usd).__name__}")
+            if budget_tokens is not None and (isinstance(budget_tokens, bool)
+                                              or not isinstance(budget_tokens, int)):
+                raise TypeError(f"budget_tokens must be an int, "
+                                f"not {type(budget_tokens).__name__}")
+            if prices is not None and not isinstance(prices, (str, Mapping)):
+                prices = str(prices)  # os.PathLike
+            self._budget = _native.Budget(
+                dict(prices) if isinstance(prices, Mapping) else prices,
+                float(budget_usd) if budget_usd is not None else None, budget_tokens)
+            # A USD cap without this pair's price: refused before anything is sent.
+            self._budget.check_priced(model, completion_window)
         if nodes is not None:
             if base_url is not None or api_key is not None or runtime_options is not None:
                 raise ValueError("nodes= sends samples to service nodes (which hold the Sail "
@@ -303,16 +339,27 @@ class SailTokenCompleter(TokenCompleter):
         prompt = _prompt(model_input)
         max_tokens = self._cap(prompt, max_tokens)
         native = self._native_now()
+        holds = self._reserve(prompt, max_tokens, 1)
         loop = asyncio.get_running_loop()
-        fut, key = _dispatcher(loop).sample(loop, native, prompt, stop, max_tokens)
+        try:
+            fut, key = _dispatcher(loop).sample(loop, native, prompt, stop, max_tokens)
+        except BaseException:
+            self._release(holds)
+            raise
         self._enter(native)
         try:
-            return self._result(await fut)
+            out = await fut
         except asyncio.CancelledError:
             native.cancel(key)
+            self._settle(holds, [None])
+            raise
+        except BaseException as e:
+            self._settle(holds, [e])
             raise
         finally:
             self._leave(native)
+        self._settle(holds, [out])
+        return self._result(out)
 
     async def sample_group(self, model_input: Any, n: int, stop: Any = None,
                            max_tokens: int | None = None, *,
@@ -326,17 +373,24 @@ class SailTokenCompleter(TokenCompleter):
         prompt = _prompt(model_input)
         max_tokens = self._cap(prompt, max_tokens)
         native = self._native_now()
+        holds = self._reserve(prompt, max_tokens, n)
         loop = asyncio.get_running_loop()
-        futures, group = _dispatcher(loop).sample_group(loop, native, prompt, n, stop,
-                                                        max_tokens)
+        try:
+            futures, group = _dispatcher(loop).sample_group(loop, native, prompt, n, stop,
+                                                            max_tokens)
+        except BaseException:
+            self._release(holds)
+            raise
         self._enter(native)
         try:
             members = await asyncio.gather(*futures, return_exceptions=True)
         except asyncio.CancelledError:
             native.cancel(group)
+            self._settle(holds, [None] * n)
             raise
         finally:
             self._leave(native)
+        self._settle(holds, members)
         members = [m if isinstance(m, BaseException) else self._result(m) for m in members]
         if not return_exceptions:
             for m in members:
@@ -408,6 +462,63 @@ class SailTokenCompleter(TokenCompleter):
             self._busy[id(native)] = left
         else:
             del self._busy[id(native)]
+
+    # -- spending -------------------------------------------------------------------------
+
+    @property
+    def budget(self) -> dict | None:
+        """What this completer's samples were billed, when it has prices or a
+        cap: spent_usd (None without a USD cap), spent_tokens, reserved_usd,
+        reserved_tokens (in flight), limit_usd, limit_tokens, exhausted."""
+        b = self._budget
+        if b is None:
+            return None
+        return {"spent_usd": b.spent_usd if b.limit_usd is not None else None,
+                "spent_tokens": b.spent_tokens, "reserved_usd": b.reserved_usd,
+                "reserved_tokens": b.reserved_tokens, "limit_usd": b.limit_usd,
+                "limit_tokens": b.limit_tokens, "exhausted": b.exhausted}
+
+    def cost(self, result: TokensWithLogprobs) -> float | None:
+        """USD of a result at this completer's prices; None when its usage or
+        its price is unknown (or no prices were given)."""
+        if self._budget is None:
+            return None
+        return self._budget.cost(self.model, self.completion_window, result.usage)
+
+    def _reserve(self, prompt: Any, max_tokens: int | None, n: int) -> list:
+        b = self._budget
+        if b is None or (b.limit_usd is None and b.limit_tokens is None):
+            return []
+        cap = self.max_tokens if max_tokens is None else min(self.max_tokens, max_tokens)
+        holds = []
+        try:
+            for _ in range(n):
+                holds.append(b.reserve(self.model, self.completion_window, len(prompt),
+                                       max(cap, 0)))
+        except BaseException:
+            self._release(holds)
+            raise
+        return holds
+
+    def _release(self, holds: list) -> None:
+        for h in holds:
+            self._budget.release(h)
+
+    def _settle(self, holds: list, outs: list) -> None:
+        """Per sample: its result, its exception, or None (cancelled: what it
+        was billed is unknown). A refused sample frees its reservation (nothing
+        was sent); a failed or unknown one keeps its worst case as spent."""
+        if any(o is not None and not isinstance(o, BaseException) and o.usage is None
+               for o in outs):
+            warnings.warn("a response carried no valid usage: the sample's usage is unknown "
+                          "(None, not 0) and its worst case stays spent", RuntimeWarning,
+                          stacklevel=3)
+        for h, o in zip(holds, outs):
+            if isinstance(o, _REFUSED):
+                self._budget.release(h)
+            else:
+                usage = None if o is None or isinstance(o, BaseException) else o.usage
+                self._budget.settle(h, self.model, self.completion_window, usage)
 
     # -- introspection --------------------------------------------------------------------
 

@@ -12,7 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TokensWithLogprobs", "TokenCompleter", "USES_TINKER_COOKBOOK"]
+__all__ = ["TokensWithLogprobs", "TokenCompleter", "Usage", "USES_TINKER_COOKBOOK"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens Sail billed for one sample (its response's ``usage``).
+
+    ``cached_tokens`` is part of ``input_tokens`` (billed at the cached input
+    price); ``reasoning_tokens`` is Sail's output_tokens_details count.
+    """
+
+    input_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    reasoning_tokens: int = 0
 
 
 try:
@@ -35,6 +49,9 @@ except ImportError:
         tokens: list[int]
         maybe_logprobs: list[float] | None
         stop_reason: str = "stop"
+        #: What Sail billed for the sample; None when the response carried no
+        #: (or a malformed) usage: unknown, never zero.
+        usage: Usage | None = None
         #: A durable completer's (run=): the step and the adapter version label.
         step: int | str | None = None
         version: str | None = None
@@ -52,3 +69,12 @@ except ImportError:
         async def __call__(self, model_input: Any, stop: Any, *,
                            max_tokens: int | None = None) -> Any:
             raise NotImplementedError
+
+
+def _make_result(tokens: list[int], maybe_logprobs: list[float] | None, stop_reason: str,
+                 usage: Usage | None) -> Any:
+    """A sample's result: tinker-cookbook's TokensWithLogprobs (three fields)
+    or the binding's, with ``usage`` set as an attribute on either."""
+    out = TokensWithLogprobs(tokens, maybe_logprobs, stop_reason)
+    out.usage = usage
+    return out

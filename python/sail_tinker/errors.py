@@ -32,6 +32,7 @@ __all__ = [
     "NodeDownError",
     "SailIOError",
     "UnavailableError",
+    "BudgetExceededError",
 ]
 
 
@@ -164,10 +165,18 @@ class UnavailableError(InferenceError):
     kind = "unavailable"
 
 
+class BudgetExceededError(InferenceError):
+    """The spending cap (``budget_usd`` / ``budget_tokens``) does not admit
+    this sample: nothing was sent. Samples already in flight complete (and
+    are billed); every new call raises this until a larger cap is set."""
+
+    kind = "budget_exceeded"
+
+
 _BY_KIND = {cls.kind: cls for cls in (
     InvalidArgumentError, InferenceError, InferenceHTTPError, SailTimeoutError, OverloadedError,
     TransportError, SampleCancelledError, NotConfiguredError, NodeDownError, SailIOError,
-    UnavailableError)}
+    UnavailableError, BudgetExceededError)}
 
 
 def _rebuild(kind: str, message: str, field: str, http_status: int | None, body: str) -> SailError:

@@ -638,6 +638,20 @@ pyb::dict to_dict(const completer_stats& s) {
   guard["budget_allowed"] = g.budget_allowed;
   guard["budget_denied"] = g.budget_denied;
   d["guard"] = guard;
+  pyb::list usage;
+  for (auto& u : s.usage) {
+    pyb::dict x;
+    x["model"] = u.model;
+    x["window"] = u.window;
+    x["samples"] = u.samples;
+    x["unknown"] = u.unknown;
+    x["input_tokens"] = u.input_tokens;
+    x["cached_tokens"] = u.cached_tokens;
+    x["output_tokens"] = u.output_tokens;
+    x["reasoning_tokens"] = u.reasoning_tokens;
+    usage.append(std::move(x));
+  }
+  d["usage"] = usage;
   return d;
 }
 

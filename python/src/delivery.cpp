@@ -143,7 +143,11 @@ pyb::object to_python(tokens_with_logprobs& x) {
       PyList_SET_ITEM(l.ptr(), static_cast<Py_ssize_t>(i), PyFloat_FromDouble(xs[i]));
     lps = std::move(l);
   }
-  return types().tokens_with_logprobs(tokens, lps, pyb::str(x.stop_reason));
+  pyb::object usage = pyb::none();
+  if (x.usage)
+    usage = types().usage(x.usage->input_tokens, x.usage->cached_tokens,
+                          x.usage->output_tokens, x.usage->reasoning_tokens);
+  return types().tokens_with_logprobs(tokens, lps, pyb::str(x.stop_reason), usage);
 }
 
 /// The future's outcome: (true, value) or (false, exception).

@@ -100,7 +100,10 @@ private:
 /// Python values the dispatcher builds results and errors with (set once by
 /// the package at import).
 struct python_types {
-  pyb::object tokens_with_logprobs;  ///< callable(tokens, maybe_logprobs, stop_reason)
+  /// callable(tokens, maybe_logprobs, stop_reason, usage)
+  pyb::object tokens_with_logprobs;
+  /// callable(input_tokens, cached_tokens, output_tokens, reasoning_tokens)
+  pyb::object usage;
   pyb::object error_factory;         ///< callable(kind, message, field, status, body)
 };
 

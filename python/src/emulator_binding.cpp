@@ -129,6 +129,8 @@ emu::options to_options(const pyb::dict& d) {
       o.known_checkpoints = v.cast<std::set<std::string>>();
     else if (k == "default_max_output_tokens")
       o.default_max_output_tokens = v.cast<int64_t>();
+    else if (k == "prompt_cache_min_tokens")
+      o.prompt_cache_min_tokens = v.cast<int64_t>();
     else if (k == "archive")
       o.archive = v.cast<std::string>() == "json" ? emu::archive_mode::json
                                                   : emu::archive_mode::redirect;
@@ -218,6 +220,9 @@ pyb::dict to_dict(const emu::stats& st) {
   d["inference_runs_total"] = st.inference_runs_total;
   d["inference_runs_without_key"] = st.inference_runs_without_key;
   d["max_runs_per_key"] = st.max_runs_per_key;
+  d["billed_input_tokens"] = st.billed_input_tokens;
+  d["billed_cached_tokens"] = st.billed_cached_tokens;
+  d["billed_output_tokens"] = st.billed_output_tokens;
   d["faults"] = st.faults;
   pyb::dict posts;
   for (auto& [key, xs] : st.arrivals)

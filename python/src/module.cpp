@@ -25,6 +25,7 @@ using namespace sail::py;
 namespace sail::py {
 void bind_emulator(pyb::module_& m);
 void bind_doctor(pyb::module_& m);
+void bind_budget(pyb::module_& m);
 } // namespace sail::py
 
 namespace {
@@ -246,12 +247,13 @@ PYBIND11_MODULE(_native, m) {
 
   m.def(
     "_init",
-    [](pyb::object tokens_with_logprobs, pyb::object error_factory) {
+    [](pyb::object tokens_with_logprobs, pyb::object usage, pyb::object error_factory) {
       auto& t = types();
       t.tokens_with_logprobs = std::move(tokens_with_logprobs);
+      t.usage = std::move(usage);
       t.error_factory = std::move(error_factory);
     },
-    "Sets the result class and the error factory (called once by the package).");
+    "Sets the result and usage classes and the error factory (called once by the package).");
 
   pyb::class_<completer_ref>(m, "Completer")
     .def(
@@ -378,4 +380,5 @@ PYBIND11_MODULE(_native, m) {
 
   bind_emulator(m);
   bind_doctor(m);
+  bind_budget(m);
 }
