@@ -129,12 +129,6 @@ caf::expected<target_plan> plan_target(const parsed_args& args, const app_option
   plan.embedded = args.has("emulator");
   if (plan.embedded && (!plan.nodes.empty() || args.has("base-url")))
     return invalid_argument("emulator", "--emulator excludes --nodes and --base-url");
-  auto* env_key = std::getenv("SAIL_API_KEY");
-  if (!plan.embedded && plan.nodes.empty() && !args.has("base-url")
-      && (env_key == nullptr || *env_key == '\0'))
-    return invalid_argument("SAIL_API_KEY",
-                            "no target: set SAIL_API_KEY (Sail), or pass --base-url URL, "
-                            "--nodes HOST:PORT,... or --emulator (an embedded emulator)");
   for (auto* w : plan.emu_opts.latency.all()) {
     w->queued = std::chrono::milliseconds(20);
     w->per_token = std::chrono::microseconds(2000);
@@ -164,6 +158,14 @@ caf::expected<target_plan> plan_target(const parsed_args& args, const app_option
     if (auto err = validate(c))
       return err;
   }
+  // Checked after the configuration, so that a bad setting is named as such
+  // whatever the environment.
+  auto* env_key = std::getenv("SAIL_API_KEY");
+  if (!plan.embedded && plan.nodes.empty() && !args.has("base-url")
+      && (env_key == nullptr || *env_key == '\0'))
+    return invalid_argument("SAIL_API_KEY",
+                            "no target: set SAIL_API_KEY (Sail), or pass --base-url URL, "
+                            "--nodes HOST:PORT,... or --emulator (an embedded emulator)");
   plan.request_timeout = plan.opts.pool.timing(ccfg.completion_window).deadline
                          + 2 * request_margin;
   return plan;

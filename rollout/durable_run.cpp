@@ -24,11 +24,6 @@ namespace {
 /// The run row of a trainer run (the file job's holds its settings).
 constexpr const char* trainer_config = R"({"kind":"trainer"})";
 
-/// How a row refers to settings held whole by another row of its step.
-std::string settings_ref(std::string_view settings) {
-  return "#" + sha256_hex(settings).substr(0, 16);
-}
-
 void append_sized(std::string& out, std::string_view x) {
   out += std::to_string(x.size());
   out += ':';
@@ -37,6 +32,10 @@ void append_sized(std::string& out, std::string_view x) {
 }
 
 } // namespace
+
+std::string settings_ref(std::string_view settings) {
+  return "#" + sha256_hex(settings).substr(0, 16);
+}
 
 caf::expected<tokens_with_logprobs> parse_result(std::string_view text) {
   auto bad = [] {

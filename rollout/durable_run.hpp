@@ -87,6 +87,11 @@ struct step_stats {
 /// prompt and the stop condition. `max_tokens` is the effective cap.
 std::string call_settings(const completer_config& cfg, int64_t max_tokens);
 
+/// How a journal row refers to settings held whole by an earlier row of its
+/// step ("#" + 16 hex digits of their SHA-256): a row's `call` column holds
+/// either the settings or this reference.
+std::string settings_ref(std::string_view settings);
+
 /// The adapter identity of a configuration: the Tinker checkpoint path, the
 /// Tinker LoRA name, the LoRA name, or the signed URL without its query;
 /// empty for the base model.

@@ -5,10 +5,13 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <tuple>
 
 #include <boost/json.hpp>
 
+#include "sail_tinker/rollout/durable_run.hpp"
 #include "sail_tinker/rollout/samples_file.hpp"
 
 namespace sail::rollout {
@@ -109,21 +112,53 @@ caf::expected<run_report> build_report(journal& j, const price_table* prices) {
     run_model_window = model_window_of(run->config);
   }
   std::map<group_key, group_data> groups;
-  std::map<std::string, std::pair<std::string, std::string>> calls; // settings -> model, window
+  // A trainer's durable run: the prompt id is the step, and a row holds its
+  // call's settings whole or by reference (settings_ref) to a whole one of
+  // its step, which need not be a completed row.
+  std::map<std::string, std::pair<std::string, std::string>> calls; // settings or ref -> model, window
+  auto note_call = [&](const std::string& settings) {
+    if (settings.empty() || settings[0] == '#' || calls.count(settings) > 0)
+      return;
+    auto mw = model_window_of(settings);
+    calls.emplace(settings_ref(settings), mw);
+    calls.emplace(settings, std::move(mw));
+  };
+  std::set<std::string> steps_loaded;
+  auto model_window = [&](const std::string& step, const std::string& settings)
+    -> std::pair<std::string, std::string> {
+    note_call(settings);
+    if (auto i = calls.find(settings); i != calls.end())
+      return i->second;
+    if (steps_loaded.insert(step).second)
+      if (auto rows = j.samples(step))
+        for (auto& row : *rows)
+          note_call(row.call);
+    auto i = calls.find(settings);
+    return i != calls.end() ? i->second : std::pair<std::string, std::string>{};
+  };
+  struct completed_row {
+    std::string step;
+    std::string version;
+    std::string call;
+    std::optional<sample_usage> usage;
+    std::optional<int64_t> latency_ms;
+  };
+  std::vector<completed_row> rows;
   auto err = j.for_each_completed([&](const std::string& prompt, const sample_record& r) {
+    rows.push_back({r.call.empty() ? std::string{} : prompt, r.version, r.call,
+                    parse_result_usage(r.body), r.latency_ms});
+  });
+  if (err)
+    return err;
+  for (auto& r : rows) {
     group_key key;
     if (r.call.empty()) {
       key.model = run_model_window.first;
       key.window = run_model_window.second;
     } else {
-      // A trainer's durable run: the prompt id is the step.
-      auto i = calls.find(r.call);
-      if (i == calls.end())
-        i = calls.emplace(r.call, model_window_of(r.call)).first;
-      key.step = prompt;
-      key.version = r.version.empty() ? "-" : r.version;
-      key.model = i->second.first;
-      key.window = i->second.second;
+      std::tie(key.model, key.window) = model_window(r.step, r.call);
+      key.step = r.step;
+      key.version = r.version;
     }
     if (key.step.empty())
       key.step = "-";
@@ -133,12 +168,10 @@ caf::expected<run_report> build_report(journal& j, const price_table* prices) {
     if (!g.ledger)
       g.ledger = std::make_unique<usage_ledger>(prices);
     ++g.samples;
-    g.ledger->add(key.model, key.window, parse_result_usage(r.body));
+    g.ledger->add(key.model, key.window, r.usage);
     if (r.latency_ms)
       g.latencies.push_back(static_cast<double>(*r.latency_ms));
-  });
-  if (err)
-    return err;
+  }
   // Failures the journal knows of: the file job's (samples of written
   // prompts without a result); a trainer's run does not journal failures.
   auto failed = j.failed_written();
