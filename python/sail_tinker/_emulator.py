@@ -21,13 +21,16 @@ class Emulator:
             completer = sail_tinker.SailTokenCompleter("emulator/toy", 16, emulator=emu)
 
     ``latency``: {"priority": {"queued": seconds, "per_token": seconds}, ...}
-    ("all" for every window);
+    ("all" for every window); a heavy tail per window with {"median": seconds,
+    "p99_ratio": x} (log-normal, seeded per Idempotency-Key); a named profile
+    with {"profile": "measured" | "targets" | "heavy-tail", "scale": x} (every
+    duration times x; windows given too apply on top), or just the name.
     ``faults``: {"scripted": ["status_500", ...], "probability": {"status_429":
     0.1}, "routes": ["create", "poll", "tinker"], ...} (fault kind names as in
     emulator.hpp).
     """
 
-    def __init__(self, *, latency: Mapping | None = None, faults: Mapping | None = None,
+    def __init__(self, *, latency: Mapping | str | None = None, faults: Mapping | None = None,
                  seed: int | None = None, threads: int | None = None,
                  api_key: str | None = None, tinker_api_key: str | None = None,
                  known_loras: Iterable[str] | None = None,
@@ -39,7 +42,8 @@ class Emulator:
                  record_arrivals: bool | None = None,
                  host: str | None = None, port: int | None = None) -> None:
         options = {
-            "latency": dict(latency) if latency is not None else None,
+            "latency": ({"profile": latency} if isinstance(latency, str)
+                        else dict(latency) if latency is not None else None),
             "faults": dict(faults) if faults is not None else None,
             "seed": seed,
             "threads": threads,
