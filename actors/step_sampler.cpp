@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include <caf/event_based_actor.hpp>
+#include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 
 #include "sail_tinker/actors/durable_completer.hpp"
@@ -311,6 +312,9 @@ struct group_state {
       return;
     ended = true;
     owner->on_end(idx, error);
+    // Its calls are answered and journaled: stop the group's durable
+    // completer (a cluster's nodes may hold references to it).
+    caf::anon_send_exit(durable, caf::exit_reason::user_shutdown);
     durable = nullptr;
   }
 };
