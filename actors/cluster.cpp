@@ -7,6 +7,7 @@
 #include <caf/send.hpp>
 
 #include "sail_tinker/actors/balancer.hpp"
+#include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/type_ids.hpp"
 

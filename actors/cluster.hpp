@@ -42,7 +42,7 @@
 
 #include <caf/actor_system.hpp>
 
-#include "sail_tinker/actors/durable_completer.hpp"
+#include "sail_tinker/actors/durable_options.hpp"
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 

@@ -4,6 +4,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include <caf/actor_control_block.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
@@ -21,11 +22,10 @@ namespace {
 
 using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
 
-/// The public interface plus: a journaled call may go (submit, its id, whether
-/// the commit succeeded), and
-/// the observer of accepted creates.
+/// The public interface plus: the journal committed (submit, whether the
+/// commit succeeded), and the observer of accepted creates.
 using durable_impl_actor = completer_actor::extend<
-  caf::reacts_to<atom::submit, uint64_t, bool>,
+  caf::reacts_to<atom::submit, bool>,
   caf::reacts_to<atom::accepted, std::string, std::string>>;
 
 struct durable_state;
@@ -33,7 +33,8 @@ using durable_ptr = durable_impl_actor::stateful_pointer<durable_state>;
 
 /// A call between its plan and its answer.
 struct open_call {
-  sample_request req;        ///< as sent (derived key, body)
+  sample_request req;        ///< to send (derived key, body); moved out by send()
+  std::string key;           ///< the derived key
   std::string caller_key;    ///< what the caller cancels
   std::string caller_group;
   sample_observer_actor caller_observer;
@@ -55,6 +56,20 @@ struct durable_state {
   /// Derived key -> call id (accepted notices).
   std::unordered_map<std::string, uint64_t> by_key;
   uint64_t next_id = 0;
+  /// Journaled calls waiting for the commit the outstanding when_committed
+  /// covers, and those recorded after it was registered (the next one).
+  std::vector<uint64_t> covered;
+  std::vector<uint64_t> uncovered;
+  bool awaiting_commit = false;
+  /// call_settings by effective max_tokens (the rest is the configuration).
+  std::unordered_map<int64_t, std::string> settings_by_cap;
+
+  const std::string& settings_for(int64_t cap) {
+    auto i = settings_by_cap.find(cap);
+    if (i == settings_by_cap.end())
+      i = settings_by_cap.emplace(cap, rollout::call_settings(cfg, cap)).first;
+    return i->second;
+  }
 
   caf::result<tokens_with_logprobs> sample(sample_request& req) {
     if (auto err = validate(req))
@@ -119,7 +134,7 @@ struct durable_state {
     int64_t cap = cfg.max_tokens;
     if (req.max_tokens)
       cap = std::min(cap, *req.max_tokens);
-    auto settings = rollout::call_settings(cfg, cap);
+    const auto& settings = settings_for(cap);
     auto fingerprint = rollout::call_fingerprint(settings, req);
     auto plan = run->plan(step, settings, fingerprint);
     if (!plan)
@@ -135,6 +150,7 @@ struct durable_state {
     c.slot = plan->slot;
     c.done = std::move(done);
     req.key = plan->key;
+    c.key = plan->key;
     if (req.group_id.empty())
       req.group_id = plan->key;
     if (req.prompt_cache_key.empty())
@@ -146,7 +162,7 @@ struct durable_state {
       req.body = std::move(plan->request);
       req.response_id = std::move(plan->response_id);
       c.req = std::move(req);
-      by_key.emplace(c.req.key, id);
+      by_key.emplace(c.key, id);
       calls.emplace(id, std::move(c));
       return send(id);
     }
@@ -154,28 +170,48 @@ struct durable_state {
     if (!encoded)
       return c.done(std::move(encoded.error()));
     req.body = std::move(encoded->body);
-    auto key = req.key;
-    auto body = req.body;
-    c.req = std::move(req);
-    by_key.emplace(key, id);
-    calls.emplace(id, std::move(c));
     // Write-ahead: the create goes once its key and bytes are committed.
-    auto me = caf::actor_cast<durable_impl_actor>(self);
-    run->record_sent(step, plan->slot, key, body, settings, version,
-                     [me, id](const caf::error& err) {
-                       caf::anon_send(me, atom::submit_v, id, !err);
-                     });
+    if (auto err = run->record_sent(step, plan->slot, plan->key, req.body, settings, version))
+      return c.done(std::move(err));
+    c.req = std::move(req);
+    by_key.emplace(c.key, id);
+    calls.emplace(id, std::move(c));
+    uncovered.push_back(id);
+    if (!awaiting_commit)
+      await_commit();
   }
 
-  /// The journal committed call `id` (`ok`) or failed to.
-  void journaled(uint64_t id, bool ok) {
-    if (!ok) {
-      end(id, make_error(errc::io_error, "the run's journal could not be written "
-                                         "(nothing was sent)", "run"));
-      return;
+  /// One notice per commit, not per call: the calls recorded so far wait
+  /// for the commit that covers them; later ones for the next notice.
+  void await_commit() {
+    awaiting_commit = true;
+    covered.insert(covered.end(), uncovered.begin(), uncovered.end());
+    uncovered.clear();
+    // A weak handle: the run (and its committer thread) may outlive this
+    // actor and its actor system (a Python Run closed after shutdown()).
+    caf::weak_actor_ptr me = self->ctrl();
+    run->when_committed([me](const caf::error& err) {
+      if (auto strong = me.lock())
+        caf::anon_send(caf::actor_cast<durable_impl_actor>(strong), atom::submit_v, !err);
+    });
+  }
+
+  /// The journal committed the covered calls (`ok`) or failed to.
+  void journaled(bool ok) {
+    awaiting_commit = false;
+    auto ready = std::move(covered);
+    covered.clear();
+    for (auto id : ready) {
+      if (!ok) {
+        end(id, make_error(errc::io_error, "the run's journal could not be written "
+                                           "(nothing was sent)", "run"));
+        continue;
+      }
+      rollout::failpoint::hit("sample_journaled");
+      send(id);
     }
-    rollout::failpoint::hit("sample_journaled");
-    send(id);
+    if (!uncovered.empty())
+      await_commit();
   }
 
   void send(uint64_t id) {
@@ -183,7 +219,7 @@ struct durable_state {
     if (i == calls.end() || i->second.sent)
       return;
     i->second.sent = true;
-    self->request(target, caf::infinite, atom::sample_v, i->second.req)
+    self->request(target, caf::infinite, atom::sample_v, std::move(i->second.req))
       .then([this, id](tokens_with_logprobs& res) { end(id, std::move(res)); },
             [this, id](caf::error& err) { end(id, std::move(err)); });
   }
@@ -194,9 +230,9 @@ struct durable_state {
       return;
     auto c = std::move(i->second);
     calls.erase(i);
-    by_key.erase(c.req.key);
+    by_key.erase(c.key);
     if (res)
-      run->record_completed(step, c.slot, c.req.key, *res);
+      run->record_completed(step, c.slot, c.key, *res);
     else
       run->record_failed(step);
     c.done(std::move(res));
@@ -216,10 +252,10 @@ struct durable_state {
   void cancel(const std::string& what) {
     std::vector<uint64_t> unsent;
     for (auto& [id, c] : calls) {
-      if (c.caller_key != what && c.caller_group != what && c.req.key != what)
+      if (c.caller_key != what && c.caller_group != what && c.key != what)
         continue;
       if (c.sent)
-        self->send(target, atom::cancel_v, c.req.key);
+        self->send(target, atom::cancel_v, c.key);
       else
         unsent.push_back(id);
     }
@@ -261,7 +297,7 @@ durable_impl_actor::behavior_type durable_behavior(durable_ptr self, completer_a
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
-    [self](atom::submit, uint64_t id, bool ok) { self->state.journaled(id, ok); },
+    [self](atom::submit, bool ok) { self->state.journaled(ok); },
     [self](atom::accepted, std::string& key, std::string& response_id) {
       self->state.accepted(key, response_id);
     },

@@ -28,20 +28,12 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "sail_tinker/actors/durable_options.hpp"
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/messages/types.hpp"
 #include "sail_tinker/rollout/durable_run.hpp"
 
 namespace sail {
-
-struct durable_options {
-  rollout::run_handle run;
-  /// The step label (a trainer's step number, as text).
-  std::string step;
-  /// The adapter version label; default: the Tinker checkpoint path, else
-  /// the LoRA name (adapter_identity).
-  std::optional<std::string> version;
-};
 
 /// Wraps `target` (a completer for `cfg`). invalid_argument without a run or
 /// a step, or for a tinker_checkpoint configuration (the owner cannot encode

@@ -33,7 +33,7 @@
 #include <caf/expected.hpp>
 
 #include "sail_tinker/actors/completer.hpp"
-#include "sail_tinker/actors/durable_completer.hpp"
+#include "sail_tinker/actors/durable_options.hpp"
 #include "sail_tinker/actors/resolver.hpp"
 #include "sail_tinker/actors/worker_pool.hpp"
 #include "sail_tinker/net/http_client.hpp"

@@ -46,14 +46,14 @@ def prompt_tokens(n: int, salt: int) -> list[int]:
 async def binding_client(args: argparse.Namespace) -> int:
     import sail_tinker
 
-    run = None
+    journal_run = None
     durable = {}
     if args.journal:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(args.journal + suffix):
                 os.remove(args.journal + suffix)
-        run = sail_tinker.Run(args.journal)
-        durable = {"run": run, "step": 0}
+        journal_run = sail_tinker.Run(args.journal)
+        durable = {"run": journal_run, "step": 0}
     c = sail_tinker.SailTokenCompleter(
         "emulator/toy", MAX_TOKENS, completion_window="priority",
         base_url=args.base_url, api_key=args.api_key,
@@ -94,9 +94,9 @@ async def binding_client(args: argparse.Namespace) -> int:
     print("samples=%d errors=%d seconds=%.3f samples_per_s=%.1f"
           % (args.samples, errors, dt, args.samples / dt), flush=True)
     c.close()
-    if run is not None:
-        st = run.stats()["0"]
-        run.close()
+    if journal_run is not None:
+        st = journal_run.stats()["0"]
+        journal_run.close()
         if st["fresh"] != args.samples + WARMUP:
             print(f"error: {st} (expected every sample fresh)", file=sys.stderr)
             return 1

@@ -1,5 +1,8 @@
 #include "sail_tinker/rollout/durable_run.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 
 #include <boost/json/object.hpp>
@@ -21,30 +24,16 @@ namespace {
 /// The run row of a trainer run (the file job's holds its settings).
 constexpr const char* trainer_config = R"({"kind":"trainer"})";
 
+/// How a row refers to settings held whole by another row of its step.
+std::string settings_ref(std::string_view settings) {
+  return "#" + sha256_hex(settings).substr(0, 16);
+}
+
 void append_sized(std::string& out, std::string_view x) {
   out += std::to_string(x.size());
   out += ':';
   out += x;
   out += '|';
-}
-
-/// The first setting that differs (for the error's field).
-std::string first_difference(const std::string& a, const std::string& b) {
-  json::error_code ec1;
-  json::error_code ec2;
-  auto x = json::parse(a, ec1);
-  auto y = json::parse(b, ec2);
-  if (ec1 || ec2 || !x.is_object() || !y.is_object())
-    return "call";
-  for (auto& kv : x.get_object()) {
-    auto* other = y.get_object().if_contains(kv.key());
-    if (other == nullptr || *other != kv.value())
-      return std::string{kv.key()};
-  }
-  for (auto& kv : y.get_object())
-    if (!x.get_object().contains(kv.key()))
-      return std::string{kv.key()};
-  return "call";
 }
 
 } // namespace
@@ -169,6 +158,11 @@ durable_run::open(const std::string& path, std::optional<std::string> run_id,
   if (run_id)
     if (auto err = check_run_id(*run_id))
       return invalid_argument("run_id", render(err));
+  // The journal holds create bodies, signed URLs included: a new one is
+  // created readable by its owner only (SQLite gives the -wal file the
+  // database's mode).
+  if (int fd = ::open(path.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600); fd >= 0)
+    ::close(fd);
   auto opened = journal::open(path, opts);
   if (!opened)
     return std::move(opened.error());
@@ -248,8 +242,18 @@ caf::error durable_run::load(const std::string& step, step_state& st) {
   auto rows = jr_->samples(step);
   if (!rows)
     return std::move(rows.error());
+  // Rows hold their settings whole or by reference to a whole one.
+  std::unordered_map<std::string, std::string> whole;
+  for (auto& r : *rows)
+    if (!r.call.empty() && r.call[0] != '#')
+      whole.emplace(settings_ref(r.call), r.call);
   for (auto& r : *rows) {
-    st.slots[r.member] = slot_info{r.key, r.call};
+    auto& settings = r.call;
+    if (!settings.empty() && settings[0] == '#') {
+      auto i = whole.find(settings);
+      settings = i != whole.end() ? i->second : std::string{};
+    }
+    st.slots[r.member] = slot_info{settings};
     st.next_slot = std::max(st.next_slot, r.member + 1);
     known_call k;
     k.slot = r.member;
@@ -276,10 +280,11 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
   auto position = st.position;
   if (auto i = st.slots.find(position); i != st.slots.end() && !i->second.settings.empty()
                                          && i->second.settings != settings) {
-    auto field = first_difference(i->second.settings, settings);
-    return invalid_argument(field, "run " + id_ + ", step " + step + ", call "
-                                     + std::to_string(position) + ": "
-                                     + config_difference(i->second.settings, settings)
+    std::string field;
+    auto difference = config_difference(i->second.settings, settings, &field);
+    return invalid_argument(field.empty() ? "call" : field,
+                            "run " + id_ + ", step " + step + ", call "
+                              + std::to_string(position) + ": " + difference
                                      + " (the same run and step must make the same calls; a "
                                        "new step or run id starts afresh)");
   }
@@ -299,7 +304,7 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
     } else {
       p.slot = st.next_slot++;
     }
-    st.slots[p.slot] = slot_info{p.key, settings};
+    st.slots.try_emplace(p.slot);
     ++st.stats.fresh;
     return p;
   }
@@ -321,23 +326,32 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
   return p;
 }
 
-void durable_run::record_sent(const std::string& step, uint32_t slot, const std::string& key,
-                              const std::string& request, const std::string& settings,
-                              const std::string& version,
-                              std::function<void(const caf::error&)> then) {
-  caf::error err;
+caf::error durable_run::record_sent(const std::string& step, uint32_t slot,
+                                    const std::string& key, const std::string& request,
+                                    const std::string& settings, const std::string& version) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!jr_)
+    return make_error(errc::cancelled, "the run is closed", "run");
+  // Whole in the step's first row with these settings (it commits no later
+  // than the rows that refer to it), by reference afterwards.
+  auto& written = steps_[step].written_settings;
+  auto i = written.find(settings);
+  if (i == written.end()) {
+    written.emplace(settings, settings_ref(settings));
+    return jr_->record_sent(step, slot, key, request, settings, version);
+  }
+  return jr_->record_sent(step, slot, key, request, i->second, version);
+}
+
+void durable_run::when_committed(std::function<void(const caf::error&)> then) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    if (!jr_) {
-      err = make_error(errc::cancelled, "the run is closed", "run");
-    } else if (auto e = jr_->record_sent(step, slot, key, request, settings, version)) {
-      err = std::move(e);
-    } else {
+    if (jr_) {
       jr_->when_committed(std::move(then));
       return;
     }
   }
-  then(err);
+  then(make_error(errc::cancelled, "the run is closed", "run"));
 }
 
 void durable_run::record_accepted(const std::string& step, uint32_t slot,

@@ -9,8 +9,10 @@
 // The journal is the rollout journal (journal.hpp): one row per call, its
 // prompt id the step, its member the call's slot in the step. Per call it
 // holds the Idempotency-Key, the exact create body (written and committed
-// before the create is sent), the call's settings, the adapter version
-// label, the response id once Sail accepted the create, and the result.
+// before the create is sent), the call's settings (whole in the first row of
+// the step that has them, later as "#" + 16 hex digits of their SHA-256),
+// the adapter version label, the response id once Sail accepted the create,
+// and the result.
 //
 // Keys. key = "st2-" + hex SHA-256("sail-tinker/run/v1" | len:run id |
 // len:step | fingerprint | occurrence), where the fingerprint is the SHA-256
@@ -134,11 +136,14 @@ public:
   caf::expected<call_plan> plan(const std::string& step, const std::string& settings,
                                 const std::string& fingerprint);
 
-  /// Write-ahead of a fresh call; `then` runs (on the journal's thread, keep
-  /// it short) once the body is durable, with the commit's error if any.
-  void record_sent(const std::string& step, uint32_t slot, const std::string& key,
-                   const std::string& request, const std::string& settings,
-                   const std::string& version, std::function<void(const caf::error&)> then);
+  /// Write-ahead of a fresh call (durable at the next commit: when_committed).
+  caf::error record_sent(const std::string& step, uint32_t slot, const std::string& key,
+                         const std::string& request, const std::string& settings,
+                         const std::string& version);
+
+  /// `then` runs (on the journal's thread: keep it short) once everything
+  /// recorded so far is durable, with the commit's error if any.
+  void when_committed(std::function<void(const caf::error&)> then);
 
   /// Sail accepted the call's create under `response_id`.
   void record_accepted(const std::string& step, uint32_t slot, const std::string& key,
@@ -177,7 +182,8 @@ public:
 
 private:
   struct slot_info {
-    std::string key;
+    /// The journal's call settings (empty for calls of this process: the
+    /// mismatch check is against the journal).
     std::string settings;
   };
   struct known_call {
@@ -195,6 +201,10 @@ private:
     std::map<uint32_t, slot_info> slots;
     std::unordered_map<std::string, known_call> calls;
     std::unordered_map<std::string, uint32_t> occurrences;
+    /// Settings written to the journal for this step by this process, with
+    /// their reference ("#" + 16 hex of their SHA-256): the first row of a
+    /// step with some settings holds them whole, later rows the reference.
+    std::unordered_map<std::string, std::string> written_settings;
     step_stats stats;
   };
 
@@ -209,6 +219,6 @@ private:
   std::map<std::string, step_state> steps_;
 };
 
-using run_handle = std::shared_ptr<durable_run>;
+using run_handle = std::shared_ptr<durable_run>;  // as in actors/durable_options.hpp
 
 } // namespace sail::rollout

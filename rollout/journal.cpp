@@ -467,10 +467,17 @@ void journal::committer_loop() {
     }
     std::vector<event> local;
     local.swap(batch_);
-    std::vector<std::function<void(const caf::error&)>> waiters;
-    waiters.swap(waiters_);
+    // Waiters registered while this batch is applied wait for it too (their
+    // events may be in it).
+    inflight_waiters_.swap(waiters_);
+    applying_ = true;
     lock.unlock();
     auto err = apply(local);
+    lock.lock();
+    applying_ = false;
+    auto waiters = std::move(inflight_waiters_);
+    inflight_waiters_.clear();
+    lock.unlock();
     notify(waiters, err);
     lock.lock();
     if (err) {
@@ -544,8 +551,12 @@ void journal::when_committed(std::function<void(const caf::error&)> fn) {
   caf::error now;
   {
     std::lock_guard<std::mutex> guard{mtx_};
-    if (!batch_.empty() && !failed_) {
+    if (!failed_ && !batch_.empty()) {
       waiters_.push_back(std::move(fn));
+      return;
+    }
+    if (!failed_ && applying_) {
+      inflight_waiters_.push_back(std::move(fn));
       return;
     }
     now = failed_;

@@ -291,8 +291,11 @@ private:
   std::condition_variable wake_;
   std::condition_variable done_;
   std::vector<event> batch_;
-  /// when_committed() callbacks of the events in batch_.
+  /// when_committed() callbacks of the events in batch_, and of the batch
+  /// being applied (applying_).
   std::vector<std::function<void(const caf::error&)>> waiters_;
+  std::vector<std::function<void(const caf::error&)>> inflight_waiters_;
+  bool applying_ = false;
   std::chrono::steady_clock::time_point oldest_;
   uint64_t requested_ = 0;  ///< commit() requests made
   uint64_t served_ = 0;     ///< requests the committer has finished

@@ -39,7 +39,8 @@ std::string canonical_config(const completer_config& c, uint32_t group_size) {
   return json::serialize(o);
 }
 
-std::string config_difference(const std::string& journal, const std::string& now) {
+std::string config_difference(const std::string& journal, const std::string& now,
+                              std::string* first) {
   json::error_code ec1;
   json::error_code ec2;
   auto a = json::parse(journal, ec1);
@@ -57,6 +58,8 @@ std::string config_difference(const std::string& journal, const std::string& now
     auto* y = b.get_object().if_contains(n);
     if (x != nullptr && y != nullptr && *x == *y)
       continue;
+    if (first != nullptr && first->empty())
+      *first = n;
     if (!out.empty())
       out += ", ";
     auto show = [&](const json::value* v) {

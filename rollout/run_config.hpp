@@ -17,7 +17,9 @@ namespace sail::rollout {
 std::string canonical_config(const completer_config& c, uint32_t group_size);
 
 /// "name (journal X, now Y), ..." of the settings that differ between two
-/// canonical configurations (a signed URL is shown as "(a signed URL)").
-std::string config_difference(const std::string& journal, const std::string& now);
+/// canonical configurations (a signed URL is shown as "(a signed URL)");
+/// the first differing name (sorted) goes to `first` when given.
+std::string config_difference(const std::string& journal, const std::string& now,
+                              std::string* first = nullptr);
 
 } // namespace sail::rollout

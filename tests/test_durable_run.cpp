@@ -18,6 +18,8 @@
 
 #include <signal.h>
 
+#include <filesystem>
+
 #include <caf/scoped_actor.hpp>
 #include <sqlite3.h>
 
@@ -125,7 +127,7 @@ const std::string& reference_records() {
 } // namespace
 
 TEST_CASE("durable run: reopened, the same calls are answered from the journal with no "
-          "request; another model at the same call is refused naming model",
+          "request, and another model at the same call is refused naming model",
           "[durable]") {
   stack_fixture fx;
   temp_dir dir{"durable-inproc"};
@@ -191,7 +193,7 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
   CHECK(info_of(wrong.error())->field == "run_id");
 }
 
-TEST_CASE("durable run: the journal holds the exact body before the create; the step and "
+TEST_CASE("durable run: the journal holds the exact body before the create, the step and "
           "the version label are journaled",
           "[durable]") {
   stack_fixture fx;
@@ -211,6 +213,9 @@ TEST_CASE("durable run: the journal holds the exact body before the create; the 
     REQUIRE(ok);
     REQUIRE_FALSE((*run)->close());
   }
+  // Create bodies (signed URLs included) are for the owner's eyes only.
+  CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::all)
+        == (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
   auto j = rollout::journal::open(path);
   REQUIRE(j);
   auto rows = (*j)->samples("7");

@@ -210,10 +210,15 @@ TEST_CASE_METHOD(caf_fixture, "a non-finite temperature or top_p never reaches a
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request", "[messages][roundtrip]") {
   sample_request r{{1, 2, 3}, stop_condition::texts({"\n"}), int64_t{64}, "key-1",
-                   "group-1", "cache-1", std::nullopt, "", {}};
+                   "group-1", "cache-1", std::nullopt, "", {}, ""};
   CHECK(roundtrip(r) == r);
-  sample_request plain{{7}, {}, std::nullopt, "", "", "", std::nullopt, "", {}};
+  sample_request plain{{7}, {}, std::nullopt, "", "", "", std::nullopt, "", {}, ""};
   CHECK(roundtrip(plain) == plain);
+  // A pre-encoded body (a durable run's) travels byte for byte.
+  auto encoded = r;
+  encoded.body = "{\"model\":\"m\",\"input\":[]}";
+  CHECK(roundtrip(encoded) == encoded);
+  CHECK(roundtrip(encoded) != r);
   // A pinned webhook travels whole (token included) and prints redacted.
   auto pinned = r;
   pinned.webhook = webhook_endpoint{"https://hooks.example.com/a", "whk_0123456789abcdef0123"};
@@ -235,7 +240,7 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: sample_request attaching a res
     return {[](atom::accepted, std::string&, std::string&) {}};
   }, 0);
   sample_request r{{1, 2}, {},        std::nullopt, "st1-abc", "sg1-def",
-                   "sg1-def", std::nullopt, "resp_42",      obs};
+                   "sg1-def", std::nullopt, "resp_42",      obs, ""};
   auto back = roundtrip(r);
   REQUIRE(back);
   CHECK(*back == r);
@@ -355,7 +360,8 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",
                  "[messages][roundtrip]") {
   std::vector<tokens_with_logprobs> xs{sample_output(), sample_output()};
   CHECK(roundtrip(xs) == xs);
-  std::vector<sample_request> rs{{{1}, {}, std::nullopt, "a", "", "", std::nullopt, "", {}}};
+  std::vector<sample_request> rs{
+    {{1}, {}, std::nullopt, "a", "", "", std::nullopt, "", {}, ""}};
   CHECK(roundtrip(rs) == rs);
   std::vector<http_header> hs{{"a", "b"}};
   CHECK(roundtrip(hs) == hs);

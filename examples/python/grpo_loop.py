@@ -15,7 +15,7 @@ are created: no sample is paid for twice (docs/python.md, "Durable runs").
 Run it with PYTHONPATH=<build>/python (or after installing the package):
 
     /usr/bin/python3 examples/python/grpo_loop.py [--steps 3] [--prompts 4] [--group 4]
-        [--journal grpo.journal] [--run-id ID] [--out records.json]
+        [--journal FILE] [--run-id ID] [--out records.json]
         [--base-url URL --api-key KEY]
 
 Without --base-url it starts an embedded emulator (then the journal is of no
@@ -31,6 +31,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 
 import sail_tinker
 
@@ -105,14 +106,20 @@ def summary(step: int, records: list[dict]) -> str:
 
 async def main(args: argparse.Namespace) -> int:
     emu = None
+    scratch = None
     base_url, api_key = args.base_url, args.api_key
     if base_url is None:
         emu = sail_tinker.Emulator(latency={"all": {"queued": 0.02}})
         base_url, api_key = emu.base_url, emu.api_key
+        if args.journal is None:
+            scratch = tempfile.TemporaryDirectory(prefix="grpo-")
+            args.journal = os.path.join(scratch.name, "grpo.journal")
         # A fresh emulator: an old journal's responses are unknown to it.
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(args.journal + suffix):
                 os.remove(args.journal + suffix)
+    elif args.journal is None:
+        args.journal = "grpo.journal"
     records: list[dict] = []
     try:
         async with sail_tinker.Run(args.journal, run_id=args.run_id) as run:
@@ -149,6 +156,8 @@ async def main(args: argparse.Namespace) -> int:
         sail_tinker.shutdown()
         if emu is not None:
             emu.stop()
+        if scratch is not None:
+            scratch.cleanup()
     return 0
 
 
@@ -159,7 +168,9 @@ if __name__ == "__main__":
     parser.add_argument("--group", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=12)
     parser.add_argument("--model", default=MODEL)
-    parser.add_argument("--journal", default="grpo.journal")
+    parser.add_argument("--journal", default=None,
+                        help="the run's journal (default: grpo.journal; a temporary one "
+                             "with the embedded emulator)")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--out", default=None, help="write every sample's record (JSON)")
     parser.add_argument("--base-url", default=None)

@@ -11,6 +11,7 @@
 #include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/actors/resolver.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/net/http_client.hpp"

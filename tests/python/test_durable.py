@@ -5,6 +5,8 @@ Python training loop takes.
   results carry step and version.
 - Same run, same step, another model at the same call: ValueError naming
   `model`, nothing sent.
+- Through two service nodes (nodes=): the journal stays in the trainer's
+  process; reopened, the run answers from it with no request.
 - examples/python/grpo_loop.py (single- and multi-turn episodes, 3 steps,
   groups of 4) SIGKILLed at failpoints picked at random (a body journaled
   and its create not sent; a create accepted and its response id not
@@ -165,3 +167,34 @@ def test_grpo_loop_killed_five_times_ends_with_the_records_of_one_run(tmp_path,
         assert res.returncode == 0, res.stdout + res.stderr
         assert "0 fresh" in res.stdout
         assert sail_requests(emu) == before
+
+
+def test_durable_through_service_nodes_then_resumed_from_the_journal(emu, tmp_path):
+    # The journal stays in this process; the nodes get pre-encoded bodies.
+    from serve_nodes import ServeNode
+    cluster = {"heartbeat_interval": 0.2, "connection_timeout": 1.0, "connect_timeout": 5.0}
+    nodes = [ServeNode(emu) for _ in range(2)]
+    path = str(tmp_path / "run.journal")
+    try:
+        async def go(run):
+            c = sail_tinker.SailTokenCompleter(TOY_MODEL, 8, nodes=[n.address for n in nodes],
+                                               cluster_options=cluster, run=run, step=3)
+            assert c.wait_ready(2, 30)
+            with c:
+                return await one_step(c)
+
+        with sail_tinker.Run(path) as run:
+            first = asyncio.run(go(run))
+            assert run.stats()["3"]["fresh"] == 6
+        assert all(r.step == 3 for r in first)
+        before = sail_requests(emu)
+        with sail_tinker.Run(path) as run:
+            again = asyncio.run(go(run))
+            assert run.stats()["3"]["from_journal"] == 6
+        assert [r.tokens for r in again] == [r.tokens for r in first]
+        assert sail_requests(emu) == before
+        st = emu.stats()
+        assert st["inference_runs_total"] == 6 and st["max_runs_per_key"] == 1
+    finally:
+        for n in nodes:
+            n.close()
