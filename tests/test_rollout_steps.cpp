@@ -134,7 +134,8 @@ TEST_CASE("rollout --steps: one record per group with its step, at most K fresh 
 TEST_CASE("rollout --steps: SIGKILLed at failpoints and run again, every group is in the "
           "output exactly once and every member ran once",
           "[rollout_steps][process]") {
-  sail::test::emulate_process emu{{"--latency-queued-ms", "3"}};
+  // The heavy-tail profile scaled to a median of 3 ms (p99 30 ms).
+  sail::test::emulate_process emu{{"--latency-profile", "heavy-tail:0.003"}};
   temp_dir dir{"steps-kills"};
   constexpr int prompt_count = 60;
   auto input = write_prompts(dir, prompt_count);

@@ -112,9 +112,11 @@ class Emulator:
 
     # -- steering -----------------------------------------------------------------------------
 
-    def set_latency(self, latency: Mapping) -> None:
-        """Replaces the latency model for requests accepted from now on."""
-        self._native.set_latency(dict(latency))
+    def set_latency(self, latency: Mapping | str) -> None:
+        """Replaces the latency model for requests accepted from now on (the
+        forms of ``latency=`` above)."""
+        self._native.set_latency({"profile": latency} if isinstance(latency, str)
+                                 else dict(latency))
 
     def set_faults(self, faults: Mapping) -> None:
         self._native.set_faults(dict(faults))
