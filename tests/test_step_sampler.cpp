@@ -126,7 +126,7 @@ TEST_CASE("step sampler: over-provisioned steps deliver K complete groups, every
   CHECK_FALSE((*s)->close());
 }
 
-TEST_CASE("step sampler: carried-over groups keep their version across an adapter switch; "
+TEST_CASE("step sampler: carried-over groups keep their version across an adapter switch, "
           "beyond max_staleness they go to stale, still delivered",
           "[step_sampler]") {
   auto max_staleness = GENERATE(0u, 1u);
@@ -190,7 +190,7 @@ TEST_CASE("step sampler: carried-over groups keep their version across an adapte
   CHECK(fx.emu.snapshot().inference_runs_total == st.members_delivered);
 }
 
-TEST_CASE("step sampler: a member failing after its retries is refilled under a new key; a "
+TEST_CASE("step sampler: a member failing after its retries is refilled under a new key, a "
           "structural prompt failure fails its group with the error",
           "[step_sampler]") {
   auto eo = sail::test::test_emulator_options();
