@@ -20,7 +20,11 @@ std::vector<flag_spec> emulator_fault_latency_flags(const std::string& p) {
     {p + "latency-per-token-us", "US", "generation time per output token, every window (default 0)"},
     {p + "latency-spread", "SPEC",
      "extra per-request latency drawn from a seeded spread, every window: "
-     "log_uniform:MIN_MS:MAX_MS | log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS"},
+     "log_uniform:MIN_MS:MAX_MS | log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS | "
+     "log_normal_p99:MEDIAN_MS:P99_OVER_MEDIAN"},
+    {p + "latency-profile", "NAME[:SCALE]",
+     "a named latency model (measured | targets | heavy-tail), every duration times SCALE "
+     "(default 1); applied before the other latency flags"},
     {p + "webhook-drop", "P", "probability that a response's webhook is dropped (default 0)"},
     {p + "webhook-duplicate", "P", "probability that a webhook is delivered twice (default 0)"},
     {p + "webhook-delay-ms", "MS", "delay of every webhook after completion (default 0)"},
@@ -110,6 +114,25 @@ caf::error apply_emulator_flags(const parsed_args& args, const std::string& p,
   if (!slow)
     return std::move(slow.error());
   f.slow_delay = std::chrono::milliseconds(*slow);
+  if (auto v = args.get(p + "latency-profile")) {
+    std::string spec{*v};
+    double scale = 1.0;
+    auto colon = spec.find(':');
+    if (colon != std::string::npos) {
+      auto x = parse_double(p + "latency-profile", spec.substr(colon + 1));
+      if (!x)
+        return std::move(x.error());
+      scale = *x;
+      spec.resize(colon);
+    }
+    if (!(scale > 0.0 && scale <= 1000.0))
+      return invalid_argument(p + "latency-profile", "--" + p + "latency-profile: SCALE must be within (0, 1000]");
+    auto model = emulator::latency_profile(spec, scale);
+    if (!model)
+      return invalid_argument(p + "latency-profile", "--" + p + "latency-profile: unknown profile '" + spec
+                                                       + "' (measured, targets, heavy-tail)");
+    opts.latency = *model;
+  }
   auto queued = int_flag(args, p + "latency-queued-ms", 0, 3'600'000, -1);
   if (!queued)
     return std::move(queued.error());
@@ -167,7 +190,8 @@ caf::expected<emulator::latency_spread> parse_latency_spread(const std::string& 
   auto bad = [&] {
     return invalid_argument(flag, "--" + flag
                                     + ": expected log_uniform:MIN_MS:MAX_MS or "
-                                      "log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS");
+                                      "log_normal:MEDIAN_MS:SIGMA:MIN_MS:MAX_MS or "
+                                      "log_normal_p99:MEDIAN_MS:P99_OVER_MEDIAN");
   };
   auto ms = [&](const std::string& x) -> caf::expected<std::chrono::microseconds> {
     auto v = parse_double(flag, x);
@@ -179,6 +203,17 @@ caf::expected<emulator::latency_spread> parse_latency_spread(const std::string& 
   };
   latency_spread s;
   std::vector<std::string> bounds;
+  if (parts.size() == 3 && parts[0] == "log_normal_p99") {
+    auto median = ms(parts[1]);
+    if (!median)
+      return std::move(median.error());
+    auto ratio = parse_double(flag, parts[2]);
+    if (!ratio)
+      return std::move(ratio.error());
+    if (!(*ratio >= 1.0 && *ratio <= 1000.0))
+      return invalid_argument(flag, "--" + flag + ": P99_OVER_MEDIAN must be within 1..1000");
+    return latency_spread::log_normal_p99(*median, *ratio);
+  }
   if (parts.size() == 3 && parts[0] == "log_uniform") {
     s.kind = latency_spread::shape::log_uniform;
     bounds = {parts[1], parts[2]};

@@ -18,6 +18,7 @@
 #include "sail_tinker/actors/runtime.hpp"
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/emulator/emulator.hpp"
+#include "sail_tinker/rollout/file_job.hpp"
 
 namespace sail::app {
 
@@ -112,6 +113,13 @@ void target_rows(const rollout_target::report& rep,
 
 /// The file job (rollout_job.cpp, on rollout/file_job.hpp): `rollout --input ...`.
 int run_rollout_job(const parsed_args& args, app_node_config& cfg);
+
+/// The file job's settings from its flags (shared with --steps).
+caf::expected<rollout::file_job_settings> rollout_job_settings(const parsed_args& args);
+
+/// `rollout --input ... --steps K` (rollout_steps.cpp): a step sampler over
+/// a durable run, one output record per group with its step.
+int run_rollout_steps(const parsed_args& args, app_node_config& cfg);
 
 /// Flags only the file job takes.
 std::vector<flag_spec> rollout_job_flags();

@@ -25,6 +25,12 @@ std::vector<flag_spec> rollout_job_flags() {
                      "the journal)"},
     {"restart", "", "discard the journal and the output, start over (new run id)"},
     {"ordered", "", "write the output in input order (default: completion order)"},
+    {"steps", "K", "training steps of K complete groups each (a step sampler over a durable "
+                   "run): one record per group with its step"},
+    {"overprovision", "F", "with --steps: extra groups kept in flight, a fraction of K "
+                           "(default 0.25)"},
+    {"max-staleness", "V", "with --steps: versions a delivered group may lag (default 1)"},
+    {"version", "LABEL", "with --steps: the adapter version label (default: the adapter)"},
   };
 }
 
@@ -32,7 +38,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-caf::expected<rollout::file_job_settings> settings_from(const parsed_args& args) {
+} // namespace
+
+caf::expected<rollout::file_job_settings> rollout_job_settings(const parsed_args& args) {
   rollout::file_job_settings s;
   s.input = *args.get("input");
   auto output = args.get("output");
@@ -82,6 +90,8 @@ caf::expected<rollout::file_job_settings> settings_from(const parsed_args& args)
   }
   return s;
 }
+
+namespace {
 
 /// Prints the progress bar or lines of the job.
 class progress_printer {
@@ -162,7 +172,9 @@ void summary_rows(const rollout::file_job& job, const row_fn& row) {
 } // namespace
 
 int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
-  auto settings = settings_from(args);
+  if (args.has("steps"))
+    return run_rollout_steps(args, cfg);
+  auto settings = rollout_job_settings(args);
   if (!settings)
     return report_error(settings.error());
   auto& s = *settings;

@@ -229,6 +229,14 @@ struct latency_spread {
 
   /// The latency of the draw for `key` (zero for shape::none).
   std::chrono::microseconds draw(uint64_t seed, std::string_view key) const noexcept;
+
+  /// A heavy tail by its shape: log-normal around `median` whose 99th
+  /// percentile is `p99_over_median` times the median (sigma =
+  /// ln(ratio) / 2.3263, the standard normal's 99th percentile), clipped to
+  /// [median / ratio^2, median * ratio^2]. A ratio of 1 or less: no spread
+  /// beyond the median.
+  static latency_spread log_normal_p99(std::chrono::microseconds median,
+                                       double p99_over_median) noexcept;
 };
 
 /// Latency of one completion window: time spent queued after acceptance (plus
@@ -260,6 +268,26 @@ struct latency_model {
     return {&asap, &priority, &balanced, &standard, &flex};
   }
 };
+
+/// A named latency profile, every duration times `scale` (1.0: real time;
+/// 0.01: a second becomes 10 ms), or nullopt for an unknown name:
+/// - "measured": Sail's published measurements on Kimi-K2.6 (a public
+///   PokerBench RL example; docs/wire-contract.md, poll timing row): asap
+///   ~1.4 s, priority ~8.5 s per sample with LoRA / checkpoint samples
+///   5.7-12.7 s -- log-normal per sample around those medians (sigma 0.25,
+///   clipped to the measured range; priority's range also for asap scaled
+///   to its median). balanced, standard and flex have no published per-sample
+///   figure: they get priority's (a guess, documented here).
+/// - "targets": Sail's latency targets (/completion-windows, same row):
+///   asap ~1.4 s measured, priority ~1 min per turn, standard ~5 min, flex
+///   ~1 h (flex is best effort: a guess), balanced as priority; log-normal
+///   around them with p99 = 3x the median.
+/// - "heavy-tail": log-normal with p99 = 10x the median, median 1 s, every
+///   window (the tail a step of many samples waits for).
+std::optional<latency_model> latency_profile(std::string_view name, double scale = 1.0);
+
+/// The profile names latency_profile() knows.
+const std::vector<std::string>& latency_profiles();
 
 /// The completion windows the emulator knows (/completion-windows: 2026 names).
 const std::vector<std::string>& known_windows();

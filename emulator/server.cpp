@@ -92,6 +92,77 @@ std::chrono::microseconds latency_spread::draw(uint64_t seed,
   return microseconds{static_cast<int64_t>(us)};
 }
 
+latency_spread latency_spread::log_normal_p99(std::chrono::microseconds median,
+                                              double p99_over_median) noexcept {
+  latency_spread s;
+  if (!(p99_over_median > 1.0) || median.count() <= 0) {
+    s.kind = shape::log_normal;
+    s.median = s.min = s.max = median;
+    return s;
+  }
+  // 2.3263: the standard normal's 99th percentile.
+  s.kind = shape::log_normal;
+  s.median = median;
+  s.sigma = std::log(p99_over_median) / 2.3263478740408408;
+  auto sq = p99_over_median * p99_over_median;
+  auto m = static_cast<double>(median.count());
+  s.min = std::chrono::microseconds{std::max<int64_t>(1, static_cast<int64_t>(m / sq))};
+  s.max = std::chrono::microseconds{static_cast<int64_t>(m * sq)};
+  return s;
+}
+
+namespace {
+
+std::chrono::microseconds scaled_ms(double ms, double scale) {
+  return std::chrono::microseconds{static_cast<int64_t>(ms * 1000.0 * scale)};
+}
+
+} // namespace
+
+const std::vector<std::string>& latency_profiles() {
+  static const std::vector<std::string> names{"measured", "targets", "heavy-tail"};
+  return names;
+}
+
+std::optional<latency_model> latency_profile(std::string_view name, double scale) {
+  if (!(scale > 0.0))
+    return std::nullopt;
+  latency_model m;
+  if (name == "measured") {
+    // Kimi-K2.6: asap ~1.4 s, priority ~8.5 s, LoRA / checkpoint samples on
+    // priority 5.7-12.7 s (docs/wire-contract.md, poll timing row).
+    latency_spread pri;
+    pri.kind = latency_spread::shape::log_normal;
+    pri.median = scaled_ms(8500, scale);
+    pri.sigma = 0.25;
+    pri.min = scaled_ms(5700, scale);
+    pri.max = scaled_ms(12700, scale);
+    for (auto* w : m.all())
+      w->spread = pri;
+    auto asap = pri;
+    asap.median = scaled_ms(1400, scale);
+    asap.min = scaled_ms(1400.0 * 5700 / 8500, scale);
+    asap.max = scaled_ms(1400.0 * 12700 / 8500, scale);
+    m.asap.spread = asap;
+    return m;
+  }
+  if (name == "targets") {
+    auto at = [&](double ms) { return latency_spread::log_normal_p99(scaled_ms(ms, scale), 3.0); };
+    m.asap.spread = at(1400);
+    m.priority.spread = at(60'000);
+    m.balanced.spread = at(60'000);
+    m.standard.spread = at(300'000);
+    m.flex.spread = at(3'600'000);
+    return m;
+  }
+  if (name == "heavy-tail") {
+    for (auto* w : m.all())
+      w->spread = latency_spread::log_normal_p99(scaled_ms(1000, scale), 10.0);
+    return m;
+  }
+  return std::nullopt;
+}
+
 const char* to_string(status_vocabulary v) noexcept {
   return v == status_vocabulary::openapi ? "openapi" : "guides";
 }

@@ -201,6 +201,39 @@ caf::error durable_run::close() {
   return jr->commit();
 }
 
+void durable_run::record_delivered(const std::string& label, uint64_t step,
+                                   std::function<void(const caf::error&)> then) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!jr_) {
+    then(make_error(errc::cancelled, "the run is closed", "run"));
+    return;
+  }
+  if (auto err = jr_->record_key("delivered/" + label, 0, std::to_string(step))) {
+    then(err);
+    return;
+  }
+  jr_->when_committed(std::move(then));
+}
+
+caf::expected<std::optional<uint64_t>> durable_run::delivered(const std::string& label) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!jr_)
+    return make_error(errc::cancelled, "the run is closed", "run");
+  auto rows = jr_->samples("delivered/" + label);
+  if (!rows)
+    return std::move(rows.error());
+  if (rows->empty())
+    return std::optional<uint64_t>{};
+  return std::optional<uint64_t>{std::stoull(rows->front().key)};
+}
+
+caf::expected<std::vector<sample_record>> durable_run::calls(const std::string& step) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (!jr_)
+    return make_error(errc::cancelled, "the run is closed", "run");
+  return jr_->samples(step);
+}
+
 bool durable_run::closed() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return jr_ == nullptr;

@@ -164,6 +164,21 @@ public:
   /// Per step, in step order (as strings).
   std::map<std::string, step_stats> stats() const;
 
+  // -- a step sampler's bookkeeping (actors/step_sampler.hpp) ---------------------
+
+  /// The trainer acknowledged the delivery of the calls of `label` (a
+  /// sampler's group) in trainer step `step`; `then` runs (on the journal's
+  /// thread) once that is durable. Kept as a key row of the reserved step
+  /// "delivered/<label>".
+  void record_delivered(const std::string& label, uint64_t step,
+                        std::function<void(const caf::error&)> then);
+
+  /// The committed delivery step of `label`, or nullopt.
+  caf::expected<std::optional<uint64_t>> delivered(const std::string& label);
+
+  /// The committed calls of `step` (journal rows, by slot).
+  caf::expected<std::vector<sample_record>> calls(const std::string& step);
+
   /// Commits everything recorded and closes the journal; later calls fail
   /// with `cancelled`. Idempotent.
   caf::error close();

@@ -23,7 +23,10 @@ class Emulator:
             completer = sail_tinker.SailTokenCompleter("emulator/toy", 16, emulator=emu)
 
     ``latency``: {"priority": {"queued": seconds, "per_token": seconds}, ...}
-    ("all" for every window);
+    ("all" for every window); a heavy tail per window with {"median": seconds,
+    "p99_ratio": x} (log-normal, seeded per Idempotency-Key); a named profile
+    with {"profile": "measured" | "targets" | "heavy-tail", "scale": x} (every
+    duration times x; windows given too apply on top), or just the name.
     ``faults``: {"scripted": ["status_500", ...], "probability": {"status_429":
     0.1}, "routes": ["create", "poll", "tinker"], ...} (fault kind names as in
     emulator.hpp);
@@ -32,7 +35,7 @@ class Emulator:
     (emulator/wire_variants.hpp; check with :func:`sail_tinker.doctor`).
     """
 
-    def __init__(self, *, latency: Mapping | None = None, faults: Mapping | None = None,
+    def __init__(self, *, latency: Mapping | str | None = None, faults: Mapping | None = None,
                  seed: int | None = None, threads: int | None = None,
                  api_key: str | None = None, tinker_api_key: str | None = None,
                  known_loras: Iterable[str] | None = None,
@@ -47,7 +50,8 @@ class Emulator:
                  wire_variants: Iterable[str] | None = None,
                  host: str | None = None, port: int | None = None) -> None:
         options = {
-            "latency": dict(latency) if latency is not None else None,
+            "latency": ({"profile": latency} if isinstance(latency, str)
+                        else dict(latency) if latency is not None else None),
             "faults": dict(faults) if faults is not None else None,
             "seed": seed,
             "threads": threads,
@@ -128,9 +132,11 @@ class Emulator:
 
     # -- steering -----------------------------------------------------------------------------
 
-    def set_latency(self, latency: Mapping) -> None:
-        """Replaces the latency model for requests accepted from now on."""
-        self._native.set_latency(dict(latency))
+    def set_latency(self, latency: Mapping | str) -> None:
+        """Replaces the latency model for requests accepted from now on (the
+        forms of ``latency=`` above)."""
+        self._native.set_latency({"profile": latency} if isinstance(latency, str)
+                                 else dict(latency))
 
     def set_faults(self, faults: Mapping) -> None:
         self._native.set_faults(dict(faults))

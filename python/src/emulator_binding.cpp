@@ -47,17 +47,37 @@ emu::latency_model to_latency(const pyb::dict& d, emu::latency_model base) {
       else if (k == "per_token")
         w.per_token
           = seconds_as<std::chrono::microseconds>(x.second, "latency." + name + ".per_token");
-      else
-        bad("latency." + name + "." + k, "unknown option (queued, per_token)");
+      else if (k == "p99_ratio")
+        continue;  // with "median" below
+      else if (k == "median") {
+        double ratio = wd.contains("p99_ratio") ? wd["p99_ratio"].cast<double>() : 1.0;
+        if (!(ratio >= 1.0 && ratio <= 1000.0))
+          bad("latency." + name + ".p99_ratio", "must be within 1..1000");
+        w.spread = emu::latency_spread::log_normal_p99(
+          seconds_as<std::chrono::microseconds>(x.second, "latency." + name + ".median"), ratio);
+      } else
+        bad("latency." + name + "." + k,
+            "unknown option (queued, per_token, median, p99_ratio)");
     }
   };
+  // {"profile": name, "scale": x}: a named profile, then the windows given.
+  if (d.contains("profile")) {
+    double scale = d.contains("scale") ? d["scale"].cast<double>() : 1.0;
+    auto name = d["profile"].cast<std::string>();
+    if (!(scale > 0.0 && scale <= 1000.0))
+      bad("latency.scale", "must be within (0, 1000]");
+    auto model = emu::latency_profile(name, scale);
+    if (!model)
+      bad("latency.profile", "unknown profile '" + name + "' (measured, targets, heavy-tail)");
+    base = *model;
+  }
   if (d.contains("all"))
     for (auto* w : base.all())
       apply(*w, d["all"].cast<pyb::dict>(), "all");
   const auto& known = emu::known_windows();
   for (auto kv : d) {
     auto name = kv.first.cast<std::string>();
-    if (name == "all")
+    if (name == "all" || name == "profile" || name == "scale")
       continue;
     if (std::find(known.begin(), known.end(), name) == known.end())
       bad("latency." + name, "not a window the emulator knows");
