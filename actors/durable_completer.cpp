@@ -52,6 +52,8 @@ struct durable_state {
   rollout::run_handle run;
   std::string step;
   std::string version;
+  /// What the bodies are encoded with (durable_options::wire).
+  wire_options wire;
   std::unordered_map<uint64_t, open_call> calls;
   /// Derived key -> call id (accepted notices).
   std::unordered_map<std::string, uint64_t> by_key;
@@ -166,7 +168,7 @@ struct durable_state {
       calls.emplace(id, std::move(c));
       return send(id);
     }
-    auto encoded = encode_create(cfg, req, req.key, true, nullptr);
+    auto encoded = encode_create(cfg, req, req.key, true, nullptr, wire);
     if (!encoded)
       return c.done(std::move(encoded.error()));
     req.body = std::move(encoded->body);
@@ -283,6 +285,7 @@ durable_impl_actor::behavior_type durable_behavior(durable_ptr self, completer_a
   st.cfg = std::move(cfg);
   st.run = std::move(opts.run);
   st.step = std::move(opts.step);
+  st.wire = opts.wire ? std::move(*opts.wire) : default_wire();
   self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
   return {
     [self](atom::sample, sample_request& req) { return self->state.sample(req); },

@@ -7,6 +7,8 @@
 #include <optional>
 #include <string>
 
+#include "sail_tinker/net/wire_options.hpp"
+
 namespace sail::rollout {
 class durable_run;
 /// A durable run, shared by its completers and its owner.
@@ -22,6 +24,12 @@ struct durable_options {
   /// The adapter version label; default: the Tinker checkpoint path, else
   /// the LoRA name (rollout::adapter_identity).
   std::optional<std::string> version;
+  /// The unpublished wire details the durable front encodes create bodies
+  /// with (it encodes them itself, so that they are journaled before they are
+  /// sent). nullopt: runtime::make_durable_completer takes the runtime's
+  /// [wire]; through a cluster, the defaults -- set it to the service nodes'
+  /// [wire] when they differ (docs/cluster.md).
+  std::optional<wire_options> wire;
 };
 
 } // namespace sail

@@ -321,6 +321,8 @@ caf::expected<completer_actor> runtime::make_durable_completer(completer_config 
   auto inner = make_completer(cfg);
   if (!inner)
     return inner;
+  if (!opts.wire)
+    opts.wire = opts_.wire;
   auto c = spawn_durable_completer(sys_, *inner, std::move(cfg), std::move(opts));
   if (c) {
     std::lock_guard<std::mutex> guard{mtx_};

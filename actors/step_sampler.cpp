@@ -345,6 +345,7 @@ caf::error step_sampler::impl::launch(std::unique_lock<std::mutex>&, size_t idx,
   d.run = run;
   d.step = g.label;
   d.version = version;
+  d.wire = t.wire;
   auto c = spawn_durable_completer(sys, t.completer, t.config, std::move(d));
   if (!c)
     return std::move(c.error());

@@ -46,6 +46,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,7 @@
 
 #include "sail_tinker/messages/interfaces.hpp"
 #include "sail_tinker/messages/types.hpp"
+#include "sail_tinker/net/wire_options.hpp"
 #include "sail_tinker/rollout/durable_run.hpp"
 
 namespace sail {
@@ -89,6 +91,9 @@ struct sampler_target {
   completer_actor completer;
   completer_config config;
   std::string version;
+  /// What the groups' durable fronts encode create bodies with
+  /// (durable_options::wire): the runtime's [wire]; nullopt: the defaults.
+  std::optional<wire_options> wire = std::nullopt;
 };
 
 struct sampled_group {

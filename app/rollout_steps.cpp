@@ -175,6 +175,9 @@ int run_rollout_steps(const parsed_args& args, app_node_config& cfg) {
               << ", target " << target.description() << std::endl;
     auto version = args.get("version").value_or("");
     sampler_target st{target.completer(), s.ccfg, version};
+    // The durable fronts encode in this process: with its [wire] (through
+    // service nodes too, whose own [wire] then must match).
+    st.wire = tp->opts.wire;
     bool interrupted = false;
     signal_watcher watcher{[&interrupted](int) { interrupted = true; }};
     uint64_t groups = 0, stale = 0, failed = 0, steps = 0, dup = 0;

@@ -138,7 +138,7 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
     auto run = rollout::durable_run::open(path);
     REQUIRE(run);
     run_id = (*run)->id();
-    auto c = fx.rt->make_durable_completer(toy(), {*run, "0", std::nullopt});
+    auto c = fx.rt->make_durable_completer(toy(), {*run, "0", std::nullopt, std::nullopt});
     REQUIRE(c);
     first = run_step(fx.sys, *c);
     REQUIRE(first.group);
@@ -158,7 +158,7 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
     auto run = rollout::durable_run::open(path);
     REQUIRE(run);
     CHECK((*run)->id() == run_id);
-    auto c = fx.rt->make_durable_completer(toy(), {*run, "0", std::nullopt});
+    auto c = fx.rt->make_durable_completer(toy(), {*run, "0", std::nullopt, std::nullopt});
     REQUIRE(c);
     auto again = run_step(fx.sys, *c);
     REQUIRE(again.group);
@@ -176,7 +176,7 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
     // refused.
     auto run = rollout::durable_run::open(path);
     REQUIRE(run);
-    auto other = fx.rt->make_durable_completer(toy("emulator/other"), {*run, "0", std::nullopt});
+    auto other = fx.rt->make_durable_completer(toy("emulator/other"), {*run, "0", std::nullopt, std::nullopt});
     REQUIRE(other);
     auto refused = run_step(fx.sys, *other);
     REQUIRE_FALSE(refused.group);
@@ -202,7 +202,7 @@ TEST_CASE("durable run: the journal holds the exact body before the create, the 
   {
     auto run = rollout::durable_run::open(path, std::string{"body-run"});
     REQUIRE(run);
-    auto c = fx.rt->make_durable_completer(toy(), {*run, "7", std::string{"ckpt-7"}});
+    auto c = fx.rt->make_durable_completer(toy(), {*run, "7", std::string{"ckpt-7"}, std::nullopt});
     REQUIRE(c);
     caf::scoped_actor self{fx.sys};
     sample_request s;

@@ -237,6 +237,7 @@ host::local_completer(const system_settings& ss, const std::string& runtime_key,
   slot->bridge_ = (*e)->bridge;
   slot->completer_ = std::move(*c);
   slot->sys_ = (*e)->sys.get();
+  slot->wire_ = i->second->options().wire;
   slot->owner_ = *e;
   (*e)->slots.push_back(slot);
   return slot;
@@ -334,6 +335,8 @@ caf::error host::make_durable(completer_slot& slot, completer_config cfg,
     return make_error(errc::cancelled, "the completer is closed");
   if (slot.inner_)
     return invalid_argument("run", "the completer is durable already");
+  if (!opts.wire)
+    opts.wire = slot.wire_;
   auto front = spawn_durable_completer(*slot.sys_, slot.completer_, std::move(cfg),
                                        std::move(opts));
   if (!front)

@@ -77,6 +77,8 @@ private:
   /// durable front.
   completer_actor inner_;
   caf::actor_system* sys_ = nullptr;
+  /// The runtime's [wire] (local mode): what a durable front encodes with.
+  wire_options wire_;
   system_entry* owner_ = nullptr;
   std::string cluster_key_;  ///< non-empty in cluster mode
   std::shared_ptr<cluster_box> cluster_;

@@ -105,3 +105,28 @@ def test_doctor_finds_the_setting_and_a_completer_samples_with_it(variant):
         assert out.tokens == want["token_ids"]
         assert out.maybe_logprobs == pytest.approx(want["logprobs"])
         assert out.stop_reason == "stop"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_durable_completer_encodes_with_the_wire_settings(variant, tmp_path):
+    # A durable completer encodes (and journals) its create bodies itself:
+    # with the runtime's [wire], as a plain completer does.
+    _, _, key, value = VARIANTS[variant]
+    with sail_tinker.Emulator(wire_variants=[variant]) as emu:
+        free = emu.expected_sample(PROMPT, TOY_MODEL, temperature=0.0, max_output_tokens=8)
+        stop = next(t for i, t in enumerate(free["token_ids"])
+                    if i >= 2 and t not in free["token_ids"][:i])
+        want = emu.expected_sample(PROMPT, TOY_MODEL, temperature=0.0, max_output_tokens=8,
+                                   stop=[stop])
+
+        async def go():
+            with sail_tinker.Run(str(tmp_path / "run.journal")) as run:
+                with sail_tinker.SailTokenCompleter(
+                        TOY_MODEL, 8, temperature=0.0, emulator=emu, run=run, step=0,
+                        runtime_options={**FAST, "wire": {key: value}}) as c:
+                    return await c(PROMPT, [stop])
+
+        out = asyncio.run(go())
+        assert out.tokens == want["token_ids"]
+        assert out.maybe_logprobs == pytest.approx(want["logprobs"])
+        assert out.stop_reason == "stop"
