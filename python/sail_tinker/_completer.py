@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from . import _native
 from ._types import TokenCompleter, TokensWithLogprobs
-from .errors import InferenceError, InvalidArgumentError, OverloadedError, UnavailableError
+from .errors import InferenceError, InvalidArgumentError
 
 __all__ = ["SailTokenCompleter", "get_tinker_checkpoint_signed_url_async", "shutdown"]
 
@@ -109,8 +109,11 @@ def _is_voyage_context(value: Any) -> bool:
 
 
 # Errors of a sample refused before anything was sent: its budget
-# reservation is released, not spent.
-_REFUSED = (InvalidArgumentError, OverloadedError, UnavailableError)
+# reservation is released, not spent. Overloaded and unavailable are not
+# among them: a cluster's lost node or a full connection queue can report
+# them for a sample Sail already accepted (and bills), so their worst case
+# stays spent and the cap is never exceeded.
+_REFUSED = (InvalidArgumentError,)
 
 
 # Distinct voyages of one completer with their own native completer, at most

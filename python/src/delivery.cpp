@@ -230,6 +230,17 @@ void dispatcher::deliver(pyb::handle fut, completion& c) {
     auto [ok, value] = std::visit([](auto& r) { return outcome(r); }, c.result);
     fut.attr(ok ? "set_result" : "set_exception")(value);
   } catch (pyb::error_already_set& e) {
+    // The result could not be made into a Python object (e.g. a result
+    // class of another shape): the awaiting task gets that error rather than
+    // waiting forever.
+    try {
+      if (!fut.attr("done")().cast<bool>()) {
+        fut.attr("set_exception")(e.value());
+        return;
+      }
+    } catch (pyb::error_already_set& again) {
+      again.discard_as_unraisable("sail_tinker: delivering an error");
+    }
     e.discard_as_unraisable("sail_tinker: delivering a result");
   }
 }
