@@ -129,8 +129,6 @@ void raise_error(const caf::error& err) {
 
 // -- dispatcher ------------------------------------------------------------------------
 
-namespace {
-
 pyb::object to_python(tokens_with_logprobs& x) {
   pyb::list tokens(x.tokens.size());
   for (size_t i = 0; i < x.tokens.size(); ++i)
@@ -149,6 +147,8 @@ pyb::object to_python(tokens_with_logprobs& x) {
                           x.usage->output_tokens, x.usage->reasoning_tokens);
   return types().tokens_with_logprobs(tokens, lps, pyb::str(x.stop_reason), usage);
 }
+
+namespace {
 
 /// The future's outcome: (true, value) or (false, exception).
 std::pair<bool, pyb::object> outcome(caf::expected<tokens_with_logprobs>& r) {
