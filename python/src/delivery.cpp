@@ -127,8 +127,6 @@ void raise_error(const caf::error& err) {
   throw pyb::error_already_set();
 }
 
-// -- dispatcher ------------------------------------------------------------------------
-
 pyb::object to_python(tokens_with_logprobs& x) {
   pyb::list tokens(x.tokens.size());
   for (size_t i = 0; i < x.tokens.size(); ++i)
@@ -147,6 +145,8 @@ pyb::object to_python(tokens_with_logprobs& x) {
                           x.usage->output_tokens, x.usage->reasoning_tokens);
   return types().tokens_with_logprobs(tokens, lps, pyb::str(x.stop_reason), usage);
 }
+
+// -- dispatcher ------------------------------------------------------------------------
 
 namespace {
 

@@ -11,6 +11,7 @@ drain / close), against the emulator with heavy-tailed latency scaled down:
   the same run: the unacknowledged batch comes again, acknowledged groups
   never, and the emulator ran one inference per member (nothing created
   twice);
+- the event loop keeps running other tasks while next_step waits;
 - bad inputs: TypeError / ValueError naming the field, duplicate prompt
   ids the typed InvalidArgumentError.
 """
@@ -234,3 +235,24 @@ def test_bad_inputs_are_typed_errors(tmp_path, emu):
         s.close()
         with pytest.raises(sail_tinker.SampleCancelledError):
             asyncio.run(s.next_step(completer(emu)))
+
+
+def test_next_step_leaves_the_event_loop_free(tmp_path):
+    # Members take 0.2 s: a blocking next_step would have finished inside
+    # the loop's first turn; here the loop runs other tasks meanwhile.
+    async def main(emu):
+        c = completer(emu, max_tokens=4)
+        with sail_tinker.Run(str(tmp_path / "run.journal")) as run:
+            async with run.group_sampler(prompts(2), group_size=2, groups_per_step=2,
+                                         overprovision=0) as s:
+                task = asyncio.create_task(s.next_step(c))
+                ticks = 0
+                while not task.done():
+                    ticks += 1
+                    await asyncio.sleep(0.01)
+                assert ticks > 1
+                assert len(task.result().groups) == 2
+        await c.aclose()
+
+    with sail_tinker.Emulator(latency={"all": {"queued": 0.2}}) as emu:
+        asyncio.run(main(emu))
