@@ -227,8 +227,10 @@ class GroupSampler:
 
     def close(self) -> None:
         """Acknowledges the last batch (committed to the journal). Groups
-        still open keep running to their end, journaled. Idempotent."""
-        self._native.close()
+        still open keep running to their end, journaled. Idempotent. Waits
+        for a call in flight on the sampler's thread (one owner at a time)."""
+        if not self._native.closed:
+            self._worker.submit(self._native.close).result()
         self._worker.shutdown(wait=False)
 
     async def aclose(self) -> None:
