@@ -11,6 +11,8 @@ drain / close), against the emulator with heavy-tailed latency scaled down:
   the same run: the unacknowledged batch comes again, acknowledged groups
   never, and the emulator ran one inference per member (nothing created
   twice);
+- a member failing after its retries is refilled under a new key; a
+  structural prompt failure goes to `batch.failed` with its typed error;
 - the event loop keeps running other tasks while next_step waits;
 - bad inputs: TypeError / ValueError naming the field, duplicate prompt
   ids the typed InvalidArgumentError.
@@ -255,4 +257,33 @@ def test_next_step_leaves_the_event_loop_free(tmp_path):
         await c.aclose()
 
     with sail_tinker.Emulator(latency={"all": {"queued": 0.2}}) as emu:
+        asyncio.run(main(emu))
+
+
+def test_failed_members_are_refilled_and_a_structural_failure_fails_its_group(tmp_path):
+    # Three members' results come back without token ids (inference errors
+    # the completer does not retry); prompt p2 is empty (refused unsent).
+    faults = {"scripted": ["missing_token_ids"] * 3, "routes": ["poll"]}
+    ps = prompts(3)
+    ps[2]["prompt"] = []
+
+    async def main(emu):
+        c = completer(emu, max_tokens=4)
+        with sail_tinker.Run(str(tmp_path / "run.journal")) as run:
+            async with run.group_sampler(ps, group_size=4, groups_per_step=3,
+                                         overprovision=0) as s:
+                b = await s.next_step(c)
+                assert len(b.groups) == 2
+                assert all(len(g.members) == 4 and g.error is None for g in b.groups)
+                assert sum(g.refills for g in b.groups) == 3
+                assert len(b.failed) == 1
+                f = b.failed[0]
+                assert f.prompt_id == "p2" and f.refills == 0 and f.members == []
+                assert isinstance(f.error, sail_tinker.InvalidArgumentError)
+                assert s.stats()["refills"] == 3
+        # The refills ran under keys of their own: 8 good members + 3 failed.
+        assert emu.stats()["inference_runs_total"] == 11
+        await c.aclose()
+
+    with sail_tinker.Emulator(faults=faults) as emu:
         asyncio.run(main(emu))
