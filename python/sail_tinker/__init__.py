@@ -20,6 +20,7 @@ from ._completer import SailTokenCompleter, get_tinker_checkpoint_signed_url_asy
 from ._doctor import doctor
 from ._emulator import Emulator
 from ._run import Run
+from ._sampler import GroupSampler, SampledGroup, StepBatch, _release_all
 from ._types import USES_TINKER_COOKBOOK, TokenCompleter, TokensWithLogprobs, Usage, _make_result
 from .errors import (BudgetExceededError, HTTPError, InferenceError, InferenceHTTPError,
                      InvalidArgumentError, NodeDownError, NotConfiguredError, OverloadedError,
@@ -33,6 +34,9 @@ __all__ = [
     "USES_TINKER_COOKBOOK",
     "Usage",
     "Run",
+    "GroupSampler",
+    "StepBatch",
+    "SampledGroup",
     "get_tinker_checkpoint_signed_url_async",
     "Emulator",
     "doctor",
@@ -61,6 +65,7 @@ _native._init(_make_result, Usage, _from_native)
 def _at_exit() -> None:
     # Before the interpreter finalizes: stop the actor systems (their threads
     # call into Python through the notifier), then the notifier thread.
+    _release_all()
     _native.shutdown(True)
 
 

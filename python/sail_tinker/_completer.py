@@ -662,5 +662,8 @@ async def _signed_url_from_service_client(service_client: Any, tinker_path: str,
 def shutdown() -> None:
     """Stops every runtime, cluster and resolver of the process (open samples
     fail with SampleCancelledError). Later calls start them again. Runs
-    automatically at interpreter exit."""
+    automatically at interpreter exit. Step samplers still open are dropped
+    first without acknowledging their last batch (reopen the run to go on)."""
+    from ._sampler import _release_all
+    _release_all()
     _native.shutdown(False)

@@ -51,6 +51,21 @@ class Run:
         again under its key) and ``failed``, for the calls of this process."""
         return self._native.stats()
 
+    def group_sampler(self, prompts: Any, *, group_size: int = 8, groups_per_step: int = 64,
+                      overprovision: float = 0.25, max_staleness: int = 1,
+                      max_refills: int = 8) -> Any:
+        """A step sampler on this run (docs/python.md, "Step sampler"):
+        ``batch = await sampler.next_step(completer)`` returns
+        ``groups_per_step`` complete groups of ``group_size`` members while
+        ``overprovision`` x K more stay in flight for the next step; nothing
+        billed is dropped. ``prompts``: a list (or iterable) of dicts {"id",
+        "prompt", optional "n" (= group_size), "max_tokens", "stop", "meta"}
+        (the rollout input format) or (id, tokens) pairs, ids unique."""
+        from ._sampler import GroupSampler
+        return GroupSampler(self, prompts, group_size=group_size,
+                            groups_per_step=groups_per_step, overprovision=overprovision,
+                            max_staleness=max_staleness, max_refills=max_refills)
+
     def close(self) -> None:
         """Commits everything recorded and closes the journal; completers
         on this run fail later calls with SampleCancelledError. Idempotent."""

@@ -127,10 +127,6 @@ void raise_error(const caf::error& err) {
   throw pyb::error_already_set();
 }
 
-// -- dispatcher ------------------------------------------------------------------------
-
-namespace {
-
 pyb::object to_python(tokens_with_logprobs& x) {
   pyb::list tokens(x.tokens.size());
   for (size_t i = 0; i < x.tokens.size(); ++i)
@@ -149,6 +145,10 @@ pyb::object to_python(tokens_with_logprobs& x) {
                           x.usage->output_tokens, x.usage->reasoning_tokens);
   return types().tokens_with_logprobs(tokens, lps, pyb::str(x.stop_reason), usage);
 }
+
+// -- dispatcher ------------------------------------------------------------------------
+
+namespace {
 
 /// The future's outcome: (true, value) or (false, exception).
 std::pair<bool, pyb::object> outcome(caf::expected<tokens_with_logprobs>& r) {

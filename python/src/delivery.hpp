@@ -111,6 +111,9 @@ struct python_types {
 /// destruction time).
 python_types& types();
 
+/// The result object of a sample (types().tokens_with_logprobs; GIL held).
+pyb::object to_python(tokens_with_logprobs& x);
+
 /// Builds the Python exception for `err` (GIL held).
 pyb::object make_exception(const caf::error& err);
 

@@ -139,6 +139,13 @@ std::optional<completer_slot::target> completer_slot::get() const {
   return target{bridge_, completer_};
 }
 
+std::optional<completer_slot::plain_target> completer_slot::plain() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (closed_ || sys_ == nullptr)
+    return std::nullopt;
+  return plain_target{sys_, inner_ ? inner_ : completer_};
+}
+
 void completer_slot::abandon() {
   completer_actor completer;
   completer_actor inner;

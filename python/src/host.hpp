@@ -58,6 +58,14 @@ public:
   /// The handles, or nullopt once closed.
   std::optional<target> get() const;
 
+  /// What a step sampler wraps: the actor system and the completer before
+  /// any durable front (make_durable); nullopt once closed.
+  struct plain_target {
+    caf::actor_system* sys = nullptr;
+    completer_actor completer;
+  };
+  std::optional<plain_target> plain() const;
+
   bool is_cluster() const noexcept {
     return !cluster_key_.empty();
   }

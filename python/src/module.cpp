@@ -2,6 +2,9 @@
 // arguments (convert.hpp), calls the host (host.hpp) or a dispatcher
 // (delivery.hpp) with the GIL released where C++ may block, and converts the
 // result. The user-facing API is the Python package around it.
+#include <mutex>
+#include <set>
+
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -13,6 +16,7 @@
 #include "host.hpp"
 #include "sail_tinker/actors/completer.hpp"
 #include "sail_tinker/actors/durable_completer.hpp"
+#include "sail_tinker/actors/step_sampler.hpp"
 #include "sail_tinker/rollout/durable_run.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
@@ -229,6 +233,199 @@ void make_durable(const completer_ref& c, const run_ref& r, const pyb::dict& con
     raise_error(err);
 }
 
+/// Python's handle on a step sampler (sail_tinker.GroupSampler). The C++
+/// sampler opens on the first next_step / attach, in the actor system of
+/// the completer given (a sampler needs one before it can launch). Calls are
+/// serialized by the package (one worker thread per sampler); stats() may
+/// come from any thread.
+struct sampler_ref {
+  rollout::run_handle run;
+  std::vector<group_prompt> prompts;
+  step_sampler_options opts;
+  mutable std::mutex mtx;
+  std::shared_ptr<step_sampler> sampler;
+  bool closed = false;
+
+  /// The open sampler (opened now in `sys` if it is not yet). GIL released.
+  caf::expected<std::shared_ptr<step_sampler>> open(caf::actor_system* sys) {
+    std::lock_guard<std::mutex> guard{mtx};
+    if (closed)
+      return make_error(errc::cancelled, "the sampler is closed");
+    if (sampler)
+      return sampler;
+    if (sys == nullptr)
+      return make_error(errc::invalid_argument,
+                        "the sampler has not started: call next_step or attach first");
+    auto s = step_sampler::open(*sys, run, prompts, opts);
+    if (!s)
+      return std::move(s.error());
+    sampler = std::shared_ptr<step_sampler>(std::move(*s));
+    return sampler;
+  }
+
+  std::shared_ptr<step_sampler> current() const {
+    std::lock_guard<std::mutex> guard{mtx};
+    return sampler;
+  }
+};
+
+std::unique_ptr<sampler_ref> open_sampler(const run_ref& r, const pyb::list& prompts,
+                                          const pyb::dict& options) {
+  auto out = std::make_unique<sampler_ref>();
+  out->run = r.run;
+  auto get = [&](const char* name, auto& field) {
+    if (options.contains(name))
+      field = options[name].cast<std::decay_t<decltype(field)>>();
+  };
+  get("group_size", out->opts.group_size);
+  get("groups_per_step", out->opts.groups_per_step);
+  get("overprovision", out->opts.overprovision);
+  get("max_staleness", out->opts.max_staleness);
+  get("max_refills", out->opts.max_refills);
+  if (auto err = out->opts.validate(""))
+    raise_error(err);
+  if (prompts.size() == 0)
+    raise_error(invalid_argument("prompts", "no prompt"));
+  out->prompts.reserve(prompts.size());
+  std::set<std::string> ids;
+  for (auto x : prompts) {
+    auto t = x.cast<pyb::tuple>();  // (id, prompt, stop, max_tokens), normalized by the package
+    auto id = t[0].cast<std::string>();
+    if (!ids.insert(id).second)
+      raise_error(invalid_argument("prompts", "duplicate prompt id \"" + id + "\""));
+    out->prompts.push_back(group_prompt{std::move(id), make_request(t[1], t[2], t[3])});
+  }
+  return out;
+}
+
+sampler_target make_target(const completer_ref& c, const pyb::dict& config,
+                           pyb::handle version, caf::actor_system*& sys) {
+  auto t = c.slot->plain();
+  if (!t)
+    raise_error(make_error(errc::cancelled, "the completer is closed"));
+  sys = t->sys;
+  sampler_target out{t->completer, to_config(config), {}};
+  if (!version.is_none())
+    out.version = version.cast<std::string>();
+  return out;
+}
+
+pyb::dict group_to_python(sampled_group& g) {
+  pyb::dict d;
+  d["prompt_id"] = g.prompt_id;
+  d["index"] = g.index;
+  d["label"] = g.label;
+  pyb::list members;
+  for (auto& m : g.members)
+    members.append(to_python(m));
+  d["members"] = std::move(members);
+  d["version"] = g.version;
+  d["launched_step"] = g.launched_step;
+  d["step"] = g.step;
+  d["staleness"] = g.staleness;
+  d["refills"] = g.refills;
+  d["error"] = g.error ? make_exception(g.error) : pyb::none();
+  return d;
+}
+
+pyb::dict batch_to_python(step_batch& b) {
+  pyb::dict d;
+  d["step"] = b.step;
+  d["version"] = b.version;
+  for (auto [name, xs] : {std::pair{"groups", &b.groups}, std::pair{"stale", &b.stale},
+                          std::pair{"failed", &b.failed}}) {
+    pyb::list l;
+    for (auto& g : *xs)
+      l.append(group_to_python(g));
+    d[name] = std::move(l);
+  }
+  return d;
+}
+
+pyb::dict to_dict(const step_sampler_stats& s) {
+  pyb::dict d;
+  d["launched"] = s.launched;
+  d["resumed"] = s.resumed;
+  d["skipped"] = s.skipped;
+  d["delivered"] = s.delivered;
+  d["stale"] = s.stale;
+  d["failed"] = s.failed;
+  d["refills"] = s.refills;
+  d["members_completed"] = s.members_completed;
+  d["members_delivered"] = s.members_delivered;
+  d["in_flight"] = s.in_flight;
+  d["staleness_sum"] = s.staleness_sum;
+  return d;
+}
+
+pyb::dict sampler_next_step(sampler_ref& r, const completer_ref& c, const pyb::dict& config,
+                            pyb::handle version) {
+  caf::actor_system* sys = nullptr;
+  auto target = make_target(c, config, version, sys);
+  caf::expected<step_batch> batch{step_batch{}};
+  {
+    pyb::gil_scoped_release nogil;
+    auto s = r.open(sys);
+    if (s)
+      batch = (*s)->next_step(target);
+    else
+      batch = std::move(s.error());
+  }
+  auto b = value_or_raise(std::move(batch));
+  return batch_to_python(b);
+}
+
+void sampler_attach(sampler_ref& r, const completer_ref& c, const pyb::dict& config,
+                    pyb::handle version) {
+  caf::actor_system* sys = nullptr;
+  auto target = make_target(c, config, version, sys);
+  caf::error err;
+  {
+    pyb::gil_scoped_release nogil;
+    auto s = r.open(sys);
+    if (s)
+      (*s)->attach(target);
+    else
+      err = std::move(s.error());
+  }
+  if (err)
+    raise_error(err);
+}
+
+pyb::object sampler_drain(sampler_ref& r) {
+  auto s = r.current();
+  if (!s)
+    return pyb::none();  // never started: nothing launched in this process
+  if (r.closed)
+    raise_error(make_error(errc::cancelled, "the sampler is closed"));
+  caf::expected<step_batch> batch{step_batch{}};
+  {
+    pyb::gil_scoped_release nogil;
+    batch = s->drain();
+  }
+  auto b = value_or_raise(std::move(batch));
+  return batch_to_python(b);
+}
+
+void sampler_close(sampler_ref& r) {
+  caf::error err;
+  {
+    pyb::gil_scoped_release nogil;
+    std::shared_ptr<step_sampler> s;
+    {
+      std::lock_guard<std::mutex> guard{r.mtx};
+      if (r.closed)
+        return;
+      r.closed = true;
+      s = r.sampler;  // kept for stats()
+    }
+    if (s)
+      err = s->close();
+  }
+  if (err)
+    raise_error(err);
+}
+
 resolver_ref make_resolver(const pyb::dict& target) {
   http_client_options http;
   auto opts = to_resolver_options(target, http);
@@ -343,6 +540,42 @@ PYBIND11_MODULE(_native, m) {
         return out;
       },
       "Per step: fresh, from_journal, reattached, resent, failed.");
+
+  pyb::class_<sampler_ref>(m, "StepSampler")
+    .def(pyb::init(&open_sampler), pyb::arg("run"), pyb::arg("prompts"), pyb::arg("options"))
+    .def("next_step", &sampler_next_step, pyb::arg("completer"), pyb::arg("config"),
+         pyb::arg("version"), "Acknowledges the last batch and returns the next (blocks).")
+    .def("attach", &sampler_attach, pyb::arg("completer"), pyb::arg("config"),
+         pyb::arg("version"), "Makes a target known for resumed groups of its version.")
+    .def("drain", &sampler_drain, "Waits for every open group; None if never started.")
+    .def("close", &sampler_close, "Acknowledges the last batch. Idempotent.")
+    .def(
+      "release",
+      [](sampler_ref& r) {
+        pyb::gil_scoped_release nogil;
+        std::shared_ptr<step_sampler> s;
+        {
+          std::lock_guard<std::mutex> guard{r.mtx};
+          r.closed = true;
+          s = std::move(r.sampler);
+          r.sampler = nullptr;
+        }
+      },
+      "Drops the C++ sampler without acknowledging anything (interpreter exit: before the "
+      "actor systems stop).")
+    .def(
+      "stats",
+      [](const sampler_ref& r) {
+        auto s = r.current();
+        return to_dict(s ? s->stats() : step_sampler_stats{});
+      },
+      "Counters: launched, resumed, skipped, delivered, stale, failed, refills, "
+      "members_completed, members_delivered, in_flight, staleness_sum.")
+    .def_property_readonly("started", [](const sampler_ref& r) { return r.current() != nullptr; })
+    .def_property_readonly("closed", [](const sampler_ref& r) {
+      std::lock_guard<std::mutex> guard{r.mtx};
+      return r.closed;
+    });
 
   pyb::class_<dispatcher, std::shared_ptr<dispatcher>>(m, "Dispatcher")
     .def(pyb::init([](pyb::object loop) { return dispatcher::make(std::move(loop)); }))
