@@ -277,9 +277,14 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
   if (!st.loaded)
     if (auto err = load(step, st))
       return err;
-  // The same position in the journal's step: same settings, or refused.
+  // A call the journal holds under its key is that call, wherever it comes
+  // in the step (concurrent calls may arrive in another order after a
+  // restart). Otherwise the same position in the journal's step: same
+  // settings, or refused.
   auto position = st.position;
-  if (auto i = st.slots.find(position); i != st.slots.end() && !i->second.settings.empty()
+  auto key = call_key(id_, step, fingerprint, st.occurrences[fingerprint]);
+  if (auto i = st.slots.find(position); st.calls.count(key) == 0 && i != st.slots.end()
+                                         && !i->second.settings.empty()
                                          && i->second.settings != settings) {
     std::string field;
     auto difference = config_difference(i->second.settings, settings, &field);
@@ -290,9 +295,9 @@ caf::expected<call_plan> durable_run::plan(const std::string& step, const std::s
                                        "new step or run id starts afresh)");
   }
   ++st.position;
-  auto occurrence = st.occurrences[fingerprint]++;
+  ++st.occurrences[fingerprint];
   call_plan p;
-  p.key = call_key(id_, step, fingerprint, occurrence);
+  p.key = std::move(key);
   auto k = st.calls.find(p.key);
   if (k == st.calls.end() || k->second.request.empty()) {
     p.source = call_source::fresh;

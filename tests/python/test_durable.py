@@ -198,3 +198,27 @@ def test_durable_through_service_nodes_then_resumed_from_the_journal(emu, tmp_pa
     finally:
         for n in nodes:
             n.close()
+
+
+def test_calls_in_another_order_after_a_restart_are_answered_from_the_journal(emu, tmp_path):
+    # Concurrent calls may reach the run in another order after a restart;
+    # a call the journal holds under its key is that call (its settings, here
+    # the per-call cap, differ from the call at the same position).
+    path = str(tmp_path / "run.journal")
+
+    async def calls(c, order):
+        caps = {"a": 3, "b": 5}
+        return {k: await c(prompt(1 if k == "a" else 2), max_tokens=caps[k]) for k in order}
+
+    async def go():
+        with sail_tinker.Run(path) as run, completer(emu, run=run, step=0) as c:
+            first = await calls(c, "ab")
+        before = sail_requests(emu)
+        with sail_tinker.Run(path) as run, completer(emu, run=run, step=0) as c:
+            again = await calls(c, "ba")
+            st = run.stats()["0"]
+        assert {k: v.tokens for k, v in again.items()} == {k: v.tokens for k, v in first.items()}
+        assert st["from_journal"] == 2 and st["fresh"] == 0
+        assert sail_requests(emu) == before
+
+    asyncio.run(go())
