@@ -353,8 +353,10 @@ class SailTokenCompleter(TokenCompleter):
         try:
             out = await fut
         except asyncio.CancelledError:
-            native.cancel(key)
-            self._settle(holds, [None])
+            try:
+                native.cancel(key)
+            finally:
+                self._settle(holds, [None])
             raise
         except BaseException as e:
             self._settle(holds, [e])
@@ -388,8 +390,10 @@ class SailTokenCompleter(TokenCompleter):
         try:
             members = await asyncio.gather(*futures, return_exceptions=True)
         except asyncio.CancelledError:
-            native.cancel(group)
-            self._settle(holds, [None] * n)
+            try:
+                native.cancel(group)
+            finally:
+                self._settle(holds, [None] * n)
             raise
         finally:
             self._leave(native)
