@@ -4,6 +4,8 @@
 #include <memory>
 #include <unordered_map>
 
+#include <boost/uuid/random_generator.hpp>
+#include <boost/uuid/uuid_io.hpp>
 #include <caf/actor_control_block.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
@@ -58,6 +60,8 @@ struct durable_state {
   /// Derived key -> call id (accepted notices).
   std::unordered_map<std::string, uint64_t> by_key;
   uint64_t next_id = 0;
+  /// Group ids of groups sent without one.
+  boost::uuids::random_generator uuids;
   /// Journaled calls waiting for the commit the outstanding when_committed
   /// covers, and those recorded after it was registered (the next one).
   std::vector<uint64_t> covered;
@@ -104,6 +108,12 @@ struct durable_state {
     };
     auto g = std::make_shared<group_state>();
     g->rp = self->make_response_promise<group_result>();
+    // One group id and prompt_cache_key for every member, as a completer
+    // gives them (Sail bills the shared prompt's cached part cheaper).
+    if (req.group_id.empty())
+      req.group_id = boost::uuids::to_string(uuids());
+    if (req.prompt_cache_key.empty())
+      req.prompt_cache_key = req.group_id;
     g->result.group_id = req.group_id;
     g->result.members.resize(n);
     g->pending = n;

@@ -14,11 +14,13 @@
 //   the emulator ran exactly one inference per sample; a finished run run
 //   again sends no request at all;
 // - the same trainer through two service nodes, one of them SIGKILLed.
+#include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
 #include <signal.h>
 
 #include <filesystem>
+#include <set>
 
 #include <caf/scoped_actor.hpp>
 #include <sqlite3.h>
@@ -143,6 +145,19 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
     first = run_step(fx.sys, *c);
     REQUIRE(first.group);
     REQUIRE(first.group->members.size() == 4);
+    // A group sent without an id gets one, and its members share it as
+    // their prompt_cache_key (the cached prefix is billed cheaper).
+    CHECK_FALSE(first.group->group_id.empty());
+    std::set<std::string> cache_keys;
+    for (auto& e : fx.emu.request_log())
+      if (e.route == "POST /v1/responses"
+          && e.request_body.find("[5,6,7]") != std::string::npos)
+        cache_keys.insert(boost::json::parse(e.request_body)
+                            .as_object()
+                            .at("prompt_cache_key")
+                            .as_string()
+                            .c_str());
+    CHECK(cache_keys == std::set<std::string>{first.group->group_id});
     for (auto& s : first.singles)
       REQUIRE(s);
     auto st = (*run)->stats();
