@@ -159,6 +159,11 @@ durable_run::open(const std::string& path, std::optional<std::string> run_id,
   if (run_id)
     if (auto err = check_run_id(*run_id))
       return invalid_argument("run_id", render(err));
+  // Durable fronts wait for a commit notice before they send; only the
+  // journal's own committer thread gives one.
+  if (!opts.background)
+    return invalid_argument("background", "a durable run commits on the journal's own "
+                                          "thread (journal_options::background)");
   // The journal holds create bodies, signed URLs included: a new one is
   // created readable by its owner only (SQLite gives the -wal file the
   // database's mode).

@@ -116,7 +116,9 @@ public:
   /// Opens or creates the run's journal at `path`. A new journal takes
   /// `run_id` (default: a generated one); an existing one keeps its id
   /// (invalid_argument naming run_id if `run_id` differs, or if the file is
-  /// a `rollout --input` journal).
+  /// a `rollout --input` journal). `opts.background` must hold (durable
+  /// fronts send once the committer thread reports the commit):
+  /// invalid_argument naming `background` otherwise.
   static caf::expected<std::shared_ptr<durable_run>>
   open(const std::string& path, std::optional<std::string> run_id = std::nullopt,
        journal_options opts = default_journal_options());

@@ -201,6 +201,12 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
     CHECK(sail_requests(fx.emu) == before); // nothing sent
     REQUIRE_FALSE((*run)->close());
   }
+  // A journal without its committer thread would never report a commit.
+  auto foreground = rollout::durable_run::open(path, std::nullopt,
+                                               rollout::journal_options{1000, 50ms, false, false});
+  REQUIRE_FALSE(foreground);
+  REQUIRE(info_of(foreground.error()) != nullptr);
+  CHECK(info_of(foreground.error())->field == "background");
   // A run id that differs from the journal's is refused.
   auto wrong = rollout::durable_run::open(path, std::string{"another-run"});
   REQUIRE_FALSE(wrong);
