@@ -1,8 +1,8 @@
 // sail-tinker rollout: the main job (--input, in rollout_job.cpp) or the
 // synthetic load generator: G x N samples (one sample_group per group, at
 // most C groups in flight) through the actor stack, with a live progress bar,
-// and a summary table. Without --base-url, --nodes and SAIL_API_KEY it runs
-// against the embedded emulator.
+// and a summary table. Its target: --nodes, --base-url or SAIL_API_KEY, or
+// an embedded emulator with --emulator; none of them exits 2.
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,9 +87,10 @@ constexpr const char* rollout_description
     "Without --input: the synthetic load generator (G x N samples, one\n"
     "sample_group per group, at most C groups in flight) with a summary.\n"
     "Targets, in order: --nodes (service nodes: least in flight, samples of a lost\n"
-    "node re-routed with their keys), --base-url or SAIL_API_KEY (Sail), else an\n"
-    "embedded emulator (queued 20 ms + 2 ms per token unless --emu-latency-* say\n"
-    "otherwise). Exit 0 when every sample succeeded, 1 otherwise, 2 for invalid\n"
+    "node re-routed with their keys), --base-url or SAIL_API_KEY (Sail), or\n"
+    "--emulator: an embedded emulator (queued 20 ms + 2 ms per token unless\n"
+    "--emu-latency-* say otherwise); none of them: exit 2 naming SAIL_API_KEY.\n"
+    "Exit 0 when every sample succeeded, 1 otherwise, 2 for invalid\n"
     "input, 3 when a spending cap (--budget-usd, --budget-tokens) stopped the run\n"
     "(in-flight samples finish and are recorded; run again with a larger cap to\n"
     "continue), 130 when interrupted (SIGINT/SIGTERM: in-flight work is cancelled,\n"
