@@ -513,8 +513,10 @@ json::object server::impl::render(const response_record& rec,
     o["incomplete_details"] = json::object{{"reason", "max_output_tokens"}};
   else
     o["incomplete_details"] = nullptr;
-  // usage is a required ResponseUsage object (OpenAPI): zeros until billed;
-  // a failed or cancelled response bills nothing (stats::billed_*).
+  // usage is a required ResponseUsage object (OpenAPI): zeros until billed.
+  // A failed or cancelled response bills nothing here (stats::billed_*): the
+  // emulator's assumption; Sail documents only that an incomplete response
+  // can carry billed usage. The budgets keep a failed sample's worst case.
   auto in_tokens = has_output ? rec.input_tokens : 0;
   auto cached = has_output ? rec.cached_tokens : 0;
   auto out_tokens = has_output
