@@ -47,11 +47,6 @@
 
 namespace sail {
 
-/// The balancer: the public interface plus the proxies' reports and the
-/// queue timer.
-using balancer_actor = completer_actor::extend_with<node_events_actor>::extend<
-  caf::reacts_to<atom::expire, uint64_t, uint64_t>>;
-
 /// Margin of a balancer -> proxy request over the proxy's own timeout, so the
 /// proxy always answers first (typed).
 inline constexpr auto proxy_margin = std::chrono::seconds(30);
