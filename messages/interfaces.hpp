@@ -67,11 +67,11 @@ using job_driver_actor = sample_observer_actor::extend<
 //
 // The interfaces actors use among themselves on one node (their timers,
 // workers' reports, the cluster's bookkeeping). No handle of these types is
-// published or handed to a trainer: each is handed out under one of the
-// published interfaces above, which it extends. Message types that only
-// ever travel inside one process (a shared pointer, a callback-free local
-// report) are declared where they are defined and marked
-// CAF_ALLOW_UNSAFE_MESSAGE_TYPE there; only their names are needed here.
+// published or handed to a trainer: an actor that has one is handed out, if
+// at all, under a published interface above. The message types that only
+// travel inside one process (shared_job, sample_report, poll_plan,
+// webhook_delivery, http_completion) are only named here; each is defined,
+// and marked CAF_ALLOW_UNSAFE_MESSAGE_TYPE, in its own header.
 //
 // Not here: python/src/bridge.hpp's bridge_actor, the Python binding's
 // bridge from Python threads into the actor system. Its messages carry the

@@ -69,6 +69,15 @@ emulator::options slow_emulator(std::chrono::milliseconds queued) {
   return opts;
 }
 
+/// Starts `n` samples of `tc` (prompts {1} .. {n}).
+std::vector<std::future<token_completer::sample_result>> sample_n(token_completer& tc,
+                                                                  int64_t n) {
+  std::vector<std::future<token_completer::sample_result>> futures;
+  for (int64_t i = 0; i < n; ++i)
+    futures.push_back(tc.sample(model_input{i + 1}));
+  return futures;
+}
+
 } // namespace
 
 TEST_CASE("sample: tokens, logprobs and stop reason from the emulator",
@@ -516,9 +525,7 @@ TEST_CASE("supervision: a killed worker pool fails every caller with node_down, 
   // sample; nothing is sent twice.
   stack_fixture f{slow_emulator(std::chrono::seconds(30))};
   auto tc = f.completer();
-  std::vector<std::future<token_completer::sample_result>> futures;
-  for (int64_t i = 0; i < 5; ++i)
-    futures.push_back(tc.sample(model_input{i + 1}));
+  auto futures = sample_n(tc, 5);
   REQUIRE(wait_for_emulator(f, [](const emulator::stats& s) {
     return s.count("POST /v1/responses", 202) == 5;
   }));
@@ -712,9 +719,7 @@ TEST_CASE("shutdown with work in flight never hangs and fails the work as cancel
           "[runtime][shutdown]") {
   stack_fixture f{slow_emulator(std::chrono::seconds(30))};
   auto tc = f.completer();
-  std::vector<std::future<token_completer::sample_result>> futures;
-  for (int64_t i = 0; i < 20; ++i)
-    futures.push_back(tc.sample(model_input{i + 1}));
+  auto futures = sample_n(tc, 20);
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 20; }));
   f.rt->shutdown();
   for (auto& fut : futures)
