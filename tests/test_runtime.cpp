@@ -48,7 +48,7 @@ bool wait_for_emulator(stack_fixture& f, Pred pred) {
 }
 
 /// Waits (bounded) until `pred(stats)` holds for the pool's counters: the
-/// pool answers once a message it handled made it hold (its test hook).
+/// pool's observer hears of every message it handled (support/pool_testing.hpp).
 template <class Pred>
 bool wait_for_pool(stack_fixture& f, Pred pred) {
   return sail::test::wait_for_pool(*f.rt, pred, wait_bound);
