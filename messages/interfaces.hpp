@@ -55,14 +55,6 @@ using resolver_actor = caf::typed_actor<
 using completer_service_actor = caf::typed_actor<
   caf::replies_to<atom::obtain, completer_config>::with<completer_actor, webhook_endpoint>>;
 
-/// The driver of a rollout job (actors/rollout_driver.hpp). sample: send one
-/// sample (ticket, request) to the completer; cancel: cancel everything in
-/// flight and refuse new samples; accepted (from workers): forward a
-/// response id to the job's loop.
-using job_driver_actor = sample_observer_actor::extend<
-  caf::reacts_to<atom::sample, uint64_t, sample_request>,
-  caf::reacts_to<atom::cancel, std::string>>;
-
 // -- internal: not for trainers ----------------------------------------------------
 //
 // The interfaces actors use among themselves on one node (their timers,
@@ -176,5 +168,13 @@ using node_proxy_actor = completer_actor::extend<caf::reacts_to<atom::reconnect,
 /// proxies' reports and the queue timer.
 using balancer_actor = completer_actor::extend_with<node_events_actor>::extend<
   caf::reacts_to<atom::expire, uint64_t, uint64_t>>;
+
+/// The driver of a rollout run (actors/rollout_driver.hpp). sample: send one
+/// sample (ticket, request) to the completer; cancel: cancel everything in
+/// flight and refuse new samples; accepted (from workers): forward a
+/// response id to the run's loop.
+using run_driver_actor = sample_observer_actor::extend<
+  caf::reacts_to<atom::sample, uint64_t, sample_request>,
+  caf::reacts_to<atom::cancel, std::string>>;
 
 } // namespace sail
