@@ -206,6 +206,90 @@ void decode_state(benchmark::State& state) {
 }
 BENCHMARK(decode_state)->Arg(4096)->Name("decode_state/4k_tokens");
 
+// -- a terminal body from the socket to the decoded result -------------------------
+// What the worker does with a completed poll answer and with a completed
+// webhook delivery: parsed once (parse_response, then the pre-parsed
+// decoders), next to the earlier paths that parsed the same bytes again for
+// every decoder (poll: decode_state + decode_result; webhook: the receiver's
+// decode_state, the worker's decode_state, decode_result).
+
+void poll_parsed_twice(benchmark::State& state) {
+  auto body = completed_response(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto st = sail::decode_state(body);
+    auto res = sail::decode_result(body);
+    if (!st || !res) {
+      state.SkipWithError("decode failed");
+      return;
+    }
+    benchmark::DoNotOptimize(res->tokens.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(poll_parsed_twice)->Arg(256)->Arg(4096)->Name("terminal_poll/parsed_twice");
+
+void poll_parsed_once(benchmark::State& state) {
+  auto body = completed_response(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    sail::response_arena arena;
+    auto doc = sail::parse_response(body, &arena.mr);
+    if (!doc) {
+      state.SkipWithError("parse failed");
+      return;
+    }
+    auto st = sail::decode_state(*doc, body);
+    auto res = sail::decode_result(*doc, body);
+    if (!st || !res) {
+      state.SkipWithError("decode failed");
+      return;
+    }
+    benchmark::DoNotOptimize(res->tokens.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(poll_parsed_once)->Arg(256)->Arg(4096)->Name("terminal_poll/parsed_once");
+
+void webhook_parsed_thrice(benchmark::State& state) {
+  auto body = completed_response(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto judged = sail::decode_state(body);    // the receiver
+    auto st = sail::decode_state(body);        // the worker
+    auto res = sail::decode_result(body);      // the worker's finish
+    if (!judged || !st || !res) {
+      state.SkipWithError("decode failed");
+      return;
+    }
+    benchmark::DoNotOptimize(res->tokens.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(webhook_parsed_thrice)->Arg(256)->Arg(4096)->Name("terminal_webhook/parsed_thrice");
+
+void webhook_parsed_once(benchmark::State& state) {
+  auto body = completed_response(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    // The receiver parses into a shared arena the value owns (it travels on
+    // to the worker in the delivery).
+    auto doc = sail::parse_response(body,
+                                    json::make_shared_resource<json::monotonic_resource>());
+    if (!doc) {
+      state.SkipWithError("parse failed");
+      return;
+    }
+    auto judged = sail::decode_state(*doc, body);
+    auto delivered = std::move(*doc);
+    auto st = sail::decode_state(delivered, body);
+    auto res = sail::decode_result(delivered, body);
+    if (!judged || !st || !res) {
+      state.SkipWithError("decode failed");
+      return;
+    }
+    benchmark::DoNotOptimize(res->tokens.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+}
+BENCHMARK(webhook_parsed_once)->Arg(256)->Arg(4096)->Name("terminal_webhook/parsed_once");
+
 } // namespace
 
 BENCHMARK_MAIN();

@@ -2,6 +2,7 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
+#include <boost/json/monotonic_resource.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -11,6 +12,7 @@
 namespace sail {
 
 namespace http = boost::beast::http;
+namespace json = boost::json;
 
 namespace {
 
@@ -83,15 +85,23 @@ webhook_verdict judge_webhook_delivery(const http::request<http::string_body>& r
                   "missing or wrong webhook token");
   // Parse: the same decoder as a poll's answer (a response object with an id
   // and a status); its typed error says what is wrong.
-  auto state = decode_state(req.body());
-  if (!state) {
-    auto* info = info_of(state.error());
+  auto malformed = [](const caf::error& err) {
+    auto* info = info_of(err);
     return refuse(http::status::bad_request, webhook_rejection::malformed,
                   info != nullptr ? std::string_view{info->message}
                                   : std::string_view{"malformed delivery"});
-  }
+  };
+  // Parsed once, into memory the value owns: it travels on to the worker.
+  auto doc = parse_response(req.body(),
+                            json::make_shared_resource<json::monotonic_resource>());
+  if (!doc)
+    return malformed(doc.error());
+  auto state = decode_state(*doc, req.body());
+  if (!state)
+    return malformed(state.error());
   webhook_verdict v;
   v.response_id = std::move(state->id);
+  v.doc = std::move(*doc);
   v.answer = R"({"received":true})";
   return v;
 }

@@ -12,6 +12,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/json/value.hpp>
 
 namespace sail {
 
@@ -41,6 +42,9 @@ struct webhook_verdict {
   std::optional<webhook_rejection> rejection;
   /// Accepted: the response id the body names.
   std::string response_id;
+  /// Accepted: the body, parsed (the only parse a delivery gets: the worker
+  /// decodes this value). It owns its memory (a shared arena).
+  boost::json::value doc;
   /// The answer's JSON body: {"received":true}, or an error object whose
   /// message is fixed text or the decoder's message (never the token, never
   /// the body).

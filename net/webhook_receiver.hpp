@@ -77,6 +77,8 @@ struct webhook_options {
 struct webhook_delivery {
   std::string response_id;
   std::string body;
+  /// `body` parsed (by judge_webhook_delivery): never parsed again.
+  boost::json::value doc;
   std::chrono::steady_clock::time_point received_at;
 };
 

@@ -179,6 +179,11 @@ TEST_CASE("webhook receiver: a delivery without the right token gets 401 and "
   REQUIRE(f.rec.wait([&] { return f.rec.deliveries.size() == 1; }));
   CHECK(f.rec.deliveries[0].response_id == "resp_1");
   CHECK(f.rec.deliveries[0].body == body_for("resp_1"));
+  // The body arrives parsed: the worker decodes this value, it never
+  // parses the body again.
+  auto& doc = f.rec.deliveries[0].doc;
+  REQUIRE(doc.is_object());
+  CHECK(doc.as_object().at("id").as_string() == "resp_1");
 }
 
 TEST_CASE("webhook receiver: routes other than POST <path>", "[webhook]") {
