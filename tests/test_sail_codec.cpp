@@ -1041,24 +1041,28 @@ TEST_CASE("create body: a webhook goes into metadata after the LoRA keys, before
   webhook_endpoint none;
   CHECK(encode_create(cfg, base_request(), key, true, &none)->body
         == encode_create(cfg, base_request(), key)->body);
-  // The user cannot set either key (Sail would call that URL instead).
+  // The user cannot set either key (Sail would call that URL instead): an
+  // input rule, validate()'s (every path runs it before encoding).
   for (auto k : {"completion_webhook", "webhook_token"}) {
     auto bad = base_config();
     bad.metadata = {{k, "x"}};
-    require_invalid(encode_create(bad, base_request(), key).error(), std::string{"metadata."} + k);
+    require_invalid(validate(bad), std::string{"metadata."} + k);
   }
 }
 
 TEST_CASE("create body: a pinned webhook is validated with the sample",
           "[sail_codec][create][webhook]") {
+  // An input rule: validate(req), which every path runs before encoding.
   auto req = base_request();
   req.webhook = webhook_endpoint{"ftp://x/y", "whk_0123456789abcdef0123"};
-  require_invalid(encode_create(base_config(), req, key).error(), "webhook.url");
+  require_invalid(validate(req), "webhook.url");
   req.webhook = webhook_endpoint{"https://x/y", "whk_with space"};
-  require_invalid(encode_create(base_config(), req, key).error(), "webhook.token");
+  require_invalid(validate(req), "webhook.token");
   req.webhook = webhook_endpoint{"https://x/y", "whk_0123456789abcdef0123"};
+  CHECK(!validate(req));
   CHECK(encode_create(base_config(), req, key));
   req.webhook = webhook_endpoint{}; // pinned "none"
+  CHECK(!validate(req));
   CHECK(encode_create(base_config(), req, key));
 }
 
