@@ -172,8 +172,13 @@ void http_worker_state::on_webhook(uint64_t id, webhook_delivery& d) {
     return;
   }
   auto& j = i->second;
-  // The receiver parsed the body (d.doc); decoding it is all that is left.
-  auto state = decode_state(d.doc, d.body);
+  // The receiver parsed the body (d.parsed); decoding it is all that is left.
+  if (!d.parsed) {
+    self->send(pool, atom::webhook_v, std::string{"ignored"});
+    return;
+  }
+  auto& doc = d.parsed->doc;
+  auto state = decode_state(doc, d.body);
   if (!state || state->phase != response_phase::terminal) {
     // Sail delivers on completion; anything else changes nothing.
     self->send(pool, atom::webhook_v, std::string{"ignored"});
@@ -181,7 +186,7 @@ void http_worker_state::on_webhook(uint64_t id, webhook_delivery& d) {
   }
   // Whatever call or timer the job was waiting for is stale from now on.
   j.generation = ++next_generation;
-  finish(j, d.doc, d.body, *state, true);
+  finish(j, doc, d.body, *state, true);
 }
 
 void http_worker_state::arm_deadline_timer() {

@@ -215,6 +215,15 @@ caf::expected<json::value> parse_response(std::string_view body, json::storage_p
   return doc;
 }
 
+caf::expected<std::shared_ptr<const parsed_body>> parse_body(std::string_view body) {
+  auto result = std::make_shared<parsed_body>();
+  auto doc = parse_response(body, result->doc.storage());
+  if (!doc)
+    return std::move(doc.error());
+  result->doc = std::move(*doc); // the same arena: moved, not copied
+  return result;
+}
+
 caf::expected<response_state> decode_state(const json::value& doc,
                                            std::string_view raw_body) {
   auto* obj = doc.if_object();

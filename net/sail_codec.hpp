@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -119,10 +120,23 @@ struct response_arena {
 
 /// Parses a response body (a create, poll or webhook delivery body) once,
 /// for the decoders below: strict RFC 8259, depth limit 32. The value's
-/// memory comes from `mr` (a response_arena's, or a shared resource the value
-/// keeps alive). Not JSON -> inference_error with the body attached.
+/// memory comes from `mr` (a response_arena's, which outlives the value).
+/// Not JSON -> inference_error with the body attached.
 caf::expected<boost::json::value> parse_response(std::string_view body,
                                                  boost::json::storage_ptr mr);
+
+/// A response body parsed once and kept with the arena its value lives in:
+/// for a body that travels on, as a webhook delivery does from the receiver
+/// through the pool to the worker. Shared, not copied (the arena cannot
+/// move). A value in a reference-counted resource (make_shared_resource)
+/// would do as well but costs a count per node: bench/codec_bench.
+struct parsed_body {
+  response_arena arena;
+  boost::json::value doc = boost::json::value(boost::json::storage_ptr(&arena.mr));
+};
+
+/// parse_response into a new parsed_body.
+caf::expected<std::shared_ptr<const parsed_body>> parse_body(std::string_view body);
 
 /// Decodes `id` and `status` of a parsed response object (create or poll
 /// reply, webhook delivery). A non-object, or a missing/empty/non-string id

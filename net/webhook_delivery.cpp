@@ -2,7 +2,6 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
-#include <boost/json/monotonic_resource.hpp>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -12,7 +11,6 @@
 namespace sail {
 
 namespace http = boost::beast::http;
-namespace json = boost::json;
 
 namespace {
 
@@ -91,17 +89,16 @@ webhook_verdict judge_webhook_delivery(const http::request<http::string_body>& r
                   info != nullptr ? std::string_view{info->message}
                                   : std::string_view{"malformed delivery"});
   };
-  // Parsed once, into memory the value owns: it travels on to the worker.
-  auto doc = parse_response(req.body(),
-                            json::make_shared_resource<json::monotonic_resource>());
-  if (!doc)
-    return malformed(doc.error());
-  auto state = decode_state(*doc, req.body());
+  // Parsed once, with its arena: it travels on to the worker.
+  auto parsed = parse_body(req.body());
+  if (!parsed)
+    return malformed(parsed.error());
+  auto state = decode_state((*parsed)->doc, req.body());
   if (!state)
     return malformed(state.error());
   webhook_verdict v;
   v.response_id = std::move(state->id);
-  v.doc = std::move(*doc);
+  v.parsed = std::move(*parsed);
   v.answer = R"({"received":true})";
   return v;
 }

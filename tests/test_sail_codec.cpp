@@ -551,6 +551,10 @@ TEST_CASE("decode_state: id, status and phase of a response object",
   CHECK(st2->phase == response_phase::pending);
 }
 
+static std::string bad_json() {
+  return R"({"id":"resp_6",)";
+}
+
 TEST_CASE("parse_response: one parse feeds decode_state and decode_result",
           "[sail_codec][state]") {
   std::string body = R"({"id":"resp_5","status":"completed","output":[]})";
@@ -565,12 +569,14 @@ TEST_CASE("parse_response: one parse feeds decode_state and decode_result",
   auto from_doc = decode_result(*doc, body);
   auto from_text = decode_result(body);
   CHECK(static_cast<bool>(from_doc) == static_cast<bool>(from_text));
-  // A value in a shared arena outlives the call that parsed it.
-  auto shared = parse_response(body, json::make_shared_resource<json::monotonic_resource>());
-  REQUIRE(shared);
-  auto moved = std::move(*shared);
-  CHECK(moved.as_object().at("id").as_string() == "resp_5");
-  std::string bad = R"({"id":"resp_6",)";
+  // A parsed_body keeps its value with its arena: it outlives the call.
+  auto kept = parse_body(body);
+  REQUIRE(kept);
+  auto shared = std::move(*kept);
+  CHECK(shared->doc.storage().get() == &shared->arena.mr); // moved, not copied
+  CHECK(shared->doc.as_object().at("id").as_string() == "resp_5");
+  REQUIRE_FALSE(parse_body(bad_json()));
+  std::string bad = bad_json();
   auto none = parse_response(bad, &arena.mr);
   REQUIRE_FALSE(none);
   require_inference_error(none, bad, "not valid JSON");
