@@ -19,10 +19,10 @@
 
 namespace sail {
 
-/// Completion of one HTTP call, tagged by the actor that started it.
+/// Completion of one HTTP call, labelled by the actor that started it.
 /// Local only: never crosses a node boundary.
 struct http_completion {
-  uint64_t tag = 0;         ///< what the call belongs to (e.g. a job id)
+  uint64_t owner = 0;       ///< what the call belongs to (a job id, a resolution id)
   uint64_t generation = 0;  ///< which call of it (late completions are stale)
   caf::expected<http_response> result{http_response{}};
 };
@@ -36,18 +36,18 @@ namespace sail {
 /// Starts `req` on `client`; delivers (atom::http_done, http_completion) to
 /// `self` when done, unless the actor is gone by then.
 template <class Self>
-void start_http(Self* self, http_client& client, http_request req, uint64_t tag,
+void start_http(Self* self, http_client& client, http_request req, uint64_t owner,
                 uint64_t generation) {
   using handle_type = typename Self::actor_hdl;
   caf::weak_actor_ptr weak = self->ctrl();
   client.async_request(std::move(req),
-                       [weak, tag, generation](caf::expected<http_response> res) {
+                       [weak, owner, generation](caf::expected<http_response> res) {
                          auto strong = caf::actor_cast<caf::strong_actor_ptr>(weak);
                          if (!strong)
                            return;
                          caf::anon_send(caf::actor_cast<handle_type>(strong),
                                         atom::http_done_v,
-                                        http_completion{tag, generation,
+                                        http_completion{owner, generation,
                                                         std::move(res)});
                        });
 }

@@ -321,6 +321,11 @@ caf::expected<completer_actor> spawn_durable_completer(caf::actor_system& sys,
     return invalid_argument("run", "a durable completer needs a run");
   if (opts.step.empty())
     return invalid_argument("step", "a durable completer needs a step");
+  // The input rules (encode_create keeps wire invariants only): structural
+  // ones, as a cluster checks them; the wrapped completer's table judges no
+  // pre-encoded body.
+  if (auto err = validate(cfg, model_table{}))
+    return err;
   if (cfg.tinker_checkpoint)
     return invalid_argument("tinker_checkpoint",
                             "a durable run journals the exact create body, which needs the "

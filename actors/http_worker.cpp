@@ -22,11 +22,11 @@ caf::timespan remaining(const running_job& j) {
 
 } // namespace
 
-void http_worker_state::submit(uint64_t id, uint32_t attempt, shared_job job, poll_plan plan) {
+void http_worker_state::submit(uint64_t id, uint32_t dispatch, shared_job job, poll_plan plan) {
   auto& opts = *this->opts;
   running_job j;
   j.id = id;
-  j.attempt = attempt;
+  j.dispatch = dispatch;
   j.timing = &opts.timing(job->completion_window);
   auto limit = job->deadline.count() > 0 ? job->deadline : j.timing->deadline;
   j.limit = limit;
@@ -46,7 +46,7 @@ void http_worker_state::submit(uint64_t id, uint32_t attempt, shared_job job, po
     // Deliveries for it can reach the job at once (only a body naming this
     // node's receiver brings any: no message otherwise).
     if (stored.job->webhook)
-      self->send(pool, atom::created_v, id, attempt, stored.response_id);
+      self->send(pool, atom::created_v, id, dispatch, stored.response_id);
     stored.call.start(request_kind::sail_poll, stored.deadline);
   } else {
     stored.call.start(request_kind::sail_create, stored.deadline);
@@ -98,16 +98,16 @@ void http_worker_state::on_step_timer() {
   arm_step_timer();
 }
 
-void http_worker_state::on_step(uint64_t id, uint64_t tag) {
+void http_worker_state::on_step(uint64_t id, uint64_t generation) {
   auto i = jobs.find(id);
-  if (i == jobs.end() || i->second.tag != tag)
+  if (i == jobs.end() || i->second.generation != generation)
     return;
   next_attempt(i->second);
 }
 
 void http_worker_state::on_http(http_completion& c) {
-  auto i = jobs.find(c.tag);
-  if (i == jobs.end() || i->second.tag != c.generation)
+  auto i = jobs.find(c.owner);
+  if (i == jobs.end() || i->second.generation != c.generation)
     return; // cancelled, timed out or superseded
   auto& j = i->second;
   auto now = clock_type::now();
@@ -132,7 +132,12 @@ void http_worker_state::on_http(http_completion& c) {
                            : error_from_status(v.status, c.result->body));
   auto& res = *c.result;
   j.attached = false;
-  auto state = decode_state(res.body);
+  // Parsed once: the state and, when terminal, the result come from `doc`.
+  response_arena arena;
+  auto doc = parse_response(res.body, &arena.mr);
+  if (!doc)
+    return fail(j, std::move(doc.error()));
+  auto state = decode_state(*doc, res.body);
   if (!state)
     return fail(j, std::move(state.error()));
   if (j.response_id.empty()) {
@@ -143,7 +148,7 @@ void http_worker_state::on_http(http_completion& c) {
     // completion_webhook of the body it got, so only a body naming this
     // node's receiver needs the pool to route by response id.
     if (j.job->webhook)
-      self->send(pool, atom::created_v, j.id, j.attempt, j.response_id);
+      self->send(pool, atom::created_v, j.id, j.dispatch, j.response_id);
     if (j.job->observer)
       caf::anon_send(j.job->observer, atom::accepted_v, j.job->idempotency_key,
                      j.response_id);
@@ -151,7 +156,7 @@ void http_worker_state::on_http(http_completion& c) {
   if (!j.accepted_at)
     j.accepted_at = now;
   if (state->phase == response_phase::terminal)
-    return finish(j, res.body, *state, false);
+    return finish(j, *doc, res.body, *state, false);
   j.last_pending_at = now;
   schedule_poll(j);
 }
@@ -167,15 +172,21 @@ void http_worker_state::on_webhook(uint64_t id, webhook_delivery& d) {
     return;
   }
   auto& j = i->second;
-  auto state = decode_state(d.body);
+  // The receiver parsed the body (d.parsed); decoding it is all that is left.
+  if (!d.parsed) {
+    self->send(pool, atom::webhook_v, std::string{"ignored"});
+    return;
+  }
+  auto& doc = d.parsed->doc;
+  auto state = decode_state(doc, d.body);
   if (!state || state->phase != response_phase::terminal) {
     // Sail delivers on completion; anything else changes nothing.
     self->send(pool, atom::webhook_v, std::string{"ignored"});
     return;
   }
   // Whatever call or timer the job was waiting for is stale from now on.
-  j.tag = ++next_tag;
-  finish(j, d.body, *state, true);
+  j.generation = ++next_generation;
+  finish(j, doc, d.body, *state, true);
 }
 
 void http_worker_state::arm_deadline_timer() {
@@ -216,13 +227,13 @@ void http_worker_state::drop(running_job& j) {
 
 // Runs the job's next step after `delay`; at once without the clock.
 void http_worker_state::step_after(running_job& j, caf::timespan delay) {
-  j.tag = ++next_tag;
+  j.generation = ++next_generation;
   if (j.step_pos != steps.end()) {
     steps.erase(j.step_pos);
     j.step_pos = steps.end();
   }
   if (delay.count() <= 0)
-    return self->send(self, atom::step_v, j.id, j.tag);
+    return self->send(self, atom::step_v, j.id, j.generation);
   j.step_pos = steps.emplace(clock_type::now() + delay, j.id);
   arm_step_timer();
 }
@@ -331,13 +342,14 @@ void http_worker_state::send_poll(running_job& j) {
 
 void http_worker_state::start(running_job& j, http_request req) {
   j.call.sent();
-  j.tag = ++next_tag;
-  start_http(self, *client, std::move(req), j.id, j.tag);
+  j.generation = ++next_generation;
+  start_http(self, *client, std::move(req), j.id, j.generation);
 }
 
-void http_worker_state::finish(running_job& j, const std::string& body, const response_state& state,
+void http_worker_state::finish(running_job& j, const boost::json::value& doc,
+                               std::string_view body, const response_state& state,
                                bool via_webhook) {
-  auto result = decode_result(body, opts->wire);
+  auto result = decode_result(doc, body, opts->wire);
   if (!result) {
     // A failed / cancelled / malformed response that came by webhook ends
     // its sample as well (typed, exactly as by poll): the delivery applied.
@@ -363,12 +375,12 @@ void http_worker_state::finish(running_job& j, const std::string& body, const re
     report.notice_ms = std::max<int64_t>(
       0, static_cast<int64_t>(std::llround((wall - *state.completed_at) * 1000.0)));
   }
-  self->send(pool, atom::done_v, j.id, j.attempt, std::move(*result), report);
+  self->send(pool, atom::done_v, j.id, j.dispatch, std::move(*result), report);
   drop(j);
 }
 
 void http_worker_state::fail(running_job& j, caf::error err) {
-  self->send(pool, atom::failed_v, j.id, j.attempt, std::move(err));
+  self->send(pool, atom::failed_v, j.id, j.dispatch, std::move(err));
   drop(j);
 }
 
@@ -389,13 +401,15 @@ http_worker(http_worker_ptr self, http_client* client,
   self->monitor(st.pool);
   self->set_down_handler([self](caf::down_msg& dm) { self->quit(dm.reason); });
   return {
-    [self](atom::submit, uint64_t id, uint32_t attempt, shared_job& job, poll_plan& plan) {
-      self->state.submit(id, attempt, std::move(job), std::move(plan));
+    [self](atom::submit, uint64_t id, uint32_t dispatch, shared_job& job, poll_plan& plan) {
+      self->state.submit(id, dispatch, std::move(job), std::move(plan));
     },
     [self](atom::cancel, uint64_t id) { self->state.cancel(id); },
     [self](atom::webhook, uint64_t id, webhook_delivery& d) { self->state.on_webhook(id, d); },
     [self](atom::http_done, http_completion& c) { self->state.on_http(c); },
-    [self](atom::step, uint64_t id, uint64_t tag) { self->state.on_step(id, tag); },
+    [self](atom::step, uint64_t id, uint64_t generation) {
+      self->state.on_step(id, generation);
+    },
     [self](atom::step) { self->state.on_step_timer(); },
     [self](atom::deadline) { self->state.on_deadline(); },
   };

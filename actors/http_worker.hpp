@@ -10,9 +10,11 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include <boost/beast/http/verb.hpp>
+#include <boost/json/fwd.hpp>
 #include <caf/stateful_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 
@@ -24,7 +26,9 @@ namespace sail {
 /// deadline (the job itself is the pool's shared copy).
 struct running_job {
   uint64_t id = 0;
-  uint32_t attempt = 0;
+  /// The pool's dispatch of this job that the worker runs (its reports
+  /// carry it; the pool counts only its current one).
+  uint32_t dispatch = 0;
   shared_job job;                ///< the pool's copy (immutable)
   std::string response_id;       ///< empty until the create succeeded
   /// Attached to an earlier create (sail_job::response_id) and no poll has
@@ -33,7 +37,9 @@ struct running_job {
   call_attempts call;            ///< the current HTTP call (create, a poll)
   uint64_t probe = 0;            ///< the attempt in flight is the breaker's probe
   bool held = false;             ///< waiting for the circuit breaker
-  uint64_t tag = 0;              ///< tag of the current HTTP call or timer
+  /// Bumped by every HTTP request, delayed step and applied webhook: a
+  /// completion or step carrying an older one is stale.
+  uint64_t generation = 0;
   caf::timespan poll_interval{0};
   uint32_t polls = 0;
   /// The pool's plan (empty: configured timing) and its next entry.
@@ -79,7 +85,7 @@ struct http_worker_state {
   /// superseded one cannot be taken back.
   std::multimap<std::chrono::steady_clock::time_point, uint64_t> steps;
   std::optional<std::chrono::steady_clock::time_point> step_timer_at;
-  uint64_t next_tag = 0;
+  uint64_t next_generation = 0;
   std::unique_ptr<retry_policy> retry;
   /// The pool's retry budget and circuit breaker (shared by its workers).
   std::shared_ptr<retry_guard> guard;
@@ -87,11 +93,11 @@ struct http_worker_state {
 
   // -- handlers (one per message of http_worker_actor) --------------------------------
 
-  void submit(uint64_t id, uint32_t attempt, shared_job job, poll_plan plan);
+  void submit(uint64_t id, uint32_t dispatch, shared_job job, poll_plan plan);
   void cancel(uint64_t id);
   void on_deadline();
   void on_step_timer();
-  void on_step(uint64_t id, uint64_t tag);
+  void on_step(uint64_t id, uint64_t generation);
   void on_http(http_completion& c);
   /// A webhook delivery for job `id`: decoded exactly like a poll's answer.
   void on_webhook(uint64_t id, webhook_delivery& d);
@@ -116,8 +122,9 @@ struct http_worker_state {
   void send_create(running_job& j);
   void send_poll(running_job& j);
   void start(running_job& j, http_request req);
-  void finish(running_job& j, const std::string& body, const response_state& state,
-              bool via_webhook);
+  // Reports the sample of a terminal response, `doc` being `body` parsed.
+  void finish(running_job& j, const boost::json::value& doc, std::string_view body,
+              const response_state& state, bool via_webhook);
   void fail(running_job& j, caf::error err);
 };
 

@@ -85,7 +85,7 @@ struct resolver_state {
   }
 
   void on_http(http_completion& c) {
-    auto i = active.find(c.tag);
+    auto i = active.find(c.owner);
     if (i == active.end() || i->second.generation != c.generation)
       return;
     auto& r = i->second;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -205,6 +206,103 @@ void decode_state(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
 }
 BENCHMARK(decode_state)->Arg(4096)->Name("decode_state/4k_tokens");
+
+// -- a terminal body from the socket to the decoded result -------------------------
+// What the worker does with a completed poll answer and with a completed
+// webhook delivery: parsed once (parse_response, then the pre-parsed
+// decoders), next to the earlier paths that parsed the same bytes again for
+// every decoder (poll: decode_state + decode_result; webhook: the receiver's
+// decode_state, the worker's decode_state, decode_result).
+
+using decoded = caf::expected<sail::tokens_with_logprobs>;
+
+/// Runs `path` (a body to its decoded sample) on a completed response of
+/// range(0) tokens.
+template <class Path>
+void terminal_body(benchmark::State& state, Path path) {
+  auto body = completed_response(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) {
+    auto res = path(body);
+    if (!res) {
+      state.SkipWithError("decode failed");
+      return;
+    }
+    benchmark::DoNotOptimize(res->tokens.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * body.size()));
+}
+
+decoded poll_parsed_twice(const std::string& body) {
+  if (auto st = sail::decode_state(body); !st)
+    return std::move(st.error());
+  return sail::decode_result(body);
+}
+
+decoded poll_parsed_once(const std::string& body) {
+  sail::response_arena arena;
+  auto doc = sail::parse_response(body, &arena.mr);
+  if (!doc)
+    return std::move(doc.error());
+  if (auto st = sail::decode_state(*doc, body); !st)
+    return std::move(st.error());
+  return sail::decode_result(*doc, body);
+}
+
+decoded webhook_parsed_thrice(const std::string& body) {
+  if (auto judged = sail::decode_state(body); !judged) // the receiver
+    return std::move(judged.error());
+  if (auto st = sail::decode_state(body); !st) // the worker
+    return std::move(st.error());
+  return sail::decode_result(body); // the worker's finish
+}
+
+/// The receiver's decode_state, then the worker's decode_state and
+/// decode_result, on a value that travelled (moved) from one to the other.
+template <class Value>
+decoded webhook_decodes(Value parsed, const json::value& (*doc)(const Value&),
+                        const std::string& body) {
+  if (auto judged = sail::decode_state(doc(parsed), body); !judged)
+    return std::move(judged.error());
+  auto delivered = std::move(parsed);
+  if (auto st = sail::decode_state(doc(delivered), body); !st)
+    return std::move(st.error());
+  return sail::decode_result(doc(delivered), body);
+}
+
+// The receiver parses into a parsed_body (the value with its arena), which
+// travels on to the worker in the delivery.
+decoded webhook_parsed_once(const std::string& body) {
+  auto parsed = sail::parse_body(body);
+  if (!parsed)
+    return std::move(parsed.error());
+  using ptr = std::shared_ptr<const sail::parsed_body>;
+  return webhook_decodes<ptr>(std::move(*parsed), [](const ptr& p) -> const json::value& {
+    return p->doc;
+  }, body);
+}
+
+// The same with the value in a reference-counted arena (make_shared_resource)
+// instead of a parsed_body: every node of the value holds a count.
+decoded webhook_parsed_once_counted(const std::string& body) {
+  auto parsed = sail::parse_response(body,
+                                     json::make_shared_resource<json::monotonic_resource>());
+  if (!parsed)
+    return std::move(parsed.error());
+  return webhook_decodes<json::value>(std::move(*parsed), [](const json::value& v) -> const json::value& {
+    return v;
+  }, body);
+}
+
+BENCHMARK_CAPTURE(terminal_body, poll_twice, poll_parsed_twice)->Arg(256)->Arg(4096)
+  ->Name("terminal_poll/parsed_twice");
+BENCHMARK_CAPTURE(terminal_body, poll_once, poll_parsed_once)->Arg(256)->Arg(4096)
+  ->Name("terminal_poll/parsed_once");
+BENCHMARK_CAPTURE(terminal_body, webhook_thrice, webhook_parsed_thrice)->Arg(256)->Arg(4096)
+  ->Name("terminal_webhook/parsed_thrice");
+BENCHMARK_CAPTURE(terminal_body, webhook_once, webhook_parsed_once)->Arg(256)->Arg(4096)
+  ->Name("terminal_webhook/parsed_once");
+BENCHMARK_CAPTURE(terminal_body, webhook_once_counted, webhook_parsed_once_counted)
+  ->Arg(256)->Arg(4096)->Name("terminal_webhook/parsed_once_counted_arena");
 
 } // namespace
 

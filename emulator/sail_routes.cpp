@@ -11,6 +11,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "sail_tinker/emulator/emulator_impl.hpp"
+#include "sail_tinker/net/url.hpp"
 
 namespace sail::emulator {
 
@@ -76,13 +77,6 @@ std::optional<double> as_number(const json::value& v) {
   if (v.is_uint64())
     return static_cast<double>(v.get_uint64());
   return std::nullopt;
-}
-
-bool is_http_url(std::string_view s) {
-  auto rest = s.starts_with("http://")    ? s.substr(7)
-              : s.starts_with("https://") ? s.substr(8)
-                                          : std::string_view{};
-  return !rest.empty() && rest.front() != '/';
 }
 
 /// Number of characters (UTF-8 code points) in `s`.

@@ -70,6 +70,12 @@ void check(const http::request<http::string_body>& req,
   require(!v.response_id.empty(), "accepted without a response id");
   auto state = sail::decode_state(req.body());
   require(state && state->id == v.response_id, "the id differs from the poll decoder's");
+  // The parsed body the delivery carries (the worker decodes it, never the
+  // text) says the same.
+  require(v.parsed != nullptr, "accepted without the parsed body");
+  auto carried = sail::decode_state(v.parsed->doc, req.body());
+  require(carried && carried->id == v.response_id && carried->status == state->status,
+          "the carried value differs from the body");
 }
 
 } // namespace

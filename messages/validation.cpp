@@ -4,7 +4,8 @@
 #include <cmath>
 
 #include <boost/json.hpp>
-#include <boost/url/parse.hpp>
+
+#include "sail_tinker/net/url.hpp"
 
 namespace sail {
 
@@ -117,16 +118,6 @@ int64_t effective_max_tokens(const completer_config& cfg,
 }
 
 namespace {
-
-bool is_http_url(std::string_view text) {
-  auto url = boost::urls::parse_absolute_uri(text);
-  if (!url)
-    return false;
-  auto scheme = url->scheme_id();
-  return (scheme == boost::urls::scheme::https
-          || scheme == boost::urls::scheme::http)
-         && url->has_authority() && !url->host().empty();
-}
 
 bool is_header_safe(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) {
@@ -284,8 +275,7 @@ caf::error validate(const sample_request& req) {
                                    "printable ASCII characters");
   if (req.webhook && !req.webhook->empty()) {
     auto& w = *req.webhook;
-    auto scheme_ok = w.url.rfind("http://", 0) == 0 || w.url.rfind("https://", 0) == 0;
-    if (!scheme_ok || w.url.size() > 2048 || !is_header_safe(w.url)
+    if (!is_http_url(w.url) || w.url.size() > 2048 || !is_header_safe(w.url)
         || w.url.find(' ') != std::string::npos)
       return invalid_argument("webhook.url", "a pinned webhook URL must be an http(s) URL "
                                              "of at most 2048 printable characters");

@@ -30,22 +30,6 @@ std::string_view view(const json::string& str) noexcept {
   return {str.data(), str.size()};
 }
 
-/// Parses a response body. The value's memory comes from `mr`, which the
-/// caller keeps alive while it uses the value (a monotonic arena: parsing a
-/// response allocates many small nodes that all die together).
-json::value parse_body(std::string_view body, json::error_code& ec,
-                       json::storage_ptr mr) {
-  json::parse_options opts; // strict RFC 8259, depth limit 32
-  return json::parse(body, ec, std::move(mr), opts);
-}
-
-/// Arena for one decode: a stack buffer covers small bodies; bigger ones
-/// get blocks from the heap.
-struct parse_arena {
-  std::array<unsigned char, 4096> buf;
-  json::monotonic_resource mr{buf.data(), buf.size()};
-};
-
 std::string capped(std::string text, size_t limit = 1024) {
   if (text.size() > limit) {
     text.resize(limit);
@@ -83,35 +67,29 @@ caf::expected<create_request>
 encode_create(const completer_config& cfg, const sample_request& req,
               std::string_view idempotency_key, bool background,
               const webhook_endpoint* webhook, const wire_options& wire) {
-  // -- checks: nothing malformed may reach the wire ------------------------------
-  if (auto err = validate(req))
-    return err;
+  // -- wire invariants: what would make a malformed request ------------------------
+  // The input rules (prompt, stop, caps, model, metadata keys, ...) are
+  // validate()'s, which every path runs before it encodes (the completer,
+  // the durable completer, the doctor); these are what the encoder itself
+  // relies on to write a well-formed body and headers.
   if (idempotency_key.empty() || idempotency_key.size() > 255
       || !is_printable_ascii(idempotency_key))
     return invalid_argument("idempotency_key",
                             "Idempotency-Key must be 1..255 printable ASCII "
                             "characters");
-  if (cfg.model.empty())
-    return invalid_argument("model", "model must not be empty");
+  // JSON has no NaN or infinity.
   if (!std::isfinite(cfg.temperature))
     return invalid_argument("temperature", "temperature must be finite");
   if (!std::isfinite(cfg.top_p))
     return invalid_argument("top_p", "top_p must be finite");
-  auto max_tokens = effective_max_tokens(cfg, req);
-  if (max_tokens <= 0)
-    return invalid_argument("max_tokens", "max_tokens must be > 0");
   // A LoRA source that is neither a Sail adapter name nor a signed URL (e.g.
   // a Tinker checkpoint not yet resolved) must not silently sample the base
   // model.
   if (cfg.uses_lora() && !cfg.lora && !cfg.tinker_lora_signed_url)
     return invalid_argument("tinker_lora_signed_url",
                             "the LoRA source is not resolved to a signed URL");
-  auto& reserved = reserved_metadata_keys();
-  for (auto& [key, value] : cfg.metadata)
-    if (std::find(reserved.begin(), reserved.end(), key) != reserved.end())
-      return invalid_argument("metadata." + key,
-                              "metadata key '" + key
-                                + "' is set by the completer itself");
+  // No metadata key twice: validate() keeps user keys off the completer's
+  // own (reserved_metadata_keys); [wire] may rename the LoRA keys.
   if (!cfg.metadata.empty())
     for (auto* key : {&wire.lora_key, &wire.signed_url_key, &wire.adapter_config_key,
                       &wire.lora_name_key})
@@ -119,9 +97,10 @@ encode_create(const completer_config& cfg, const sample_request& req,
         return invalid_argument("metadata." + *key,
                                 "metadata key '" + *key
                                   + "' is set by the completer itself ([wire])");
+  // Header values: no byte that could end or inject a header.
   if (cfg.voyage) {
     auto& v = *cfg.voyage;
-    if (v.id.empty() || !is_printable_ascii(v.id))
+    if (!is_printable_ascii(v.id))
       return invalid_argument("voyage.id",
                               "voyage id must be a non-empty printable string");
     if (v.span_id && !is_printable_ascii(*v.span_id))
@@ -129,6 +108,7 @@ encode_create(const completer_config& cfg, const sample_request& req,
     if (v.agent_id && !is_printable_ascii(*v.agent_id))
       return invalid_argument("voyage.agent_id", "must be printable ASCII");
   }
+  auto max_tokens = effective_max_tokens(cfg, req);
   // -- body, in the documented order ---------------------------------------------
   create_request result;
   auto& body = result.body;
@@ -226,6 +206,24 @@ response_phase classify_status(std::string_view status) noexcept {
   return response_phase::unknown;
 }
 
+caf::expected<json::value> parse_response(std::string_view body, json::storage_ptr mr) {
+  json::parse_options opts; // strict RFC 8259, depth limit 32
+  json::error_code ec;
+  auto doc = json::parse(body, ec, std::move(mr), opts);
+  if (ec)
+    return response_error("response is not valid JSON: " + ec.message(), body);
+  return doc;
+}
+
+caf::expected<std::shared_ptr<const parsed_body>> parse_body(std::string_view body) {
+  auto result = std::make_shared<parsed_body>();
+  auto doc = parse_response(body, result->doc.storage());
+  if (!doc)
+    return std::move(doc.error());
+  result->doc = std::move(*doc); // the same arena: moved, not copied
+  return result;
+}
+
 caf::expected<response_state> decode_state(const json::value& doc,
                                            std::string_view raw_body) {
   auto* obj = doc.if_object();
@@ -251,12 +249,11 @@ caf::expected<response_state> decode_state(const json::value& doc,
 }
 
 caf::expected<response_state> decode_state(std::string_view body) {
-  parse_arena arena;
-  json::error_code ec;
-  auto doc = parse_body(body, ec, &arena.mr);
-  if (ec)
-    return response_error("response is not valid JSON: " + ec.message(), body);
-  return decode_state(doc, body);
+  response_arena arena;
+  auto doc = parse_response(body, &arena.mr);
+  if (!doc)
+    return std::move(doc.error());
+  return decode_state(*doc, body);
 }
 
 caf::expected<tokens_with_logprobs> decode_result(const json::value& doc,
@@ -291,12 +288,11 @@ caf::expected<tokens_with_logprobs> decode_result(const json::value& doc,
 
 caf::expected<tokens_with_logprobs> decode_result(std::string_view body,
                                                   const wire_options& wire) {
-  parse_arena arena;
-  json::error_code ec;
-  auto doc = parse_body(body, ec, &arena.mr);
-  if (ec)
-    return response_error("response is not valid JSON: " + ec.message(), body);
-  return decode_result(doc, body, wire);
+  response_arena arena;
+  auto doc = parse_response(body, &arena.mr);
+  if (!doc)
+    return std::move(doc.error());
+  return decode_result(*doc, body, wire);
 }
 
 // -- errors -----------------------------------------------------------------------
@@ -325,12 +321,11 @@ std::string scalar_text(const json::object& obj, std::string_view key) {
 } // namespace
 
 std::optional<sail_error_body> decode_error_body(std::string_view body) {
-  parse_arena arena;
-  json::error_code ec;
-  auto doc = parse_body(body, ec, &arena.mr);
-  if (ec)
+  response_arena arena;
+  auto doc = parse_response(body, &arena.mr);
+  if (!doc)
     return std::nullopt;
-  auto* root = doc.if_object();
+  auto* root = doc->if_object();
   if (root == nullptr)
     return std::nullopt;
   auto* err = root->if_contains("error");

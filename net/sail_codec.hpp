@@ -6,12 +6,16 @@
 // sail_wire_assumed.hpp; this header is the stable surface.
 #pragma once
 
+#include <array>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include <boost/json/fwd.hpp>
+#include <boost/json/monotonic_resource.hpp>
+#include <boost/json/storage_ptr.hpp>
+#include <boost/json/value.hpp>
 #include <caf/error.hpp>
 #include <caf/expected.hpp>
 
@@ -54,15 +58,15 @@ struct create_request {
 /// X-Sail-Voyage-Id / X-Sail-Voyage-Span-Id / X-Sail-Voyage-Agent-Id when a
 /// voyage is configured.
 ///
-/// Errors (invalid_argument naming the field): anything validate(req)
-/// rejects (prompt empty or over 2,000,000 tokens, token out of range, bad
-/// stop, per-call cap <= 0); `idempotency_key` empty, over 255 characters or
-/// not printable ASCII; non-finite temperature/top_p; model empty; effective
-/// max tokens <= 0; adapter_config not a JSON object; a user metadata key
-/// the completer sets itself; a voyage field that is not a printable header
-/// value; a LoRA source (uses_lora()) that is neither `lora` nor a resolved
+/// The input rules are validate()'s (messages/validation.hpp), which the
+/// caller runs first (validate(cfg, models) and validate(req)); encode_create
+/// keeps the wire invariants only. Errors (invalid_argument naming the
+/// field): `idempotency_key` empty, over 255 characters or not printable
+/// ASCII; non-finite temperature/top_p (JSON has neither); a LoRA source
+/// (uses_lora()) that is neither `lora` nor a resolved
 /// `tinker_lora_signed_url` (field tinker_lora_signed_url); a user metadata
-/// key equal to one of `wire`'s LoRA key names.
+/// key equal to one of `wire`'s LoRA key names; a voyage field that is not a
+/// printable header value.
 ///
 /// `wire` chooses the unpublished details (stop field, logprobs switch,
 /// LoRA key names: net/wire_options.hpp); the default is the guesses of
@@ -105,16 +109,46 @@ struct response_state {
   std::optional<double> completed_at;
 };
 
-/// Decodes `id` and `status` of a response object (create or poll reply).
-/// Bad JSON, a non-object, or a missing/empty/non-string id or status ->
-/// inference_error with the body attached.
-caf::expected<response_state> decode_state(std::string_view body);
+/// Memory for parsing one response body: parsing allocates many small nodes
+/// that all die together, so a monotonic arena; a 4 KiB buffer inside it
+/// covers small bodies, bigger ones get blocks from the heap. Values parsed
+/// into it live no longer than the arena.
+struct response_arena {
+  std::array<unsigned char, 4096> buf;
+  boost::json::monotonic_resource mr{buf.data(), buf.size()};
+};
 
-/// Same, for an already parsed body; `raw_body` is only attached to errors.
+/// Parses a response body (a create, poll or webhook delivery body) once,
+/// for the decoders below: strict RFC 8259, depth limit 32. The value's
+/// memory comes from `mr` (a response_arena's, which outlives the value).
+/// Not JSON -> inference_error with the body attached.
+caf::expected<boost::json::value> parse_response(std::string_view body,
+                                                 boost::json::storage_ptr mr);
+
+/// A response body parsed once and kept with the arena its value lives in:
+/// for a body that travels on, as a webhook delivery does from the receiver
+/// through the pool to the worker. Shared, not copied (the arena cannot
+/// move). A value in a reference-counted resource (make_shared_resource)
+/// would do as well but costs a count per node: bench/codec_bench.
+struct parsed_body {
+  response_arena arena;
+  boost::json::value doc = boost::json::value(boost::json::storage_ptr(&arena.mr));
+};
+
+/// parse_response into a new parsed_body.
+caf::expected<std::shared_ptr<const parsed_body>> parse_body(std::string_view body);
+
+/// Decodes `id` and `status` of a parsed response object (create or poll
+/// reply, webhook delivery). A non-object, or a missing/empty/non-string id
+/// or status -> inference_error with `raw_body` attached.
 caf::expected<response_state> decode_state(const boost::json::value& doc,
                                            std::string_view raw_body);
 
-/// Decodes the sample of a terminal response.
+/// parse_response, then decode_state (for a body that is decoded no further).
+caf::expected<response_state> decode_state(std::string_view body);
+
+/// Decodes the sample of a terminal response (parsed with parse_response;
+/// `raw_body` is only attached to errors).
 ///
 /// `failed` / `cancelled` -> inference_error whose message carries the
 /// response's `error` object; a pending status -> inference_error (not
@@ -127,13 +161,12 @@ caf::expected<response_state> decode_state(const boost::json::value& doc,
 /// response has none or a malformed one, which never fails the sample.
 /// `wire.layout` chooses where the output is read (net/wire_options.hpp).
 caf::expected<tokens_with_logprobs>
-decode_result(std::string_view body, const wire_options& wire = default_wire());
-
-/// Same, for an already parsed body (a poller that parsed once for
-/// decode_state need not parse twice); `raw_body` is only attached to errors.
-caf::expected<tokens_with_logprobs>
 decode_result(const boost::json::value& doc, std::string_view raw_body,
               const wire_options& wire = default_wire());
+
+/// parse_response, then decode_result (for a body that is decoded no further).
+caf::expected<tokens_with_logprobs>
+decode_result(std::string_view body, const wire_options& wire = default_wire());
 
 // -- errors -----------------------------------------------------------------------
 

@@ -10,6 +10,7 @@
 #include "sail_tinker/messages/redact.hpp"
 #include "sail_tinker/net/http_date.hpp"
 #include "sail_tinker/net/text.hpp"
+#include "sail_tinker/net/url.hpp"
 
 namespace sail {
 
@@ -50,17 +51,6 @@ bool is_kind(std::string_view kind) noexcept {
 
 bool is_dot_segment(std::string_view s) noexcept {
   return s == "." || s == "..";
-}
-
-/// An absolute http(s) URL with a host.
-bool is_http_url(std::string_view text) {
-  auto parsed = boost::urls::parse_absolute_uri(text);
-  if (!parsed)
-    return false;
-  auto scheme = parsed->scheme_id();
-  return (scheme == boost::urls::scheme::http
-          || scheme == boost::urls::scheme::https)
-         && !parsed->encoded_host().empty();
 }
 
 std::string checkpoint_target(const tinker_path& path, std::string_view leaf) {

@@ -126,6 +126,10 @@ caf::expected<parsed_url> parse_http_url(std::string_view url,
   return out;
 }
 
+bool is_http_url(std::string_view text) {
+  return static_cast<bool>(parse_http_url(text));
+}
+
 caf::expected<std::string> resolve_url(std::string_view base,
                                        std::string_view ref) {
   auto b = boost::urls::parse_absolute_uri(base);

@@ -47,6 +47,14 @@ struct parsed_url {
 caf::expected<parsed_url> parse_http_url(std::string_view url,
                                          std::string field = "url");
 
+/// True when parse_http_url accepts `text`: an absolute URL, scheme http or
+/// https (any case), a non-empty host (name, IPv4 or IPv6 literal), a port
+/// other than 0, a path that is empty or starts with '/'. The one URL rule of
+/// the tree: configuration (a signed LoRA URL, a pinned webhook), Tinker's
+/// archive answers and the emulator's completion_webhook all use it, so any
+/// URL it accepts is one the HTTP client can fetch.
+bool is_http_url(std::string_view text);
+
 /// Resolves `ref` (e.g. a Location header) against the absolute URL `base`.
 caf::expected<std::string> resolve_url(std::string_view base,
                                        std::string_view ref);

@@ -83,15 +83,22 @@ webhook_verdict judge_webhook_delivery(const http::request<http::string_body>& r
                   "missing or wrong webhook token");
   // Parse: the same decoder as a poll's answer (a response object with an id
   // and a status); its typed error says what is wrong.
-  auto state = decode_state(req.body());
-  if (!state) {
-    auto* info = info_of(state.error());
+  auto malformed = [](const caf::error& err) {
+    auto* info = info_of(err);
     return refuse(http::status::bad_request, webhook_rejection::malformed,
                   info != nullptr ? std::string_view{info->message}
                                   : std::string_view{"malformed delivery"});
-  }
+  };
+  // Parsed once, with its arena: it travels on to the worker.
+  auto parsed = parse_body(req.body());
+  if (!parsed)
+    return malformed(parsed.error());
+  auto state = decode_state((*parsed)->doc, req.body());
+  if (!state)
+    return malformed(state.error());
   webhook_verdict v;
   v.response_id = std::move(state->id);
+  v.parsed = std::move(*parsed);
   v.answer = R"({"received":true})";
   return v;
 }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,6 +15,8 @@
 #include <boost/beast/http/string_body.hpp>
 
 namespace sail {
+
+struct parsed_body;
 
 /// Why a delivery was refused.
 enum class webhook_rejection : uint8_t {
@@ -41,6 +44,9 @@ struct webhook_verdict {
   std::optional<webhook_rejection> rejection;
   /// Accepted: the response id the body names.
   std::string response_id;
+  /// Accepted: the body, parsed (the only parse a delivery gets: the worker
+  /// decodes this value).
+  std::shared_ptr<const parsed_body> parsed;
   /// The answer's JSON body: {"received":true}, or an error object whose
   /// message is fixed text or the decoder's message (never the token, never
   /// the body).

@@ -53,6 +53,7 @@ private:
   void hand_over(webhook_verdict v) {
     webhook_delivery d;
     d.response_id = std::move(v.response_id);
+    d.parsed = std::move(v.parsed);
     d.body = std::move(ctx_.request().body());
     d.received_at = ctx_.received_at();
     // The sink only queues it (a message to the pool): what it makes of it

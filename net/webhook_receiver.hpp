@@ -77,6 +77,8 @@ struct webhook_options {
 struct webhook_delivery {
   std::string response_id;
   std::string body;
+  /// `body` parsed (by judge_webhook_delivery): never parsed again.
+  std::shared_ptr<const parsed_body> parsed;
   std::chrono::steady_clock::time_point received_at;
 };
 

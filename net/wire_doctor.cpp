@@ -201,6 +201,8 @@ caf::error doctor_options::validate() const {
     return invalid_argument("model", "model must not be empty");
   if (prompt.empty() || prompt.size() > 16)
     return invalid_argument("prompt", "the doctor's prompt has 1..16 tokens");
+  if (auto err = sail::validate(model_input{prompt}))
+    return err;
   if (max_tokens < 1 || max_tokens > 8)
     return invalid_argument("max-tokens", "the doctor's samples have 1..8 output tokens");
   if (!tinker_path.empty()) {

@@ -57,8 +57,9 @@ struct doctor_options {
   bool spend = false;
 
   /// invalid_argument naming the field: empty base URL, key or model;
-  /// prompt empty or over 16 tokens; max_tokens outside 1..8; a Tinker path
-  /// without a Tinker key or adapter config; bad wire options.
+  /// prompt empty, over 16 tokens or a token outside 0..2147483647;
+  /// max_tokens outside 1..8; a Tinker path without a Tinker key or adapter
+  /// config; bad wire options.
   caf::error validate() const;
 
   /// Samples sent at most.

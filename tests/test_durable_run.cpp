@@ -20,6 +20,7 @@
 #include <signal.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include <caf/scoped_actor.hpp>
@@ -212,6 +213,45 @@ TEST_CASE("durable run: reopened, the same calls are answered from the journal w
   REQUIRE_FALSE(wrong);
   REQUIRE(info_of(wrong.error()) != nullptr);
   CHECK(info_of(wrong.error())->field == "run_id");
+}
+
+TEST_CASE("durable run: a durable front over any target refuses a configuration validate() "
+          "refuses, naming the field, before anything is journaled or sent",
+          "[durable]") {
+  // The encoder keeps wire invariants only; the input rules are validate()'s,
+  // which spawn_durable_completer runs itself (a step sampler or a cluster
+  // wraps targets that never saw this configuration).
+  stack_fixture fx;
+  temp_dir dir{"durable-refused"};
+  auto run = rollout::durable_run::open(dir.file("run.journal"));
+  REQUIRE(run);
+  auto target = fx.rt->make_completer(toy());
+  REQUIRE(target);
+  auto before = sail_requests(fx.emu);
+  struct bad_case {
+    const char* field;
+    std::function<void(completer_config&)> spoil;
+  };
+  std::vector<bad_case> cases{
+    {"model", [](completer_config& c) { c.model.clear(); }},
+    {"max_tokens", [](completer_config& c) { c.max_tokens = 0; }},
+    {"metadata.completion_webhook",
+     [](completer_config& c) { c.metadata = {{"completion_webhook", "https://x/y"}}; }},
+    {"voyage.id", [](completer_config& c) { c.voyage = voyage{"", std::nullopt, std::nullopt}; }},
+  };
+  for (auto& bad : cases) {
+    INFO(bad.field);
+    auto cfg = toy();
+    bad.spoil(cfg);
+    auto c = spawn_durable_completer(fx.sys, *target, cfg, {*run, "0", std::nullopt, std::nullopt});
+    REQUIRE_FALSE(c);
+    CHECK(code_of(c.error()) == errc::invalid_argument);
+    REQUIRE(info_of(c.error()) != nullptr);
+    CHECK(info_of(c.error())->field == bad.field);
+  }
+  CHECK(sail_requests(fx.emu) == before);
+  CHECK((*run)->stats().empty());
+  REQUIRE_FALSE((*run)->close());
 }
 
 TEST_CASE("durable run: the journal holds the exact body before the create, the step and "

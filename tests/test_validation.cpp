@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "sail_tinker/messages/validation.hpp"
+#include "sail_tinker/net/url.hpp"
 
 using namespace sail;
 
@@ -144,6 +145,35 @@ TEST_CASE("config: tinker_lora_signed_url must be an http(s) URL",
   for (auto bad : {"", "not a url", "ftp://host/x", "tinker://run/weights/x"}) {
     cfg.tinker_lora_signed_url = bad;
     require_invalid(validate(cfg), "tinker_lora_signed_url");
+  }
+}
+
+TEST_CASE("url: one rule for every http(s) URL the tree accepts", "[validation][url]") {
+  for (auto good : {"http://h", "https://store.example/ckpt.tar?sig=x", "HTTPS://Host:8443/p",
+                    "http://127.0.0.1:9/x", "http://[::1]/hook", "http://u:p@h/x"}) {
+    INFO(good);
+    CHECK(is_http_url(good));
+  }
+  for (auto bad : {"", "not a url", "ftp://host/x", "tinker://run/weights/x", "http://",
+                   "http:///path", "https:/host/x", "http:host", "http://h:0/x",
+                   "http://u@h@x/p", "/relative/path", "http://h x/"}) {
+    INFO(bad);
+    CHECK_FALSE(is_http_url(bad));
+  }
+}
+
+TEST_CASE("url: a signed LoRA URL and a pinned webhook URL follow the same rule",
+          "[validation][url]") {
+  auto cfg = base_config();
+  cfg.adapter_config = R"({"r":32})";
+  sample_request req;
+  req.prompt = {1, 2, 3};
+  for (auto url : {"https://h/x", "http://h:0/x", "http:///x", "https://u@h@x/p", "mailto:x@h"}) {
+    INFO(url);
+    cfg.tinker_lora_signed_url = url;
+    req.webhook = webhook_endpoint{url, "whk_0123456789abcdef"};
+    CHECK(!validate(cfg) == is_http_url(url));
+    CHECK(!validate(req) == is_http_url(url));
   }
 }
 

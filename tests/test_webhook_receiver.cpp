@@ -15,6 +15,7 @@
 
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/redact.hpp"
+#include "sail_tinker/net/sail_codec.hpp"
 #include "sail_tinker/net/webhook_receiver.hpp"
 #include "support/certs.hpp"
 #include "support/io_threads.hpp"
@@ -179,6 +180,12 @@ TEST_CASE("webhook receiver: a delivery without the right token gets 401 and "
   REQUIRE(f.rec.wait([&] { return f.rec.deliveries.size() == 1; }));
   CHECK(f.rec.deliveries[0].response_id == "resp_1");
   CHECK(f.rec.deliveries[0].body == body_for("resp_1"));
+  // The body arrives parsed: the worker decodes this value, it never
+  // parses the body again.
+  REQUIRE(f.rec.deliveries[0].parsed);
+  auto& doc = f.rec.deliveries[0].parsed->doc;
+  REQUIRE(doc.is_object());
+  CHECK(doc.as_object().at("id").as_string() == "resp_1");
 }
 
 TEST_CASE("webhook receiver: routes other than POST <path>", "[webhook]") {

@@ -397,6 +397,20 @@ TEST_CASE("wire: doctor holds with the defaults against the default emulator (ex
   CHECK(emu.requests_to("POST /v1/responses") == 3); // baseline, stop probe, LoRA
 }
 
+TEST_CASE("wire: doctor refuses a prompt token outside 0..2147483647 before sending (exit 2)",
+          "[wire]") {
+  emulate_process emu{emulate_args({})};
+  for (auto prompt : {"1,-1", "2147483648"}) {
+    INFO(prompt);
+    auto res = cli({"doctor", "--yes", "--prompt", prompt}, emu.sail_env());
+    INFO(res.out << res.err);
+    CHECK(res.exit_code == 2);
+    CHECK(contains(res.err, "error: invalid_argument:"));
+    CHECK(contains(res.err, "prompt"));
+  }
+  CHECK(emu.requests_to("POST /v1/responses") == 0);
+}
+
 TEST_CASE("wire: bad wire values exit 2 naming the key (flag and ini file)", "[wire]") {
   auto flag = cli({"doctor", "--wire.stop-field=stops"});
   CHECK(flag.exit_code == 2);
