@@ -34,7 +34,7 @@
 // the worker decodes it exactly like a poll's answer. A delivery for a sample
 // that already finished is a duplicate; one for an id the pool never saw is
 // unknown (held for webhook_early_hold in case its create's answer is still
-// on the way). Every outcome is counted (completer_stats::webhooks).
+// on the way). Every outcome is counted (pool_stats::webhooks).
 #pragma once
 
 #include <chrono>
@@ -137,9 +137,6 @@ struct pool_options {
   /// options too.
   caf::error validate(const std::string& prefix = "pool.") const;
 };
-
-/// Pool counters (superset of completer_stats' fields).
-using pool_stats = completer_stats;
 
 /// A job as the pool stores it and hands it to a worker: one immutable copy
 /// shared by both (the pool keeps it for re-dispatch after a worker death, so

@@ -586,6 +586,9 @@ PYBIND11_MODULE(_native, m) {
     .def("resolve", &dispatch_resolve, "(loop, resolver, tinker_path, ttl_seconds) -> future")
     .def_property_readonly("pending", &dispatcher::pending);
 
+  m.def("stat_paths", &stat_paths,
+        "The key path in Completer.stats() of every counter (messages/types.hpp's "
+        "description): a test checks that each one is there.");
   m.def("local_completer", &local_completer, pyb::arg("config"), pyb::arg("target"));
   m.def("cluster_completer", &cluster_completer, pyb::arg("config"), pyb::arg("target"));
   m.def("resolver", &make_resolver, pyb::arg("target"));
