@@ -687,6 +687,16 @@ pyb::list stat_paths() {
   return out;
 }
 
+pyb::list own_stat_keys() {
+  pyb::list out;
+  const completer_stats blank;
+  for_each_stat(blank, [&](const stat_info& info, const auto&) {
+    if (info.kind != stat_kind::flat)
+      out.append(pyb::str(std::string{info.key}));
+  });
+  return out;
+}
+
 pyb::dict to_dict(const completer_stats& s) {
   pyb::dict d;
   for_each_stat(s, stats_to_dict{d});

@@ -49,6 +49,10 @@ pyb::dict to_dict(const completer_stats& s);
 /// tuple of keys; usage's through its first row, index 0).
 pyb::list stat_paths();
 
+/// The keys of a completer's own counters in to_dict(completer_stats) (not
+/// the pool's, which every completer of a pool shares).
+pyb::list own_stat_keys();
+
 /// node_status as a dict.
 pyb::dict to_dict(const node_status& s);
 
