@@ -152,25 +152,17 @@ struct completer_state {
     self->send(pool, atom::cancel_v, what);
   }
 
-  /// Own counters merged with the pool's (the pool's alone if it fails to
+  /// Own counters with the pool's nested (own alone if the pool fails to
   /// answer).
   caf::result<completer_stats> get_stats() {
     auto rp = self->make_response_promise<completer_stats>();
-    auto own = stats;
     self->request(pool, std::chrono::seconds(10), atom::stats_v)
       .then(
-        [rp, own](completer_stats& ps) mutable {
-          auto merged = own;
-          merged.polls = ps.polls;
-          merged.retries_by_cause = ps.retries_by_cause;
-          merged.webhooks = ps.webhooks;
-          merged.polls_per_sample = ps.polls_per_sample;
-          merged.notice_delay = ps.notice_delay;
-          merged.notice_delay_sum_ms = ps.notice_delay_sum_ms;
-          merged.guard = ps.guard;
-          rp.deliver(std::move(merged));
+        [rp, own = stats](completer_stats& ps) mutable {
+          own.pool = std::move(ps.pool);
+          rp.deliver(std::move(own));
         },
-        [rp, own](caf::error&) mutable { rp.deliver(own); });
+        [rp, own = stats](caf::error&) mutable { rp.deliver(std::move(own)); });
     return rp;
   }
 

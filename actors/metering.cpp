@@ -9,40 +9,6 @@
 
 namespace sail {
 
-// -- histogram -----------------------------------------------------------------------
-
-histogram::histogram(std::vector<double> upper_bounds)
-  : bounds(std::move(upper_bounds)), counts(bounds.size() + 1, 0) {
-}
-
-std::vector<double> histogram::default_latency_bounds() {
-  return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
-}
-
-void histogram::observe(double value) {
-  auto i = std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin();
-  ++counts[static_cast<size_t>(i)];
-  sum += value;
-  ++count;
-}
-
-double histogram::quantile(double q) const {
-  if (count == 0)
-    return 0;
-  auto rank = q * static_cast<double>(count);
-  double seen = 0;
-  for (size_t i = 0; i < counts.size(); ++i) {
-    auto next = seen + static_cast<double>(counts[i]);
-    if (next >= rank && counts[i] > 0) {
-      double lo = i == 0 ? 0.0 : bounds[i - 1];
-      double hi = i < bounds.size() ? bounds[i] : lo;
-      return lo + (hi - lo) * ((rank - seen) / static_cast<double>(counts[i]));
-    }
-    seen = next;
-  }
-  return bounds.empty() ? 0 : bounds.back();
-}
-
 // -- request_metrics -------------------------------------------------------------
 
 request_metrics::request_metrics() {
@@ -53,7 +19,7 @@ request_metrics::request_metrics() {
 void request_metrics::record(const std::string& op, caf::timespan latency, bool ok) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto& d = ops_[op];
-  d.latency.observe(std::chrono::duration<double>(latency).count());
+  d.latency.observe(latency_buckets_s, std::chrono::duration<double>(latency).count());
   if (ok)
     ++d.ok;
   else

@@ -30,24 +30,6 @@
 
 namespace sail {
 
-/// A cumulative histogram with fixed upper bounds (seconds).
-struct histogram {
-  std::vector<double> bounds;
-  /// counts[i]: observations <= bounds[i] that are > bounds[i-1] (not
-  /// cumulative); counts.back() holds the ones above every bound.
-  std::vector<uint64_t> counts;
-  double sum = 0;
-  uint64_t count = 0;
-
-  histogram() : histogram(default_latency_bounds()) {}
-  explicit histogram(std::vector<double> upper_bounds);
-  void observe(double value);
-  /// Value at quantile q (0..1) by linear interpolation within a bucket.
-  double quantile(double q) const;
-
-  static std::vector<double> default_latency_bounds();
-};
-
 /// Request latency and outcome per operation ("sample", "sample_group");
 /// thread-safe (the fronts of a node record, a scrape reads).
 class request_metrics {
@@ -56,6 +38,7 @@ public:
   void record(const std::string& op, caf::timespan latency, bool ok);
 
   struct op_data {
+    /// Seconds, over latency_buckets_s.
     histogram latency;
     uint64_t ok = 0;
     uint64_t failed = 0;

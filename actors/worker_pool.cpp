@@ -104,7 +104,8 @@ struct pool_state {
   /// Keys view the jobs' own idempotency_key (an entry goes before its job).
   std::unordered_map<std::string_view, uint64_t> by_key;
   std::unordered_map<std::string, std::unordered_set<uint64_t>> by_group;
-  pool_stats stats;
+  /// The pool's samples and its own counters (stats.pool).
+  completer_stats stats;
   /// Set while shutting down: the pool quits with it once every worker is down.
   std::optional<caf::error> stopping;
   size_t workers_alive = 0;
@@ -169,12 +170,12 @@ struct pool_state {
   completer_stats get_stats() {
     auto s = stats;
     s.in_flight = jobs->in_flight();
-    s.guard = guard->stats(clock_type::now());
+    s.pool.guard = guard->stats(clock_type::now());
     // The client's own retries (a pooled connection that died while idle:
     // the call goes once more on a fresh connection, below the retry
     // policy); shared with the resolver, so Tinker calls count too.
     if (auto n = client->stats().stale_retries; n > 0)
-      s.retries_by_cause["stale_connection"] = n;
+      s.pool.retries_by_cause["stale_connection"] = n;
     return s;
   }
 
@@ -183,15 +184,12 @@ struct pool_state {
     auto* e = jobs->current(id, dispatch);
     if (e == nullptr)
       return;
-    stats.polls += report.polls;
-    count_in(stats.polls_per_sample, polls_buckets, report.polls);
-    if (report.notice_ms >= 0) {
-      auto ms = static_cast<uint64_t>(report.notice_ms);
-      count_in(stats.notice_delay, notice_buckets_ms, ms);
-      stats.notice_delay_sum_ms += ms;
-    }
+    stats.pool.polls += report.polls;
+    stats.pool.polls_per_sample.observe(polls_buckets, report.polls);
+    if (report.notice_ms >= 0)
+      stats.pool.notice_delay.observe(notice_buckets_ms, static_cast<double>(report.notice_ms));
     if (report.via_webhook)
-      ++stats.webhooks["applied"];
+      ++stats.pool.webhooks["applied"];
     auto& job = *e->payload.job;
     if (report.latency.count() >= 0)
       planner->observe(job.model, job.completion_window, report.latency);
@@ -225,13 +223,13 @@ struct pool_state {
     // Its webhook came before the create's answer (a very fast response).
     auto delivery = std::move(i->second.delivery);
     early.erase(i);
-    ++stats.webhooks["early"];
+    ++stats.pool.webhooks["early"];
     if (e->slot >= 0)
       self->send(workers[e->slot], atom::webhook_v, id, std::move(delivery));
   }
 
   void webhook(webhook_delivery& d) {
-    auto& counts = stats.webhooks;
+    auto& counts = stats.pool.webhooks;
     ++counts["received"];
     if (auto i = by_response.find(d.response_id); i != by_response.end()) {
       if (auto* e = jobs->find(i->second); e != nullptr && e->slot >= 0) {
@@ -249,12 +247,12 @@ struct pool_state {
   }
 
   void rejected(const std::string& reason) {
-    ++stats.webhooks["rejected_" + reason];
+    ++stats.pool.webhooks["rejected_" + reason];
   }
 
   /// A worker's verdict on a forwarded delivery it did not apply.
   void webhook_verdict(const std::string& verdict) {
-    ++stats.webhooks[verdict];
+    ++stats.pool.webhooks[verdict];
   }
 
   void cancel(const std::string& what) {
@@ -281,7 +279,7 @@ struct pool_state {
   void pause(caf::timespan d) {
     auto out = jobs->pause(clock_type::now(), d);
     if (out.started)
-      ++stats.retries_by_cause["pool_pause"];
+      ++stats.pool.retries_by_cause["pool_pause"];
     if (out.resume_after)
       self->delayed_send(self, *out.resume_after, atom::resume_v);
   }
@@ -293,7 +291,7 @@ struct pool_state {
 
   /// A worker retried an HTTP call for `cause`.
   void retried(const std::string& cause) {
-    ++stats.retries_by_cause[cause];
+    ++stats.pool.retries_by_cause[cause];
   }
 
   /// Supervision: restart a dead worker and re-dispatch its jobs, or give up.
@@ -318,11 +316,11 @@ struct pool_state {
     }
     auto slot = static_cast<size_t>(it - workers.begin());
     *it = spawn_worker(slot);
-    ++stats.retries_by_cause["worker_restart"];
+    ++stats.pool.retries_by_cause["worker_restart"];
     jobs->restart_slot(
       slot,
       [this](uint64_t id, pool_jobs::entry& e) {
-        ++stats.retries_by_cause["redispatch"];
+        ++stats.pool.retries_by_cause["redispatch"];
         dispatch(id, e);
       },
       [this](uint64_t id, submitted_job&& sj, uint32_t dispatches) {

@@ -39,7 +39,7 @@
 // the worker decodes it exactly like a poll's answer. A delivery for a sample
 // that already finished is a duplicate; one for an id the pool never saw is
 // unknown (held for webhook_early_hold in case its create's answer is still
-// on the way). Every outcome is counted (completer_stats::webhooks).
+// on the way). Every outcome is counted (pool_stats::webhooks).
 #pragma once
 
 #include <chrono>
@@ -158,9 +158,6 @@ struct pool_options {
   /// options too.
   caf::error validate(const std::string& prefix = "pool.") const;
 };
-
-/// Pool counters (superset of completer_stats' fields).
-using pool_stats = completer_stats;
 
 /// What a worker reports with a finished sample (local only).
 struct sample_report {

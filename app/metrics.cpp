@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <span>
 #include <sstream>
+#include <type_traits>
 
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/status.hpp>
@@ -43,9 +45,145 @@ std::string number(double v) {
   return std::string(buf, res.ptr);
 }
 
-void header(std::ostringstream& out, const char* name, const char* type, const char* help) {
+void header(std::ostringstream& out, std::string_view name, const char* type,
+            std::string_view help) {
   out << "# HELP " << name << ' ' << help << '\n' << "# TYPE " << name << ' ' << type << '\n';
 }
+
+const char* type_of(const stat_info& info) {
+  switch (info.kind) {
+    case stat_kind::counter:
+      return "counter";
+    case stat_kind::buckets:
+      return "histogram";
+    default:
+      return "gauge";
+  }
+}
+
+/// Writes histogram `h` (counts per bucket of `bounds`) as Prometheus'
+/// cumulative buckets, its sum and count; `labels` go before `le`.
+void write_histogram(std::ostringstream& out, std::string_view name, const std::string& labels,
+                     std::span<const double> bounds, const histogram& h, double scale) {
+  uint64_t cumulative = 0;
+  auto with = [&](std::string_view more) {
+    std::string all = labels;
+    if (!more.empty())
+      all += (all.empty() ? "" : ",") + std::string{more};
+    return all.empty() ? std::string{} : "{" + all + "}";
+  };
+  for (size_t i = 0; i < bounds.size(); ++i) {
+    cumulative += i < h.counts.size() ? h.counts[i] : 0;
+    out << name << "_bucket" << with("le=\"" + number(bounds[i] * scale) + '"') << ' '
+        << cumulative << '\n';
+  }
+  if (h.counts.size() > bounds.size())
+    cumulative += h.counts[bounds.size()];
+  out << name << "_bucket" << with("le=\"+Inf\"") << ' ' << cumulative << '\n';
+  out << name << "_sum" << with({}) << ' ' << number(h.sum * scale) << '\n';
+  out << name << "_count" << with({}) << ' ' << cumulative << '\n';
+}
+
+/// Renders the fields of a stats struct as their description says: one
+/// family per metric (its HELP and TYPE once), fields sharing a metric told
+/// apart by their fixed label.
+struct exposition {
+  std::ostringstream& out;
+  /// Labels of the row being written (a table's row: model, window).
+  std::string row_labels;
+  std::string_view last_metric;
+
+  void head(const stat_info& info) {
+    if (info.metric == last_metric)
+      return;
+    last_metric = info.metric;
+    header(out, info.metric, type_of(info), info.help);
+  }
+
+  std::string labels(const stat_info& info, std::string_view label, std::string_view value) {
+    std::string all = row_labels;
+    if (!label.empty())
+      all += (all.empty() ? "" : ",") + std::string{label} + "=\"" + escape_label(value) + '"';
+    if (!info.label_value.empty())
+      all += (all.empty() ? "" : ",") + std::string{info.label} + "=\""
+             + std::string{info.label_value} + '"';
+    return all.empty() ? all : "{" + all + "}";
+  }
+
+  template <class T>
+  void value(const stat_info& info, T v) {
+    out << info.metric << labels(info, {}, {}) << ' ';
+    if (info.scale == 1)
+      out << v << '\n';
+    else
+      out << number(static_cast<double>(v) * info.scale) << '\n';
+  }
+
+  void operator()(const stat_info& info, uint64_t v) {
+    head(info);
+    value(info, v);
+  }
+
+  void operator()(const stat_info& info, int64_t v) {
+    head(info);
+    value(info, v);
+  }
+
+  void operator()(const stat_info& info, const std::string& v) {
+    if (info.kind != stat_kind::state)
+      return; // a row's label (row_labels)
+    head(info);
+    for (auto state : info.known)
+      out << info.metric << labels(info, info.label, state) << ' ' << (v == state ? 1 : 0)
+          << '\n';
+  }
+
+  void operator()(const stat_info& info, const std::map<std::string, uint64_t>& v) {
+    head(info);
+    auto all = v;
+    for (auto k : info.known)
+      all.emplace(k, 0);
+    if (info.known_more)
+      for (auto& k : info.known_more())
+        all.emplace(k, 0);
+    for (auto& [k, n] : all)
+      out << info.metric << labels(info, info.label, k) << ' ' << n << '\n';
+  }
+
+  void operator()(const stat_info& info, const histogram& h) {
+    head(info);
+    write_histogram(out, info.metric, row_labels, info.bounds, h, info.scale);
+  }
+
+  /// A table: each field's family over every row (a family stays together).
+  void operator()(const stat_info&, const std::vector<usage_totals>& rows) {
+    const usage_totals columns;
+    for_each_stat(columns, [&](const stat_info& column, const auto&) {
+      if (column.kind == stat_kind::label)
+        return;
+      for (auto& row : rows) {
+        row_labels.clear();
+        for_each_stat(row, [&](const stat_info& info, const auto& v) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(v)>, std::string>)
+            if (info.kind == stat_kind::label)
+              row_labels += (row_labels.empty() ? "" : ",") + std::string{info.label} + "=\""
+                            + escape_label(v) + '"';
+        });
+        for_each_stat(row, [&](const stat_info& info, const auto& v) {
+          if (info.key == column.key)
+            (*this)(info, v);
+        });
+      }
+      row_labels.clear();
+      head(column); // the family's header even without rows
+    });
+  }
+
+  template <described_stats T>
+  void operator()(const stat_info&, const T& x) {
+    for_each_stat(x, *this);
+  }
+};
 
 } // namespace
 
@@ -55,113 +193,8 @@ std::string render_prometheus(const completer_stats& stats,
   header(out, "sail_tinker_build_info", "gauge", "Version of this node (always 1).");
   out << "sail_tinker_build_info{version=\"" << version << "\",protocol=\""
       << escape_label(protocol_version) << "\"} 1\n";
-  header(out, "sail_tinker_samples_in_flight", "gauge",
-         "Samples accepted by this node (every completer) and not yet finished.");
-  out << "sail_tinker_samples_in_flight " << stats.in_flight << '\n';
-  header(out, "sail_tinker_samples_completed_total", "counter",
-         "Samples that finished with a result.");
-  out << "sail_tinker_samples_completed_total " << stats.completed << '\n';
-  header(out, "sail_tinker_samples_failed_total", "counter",
-         "Samples that finished with an error, by error kind.");
-  auto failed = stats.failed_by_kind;
-  for (uint8_t c = 1; c <= errc_count; ++c)
-    failed.emplace(to_string(static_cast<errc>(c)), 0);
-  for (auto& [kind, n] : failed)
-    out << "sail_tinker_samples_failed_total{kind=\"" << escape_label(kind) << "\"} " << n
-        << '\n';
-  header(out, "sail_tinker_usage_samples_total", "counter",
-         "Samples that finished with a result, by model, completion window and whether the "
-         "response reported its usage (known) or not (unknown: no or a malformed usage).");
-  for (auto& u : stats.usage) {
-    auto labels = "model=\"" + escape_label(u.model) + "\",window=\"" + escape_label(u.window)
-                  + '"';
-    out << "sail_tinker_usage_samples_total{" << labels << ",usage=\"known\"} " << u.samples
-        << '\n';
-    out << "sail_tinker_usage_samples_total{" << labels << ",usage=\"unknown\"} " << u.unknown
-        << '\n';
-  }
-  header(out, "sail_tinker_usage_tokens_total", "counter",
-         "Tokens billed as the responses' usage reports them, by model, completion window and "
-         "kind (input includes cached; output includes reasoning).");
-  for (auto& u : stats.usage) {
-    auto labels = "model=\"" + escape_label(u.model) + "\",window=\"" + escape_label(u.window)
-                  + '"';
-    std::pair<const char*, uint64_t> kinds[] = {{"input", u.input_tokens},
-                                                {"cached", u.cached_tokens},
-                                                {"output", u.output_tokens},
-                                                {"reasoning", u.reasoning_tokens}};
-    for (auto& [kind, n] : kinds)
-      out << "sail_tinker_usage_tokens_total{" << labels << ",kind=\"" << kind << "\"} " << n
-          << '\n';
-  }
-  header(out, "sail_tinker_retries_total", "counter",
-         "HTTP retries and re-dispatches, by cause (http_429, transport, timeout, ...).");
-  for (auto& [cause, n] : stats.retries_by_cause)
-    out << "sail_tinker_retries_total{cause=\"" << escape_label(cause) << "\"} " << n << '\n';
-  auto& g = stats.guard;
-  header(out, "sail_tinker_breaker_state", "gauge",
-         "Circuit breaker of the pool: 1 for its current state (closed, half_open, open).");
-  for (auto state : {"closed", "half_open", "open"})
-    out << "sail_tinker_breaker_state{state=\"" << state << "\"} " << (g.breaker == state ? 1 : 0)
-        << '\n';
-  header(out, "sail_tinker_breaker_opened_total", "counter", "Times the circuit breaker opened.");
-  out << "sail_tinker_breaker_opened_total " << g.breaker_opened << '\n';
-  header(out, "sail_tinker_breaker_next_probe_seconds", "gauge",
-         "While the breaker is open: seconds until its next probe (else 0).");
-  out << "sail_tinker_breaker_next_probe_seconds "
-      << number(static_cast<double>(g.next_probe_ms) / 1000.0) << '\n';
-  header(out, "sail_tinker_breaker_probes_total", "counter",
-         "Attempts let through as the breaker's probe.");
-  out << "sail_tinker_breaker_probes_total " << g.probes << '\n';
-  header(out, "sail_tinker_breaker_held_total", "counter",
-         "Attempts held back while the breaker was not closed.");
-  out << "sail_tinker_breaker_held_total " << g.held << '\n';
-  header(out, "sail_tinker_retry_budget", "gauge",
-         "The retry budget's sliding window: first attempts, retries, and the retries allowed.");
-  out << "sail_tinker_retry_budget{window=\"requests\"} " << g.budget_requests << '\n'
-      << "sail_tinker_retry_budget{window=\"retries\"} " << g.budget_retries << '\n'
-      << "sail_tinker_retry_budget{window=\"allowed\"} " << g.budget_allowed << '\n';
-  header(out, "sail_tinker_retry_budget_denied_total", "counter",
-         "Retries deferred because the retry budget was spent.");
-  out << "sail_tinker_retry_budget_denied_total " << g.budget_denied << '\n';
-  header(out, "sail_tinker_polls_total", "counter",
-         "GET polls sent for completed samples.");
-  out << "sail_tinker_polls_total " << stats.polls << '\n';
-  header(out, "sail_tinker_webhooks_total", "counter",
-         "Completion webhooks by outcome: received, applied (finished a sample), "
-         "duplicate, unknown, early (claimed after its create), rejected_<reason>.");
-  auto hooks = stats.webhooks;
-  for (auto k : {"received", "applied", "duplicate", "unknown", "early", "rejected_unauthorized",
-                 "rejected_bad_route", "rejected_too_large", "rejected_malformed"})
-    hooks.emplace(k, 0);
-  for (auto& [outcome, n] : hooks)
-    out << "sail_tinker_webhooks_total{outcome=\"" << escape_label(outcome) << "\"} " << n
-        << '\n';
-  // Both histograms come as counts per bucket (completer_stats); Prometheus
-  // wants cumulative counts.
-  auto histogram = [&out](const char* name, const auto& bounds,
-                          const std::vector<uint64_t>& counts, double scale, double sum) {
-    uint64_t cumulative = 0;
-    for (size_t i = 0; i < bounds.size(); ++i) {
-      cumulative += i < counts.size() ? counts[i] : 0;
-      out << name << "_bucket{le=\"" << number(static_cast<double>(bounds[i]) * scale)
-          << "\"} " << cumulative << '\n';
-    }
-    if (counts.size() > bounds.size())
-      cumulative += counts[bounds.size()];
-    out << name << "_bucket{le=\"+Inf\"} " << cumulative << '\n';
-    out << name << "_sum " << number(sum) << '\n';
-    out << name << "_count " << cumulative << '\n';
-  };
-  header(out, "sail_tinker_polls_per_sample", "histogram",
-         "GET polls per completed sample.");
-  histogram("sail_tinker_polls_per_sample", polls_buckets, stats.polls_per_sample, 1.0,
-            static_cast<double>(stats.polls));
-  header(out, "sail_tinker_notice_delay_seconds", "histogram",
-         "Completion (the response's completed_at) to result in hand, for responses "
-         "that carry completed_at.");
-  histogram("sail_tinker_notice_delay_seconds", notice_buckets_ms, stats.notice_delay, 0.001,
-            static_cast<double>(stats.notice_delay_sum_ms) / 1000.0);
+  exposition ex{out, {}, {}};
+  for_each_stat(stats, ex);
   header(out, "sail_tinker_requests_total", "counter",
          "Requests answered by this node's completer fronts, by operation and outcome.");
   for (auto& [op, d] : ops) {
@@ -172,23 +205,9 @@ std::string render_prometheus(const completer_stats& stats,
   }
   header(out, "sail_tinker_request_latency_seconds", "histogram",
          "Latency of requests to the completer fronts (a sample_group counts once).");
-  for (auto& [op, d] : ops) {
-    auto& h = d.latency;
-    uint64_t cumulative = 0;
-    auto lbl = escape_label(op);
-    for (size_t i = 0; i < h.bounds.size(); ++i) {
-      cumulative += h.counts[i];
-      out << "sail_tinker_request_latency_seconds_bucket{op=\"" << lbl << "\",le=\""
-          << number(h.bounds[i]) << "\"} " << cumulative << '\n';
-    }
-    cumulative += h.counts.back();
-    out << "sail_tinker_request_latency_seconds_bucket{op=\"" << lbl << "\",le=\"+Inf\"} "
-        << cumulative << '\n';
-    out << "sail_tinker_request_latency_seconds_sum{op=\"" << lbl << "\"} " << number(h.sum)
-        << '\n';
-    out << "sail_tinker_request_latency_seconds_count{op=\"" << lbl << "\"} " << h.count
-        << '\n';
-  }
+  for (auto& [op, d] : ops)
+    write_histogram(out, "sail_tinker_request_latency_seconds",
+                    "op=\"" + escape_label(op) + '"', latency_buckets_s, d.latency, 1.0);
   return out.str();
 }
 

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iomanip>
 #include <sstream>
+#include <type_traits>
+#include <utility>
 
 #include <caf/scoped_actor.hpp>
 
@@ -274,21 +276,51 @@ int run_on_target(app_node_config& cfg, target_plan& plan, const completer_confi
   return body(sys, target);
 }
 
+namespace {
+
+/// The counters' summary rows in description order (messages/types.hpp:
+/// stat_info::row, phrase): the fields of a row joined, each field's phrase
+/// with "{}" replaced by its value (a map: its non-zero entries). Without
+/// counters every row reads "n/a".
+std::vector<std::pair<std::string, std::string>> summary_rows(const completer_stats* counters) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  auto add = [&](const stat_info& info, const std::string& value) {
+    if (info.row.empty())
+      return;
+    if (rows.empty() || rows.back().first != info.row)
+      rows.emplace_back(std::string{info.row}, std::string{});
+    auto& text = rows.back().second;
+    if (!counters) {
+      text = "n/a";
+      return;
+    }
+    std::string phrase{info.phrase.empty() ? "{}" : info.phrase};
+    text += phrase.replace(phrase.find("{}"), 2, value);
+  };
+  auto visit = [&](auto& self, const stat_info& info, const auto& v) -> void {
+    using T = std::decay_t<decltype(v)>;
+    if constexpr (described_stats<T>) {
+      for_each_stat(v, [&](const stat_info& i, const auto& x) { self(self, i, x); });
+    } else if constexpr (std::is_same_v<T, std::map<std::string, uint64_t>>) {
+      add(info, render_map(v));
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      add(info, v);
+    } else if constexpr (std::is_integral_v<T>) {
+      add(info, std::to_string(v));
+    }
+  };
+  const completer_stats blank;
+  for_each_stat(counters ? *counters : blank,
+                [&](const stat_info& info, const auto& v) { visit(visit, info, v); });
+  return rows;
+}
+
+} // namespace
+
 void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row) {
-  row("retries by cause", rep.counters ? render_map(rep.counters->retries_by_cause) : "n/a");
-  row("polls", rep.counters ? std::to_string(rep.counters->polls) : "n/a");
-  if (rep.counters && !rep.counters->webhooks.empty())
-    row("webhooks", render_map(rep.counters->webhooks));
-  if (rep.counters) {
-    auto& g = rep.counters->guard;
-    row("circuit breaker", g.breaker + ", opened " + std::to_string(g.breaker_opened) + "x, "
-                             + std::to_string(g.probes) + " probes, "
-                             + std::to_string(g.rejected) + " samples refused");
-    row("retry budget", std::to_string(g.budget_retries) + " retries of "
-                          + std::to_string(g.budget_allowed) + " allowed in the window, "
-                          + std::to_string(g.budget_denied) + " deferred");
-  }
+  for (auto& [title, text] : summary_rows(rep.counters ? &*rep.counters : nullptr))
+    row(title, text);
   row("errors by kind", render_map(errors));
   for (auto& n : rep.nodes)
     row("node", n.address.to_string() + " " + to_string(n.state) + ", "

@@ -116,9 +116,10 @@ int run_on_target(app_node_config& cfg, target_plan& plan, const completer_confi
 
 using row_fn = std::function<void(const std::string&, const std::string&)>;
 
-/// The summary rows of a target, in order: retries by cause, polls, the circuit
-/// breaker and the retry budget, errors by
-/// kind (`errors`), one row per node, inference runs and faults injected.
+/// The summary rows of a target, in order: the counters' rows as their
+/// description names them (messages/types.hpp, stat_info::row: retries by
+/// cause, polls, webhooks, the circuit breaker and the retry budget), errors
+/// by kind (`errors`), one row per node, inference runs and faults injected.
 void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row);
 

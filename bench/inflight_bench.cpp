@@ -245,7 +245,7 @@ int run_polls(size_t k, long latency_s) {
   for (auto g : gets)
     std::printf(" %" PRIu64, g);
   std::printf("\n  pool counted %" PRIu64 " polls for %" PRIu64 " completed samples\n",
-              ps.polls, ps.completed);
+              ps.pool.polls, ps.completed);
   std::printf("RESULT polls samples=%zu latency_s=%ld ok=%d gets_min=%" PRIu64
               " gets_mean=%.1f gets_max=%" PRIu64 "\n",
               k, latency_s, failed == 0 && gets.size() == k ? 1 : 0,

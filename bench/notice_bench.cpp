@@ -197,7 +197,7 @@ result_row run_mode(mode m, const params& p) {
   {
     caf::scoped_actor self{sys};
     self->request((*rt)->pool(), 30s, sail::atom::stats_v)
-      .receive([&](sail::completer_stats& s) { row.hooks = s.webhooks; },
+      .receive([&](sail::completer_stats& s) { row.hooks = s.pool.webhooks; },
                [&](caf::error&) {});
   }
   (*rt)->shutdown();

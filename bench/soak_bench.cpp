@@ -129,7 +129,7 @@ sail::completer_stats pool_stats(caf::actor_system& sys, sail::runtime& rt) {
 /// re-dispatches, nor the HTTP client's own stale-connection replays).
 uint64_t total_retries(const sail::completer_stats& s) {
   uint64_t n = 0;
-  for (auto& [cause, count] : s.retries_by_cause)
+  for (auto& [cause, count] : s.pool.retries_by_cause)
     if (cause != "pool_pause" && cause != "worker_restart" && cause != "redispatch"
         && cause != "stale_connection")
       n += count;
@@ -287,7 +287,7 @@ down_figures run_down_up(sail::bench::emulator_child& child, caf::actor_system& 
     if (!was_down) { // the first tick: every lane has its sample in flight
       auto s = pool_stats(sys, rt);
       f.in_flight = s.in_flight;
-      f.guard_before = s.guard;
+      f.guard_before = s.pool.guard;
       retries0 = total_retries(s);
       child.command('d');
       req0 = sail_requests(child.stats(true));
@@ -302,7 +302,7 @@ down_figures run_down_up(sail::bench::emulator_child& child, caf::actor_system& 
       f.requests = sail_requests(st) - req0;
       f.seconds = secs(elapsed - went_down);
       f.retries = total_retries(s) - retries0;
-      f.guard_after = s.guard;
+      f.guard_after = s.pool.guard;
       is_down = false;
     }
   });
@@ -453,15 +453,15 @@ int main(int argc, char** argv) {
   for (auto& [k, v] : f1)
     std::printf("%s %" PRIu64 " ", std::string(k).c_str(), v.to_number<uint64_t>());
   std::printf("\n  retries by cause     mix:");
-  for (auto& [cause, n] : ps1.retries_by_cause) {
-    auto before = ps0.retries_by_cause.count(cause) ? ps0.retries_by_cause.at(cause) : 0;
+  for (auto& [cause, n] : ps1.pool.retries_by_cause) {
+    auto before = ps0.pool.retries_by_cause.count(cause) ? ps0.pool.retries_by_cause.at(cause) : 0;
     std::printf(" %s %" PRIu64, cause.c_str(), n - before);
   }
   std::printf("\n  while down           (requests to Sail during the down period)\n");
   print_down("guarded", guarded);
   if (unguarded)
     print_down("baseline", *unguarded);
-  auto& g = ps2.guard;
+  auto& g = ps2.pool.guard;
   std::printf("  guard (end)          breaker %s, opened %" PRIu64 "x, %" PRIu64 " probes, %" PRIu64
               " attempts held, %" PRIu64 " refusals; budget: %" PRIu64 " retries deferred "
               "(window now: %" PRIu64 " retries of %" PRIu64 " allowed, %" PRIu64

@@ -308,9 +308,9 @@ void check_invariants(const group_result& x) {
 /// What the balancer does with the stats of every node (merge_into).
 void check_invariants(const completer_stats& x) {
   retry_guard_stats sum;
-  merge_into(sum, x.guard);
-  merge_into(sum, x.guard);
-  const auto& g = x.guard;
+  merge_into(sum, x.pool.guard);
+  merge_into(sum, x.pool.guard);
+  const auto& g = x.pool.guard;
   require(sum.breaker == "closed" || sum.breaker == g.breaker,
           "merged breaker state from nowhere");
   require((g.breaker != "open" && g.breaker != "half_open") || sum.breaker == g.breaker,
@@ -479,19 +479,19 @@ void write_seeds(const std::string& dir) {
   completer_stats stats;
   stats.in_flight = 1;
   stats.completed = 2;
-  stats.polls = 3;
+  stats.pool.polls = 3;
   stats.failed_by_kind = {{"timeout", 1}};
-  stats.retries_by_cause = {{"http_429", 2}};
-  stats.guard.breaker = "open";
-  stats.guard.breaker_opened = 2;
-  stats.guard.next_probe_ms = 1500;
-  stats.guard.probes = 3;
-  stats.guard.held = 4;
-  stats.guard.rejected = 5;
-  stats.guard.budget_requests = 100;
-  stats.guard.budget_retries = 20;
-  stats.guard.budget_allowed = 30;
-  stats.guard.budget_denied = 6;
+  stats.pool.retries_by_cause = {{"http_429", 2}};
+  stats.pool.guard.breaker = "open";
+  stats.pool.guard.breaker_opened = 2;
+  stats.pool.guard.next_probe_ms = 1500;
+  stats.pool.guard.probes = 3;
+  stats.pool.guard.held = 4;
+  stats.pool.guard.rejected = 5;
+  stats.pool.guard.budget_requests = 100;
+  stats.pool.guard.budget_retries = 20;
+  stats.pool.guard.budget_allowed = 30;
+  stats.pool.guard.budget_denied = 6;
   usage_entry(stats.usage, "Qwen/Qwen3-8B", "flex").add(sample_usage{12, 8, 3, 1});
   usage_entry(stats.usage, "Qwen/Qwen3-8B", "flex").add(std::nullopt);
   sail_job job{"k", "{}", {{"Content-Type", "application/json"}}, "priority", "g", {}, {}, {},

@@ -31,7 +31,7 @@ struct webhook_endpoint;
 
 /// Wire version of the message vocabulary; nodes with a different value refuse
 /// each other's handshake (middleman.app-identifiers).
-inline constexpr const char* protocol_version = "sail-tinker.v4";
+inline constexpr const char* protocol_version = "sail-tinker.v5";
 
 } // namespace sail
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 
 namespace sail {
 
@@ -34,37 +35,6 @@ signed_url with_refresh_schedule(signed_url url, caf::timespan margin,
   return url;
 }
 
-void merge_into(completer_stats& sum, const completer_stats& x) {
-  sum.in_flight += x.in_flight;
-  sum.completed += x.completed;
-  sum.polls += x.polls;
-  for (auto& [k, v] : x.failed_by_kind)
-    sum.failed_by_kind[k] += v;
-  for (auto& [k, v] : x.retries_by_cause)
-    sum.retries_by_cause[k] += v;
-  for (auto& [k, v] : x.webhooks)
-    sum.webhooks[k] += v;
-  auto add = [](std::vector<uint64_t>& into, const std::vector<uint64_t>& from) {
-    if (into.size() < from.size())
-      into.resize(from.size(), 0);
-    for (size_t i = 0; i < from.size(); ++i)
-      into[i] += from[i];
-  };
-  add(sum.polls_per_sample, x.polls_per_sample);
-  add(sum.notice_delay, x.notice_delay);
-  sum.notice_delay_sum_ms += x.notice_delay_sum_ms;
-  merge_into(sum.guard, x.guard);
-  for (auto& u : x.usage) {
-    auto& into = usage_entry(sum.usage, u.model, u.window);
-    into.samples += u.samples;
-    into.unknown += u.unknown;
-    into.input_tokens += u.input_tokens;
-    into.cached_tokens += u.cached_tokens;
-    into.output_tokens += u.output_tokens;
-    into.reasoning_tokens += u.reasoning_tokens;
-  }
-}
-
 usage_totals& usage_entry(std::vector<usage_totals>& xs, const std::string& model,
                           const std::string& window) {
   auto less = [](const usage_totals& x, const std::pair<const std::string&, const std::string&>& k) {
@@ -80,29 +50,135 @@ usage_totals& usage_entry(std::vector<usage_totals>& xs, const std::string& mode
   return *xs.insert(i, std::move(fresh));
 }
 
-void merge_into(retry_guard_stats& sum, const retry_guard_stats& x) {
-  auto rank = [](const std::string& state) {
-    return state == "open" ? 2 : state == "half_open" ? 1 : 0;
-  };
-  if (rank(x.breaker) > rank(sum.breaker))
-    sum.breaker = x.breaker;
-  if (x.next_probe_ms > 0 && (sum.next_probe_ms == 0 || x.next_probe_ms < sum.next_probe_ms))
-    sum.next_probe_ms = x.next_probe_ms;
-  sum.breaker_opened += x.breaker_opened;
-  sum.probes += x.probes;
-  sum.held += x.held;
-  sum.rejected += x.rejected;
-  sum.budget_requests += x.budget_requests;
-  sum.budget_retries += x.budget_retries;
-  sum.budget_allowed += x.budget_allowed;
-  sum.budget_denied += x.budget_denied;
-}
-
 caf::expected<std::vector<double>> tokens_with_logprobs::logprobs() const {
   if (!maybe_logprobs)
     return invalid_argument("maybe_logprobs",
                             "logprobs are not available for this sample");
   return *maybe_logprobs;
+}
+
+// -- statistics ------------------------------------------------------------------
+
+void histogram::observe(std::span<const double> bounds, double value) {
+  if (counts.size() != bounds.size() + 1)
+    counts.resize(bounds.size() + 1, 0);
+  auto i = std::lower_bound(bounds.begin(), bounds.end(), value) - bounds.begin();
+  ++counts[static_cast<size_t>(i)];
+  sum += value;
+}
+
+uint64_t histogram::count() const noexcept {
+  uint64_t n = 0;
+  for (auto c : counts)
+    n += c;
+  return n;
+}
+
+std::vector<std::string> errc_kinds() {
+  std::vector<std::string> xs;
+  for (uint8_t c = 1; c <= errc_count; ++c)
+    xs.emplace_back(to_string(static_cast<errc>(c)));
+  return xs;
+}
+
+namespace {
+
+/// Adds one field of x to the same field of sum, as its kind says.
+struct field_merger {
+  void operator()(const stat_info& info, uint64_t& sum, uint64_t x) const {
+    (void) info;
+    sum += x;
+  }
+
+  void operator()(const stat_info& info, int64_t& sum, int64_t x) const {
+    if (info.kind != stat_kind::soonest)
+      sum += x;
+    else if (x > 0 && (sum == 0 || x < sum))
+      sum = x;
+  }
+
+  void operator()(const stat_info& info, std::string& sum, const std::string& x) const {
+    if (info.kind != stat_kind::state)
+      return; // a label: equal in both
+    // The worst state wins (the one latest in `known`; an unknown one ranks first).
+    auto rank = [&](const std::string& v) {
+      auto i = std::find(info.known.begin(), info.known.end(), v);
+      return i == info.known.end() ? 0 : i - info.known.begin();
+    };
+    if (rank(x) > rank(sum))
+      sum = x;
+  }
+
+  void operator()(const stat_info&, std::map<std::string, uint64_t>& sum,
+                  const std::map<std::string, uint64_t>& x) const {
+    for (auto& [k, v] : x)
+      sum[k] += v;
+  }
+
+  void operator()(const stat_info&, histogram& sum, const histogram& x) const {
+    merge_into(sum, x);
+  }
+
+  void operator()(const stat_info&, std::vector<usage_totals>& sum,
+                  const std::vector<usage_totals>& x) const {
+    for (auto& u : x)
+      merge_into(usage_entry(sum, u.model, u.window), u);
+  }
+
+  template <described_stats T>
+  void operator()(const stat_info&, T& sum, const T& x) const {
+    merge_into(sum, x);
+  }
+};
+
+/// invalid_argument unless every histogram of x has at most its buckets.
+template <class T>
+caf::error check_histograms(const T& x) {
+  caf::error err;
+  for_each_stat(x, [&](const stat_info& info, const auto& v) {
+    if constexpr (std::is_same_v<std::decay_t<decltype(v)>, histogram>)
+      if (v.counts.size() > info.bounds.size() + 1)
+        err = caf::make_error(caf::sec::invalid_argument);
+  });
+  return err;
+}
+
+} // namespace
+
+void merge_into(histogram& sum, const histogram& x) {
+  if (sum.counts.size() < x.counts.size())
+    sum.counts.resize(x.counts.size(), 0);
+  for (size_t i = 0; i < x.counts.size(); ++i)
+    sum.counts[i] += x.counts[i];
+  sum.sum += x.sum;
+}
+
+void merge_into(retry_guard_stats& sum, const retry_guard_stats& x) {
+  for_each_stat(sum, x, field_merger{});
+}
+
+void merge_into(usage_totals& sum, const usage_totals& x) {
+  for_each_stat(sum, x, field_merger{});
+}
+
+void merge_into(pool_stats& sum, const pool_stats& x) {
+  for_each_stat(sum, x, field_merger{});
+}
+
+void merge_into(completer_stats& sum, const completer_stats& x) {
+  for_each_stat(sum, x, field_merger{});
+}
+
+caf::error check_stats(const pool_stats& x) {
+  return check_histograms(x);
+}
+
+caf::error check_stats(const completer_stats& x) {
+  for (size_t i = 1; i < x.usage.size(); ++i)
+    if (!(std::tie(x.usage[i - 1].model, x.usage[i - 1].window)
+          < std::tie(x.usage[i].model, x.usage[i].window)))
+      return caf::make_error(caf::sec::invalid_argument);
+  return check_stats(x.pool);
 }
 
 } // namespace sail

@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include <caf/error.hpp>
@@ -494,14 +496,123 @@ typename Inspector::result_type inspect(Inspector& f, sail_job& x) {
 }
 
 // -- statistics ------------------------------------------------------------------
+//
+// Every counter of a completer is declared once: a member of its owner's
+// struct (pool_stats: the pool's HTTP side; completer_stats: the samples,
+// with the pool's nested) plus one entry of that struct's stat_fields(),
+// which names it for Python (key), /metrics (metric, help, labels) and the
+// rollout summary (row). The wire format (inspect), merge_into (nodes summed
+// by the balancer), app/metrics.cpp's exposition, the rollout summary and
+// Python's stats() all iterate stat_fields(); none of them names a field.
 
 /// Upper bounds of the polls-per-sample histogram's buckets (the last
 /// bucket, beyond them, counts the rest).
-inline constexpr std::array<uint64_t, 12> polls_buckets{0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64};
+inline constexpr std::array<double, 12> polls_buckets{0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64};
 
 /// Upper bounds (milliseconds) of the notice-delay histogram's buckets.
-inline constexpr std::array<uint64_t, 13> notice_buckets_ms{
+inline constexpr std::array<double, 13> notice_buckets_ms{
   10, 25, 50, 100, 250, 500, 1'000, 2'500, 5'000, 10'000, 30'000, 60'000, 300'000};
+
+/// Upper bounds (seconds) of the request-latency histogram's buckets
+/// (actors/metering.hpp).
+inline constexpr std::array<double, 15> latency_buckets_s{
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900};
+
+/// Observations per bucket of fixed upper bounds (the bounds live with the
+/// histogram's description, not in it): counts[i] holds the values <=
+/// bounds[i] and > bounds[i-1], counts[bounds.size()] the rest; empty until
+/// the first observation.
+struct histogram {
+  std::vector<uint64_t> counts;
+  /// Sum of the observed values (in the bounds' unit).
+  double sum = 0;
+
+  /// Counts `value` (sizes `counts` on first use).
+  void observe(std::span<const double> bounds, double value);
+  /// Observations in total.
+  uint64_t count() const noexcept;
+
+  friend bool operator==(const histogram&, const histogram&) = default;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, histogram& x) {
+  return f(caf::meta::type_name("sail.histogram"), x.counts, x.sum);
+}
+
+/// How a statistic reads and adds up across owners and nodes.
+enum class stat_kind : uint8_t {
+  /// Only grows; summed.
+  counter,
+  /// A level; summed (in flight, a sliding window).
+  gauge,
+  /// The smallest positive value of the nodes (0: none), e.g. a next probe.
+  soonest,
+  /// One of `known` (exposed one-hot); merged: the one latest in `known`.
+  state,
+  /// A histogram over `bounds`; summed bucket by bucket.
+  buckets,
+  /// A label of a table's rows (usage's model and window).
+  label,
+  /// A nested struct with its own Python dict and summary rows.
+  group,
+  /// A nested struct shown flat (the pool's counters in the completer's).
+  flat,
+};
+
+/// One field of a stats struct, as its consumers show it.
+struct stat_info {
+  /// Python's dict key (also the rows' key of a table).
+  std::string_view key;
+  stat_kind kind = stat_kind::counter;
+  /// Prometheus metric; several fields may share one (told apart by
+  /// `label` = `label_value`). Empty for groups.
+  std::string_view metric = {};
+  std::string_view help = {};
+  /// A map's key label, or with `label_value` this field's fixed label.
+  std::string_view label = {};
+  std::string_view label_value = {};
+  /// Label values exposed even at 0 (a map's keys), or a state's values
+  /// (worst last).
+  std::span<const std::string_view> known = {};
+  /// More known label values, computed (the errc names).
+  std::vector<std::string> (*known_more)() = nullptr;
+  /// A histogram's bucket upper bounds.
+  std::span<const double> bounds = {};
+  /// /metrics shows value * scale (ms -> s).
+  double scale = 1;
+  /// The rollout summary's row (empty: not shown) and this field's part of
+  /// it: `phrase` with "{}" standing for the value (empty: the value).
+  std::string_view row = {};
+  std::string_view phrase = {};
+};
+
+/// A member of T described by `info`.
+template <class T, class M>
+struct stat_field {
+  stat_info info;
+  M T::*member;
+};
+
+template <class T, class M>
+constexpr stat_field<T, M> stat_entry(M T::*member, stat_info info) {
+  return {info, member};
+}
+
+/// The breaker's states, worst last (net/retry_guard.hpp).
+inline constexpr std::string_view breaker_states[] = {"closed", "half_open", "open"};
+
+/// The webhook outcomes always exposed (docs/operations.md, "Metrics").
+inline constexpr std::string_view webhook_outcomes[] = {
+  "received", "applied", "duplicate", "unknown", "early", "rejected_unauthorized",
+  "rejected_bad_route", "rejected_too_large", "rejected_malformed"};
+
+/// The usage row labels exposed as `usage="known"` / `"unknown"`.
+inline constexpr std::string_view usage_known[] = {"known"};
+
+/// The errc names (every failure kind is exposed, 0 or not).
+std::vector<std::string> errc_kinds();
+
 /// The worker pool's retry budget and circuit breaker (net/retry_guard.hpp).
 struct retry_guard_stats {
   /// "closed", "half_open" or "open" (merged: the worst of them).
@@ -527,16 +638,53 @@ struct retry_guard_stats {
   friend bool operator==(const retry_guard_stats&, const retry_guard_stats&) = default;
 };
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, retry_guard_stats& x) {
-  return f(caf::meta::type_name("sail.retry_guard_stats"), x.breaker,
-           x.breaker_opened, x.next_probe_ms, x.probes, x.held, x.rejected,
-           x.budget_requests, x.budget_retries, x.budget_allowed, x.budget_denied);
+inline const auto& stat_fields(const retry_guard_stats*) {
+  using T = retry_guard_stats;
+  static const auto fields = std::make_tuple(
+    stat_entry(&T::breaker,
+         {.key = "breaker", .kind = stat_kind::state, .metric = "sail_tinker_breaker_state",
+          .help = "Circuit breaker of the pool: 1 for its current state (closed, half_open, "
+                  "open).",
+          .label = "state", .known = breaker_states, .row = "circuit breaker"}),
+    stat_entry(&T::breaker_opened,
+         {.key = "breaker_opened", .metric = "sail_tinker_breaker_opened_total",
+          .help = "Times the circuit breaker opened.", .row = "circuit breaker",
+          .phrase = ", opened {}x"}),
+    stat_entry(&T::next_probe_ms,
+         {.key = "next_probe_ms", .kind = stat_kind::soonest,
+          .metric = "sail_tinker_breaker_next_probe_seconds",
+          .help = "While the breaker is open: seconds until its next probe (else 0).",
+          .scale = 0.001}),
+    stat_entry(&T::probes, {.key = "probes", .metric = "sail_tinker_breaker_probes_total",
+                      .help = "Attempts let through as the breaker's probe.",
+                      .row = "circuit breaker", .phrase = ", {} probes"}),
+    stat_entry(&T::held, {.key = "held", .metric = "sail_tinker_breaker_held_total",
+                    .help = "Attempts held back while the breaker was not closed."}),
+    stat_entry(&T::rejected,
+         {.key = "rejected", .metric = "sail_tinker_breaker_rejected_total",
+          .help = "New samples refused at once while the breaker was open (also counted "
+                  "as failed, kind unavailable).",
+          .row = "circuit breaker", .phrase = ", {} samples refused"}),
+    stat_entry(&T::budget_requests,
+         {.key = "budget_requests", .kind = stat_kind::gauge,
+          .metric = "sail_tinker_retry_budget",
+          .help = "The retry budget's sliding window: first attempts, retries, and the "
+                  "retries allowed.",
+          .label = "window", .label_value = "requests"}),
+    stat_entry(&T::budget_retries,
+         {.key = "budget_retries", .kind = stat_kind::gauge,
+          .metric = "sail_tinker_retry_budget", .label = "window", .label_value = "retries",
+          .row = "retry budget", .phrase = "{} retries"}),
+    stat_entry(&T::budget_allowed,
+         {.key = "budget_allowed", .kind = stat_kind::gauge,
+          .metric = "sail_tinker_retry_budget", .label = "window", .label_value = "allowed",
+          .row = "retry budget", .phrase = " of {} allowed in the window"}),
+    stat_entry(&T::budget_denied,
+         {.key = "budget_denied", .metric = "sail_tinker_retry_budget_denied_total",
+          .help = "Retries deferred because the retry budget was spent.",
+          .row = "retry budget", .phrase = ", {} deferred"}));
+  return fields;
 }
-
-/// Adds `x` to `sum` (several pools: counters add up, the breaker shows the
-/// worst state and the nearest probe).
-void merge_into(retry_guard_stats& sum, const retry_guard_stats& x);
 
 /// Billed tokens of the samples of one (model, completion window).
 struct usage_totals {
@@ -568,11 +716,31 @@ struct usage_totals {
   friend bool operator==(const usage_totals&, const usage_totals&) = default;
 };
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, usage_totals& x) {
-  return f(caf::meta::type_name("sail.usage_totals"), x.model, x.window, x.samples,
-           x.unknown, x.input_tokens, x.cached_tokens, x.output_tokens,
-           x.reasoning_tokens);
+inline const auto& stat_fields(const usage_totals*) {
+  using T = usage_totals;
+  static constexpr const char* samples_help
+    = "Samples that finished with a result, by model, completion window and whether the "
+      "response reported its usage (known) or not (unknown: no or a malformed usage).";
+  static constexpr const char* tokens_help
+    = "Tokens billed as the responses' usage reports them, by model, completion window and "
+      "kind (input includes cached; output includes reasoning).";
+  static const auto fields = std::make_tuple(
+    stat_entry(&T::model, {.key = "model", .kind = stat_kind::label, .label = "model"}),
+    stat_entry(&T::window, {.key = "window", .kind = stat_kind::label, .label = "window"}),
+    stat_entry(&T::samples, {.key = "samples", .metric = "sail_tinker_usage_samples_total",
+                       .help = samples_help, .label = "usage", .label_value = "known"}),
+    stat_entry(&T::unknown, {.key = "unknown", .metric = "sail_tinker_usage_samples_total",
+                       .label = "usage", .label_value = "unknown"}),
+    stat_entry(&T::input_tokens, {.key = "input_tokens", .metric = "sail_tinker_usage_tokens_total",
+                            .help = tokens_help, .label = "kind", .label_value = "input"}),
+    stat_entry(&T::cached_tokens, {.key = "cached_tokens", .metric = "sail_tinker_usage_tokens_total",
+                             .label = "kind", .label_value = "cached"}),
+    stat_entry(&T::output_tokens, {.key = "output_tokens", .metric = "sail_tinker_usage_tokens_total",
+                             .label = "kind", .label_value = "output"}),
+    stat_entry(&T::reasoning_tokens,
+         {.key = "reasoning_tokens", .metric = "sail_tinker_usage_tokens_total",
+          .label = "kind", .label_value = "reasoning"}));
+  return fields;
 }
 
 /// The entry of (model, window) in `xs` (kept sorted by model, window),
@@ -580,66 +748,157 @@ typename Inspector::result_type inspect(Inspector& f, usage_totals& x) {
 usage_totals& usage_entry(std::vector<usage_totals>& xs, const std::string& model,
                           const std::string& window);
 
-struct completer_stats {
-  uint64_t in_flight = 0;
-  uint64_t completed = 0;
+/// The worker pool's own counters: its HTTP side (polls, retries, webhooks,
+/// the retry guard, the histograms).
+struct pool_stats {
+  std::map<std::string, uint64_t> retries_by_cause;
   /// GET polls sent for completed samples.
   uint64_t polls = 0;
-  std::map<std::string, uint64_t> failed_by_kind;
-  std::map<std::string, uint64_t> retries_by_cause;
-  /// The pool's retry budget and circuit breaker.
-  retry_guard_stats guard;
   /// Completion webhooks by outcome (docs/operations.md, "Metrics"):
   /// received, applied, duplicate, unknown, early, ignored, and
   /// rejected_<reason> (unauthorized, bad_route, too_large, malformed).
   std::map<std::string, uint64_t> webhooks;
-  /// Completed samples by polls they cost: one count per bucket of
-  /// polls_buckets, plus one for more. Empty: none yet.
-  std::vector<uint64_t> polls_per_sample;
-  /// Completed samples by notice delay (the response's completed_at to the
-  /// moment the pool had the result), per bucket of notice_buckets_ms plus
-  /// one for more; only samples whose response carried completed_at.
-  std::vector<uint64_t> notice_delay;
-  uint64_t notice_delay_sum_ms = 0;
+  /// The pool's retry budget and circuit breaker.
+  retry_guard_stats guard;
+  /// Completed samples by polls they cost (over polls_buckets).
+  histogram polls_per_sample;
+  /// Completed samples by notice delay, ms (the response's completed_at to
+  /// the moment the pool had the result; over notice_buckets_ms): only
+  /// samples whose response carried completed_at.
+  histogram notice_delay;
+
+  friend bool operator==(const pool_stats&, const pool_stats&) = default;
+};
+
+inline const auto& stat_fields(const pool_stats*) {
+  using T = pool_stats;
+  static const auto fields = std::make_tuple(
+    stat_entry(&T::retries_by_cause,
+         {.key = "retries_by_cause", .metric = "sail_tinker_retries_total",
+          .help = "HTTP retries and re-dispatches, by cause (http_429, transport, timeout, ...).",
+          .label = "cause", .row = "retries by cause"}),
+    stat_entry(&T::polls, {.key = "polls", .metric = "sail_tinker_polls_total",
+                     .help = "GET polls sent for completed samples.", .row = "polls"}),
+    stat_entry(&T::webhooks,
+         {.key = "webhooks", .metric = "sail_tinker_webhooks_total",
+          .help = "Completion webhooks by outcome: received, applied (finished a sample), "
+                  "duplicate, unknown, early (claimed after its create), rejected_<reason>.",
+          .label = "outcome", .known = webhook_outcomes, .row = "webhooks"}),
+    stat_entry(&T::guard, {.key = "guard", .kind = stat_kind::group}),
+    stat_entry(&T::polls_per_sample,
+         {.key = "polls_per_sample", .kind = stat_kind::buckets,
+          .metric = "sail_tinker_polls_per_sample", .help = "GET polls per completed sample.",
+          .bounds = polls_buckets}),
+    stat_entry(&T::notice_delay,
+         {.key = "notice_delay", .kind = stat_kind::buckets,
+          .metric = "sail_tinker_notice_delay_seconds",
+          .help = "Completion (the response's completed_at) to result in hand, for responses "
+                  "that carry completed_at.",
+          .bounds = notice_buckets_ms, .scale = 0.001}));
+  return fields;
+}
+
+/// A completer's counters (its own samples, the pool's counters nested), or
+/// a node's (the pool's samples), or a cluster's (the nodes' summed).
+struct completer_stats {
+  uint64_t in_flight = 0;
+  uint64_t completed = 0;
+  std::map<std::string, uint64_t> failed_by_kind;
   /// Billed tokens of completed samples per (model, window), sorted.
   std::vector<usage_totals> usage;
+  /// The pool's counters (shared by every completer of the pool).
+  pool_stats pool;
 
   friend bool operator==(const completer_stats&, const completer_stats&) = default;
 };
 
+inline const auto& stat_fields(const completer_stats*) {
+  using T = completer_stats;
+  static const auto fields = std::make_tuple(
+    stat_entry(&T::in_flight,
+         {.key = "in_flight", .kind = stat_kind::gauge, .metric = "sail_tinker_samples_in_flight",
+          .help = "Samples accepted by this node (every completer) and not yet finished."}),
+    stat_entry(&T::completed, {.key = "completed", .metric = "sail_tinker_samples_completed_total",
+                         .help = "Samples that finished with a result."}),
+    stat_entry(&T::failed_by_kind,
+         {.key = "failed_by_kind", .metric = "sail_tinker_samples_failed_total",
+          .help = "Samples that finished with an error, by error kind.", .label = "kind",
+          .known_more = errc_kinds}),
+    stat_entry(&T::usage, {.key = "usage"}),
+    stat_entry(&T::pool, {.key = "pool", .kind = stat_kind::flat}));
+  return fields;
+}
+
+/// Calls f(info, member) for every field of `x` (const or not).
+template <class T, class F>
+void for_each_stat(T& x, F&& f) {
+  std::apply([&](const auto&... fs) { (f(fs.info, x.*fs.member), ...); },
+             stat_fields(static_cast<const std::remove_const_t<T>*>(nullptr)));
+}
+
+/// Calls f(info, member of x, member of y) for every field.
+template <class T, class U, class F>
+void for_each_stat(T& x, U& y, F&& f) {
+  std::apply([&](const auto&... fs) { (f(fs.info, x.*fs.member, y.*fs.member), ...); },
+             stat_fields(static_cast<const std::remove_const_t<T>*>(nullptr)));
+}
+
+/// Whether T has a stat_fields() description.
+template <class T>
+concept described_stats = requires(const T* p) { stat_fields(p); };
+
+/// The wire format of a described struct: its fields in description order.
+template <class T, class Inspector>
+typename Inspector::result_type inspect_stats(Inspector& f, T& x, const char* name) {
+  return std::apply(
+    [&](const auto&... fs) { return f(caf::meta::type_name(name), (x.*fs.member)...); },
+    stat_fields(static_cast<const T*>(nullptr)));
+}
+
+/// The same, `check` run before saving and after loading.
+template <class T, class Inspector, class Check>
+typename Inspector::result_type inspect_stats(Inspector& f, T& x, const char* name,
+                                              Check check) {
+  return std::apply(
+    [&](const auto&... fs) {
+      return f(caf::meta::type_name(name), caf::meta::save_callback(check), (x.*fs.member)...,
+               caf::meta::load_callback(check));
+    },
+    stat_fields(static_cast<const T*>(nullptr)));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, retry_guard_stats& x) {
+  return inspect_stats(f, x, "sail.retry_guard_stats");
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, usage_totals& x) {
+  return inspect_stats(f, x, "sail.usage_totals");
+}
+
+/// invalid_argument unless every histogram fits its bounds and `usage` is
+/// sorted by (model, window), each pair once (merge_into relies on it).
+caf::error check_stats(const pool_stats& x);
+caf::error check_stats(const completer_stats& x);
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pool_stats& x) {
+  return inspect_stats(f, x, "sail.pool_stats", [&x] { return check_stats(x); });
+}
+
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, completer_stats& x) {
-  auto check = [&x]() -> caf::error {
-    if (x.polls_per_sample.size() > polls_buckets.size() + 1
-        || x.notice_delay.size() > notice_buckets_ms.size() + 1)
-      return caf::sec::invalid_argument;
-    // usage: sorted by (model, window), each pair once (merge_into relies on it).
-    for (size_t i = 1; i < x.usage.size(); ++i)
-      if (!(std::tie(x.usage[i - 1].model, x.usage[i - 1].window)
-            < std::tie(x.usage[i].model, x.usage[i].window)))
-        return caf::sec::invalid_argument;
-    return caf::none;
-  };
-  return f(caf::meta::type_name("sail.completer_stats"), caf::meta::save_callback(check),
-           x.in_flight, x.completed, x.polls, x.failed_by_kind, x.retries_by_cause,
-           x.guard, x.webhooks, x.polls_per_sample, x.notice_delay,
-           x.notice_delay_sum_ms, x.usage, caf::meta::load_callback(check));
+  return inspect_stats(f, x, "sail.completer_stats", [&x] { return check_stats(x); });
 }
 
-/// Counts `value` in histogram `counts` with bucket upper bounds `bounds`
-/// (sized on first use: bounds.size() + 1 buckets).
-template <size_t N>
-void count_in(std::vector<uint64_t>& counts, const std::array<uint64_t, N>& bounds,
-              uint64_t value) {
-  if (counts.size() != N + 1)
-    counts.resize(N + 1, 0);
-  size_t i = 0;
-  while (i < N && value > bounds[i])
-    ++i;
-  ++counts[i];
-}
-
-/// Adds every counter of `x` to `sum` (nodes' and completers' stats).
+/// Adds `x` to `sum` field by field as the description says (counters and
+/// gauges add up, histograms bucket by bucket, the breaker shows the worst
+/// state and the nearest probe, usage adds per (model, window)).
+void merge_into(histogram& sum, const histogram& x);
+void merge_into(retry_guard_stats& sum, const retry_guard_stats& x);
+void merge_into(usage_totals& sum, const usage_totals& x);
+void merge_into(pool_stats& sum, const pool_stats& x);
 void merge_into(completer_stats& sum, const completer_stats& x);
 
 } // namespace sail

@@ -7,6 +7,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -16,12 +17,14 @@
 #include <regex>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include "sail_tinker/emulator/emulator.hpp"
+#include "sail_tinker/messages/types.hpp"
 #include "support/certs_cluster.hpp"
 #include "support/paths.hpp"
 #include "support/cli_process.hpp"
@@ -1053,6 +1056,46 @@ TEST_CASE("cli: rollout against serve, then /metrics parses as Prometheus text",
     if (s->labels.at("op") == "sample_group")
       groups = s->value;
   CHECK(groups == 4);
+  // Every counter of the description (messages/types.hpp) is in the
+  // exposition with its type and fixed label, and every summary row in the
+  // rollout's summary: a field added there needs no edit here.
+  size_t described = 0;
+  auto walk = [&](auto& self, const auto& stats) -> void {
+    sail::for_each_stat(stats, [&](const sail::stat_info& info, const auto& v) {
+      using V = std::decay_t<decltype(v)>;
+      INFO("field " << info.key);
+      if (!info.row.empty())
+        CHECK(contains(res.out, std::string{info.row}));
+      if constexpr (sail::described_stats<V>) {
+        self(self, v);
+      } else if constexpr (std::is_same_v<V, std::vector<sail::usage_totals>>) {
+        REQUIRE(!v.empty());
+        self(self, v.front());
+      } else if (!info.metric.empty()) {
+        ++described;
+        std::string metric{info.metric};
+        auto type = info.kind == sail::stat_kind::counter   ? "counter"
+                    : info.kind == sail::stat_kind::buckets ? "histogram"
+                                                            : "gauge";
+        CHECK(doc.types.at(metric) == type);
+        auto samples = doc.find(info.kind == sail::stat_kind::buckets ? metric + "_count"
+                                                                      : metric);
+        if (!info.label_value.empty()) {
+          auto n = std::count_if(samples.begin(), samples.end(), [&](auto* x) {
+            auto i = x->labels.find(std::string{info.label});
+            return i != x->labels.end() && i->second == info.label_value;
+          });
+          CHECK(n >= 1);
+        } else if (info.known.empty() && !info.known_more && info.label.empty()) {
+          CHECK(samples.size() == 1);
+        }
+      }
+    });
+  };
+  sail::completer_stats shape;
+  sail::usage_entry(shape.usage, "m", "w");
+  walk(walk, shape);
+  CHECK(described > 20);
   CHECK(http.get("/healthz").status() == 200);
   CHECK(http.get("/nope").status() == 404);
 

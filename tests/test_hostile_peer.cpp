@@ -202,8 +202,8 @@ TEST_CASE("hostile peer: crash messages to the published front and a completer a
   }
   // No worker of the node's pool died.
   auto s = node.stats();
-  CHECK(s.retries_by_cause.count("worker_restart") == 0);
-  CHECK(s.retries_by_cause.count("redispatch") == 0);
+  CHECK(s.pool.retries_by_cause.count("worker_restart") == 0);
+  CHECK(s.pool.retries_by_cause.count("redispatch") == 0);
   CHECK(s.completed == 1);
   node.stop();
 }

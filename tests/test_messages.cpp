@@ -4,6 +4,9 @@
 
 #include <cmath>
 #include <limits>
+#include <set>
+#include <string_view>
+#include <type_traits>
 
 #include <caf/deep_to_string.hpp>
 #include <caf/type_id.hpp>
@@ -347,8 +350,9 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
              std::chrono::minutes(10), {}, "", {}};
   CHECK(roundtrip(j) == j);
   retry_guard_stats g{"open", 2, 1500, 3, 40, 5, 100, 60, 110, 7};
-  completer_stats s{3, 10, 42, {{"timeout", 1}}, {{"http_503", 2}}, g, {{"applied", 4}},
-                    {1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, {5}, 17, {}};
+  pool_stats p{{{"http_503", 2}}, 42, {{"applied", 4}}, g,
+               {{1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 42}, {{5}, 17}};
+  completer_stats s{3, 10, {{"timeout", 1}}, {}, p};
   usage_entry(s.usage, "m", "flex").add(sample_usage{10, 4, 2, 0});
   usage_entry(s.usage, "m", "asap").add(std::nullopt);
   CHECK(s.usage.front().window == "asap"); // sorted by (model, window)
@@ -367,10 +371,10 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
   std::swap(unsorted.usage[0], unsorted.usage[1]);
   std::vector<char> out;
   CHECK(save(unsorted, out) == caf::sec::invalid_argument);
-  CHECK(roundtrip(s)->guard.breaker == "open");
+  CHECK(roundtrip(s)->pool.guard.breaker == "open");
   // A histogram longer than its buckets is refused on load.
   completer_stats bad = s;
-  bad.notice_delay.assign(notice_buckets_ms.size() + 2, 1);
+  bad.pool.notice_delay.counts.assign(notice_buckets_ms.size() + 2, 1);
   std::vector<char> buf;
   CHECK(save(bad, buf) == caf::sec::invalid_argument);
 }
@@ -378,26 +382,123 @@ TEST_CASE_METHOD(caf_fixture, "binary round trip: http_header, sail_job, complet
 TEST_CASE("completer_stats: histograms count into their buckets and merge",
           "[messages]") {
   completer_stats a;
-  count_in(a.polls_per_sample, polls_buckets, 0);
-  count_in(a.polls_per_sample, polls_buckets, 5);   // (4, 6]
-  count_in(a.polls_per_sample, polls_buckets, 1000); // beyond the last bound
-  REQUIRE(a.polls_per_sample.size() == polls_buckets.size() + 1);
-  CHECK(a.polls_per_sample[0] == 1);
-  CHECK(a.polls_per_sample[5] == 1);
-  CHECK(a.polls_per_sample.back() == 1);
+  auto& h = a.pool.polls_per_sample;
+  h.observe(polls_buckets, 0);
+  h.observe(polls_buckets, 5);    // (4, 6]
+  h.observe(polls_buckets, 1000); // beyond the last bound
+  REQUIRE(h.counts.size() == polls_buckets.size() + 1);
+  CHECK(h.counts[0] == 1);
+  CHECK(h.counts[5] == 1);
+  CHECK(h.counts.back() == 1);
+  CHECK(h.count() == 3);
+  CHECK(h.sum == 1005);
   completer_stats b;
   b.completed = 2;
-  b.webhooks["applied"] = 3;
-  count_in(b.polls_per_sample, polls_buckets, 0);
-  b.notice_delay_sum_ms = 9;
-  b.guard.probes = 1;
+  b.pool.webhooks["applied"] = 3;
+  b.pool.polls_per_sample.observe(polls_buckets, 0);
+  b.pool.notice_delay.observe(notice_buckets_ms, 9);
+  b.pool.guard.probes = 1;
+  b.pool.guard.breaker = "half_open";
+  b.pool.guard.next_probe_ms = 700;
   merge_into(a, b);
   merge_into(a, b);
   CHECK(a.completed == 4);
-  CHECK(a.webhooks.at("applied") == 6);
-  CHECK(a.polls_per_sample[0] == 3);
-  CHECK(a.notice_delay_sum_ms == 18);
-  CHECK(a.guard.probes == 2);
+  CHECK(a.pool.webhooks.at("applied") == 6);
+  CHECK(a.pool.polls_per_sample.counts[0] == 3);
+  CHECK(a.pool.notice_delay.sum == 18);
+  CHECK(a.pool.notice_delay.count() == 2);
+  CHECK(a.pool.guard.probes == 2);
+  // The worst state and the soonest probe, not sums.
+  CHECK(a.pool.guard.breaker == "half_open");
+  CHECK(a.pool.guard.next_probe_ms == 700);
+}
+
+namespace {
+
+/// Gives every described field of x a value that is not its default
+/// (`n` counts the fields, so that each gets its own value).
+template <class T>
+void fill_every_field(T& x, uint64_t& n) {
+  for_each_stat(x, [&](const stat_info& info, auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    ++n;
+    if constexpr (described_stats<V>) {
+      fill_every_field(v, n);
+    } else if constexpr (std::is_same_v<V, std::string>) {
+      v = info.kind == stat_kind::state ? std::string{info.known.back()} : "label";
+    } else if constexpr (std::is_same_v<V, std::map<std::string, uint64_t>>) {
+      v["x"] = n;
+    } else if constexpr (std::is_same_v<V, histogram>) {
+      v.observe(info.bounds, static_cast<double>(n));
+    } else if constexpr (std::is_same_v<V, std::vector<usage_totals>>) {
+      fill_every_field(usage_entry(v, "m", "w"), n);
+    } else {
+      v = static_cast<V>(n);
+    }
+  });
+}
+
+/// Checks that `sum` holds `x` merged twice into empty stats, field by field.
+template <class T>
+void check_merged_twice(const T& sum, const T& x) {
+  for_each_stat(sum, x, [&](const stat_info& info, const auto& s, const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    INFO("field " << info.key);
+    if constexpr (described_stats<V>) {
+      check_merged_twice(s, v);
+    } else if constexpr (std::is_same_v<V, std::string>) {
+      CHECK(s == v);
+    } else if constexpr (std::is_same_v<V, std::map<std::string, uint64_t>>) {
+      REQUIRE(s.size() == 1);
+      CHECK(s.at("x") == 2 * v.at("x"));
+    } else if constexpr (std::is_same_v<V, histogram>) {
+      CHECK(s.count() == 2 * v.count());
+      CHECK(s.sum == 2 * v.sum);
+    } else if constexpr (std::is_same_v<V, std::vector<usage_totals>>) {
+      REQUIRE(s.size() == 1);
+      check_merged_twice(s[0], v[0]);
+    } else if (info.kind == stat_kind::soonest) {
+      CHECK(s == v);
+    } else {
+      CHECK(s == 2 * v);
+    }
+  });
+}
+
+} // namespace
+
+TEST_CASE_METHOD(caf_fixture, "completer_stats: every described field crosses the wire and "
+                              "merges",
+                 "[messages][roundtrip]") {
+  // A field added to a stats struct and its description (messages/types.hpp)
+  // is serialised and merged without another edit.
+  completer_stats x;
+  uint64_t n = 0;
+  fill_every_field(x, n);
+  CHECK(n > 20);
+  CHECK(roundtrip(x) == x);
+  completer_stats sum;
+  merge_into(sum, x);
+  merge_into(sum, x);
+  check_merged_twice(sum, x);
+  // Every field has a key, and every exported one a help text on its
+  // metric's first field.
+  std::set<std::string_view> helped;
+  auto walk = [&](auto& self, const auto& stats) -> void {
+    for_each_stat(stats, [&](const stat_info& info, const auto& v) {
+      using V = std::decay_t<decltype(v)>;
+      CHECK(!info.key.empty());
+      if (!info.help.empty())
+        helped.insert(info.metric);
+      else if (!info.metric.empty())
+        CHECK(helped.count(info.metric) == 1);
+      if constexpr (described_stats<V>)
+        self(self, v);
+      else if constexpr (std::is_same_v<V, std::vector<usage_totals>>)
+        self(self, v.front());
+    });
+  };
+  walk(walk, x);
 }
 
 TEST_CASE_METHOD(caf_fixture, "binary round trip: vectors of message types",

@@ -55,10 +55,10 @@ TEST_CASE("metering front: forwards, records outcomes, follows the completer") {
   auto ops = metrics->snapshot();
   CHECK(ops["sample"].ok == 1);
   CHECK(ops["sample"].failed == 1);
-  CHECK(ops["sample"].latency.count == 2);
+  CHECK(ops["sample"].latency.count() == 2);
   CHECK(ops["sample_group"].ok == 1);
   CHECK(ops["sample_group"].failed == 0);
-  CHECK(ops["sample_group"].latency.count == 1);
+  CHECK(ops["sample_group"].latency.count() == 1);
 
   // The front's lifetime follows the completer's.
   self->monitor(front);

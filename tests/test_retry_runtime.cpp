@@ -287,11 +287,11 @@ TEST_CASE("breaker: Sail down opens it, new work fails fast, work in flight wait
   CHECK(st.max_runs_per_key == 1);
   CHECK(st.inference_runs.size() == static_cast<size_t>(in_flight) + 1);
   auto stats = f.pool_stats();
-  CHECK(stats.guard.breaker == "closed");
-  CHECK(stats.guard.breaker_opened == 1);
-  CHECK(stats.guard.probes >= 2);
-  CHECK(stats.guard.rejected == 1);
-  CHECK(stats.guard.held > 0);
+  CHECK(stats.pool.guard.breaker == "closed");
+  CHECK(stats.pool.guard.breaker_opened == 1);
+  CHECK(stats.pool.guard.probes >= 2);
+  CHECK(stats.pool.guard.rejected == 1);
+  CHECK(stats.pool.guard.held > 0);
   CHECK(stats.failed_by_kind[to_string(errc::unavailable)] == 1);
 }
 
@@ -324,7 +324,7 @@ TEST_CASE("budget: under sustained failure the retries stay within the budget",
     CHECK(res);
   }
   auto stats = f.pool_stats();
-  CHECK(stats.guard.budget_denied > 0);
+  CHECK(stats.pool.guard.budget_denied > 0);
   auto st = f.emu.snapshot();
   CHECK(st.max_runs_per_key == 1);
   CHECK(st.inference_runs.size() == 40);

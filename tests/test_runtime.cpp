@@ -342,7 +342,7 @@ TEST_CASE("faults: retryable statuses and transport faults are retried, runs per
       CHECK(st.inference_runs.size() == 1);
       auto stats = f.pool_stats();
       uint64_t retries = 0;
-      for (auto& [cause, n] : stats.retries_by_cause)
+      for (auto& [cause, n] : stats.pool.retries_by_cause)
         if (cause != "pool_pause")
           retries += n;
       CHECK(retries == 2);
@@ -402,7 +402,7 @@ TEST_CASE("faults: a slow response beyond the per-call timeout is retried",
   cfg.timeout = std::chrono::milliseconds(100);
   auto res = f.completer(cfg).sample(model_input{1, 2}).get();
   REQUIRE(res);
-  CHECK(f.pool_stats().retries_by_cause["timeout"] == 1);
+  CHECK(f.pool_stats().pool.retries_by_cause["timeout"] == 1);
   CHECK(f.emu.snapshot().max_runs_per_key == 1);
 }
 
@@ -462,8 +462,8 @@ TEST_CASE("supervision: worker crashes with 1,000 samples in flight lose nothing
   }
   CHECK(ok == 1000);
   auto stats = f.pool_stats();
-  CHECK(stats.retries_by_cause["worker_restart"] == 2);
-  CHECK(stats.retries_by_cause["redispatch"] > 0);
+  CHECK(stats.pool.retries_by_cause["worker_restart"] == 2);
+  CHECK(stats.pool.retries_by_cause["redispatch"] > 0);
   auto st = f.emu.snapshot();
   CHECK(st.inference_runs.size() == 1000);
   CHECK(st.max_runs_per_key == 1);
@@ -479,8 +479,8 @@ TEST_CASE("supervision: a poison sample is abandoned after the attempt cap",
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1; }));
   sail::test::crash_worker(*f.rt, 0);
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) {
-    auto i = s.retries_by_cause.find("redispatch");
-    return i != s.retries_by_cause.end() && i->second == 1;
+    auto i = s.pool.retries_by_cause.find("redispatch");
+    return i != s.pool.retries_by_cause.end() && i->second == 1;
   }));
   sail::test::crash_worker(*f.rt, 0);
   auto res = fut.get();
@@ -604,7 +604,7 @@ TEST_CASE("backpressure: a 429 pauses new creates for the whole pool",
   auto tc = f.completer();
   auto first = tc.sample(model_input{1});
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) {
-    return s.retries_by_cause.count("pool_pause") == 1;
+    return s.pool.retries_by_cause.count("pool_pause") == 1;
   }));
   auto second = tc.sample(model_input{2});
   REQUIRE(first.get());

@@ -98,8 +98,8 @@ size_t gets_for(const emulator::stats& st, const std::string& key) {
 }
 
 uint64_t hook(const completer_stats& s, const std::string& k) {
-  auto i = s.webhooks.find(k);
-  return i == s.webhooks.end() ? 0 : i->second;
+  auto i = s.pool.webhooks.find(k);
+  return i == s.pool.webhooks.end() ? 0 : i->second;
 }
 
 /// POSTs `body` to the runtime's receiver with `token`.
@@ -177,9 +177,9 @@ TEST_CASE("webhooks: results arrive by webhook, no GET before the safety net",
   CHECK(hook(ps, "received") == n);
   CHECK(hook(ps, "applied") == n);
   CHECK(hook(ps, "unknown") == 0);
-  CHECK(ps.polls == 0);
-  REQUIRE(ps.polls_per_sample.size() == polls_buckets.size() + 1);
-  CHECK(ps.polls_per_sample[0] == n); // every sample: 0 GETs
+  CHECK(ps.pool.polls == 0);
+  REQUIRE(ps.pool.polls_per_sample.counts.size() == polls_buckets.size() + 1);
+  CHECK(ps.pool.polls_per_sample.counts[0] == n); // every sample: 0 GETs
   // The create body names the receiver and carries the token (Sail's
   // /webhooks page); the token reaches nothing the completer reports.
   for (auto& e : f.emu.request_log()) {
@@ -413,16 +413,16 @@ TEST_CASE("webhooks: notice delay from the response's completed_at",
   auto rs = run_all(tc, "notice-", n);
   check_results(f.emu, "notice-", rs);
   auto ps = f.pool_stats();
-  REQUIRE(ps.notice_delay.size() == notice_buckets_ms.size() + 1);
+  REQUIRE(ps.pool.notice_delay.counts.size() == notice_buckets_ms.size() + 1);
   uint64_t counted = 0;
-  for (auto c : ps.notice_delay)
+  for (auto c : ps.pool.notice_delay.counts)
     counted += c;
   CHECK(counted == n);
   // Without completed_at nothing is measured.
   stack_fixture g{slow_emulator(10ms), with_webhooks};
   auto tg = g.completer();
   REQUIRE(tg.sample(keyed("no-notice", 10)).get());
-  CHECK(g.pool_stats().notice_delay.empty());
+  CHECK(g.pool_stats().pool.notice_delay.counts.empty());
 }
 
 TEST_CASE("adaptive polling: converges on the learned latency (poll arrivals on the "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime
 import json
 import warnings
@@ -132,11 +133,34 @@ def _positive_int(value: Any, field: str) -> None:
 
 
 def _add_counts(out: dict, more: dict) -> None:
-    """A completer's own counters added to another's (the pool's are shared)."""
-    for name in ("in_flight", "completed"):
-        out[name] += more[name]
-    for kind, n in more["failed_by_kind"].items():
-        out["failed_by_kind"][kind] = out["failed_by_kind"].get(kind, 0) + n
+    """A completer's own counters added to another's: the keys
+    _native.own_stat_keys() names (in_flight, completed, failed_by_kind,
+    usage: messages/types.hpp's description); the pool's are shared, not
+    added."""
+    for key in _native.own_stat_keys():
+        if key in more:
+            out[key] = _added(out.get(key), more[key])
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(v for v in row.values() if isinstance(v, str))
+
+
+def _added(a: Any, b: Any) -> Any:
+    """a + b for a counter, a dict of counters, or a table's rows (dicts
+    keyed by their str fields, e.g. usage's model and window)."""
+    if a is None:
+        return copy.deepcopy(b)
+    if isinstance(b, dict):
+        return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+    if isinstance(b, list):
+        rows = {_row_key(r): dict(r) for r in a}
+        for r in b:
+            old = rows.get(_row_key(r))
+            rows[_row_key(r)] = dict(r) if old is None else {
+                k: v if isinstance(v, str) else v + r[k] for k, v in old.items()}
+        return [rows[k] for k in sorted(rows)]
+    return a + b
 
 
 def _voyage_key(voyage: dict | None) -> tuple | None:
@@ -329,7 +353,7 @@ class SailTokenCompleter(TokenCompleter):
         self._voyages = {_voyage_key(config["voyage"]): self._native}
         self._busy: dict[int, int] = {}
         # The counters of those closed to stay within _MAX_VOYAGES.
-        self._retired = {"in_flight": 0, "completed": 0, "failed_by_kind": {}}
+        self._retired: dict = {}
 
     # -- sampling -------------------------------------------------------------------------
 

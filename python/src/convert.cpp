@@ -608,50 +608,98 @@ resolver_options to_resolver_options(const pyb::dict& target, http_client_option
 
 // -- results ------------------------------------------------------------------------------
 
+namespace {
+
+/// Puts each field of a stats struct into a dict under its description's
+/// key (messages/types.hpp); a flat group's fields go into the same dict.
+struct stats_to_dict {
+  pyb::dict& d;
+
+  template <class T>
+  void operator()(const stat_info& info, const T& v) const {
+    pyb::str key{std::string{info.key}};
+    if constexpr (described_stats<T>) {
+      if (info.kind == stat_kind::flat) {
+        for_each_stat(v, *this);
+      } else {
+        pyb::dict sub;
+        for_each_stat(v, stats_to_dict{sub});
+        d[key] = sub;
+      }
+    } else if constexpr (std::is_same_v<T, std::map<std::string, uint64_t>>) {
+      pyb::dict sub;
+      for (auto& [k, n] : v)
+        sub[pyb::str(k)] = n;
+      d[key] = sub;
+    } else if constexpr (std::is_same_v<T, histogram>) {
+      // bounds (the last bucket, beyond them, counts the rest), counts, sum.
+      pyb::dict sub;
+      pyb::list bounds;
+      for (auto b : info.bounds)
+        bounds.append(b);
+      pyb::list counts;
+      for (size_t i = 0; i <= info.bounds.size(); ++i)
+        counts.append(i < v.counts.size() ? v.counts[i] : uint64_t{0});
+      sub["bounds"] = bounds;
+      sub["counts"] = counts;
+      sub["sum"] = v.sum;
+      d[key] = sub;
+    } else if constexpr (std::is_same_v<T, std::vector<usage_totals>>) {
+      pyb::list rows;
+      for (auto& u : v) {
+        pyb::dict row;
+        for_each_stat(u, stats_to_dict{row});
+        rows.append(std::move(row));
+      }
+      d[key] = rows;
+    } else {
+      d[key] = v;
+    }
+  }
+};
+
+/// Appends the key path of every field of T (a table's: through its first row).
+template <class T>
+void stat_paths_of(const T& x, const pyb::list& prefix, pyb::list& out) {
+  for_each_stat(x, [&](const stat_info& info, const auto& v) {
+    using V = std::decay_t<decltype(v)>;
+    pyb::list path; // a copy (pyb::list{prefix} would share the list)
+    for (auto k : prefix)
+      path.append(k);
+    if (info.kind != stat_kind::flat)
+      path.append(pyb::str(std::string{info.key}));
+    if constexpr (described_stats<V>) {
+      stat_paths_of(v, path, out);
+    } else if constexpr (std::is_same_v<V, std::vector<usage_totals>>) {
+      path.append(0);
+      stat_paths_of(usage_totals{}, path, out);
+    } else {
+      out.append(pyb::tuple(path));
+    }
+  });
+}
+
+} // namespace
+
+pyb::list stat_paths() {
+  pyb::list out;
+  stat_paths_of(completer_stats{}, pyb::list{}, out);
+  return out;
+}
+
+pyb::list own_stat_keys() {
+  pyb::list out;
+  const completer_stats blank;
+  for_each_stat(blank, [&](const stat_info& info, const auto&) {
+    if (info.kind != stat_kind::flat)
+      out.append(pyb::str(std::string{info.key}));
+  });
+  return out;
+}
+
 pyb::dict to_dict(const completer_stats& s) {
   pyb::dict d;
-  d["in_flight"] = s.in_flight;
-  d["completed"] = s.completed;
-  d["polls"] = s.polls;
-  pyb::dict failed;
-  for (auto& [k, v] : s.failed_by_kind)
-    failed[pyb::str(k)] = v;
-  d["failed_by_kind"] = failed;
-  pyb::dict retries;
-  for (auto& [k, v] : s.retries_by_cause)
-    retries[pyb::str(k)] = v;
-  d["retries_by_cause"] = retries;
-  pyb::dict webhooks;
-  for (auto& [k, v] : s.webhooks)
-    webhooks[pyb::str(k)] = v;
-  d["webhooks"] = webhooks;
-  auto& g = s.guard;
-  pyb::dict guard;
-  guard["breaker"] = g.breaker;
-  guard["breaker_opened"] = g.breaker_opened;
-  guard["next_probe_ms"] = g.next_probe_ms;
-  guard["probes"] = g.probes;
-  guard["held"] = g.held;
-  guard["rejected"] = g.rejected;
-  guard["budget_requests"] = g.budget_requests;
-  guard["budget_retries"] = g.budget_retries;
-  guard["budget_allowed"] = g.budget_allowed;
-  guard["budget_denied"] = g.budget_denied;
-  d["guard"] = guard;
-  pyb::list usage;
-  for (auto& u : s.usage) {
-    pyb::dict x;
-    x["model"] = u.model;
-    x["window"] = u.window;
-    x["samples"] = u.samples;
-    x["unknown"] = u.unknown;
-    x["input_tokens"] = u.input_tokens;
-    x["cached_tokens"] = u.cached_tokens;
-    x["output_tokens"] = u.output_tokens;
-    x["reasoning_tokens"] = u.reasoning_tokens;
-    usage.append(std::move(x));
-  }
-  d["usage"] = usage;
+  for_each_stat(s, stats_to_dict{d});
   return d;
 }
 

@@ -45,6 +45,14 @@ resolver_options to_resolver_options(const pyb::dict& target, http_client_option
 /// completer_stats as a dict.
 pyb::dict to_dict(const completer_stats& s);
 
+/// The key path in to_dict(completer_stats) of every described field (a
+/// tuple of keys; usage's through its first row, index 0).
+pyb::list stat_paths();
+
+/// The keys of a completer's own counters in to_dict(completer_stats) (not
+/// the pool's, which every completer of a pool shares).
+pyb::list own_stat_keys();
+
 /// node_status as a dict.
 pyb::dict to_dict(const node_status& s);
 

@@ -586,6 +586,12 @@ PYBIND11_MODULE(_native, m) {
     .def("resolve", &dispatch_resolve, "(loop, resolver, tinker_path, ttl_seconds) -> future")
     .def_property_readonly("pending", &dispatcher::pending);
 
+  m.def("stat_paths", &stat_paths,
+        "The key path in Completer.stats() of every counter (messages/types.hpp's "
+        "description): a test checks that each one is there.");
+  m.def("own_stat_keys", &own_stat_keys,
+        "The keys of a completer's own counters in Completer.stats() (the pool's are "
+        "shared by the completers of a pool).");
   m.def("local_completer", &local_completer, pyb::arg("config"), pyb::arg("target"));
   m.def("cluster_completer", &cluster_completer, pyb::arg("config"), pyb::arg("target"));
   m.def("resolver", &make_resolver, pyb::arg("target"));

@@ -366,6 +366,8 @@ def test_many_voyages_stay_bounded_and_counted(emu):
     assert len(c._voyages) <= 65
     st = c.stats()
     assert st["completed"] == 70 and st["in_flight"] == 0
+    # The closed voyages' usage is kept too (summed per model and window).
+    assert [(u["model"], u["samples"]) for u in st["usage"]] == [(TOY_MODEL, 70)]
     c.close()
     voyage.span = 1000
     with pytest.raises(sail_tinker.SampleCancelledError):

@@ -173,3 +173,31 @@ def test_durable_run_usage_budget_and_report(emu, tmp_path):
         assert r["cost_usd"] == pytest.approx(
             sum(o.usage.input_tokens * 1.0 + o.usage.output_tokens * 2.0 for o in g) / 1e6)
         assert r["latency_ms"] is None or r["latency_ms"]["p50"] >= 0
+
+
+def test_stats_carries_every_described_counter(emu):
+    # Every counter declared in messages/types.hpp's description reaches
+    # stats() under its key (the pool's flat, guard and the histograms nested,
+    # usage per row) after a real run through the emulator, with no key left
+    # undescribed.
+    from sail_tinker import _native
+    c = completer(emu, max_tokens=4)
+    asyncio.run(c(prompt(1)))
+    st = c.stats()
+    paths = _native.stat_paths()
+    assert ("in_flight",) in paths and ("guard", "breaker") in paths
+    assert ("polls_per_sample",) in paths and ("usage", 0, "reasoning_tokens") in paths
+    for path in paths:
+        value = st
+        for key in path:
+            value = value[key]
+        assert value is not None, path
+    assert set(st) == {p[0] for p in paths}
+    assert set(st["guard"]) == {p[1] for p in paths if p[0] == "guard"}
+    assert set(st["usage"][0]) == {p[2] for p in paths if p[0] == "usage"}
+    # Values as counted: one sample completed, its polls in the histogram.
+    assert st["completed"] == 1 and st["in_flight"] == 0
+    h = st["polls_per_sample"]
+    assert len(h["counts"]) == len(h["bounds"]) + 1
+    assert sum(h["counts"]) == 1 and h["sum"] == st["polls"]
+    assert len(st["notice_delay"]["counts"]) == len(st["notice_delay"]["bounds"]) + 1
