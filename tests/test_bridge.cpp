@@ -147,7 +147,7 @@ TEST_CASE("stop_bounded: one deadline from the start, not re-armed by down messa
   CHECK(killed >= 2);
 }
 
-TEST_CASE("stop_bounded: actors that go down are not killed; null handles are skipped",
+TEST_CASE("stop_bounded: actors that go down are not killed, null handles are skipped",
           "[bounded_stop]") {
   caf_fixture f;
   auto a = f.sys.spawn(fake_completer, 0);
@@ -207,7 +207,7 @@ TEST_CASE("bridge: a call past its timeout fails with errc::timeout", "[bridge]"
   stop_bounded(f.sys, c, wait_bound);
 }
 
-TEST_CASE("bridge: open calls fail `cancelled` when it stops; later calls too", "[bridge]") {
+TEST_CASE("bridge: open calls fail `cancelled` when it stops, later calls too", "[bridge]") {
   caf_fixture f;
   auto c = f.sys.spawn(fake_completer, 0);
   auto bridge = spawn_bridge(f.sys, "test");
