@@ -6,14 +6,16 @@
 //   auto f = sail::bridge_future<sail::tokens_with_logprobs>(
 //     bridge, sail::atom::sample_v, completer, std::move(req), sail::no_call_timeout);
 //   caf::expected<sail::tokens_with_logprobs> res = f.get();
-//   sail::stop_bounded(sys, bridge, grace);   // open calls fail `cancelled`
+//   sail::stop_bounded(sys, bridge, grace);   // bounded_stop.hpp; open calls fail `cancelled`
 //
 // Contract:
 // - Every callback runs exactly once: with the reply, the typed error of the
 //   request (a timeout is errc::timeout, see messages/error.hpp), or
 //   `cancelled` when the bridge exits with the call open, when the call
 //   reaches a bridge that is gone, or when the bridge handle is null.
-// - Callbacks run on a CAF scheduler thread: keep them short, never block.
+// - Callbacks run on a CAF scheduler thread (a call that never reached a
+//   bridge fails on the thread that sent or dropped it): keep them short,
+//   never block.
 // - Calls run concurrently (the bridge's requests are asynchronous). A bridge
 //   holds one callback per open call and nothing else, so it never keeps a
 //   destination alive; the timeout is per call (no_call_timeout: none -- the

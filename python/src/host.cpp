@@ -8,7 +8,6 @@
 #include <boost/asio/io_context.hpp>
 #include <caf/binary_serializer.hpp>
 #include <caf/logger.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "sail_tinker/actors/bounded_stop.hpp"
