@@ -44,17 +44,17 @@ struct bridge_state {
 
   void sample(completer_actor& dst, sample_request& req, caf::duration timeout,
               bridge_callback<tokens_with_logprobs>& done) {
-    call(dst, timeout, *done, atom::sample_v, std::move(req));
+    call(dst, timeout, done, atom::sample_v, std::move(req));
   }
 
   void sample_group(completer_actor& dst, sample_request& req, uint32_t n,
                     caf::duration timeout, bridge_callback<group_result>& done) {
-    call(dst, timeout, *done, atom::sample_group_v, std::move(req), n);
+    call(dst, timeout, done, atom::sample_group_v, std::move(req), n);
   }
 
   void resolve(resolver_actor& dst, resolve_request& req, caf::duration timeout,
                bridge_callback<signed_url>& done) {
-    call(dst, timeout, *done, atom::resolve_v, std::move(req));
+    call(dst, timeout, done, atom::resolve_v, std::move(req));
   }
 
   /// On exit: every open call fails with `cancelled`, so no future is left

@@ -135,8 +135,8 @@ public:
   /// A callback for CAF that completes call `id` through the sink, exactly
   /// once (actors/bridge.hpp, once_callback).
   template <class T>
-  std::shared_ptr<once_callback<T>> callback(uint64_t id) {
-    return std::make_shared<once_callback<T>>(
+  once_callback<T> callback(uint64_t id) {
+    return once_callback<T>(
       [s = sink_, id](caf::expected<T> res) { s->push(completion{id, std::move(res)}); });
   }
 
