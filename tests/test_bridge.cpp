@@ -255,3 +255,23 @@ TEST_CASE("blocking_request: the typed reply, errc::timeout past its bound", "[b
                 errc::cancelled);
   stop_bounded(f.sys, c, wait_bound);
 }
+
+TEST_CASE("once_callback: runs once, a copy takes it over, unrun it fails `cancelled`",
+          "[bridge]") {
+  std::vector<caf::expected<signed_url>> runs;
+  auto record = [&runs](caf::expected<signed_url> r) { runs.push_back(std::move(r)); };
+  {
+    once_callback<signed_url> a{record};
+    once_callback<signed_url> b{a};  // what a CAF message copy would do
+    CHECK_FALSE(a.release());        // the source no longer holds it
+    b(signed_url{});
+    b(signed_url{});
+  }
+  REQUIRE(runs.size() == 1);
+  CHECK(runs[0]);
+  {
+    once_callback<signed_url> dropped{record};
+  }
+  REQUIRE(runs.size() == 2);
+  require_error(runs[1], errc::cancelled);
+}
