@@ -214,9 +214,9 @@ void balancer_state::dispatch(uint64_t id) {
   auto& r = i->second;
   if (r.cancelled)
     return finish_error(id, make_error(errc::cancelled, "sample cancelled by the caller"));
-  if (r.attempts >= opts->max_attempts)
+  if (r.routes >= opts->max_routes)
     return finish_error(id, make_error(errc::node_down,
-                                       "gave up after " + std::to_string(r.attempts)
+                                       "gave up after " + std::to_string(r.routes)
                                          + " dispatches; last error: " + render(r.last_error)));
   auto idx = pick();
   if (idx < 0)
@@ -227,25 +227,25 @@ void balancer_state::dispatch(uint64_t id) {
   // that node's webhook (or none) so that every later node sends the same.
   if (!r.req.webhook)
     r.req.webhook = n.webhook;
-  auto attempt = ++r.attempts;
+  auto route = ++r.routes;
   n.in_flight += r.weight();
   auto in_flight = n.in_flight;
   mon->update(static_cast<size_t>(idx), [in_flight](node_status& s) { s.in_flight = in_flight; });
   if (r.group)
-    send_attempt<group_result>(n.proxy, id, attempt, atom::sample_group_v, r.req, r.n);
+    send_route<group_result>(n.proxy, id, route, atom::sample_group_v, r.req, r.n);
   else
-    send_attempt<tokens_with_logprobs>(n.proxy, id, attempt, atom::sample_v, r.req);
+    send_route<tokens_with_logprobs>(n.proxy, id, route, atom::sample_v, r.req);
 }
 
 template <class T, class... Ts>
-void balancer_state::send_attempt(const node_proxy_actor& proxy, uint64_t id, uint32_t attempt,
-                                  Ts... xs) {
+void balancer_state::send_route(const node_proxy_actor& proxy, uint64_t id, uint32_t route,
+                                Ts... xs) {
   auto timeout = opts->request_timeout + proxy_margin;
   self->request(proxy, timeout, std::move(xs)...)
     .then(
-      [self = self, id, attempt](T& res) { self->state.on_reply<T>(id, attempt, std::move(res)); },
-      [self = self, id, attempt](caf::error& err) {
-        self->state.on_reply<T>(id, attempt, std::move(err));
+      [self = self, id, route](T& res) { self->state.on_reply<T>(id, route, std::move(res)); },
+      [self = self, id, route](caf::error& err) {
+        self->state.on_reply<T>(id, route, std::move(err));
       });
 }
 
@@ -307,13 +307,13 @@ void balancer_state::drain_queue() {
 }
 
 template <class T>
-void balancer_state::on_reply(uint64_t id, uint32_t attempt, caf::expected<T> res) {
+void balancer_state::on_reply(uint64_t id, uint32_t route, caf::expected<T> res) {
   auto i = requests.find(id);
   if (i == requests.end())
     return;
   auto& r = i->second;
-  if (r.attempts != attempt || r.node < 0)
-    return; // an earlier attempt's late answer
+  if (r.routes != route || r.node < 0)
+    return; // an earlier route's late answer
   auto idx = static_cast<size_t>(r.node);
   auto weight = r.weight();
   release(r);

@@ -13,8 +13,9 @@
 //   its key; a re-routed sample's webhook still goes to the first node, and
 //   the node holding it now polls (docs/cluster.md).
 // - Re-routing: node_down, a node's own `cancelled` (the node shut down) and a
-//   proxy that is gone send the work to another node, at most max_attempts
-//   dispatches per sample; an answer of an earlier attempt is ignored.
+//   proxy that is gone send the work to another node, at most max_routes
+//   routes (first send + re-routes) per sample; an answer of an earlier
+//   route is ignored.
 // - cancel goes to every node; stats sum the ready nodes' completer counters.
 //
 // Internal to the cluster (spawn_cluster in actors/cluster.cpp spawns it);
@@ -47,11 +48,6 @@
 
 namespace sail {
 
-/// The balancer: the public interface plus the proxies' reports and the
-/// queue timer.
-using balancer_actor = completer_actor::extend_with<node_events_actor>::extend<
-  caf::reacts_to<atom::expire, uint64_t, uint64_t>>;
-
 /// Margin of a balancer -> proxy request over the proxy's own timeout, so the
 /// proxy always answers first (typed).
 inline constexpr auto proxy_margin = std::chrono::seconds(30);
@@ -63,8 +59,9 @@ struct routed_request {
   uint32_t n = 1;
   caf::typed_response_promise<tokens_with_logprobs> rp_one;
   caf::typed_response_promise<group_result> rp_group;
-  /// Dispatches so far; also the id of the current attempt.
-  uint32_t attempts = 0;
+  /// Routes so far (first send + re-routes); also the id of the current
+  /// route.
+  uint32_t routes = 0;
   /// Node holding the request now, -1 if none.
   int32_t node = -1;
   bool cancelled = false;
@@ -143,12 +140,12 @@ struct balancer_state {
   void release(routed_request& r);
   void enqueue(uint64_t id);
   void drain_queue();
-  /// The answer of attempt `attempt` of request `id`: deliver, re-route or fail.
+  /// The answer of route `route` of request `id`: deliver, re-route or fail.
   template <class T>
-  void on_reply(uint64_t id, uint32_t attempt, caf::expected<T> res);
-  /// Sends attempt `attempt` of request `id` to `proxy`.
+  void on_reply(uint64_t id, uint32_t route, caf::expected<T> res);
+  /// Sends route `route` of request `id` to `proxy`.
   template <class T, class... Ts>
-  void send_attempt(const node_proxy_actor& proxy, uint64_t id, uint32_t attempt, Ts... xs);
+  void send_route(const node_proxy_actor& proxy, uint64_t id, uint32_t route, Ts... xs);
   void finish_error(uint64_t id, caf::error err);
   void fail_queue(const caf::error& err);
   /// Every node is down with a rejection of the configuration.

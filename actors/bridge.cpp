@@ -43,17 +43,17 @@ struct bridge_state {
   // -- handlers (one per message of bridge_actor) ---------------------------------------
 
   void sample(completer_actor& dst, sample_request& req, caf::duration timeout,
-              bridge_callback<tokens_with_logprobs>& done) {
+              once_callback<tokens_with_logprobs>& done) {
     call(dst, timeout, done, atom::sample_v, std::move(req));
   }
 
   void sample_group(completer_actor& dst, sample_request& req, uint32_t n,
-                    caf::duration timeout, bridge_callback<group_result>& done) {
+                    caf::duration timeout, once_callback<group_result>& done) {
     call(dst, timeout, done, atom::sample_group_v, std::move(req), n);
   }
 
   void resolve(resolver_actor& dst, resolve_request& req, caf::duration timeout,
-               bridge_callback<signed_url>& done) {
+               once_callback<signed_url>& done) {
     call(dst, timeout, done, atom::resolve_v, std::move(req));
   }
 
@@ -107,15 +107,15 @@ bridge_actor::behavior_type bridge_behavior(bridge_ptr self, std::string label) 
   self->set_exit_handler([self](caf::exit_msg& em) { self->state.on_exit(em); });
   return {
     [self](atom::sample, completer_actor& dst, sample_request& req, caf::duration timeout,
-           bridge_callback<tokens_with_logprobs>& done) {
+           once_callback<tokens_with_logprobs>& done) {
       self->state.sample(dst, req, timeout, done);
     },
     [self](atom::sample_group, completer_actor& dst, sample_request& req, uint32_t n,
-           caf::duration timeout, bridge_callback<group_result>& done) {
+           caf::duration timeout, once_callback<group_result>& done) {
       self->state.sample_group(dst, req, n, timeout, done);
     },
     [self](atom::resolve, resolver_actor& dst, resolve_request& req, caf::duration timeout,
-           bridge_callback<signed_url>& done) {
+           once_callback<signed_url>& done) {
       self->state.resolve(dst, req, timeout, done);
     },
   };

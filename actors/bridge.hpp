@@ -95,33 +95,18 @@ private:
   mutable function fn_;
 };
 
-/// How a callback travels in a call message.
-template <class T>
-using bridge_callback = once_callback<T>;
-
 } // namespace sail
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::bridge_callback<sail::tokens_with_logprobs>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::bridge_callback<sail::group_result>)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::bridge_callback<sail::signed_url>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::once_callback<sail::tokens_with_logprobs>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::once_callback<sail::group_result>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::once_callback<sail::signed_url>)
 
 namespace sail {
 
 /// A call's timeout meaning none (a completer answers every sample).
 inline constexpr caf::duration no_call_timeout{caf::infinite};
 
-/// The bridge's calls (local only): the request's destination and content,
-/// its timeout (no_call_timeout: none), and the callback of its reply.
-/// - sample: atom::sample to a completer -> tokens_with_logprobs.
-/// - sample_group: atom::sample_group to a completer -> group_result.
-/// - resolve: atom::resolve to a resolver -> signed_url.
-using bridge_actor = caf::typed_actor<
-  caf::reacts_to<atom::sample, completer_actor, sample_request, caf::duration,
-                 bridge_callback<tokens_with_logprobs>>,
-  caf::reacts_to<atom::sample_group, completer_actor, sample_request, uint32_t,
-                 caf::duration, bridge_callback<group_result>>,
-  caf::reacts_to<atom::resolve, resolver_actor, resolve_request, caf::duration,
-                 bridge_callback<signed_url>>>;
+// bridge_actor, the interface: messages/interfaces.hpp.
 
 /// A bridge; `label` names it in the `cancelled` error of the calls it fails
 /// on exit ("<label> shutting down").

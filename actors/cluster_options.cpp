@@ -15,7 +15,7 @@ caf::error cluster_options::validate(const std::string& prefix) const {
                              positive(request_timeout, prefix + "request-timeout"),
                              positive(queue_timeout, prefix + "queue-timeout"),
                              positive(stats_timeout, prefix + "stats-timeout"),
-                             at_least(max_attempts, 1, prefix + "max-attempts")))
+                             at_least(max_routes, 1, prefix + "max-attempts")))
     return err;
   if (retry_min.count() <= 0 || retry_max < retry_min)
     return invalid_argument(prefix + "retry-min", "need 0 < " + prefix + "retry-min <= "

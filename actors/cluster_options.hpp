@@ -37,8 +37,9 @@ struct cluster_options {
   /// How long a sample waits while no node is ready before it fails with
   /// node_down.
   caf::timespan queue_timeout = std::chrono::seconds(60);
-  /// Dispatches per sample (first send + re-routes) before it fails.
-  uint32_t max_attempts = 8;
+  /// Routes per sample (first send + re-routes) before it fails. Its keys
+  /// kept the older word: `[cluster] max-attempts`, Python's `max_attempts`.
+  uint32_t max_routes = 8;
   /// Timeout of the per-node stats requests.
   caf::timespan stats_timeout = std::chrono::seconds(5);
   /// Seed of the tie-break (0: random).

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include <boost/uuid/random_generator.hpp>
 #include <boost/uuid/uuid_io.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/system_messages.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
@@ -27,11 +29,6 @@ struct waiting_sample {
 };
 
 struct completer_state;
-
-/// The completer's own interface: the public one plus its refresh timer
-/// (carrying the generation it was armed with).
-using completer_impl_actor
-  = completer_actor::extend<caf::reacts_to<atom::refresh, uint64_t>>;
 
 using completer_ptr = completer_impl_actor::stateful_pointer<completer_state>;
 using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
@@ -59,6 +56,11 @@ struct completer_state {
   /// result, an error, or with `cancelled` when the completer exits).
   std::unordered_map<uint64_t, sample_callback> open;
   uint64_t next_open = 0;
+  /// Set once the pool (or the resolver) ended: from then on every sample
+  /// that needs it fails with this `node_down`. Nothing restarts either
+  /// (docs/architecture.md, "Supervision").
+  std::optional<caf::error> pool_gone;
+  std::optional<caf::error> resolver_gone;
   completer_stats stats;
   boost::uuids::random_generator uuids;
 
@@ -180,13 +182,56 @@ struct completer_state {
 
   /// Exit: no promise is left silent (CAF 0.17 has no broken_promise).
   void shutdown(const caf::error& reason) {
+    fail_open(make_error(errc::cancelled, "completer shutting down"));
+    waiting.clear();
+    // The pool and the resolver outlive completers: drop our monitors on them.
+    self->demonitor(pool.address());
+    if (resolver)
+      self->demonitor(resolver.address());
+    self->quit(reason);
+  }
+
+  /// The end of the pool or the resolver (monitored since spawn). A down
+  /// message from anyone else (e.g. one a peer forged) is dropped.
+  void peer_down(const caf::down_msg& dm) {
+    auto from = self->current_sender();
+    if (pool && dm.source == pool.address()
+        && from == caf::actor_cast<caf::strong_actor_ptr>(pool)) {
+      pool_gone = make_error(errc::node_down,
+                             "the worker pool of this node ended: " + render(dm.reason));
+      // A pool that ended by its exit handler answered its samples first;
+      // one that was killed never will: every open sample fails now (those
+      // waiting for a URL too: they would go to the same pool).
+      fail_open(*pool_gone);
+      return;
+    }
+    if (resolver && dm.source == resolver.address()
+        && from == caf::actor_cast<caf::strong_actor_ptr>(resolver)) {
+      resolver_gone = make_error(errc::node_down, "the Tinker resolver of this node ended: "
+                                                    + render(dm.reason));
+      if (resolving) {
+        // Its answer may never come.
+        resolving = false;
+        fail_waiting(*resolver_gone);
+      }
+    }
+  }
+
+  /// Ends every open sample with `err`.
+  void fail_open(const caf::error& err) {
     std::vector<uint64_t> ids;
     for (auto& kv : open)
       ids.push_back(kv.first);
     for (auto id : ids)
-      complete(id, make_error(errc::cancelled, "completer shutting down"));
-    waiting.clear();
-    self->quit(reason);
+      complete(id, err);
+  }
+
+  /// A request to the pool or the resolver that bounced because its
+  /// receiver had ended (before its down message arrived): `node_down`.
+  static caf::error bounced(caf::error err, const char* receiver) {
+    if (err == caf::sec::request_receiver_down)
+      return make_error(errc::node_down, std::string{"the "} + receiver + " of this node ended");
+    return err;
   }
 
   // -- samples --------------------------------------------------------------------------
@@ -244,11 +289,15 @@ struct completer_state {
   void resolve_url() {
     if (resolving)
       return;
+    if (resolver_gone)
+      return fail_waiting(*resolver_gone);
     resolving = true;
     resolve_request rr{*checkpoint, cfg.tinker_ttl_seconds};
     self->request(resolver, opts.resolve_timeout, atom::resolve_v, rr)
       .then([self = self](signed_url& url) { self->state.resolved(std::move(url)); },
-            [self = self](caf::error& err) { self->state.resolve_failed(std::move(err)); });
+            [self = self](caf::error& err) {
+              self->state.resolve_failed(bounced(std::move(err), "Tinker resolver"));
+            });
   }
 
   void resolved(signed_url fresh) {
@@ -269,10 +318,7 @@ struct completer_state {
 
   void resolve_failed(caf::error err) {
     resolving = false;
-    auto failed = std::move(waiting);
-    waiting.clear();
-    for (auto& x : failed)
-      x.done(err);
+    fail_waiting(err);
     // A failed background refresh: the current URL still serves; try again
     // within its remaining usable time.
     if (url_usable()) {
@@ -280,6 +326,14 @@ struct completer_state {
       auto retry = std::max(caf::timespan{std::chrono::milliseconds(100)}, left / 4);
       arm_refresh(caf::make_timestamp() + retry);
     }
+  }
+
+  /// Ends the samples waiting for a URL with `err`.
+  void fail_waiting(const caf::error& err) {
+    auto failed = std::move(waiting);
+    waiting.clear();
+    for (auto& x : failed)
+      x.done(err);
   }
 
   void submit(const sample_request& req, sample_callback done) {
@@ -332,6 +386,8 @@ struct completer_state {
   }
 
   void send_job(sail_job job, sample_callback done) {
+    if (pool_gone)
+      return done(*pool_gone);
     if (cfg.timeout)
       job.call_timeout = *cfg.timeout;
     auto& deadlines = opts.window_deadlines;
@@ -344,7 +400,7 @@ struct completer_state {
     // until it expires (about 190 bytes per request for the whole deadline).
     self->request(pool, caf::infinite, atom::submit_v, std::move(job))
       .then([done](tokens_with_logprobs& res) { done(std::move(res)); },
-            [done](caf::error& err) { done(std::move(err)); });
+            [done](caf::error& err) { done(bounced(std::move(err), "worker pool")); });
   }
 };
 
@@ -363,10 +419,13 @@ completer_impl_actor::behavior_type completer_behavior(completer_ptr self,
   self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
   // Handed to remote trainers by a service node: a peer's unexpected message
   // is dropped unprinted (see service_behavior: printing one could crash the
-  // node), and so is a down message (this actor monitors nothing; CAF's
-  // default down handler prints it).
+  // node), and so is a down message not from the pool or the resolver
+  // (CAF's default down handler prints it).
   self->set_default_handler(caf::drop);
-  self->set_down_handler([](caf::down_msg&) {});
+  self->monitor(st.pool);
+  if (st.resolver)
+    self->monitor(st.resolver);
+  self->set_down_handler([self](caf::down_msg& dm) { self->state.peer_down(dm); });
   return {
     [self](atom::sample, sample_request& req) { return self->state.sample(req); },
     [self](atom::sample_group, sample_request& req, uint32_t n) {

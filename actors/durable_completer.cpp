@@ -24,12 +24,6 @@ namespace {
 
 using sample_callback = std::function<void(caf::expected<tokens_with_logprobs>)>;
 
-/// The public interface plus: the journal committed (submit, whether the
-/// commit succeeded), and the observer of accepted creates.
-using durable_impl_actor = completer_actor::extend<
-  caf::reacts_to<atom::submit, bool>,
-  caf::reacts_to<atom::accepted, std::string, std::string>>;
-
 struct durable_state;
 using durable_ptr = durable_impl_actor::stateful_pointer<durable_state>;
 

@@ -383,6 +383,11 @@ http_worker(http_worker_ptr self, http_client* client,
   st.rng.seed(opts->seed != 0 ? opts->seed : std::random_device{}());
   st.opts = std::move(opts);
   st.pool = std::move(pool);
+  // No worker outlives its pool: a pool that ends without stopping its
+  // workers (killed, or a handler threw) takes them along. The pool is the
+  // only actor a worker monitors.
+  self->monitor(st.pool);
+  self->set_down_handler([self](caf::down_msg& dm) { self->quit(dm.reason); });
   return {
     [self](atom::submit, uint64_t id, uint32_t attempt, shared_job& job, poll_plan& plan) {
       self->state.submit(id, attempt, std::move(job), std::move(plan));

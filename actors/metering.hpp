@@ -67,10 +67,6 @@ private:
   std::map<std::string, op_data> ops_;
 };
 
-/// The metering front speaks exactly the interface of the completer it wraps,
-/// so a trainer cannot tell one from the other.
-using metering_actor = completer_actor;
-
 struct metering_state;
 
 using metering_ptr = metering_actor::stateful_pointer<metering_state>;

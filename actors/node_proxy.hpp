@@ -40,16 +40,6 @@
 
 namespace sail {
 
-/// What a node proxy reports to (the balancer): its node became routable
-/// (node_up, with the node's webhook) or stopped being routable, with the
-/// reason (node_lost).
-using node_events_actor = caf::typed_actor<
-  caf::reacts_to<atom::node_up, uint32_t, webhook_endpoint>,
-  caf::reacts_to<atom::node_lost, uint32_t, caf::error>>;
-
-/// A node proxy: the public interface plus its reconnect timer.
-using node_proxy_actor = completer_actor::extend<caf::reacts_to<atom::reconnect, uint64_t>>;
-
 struct node_proxy_state;
 
 using node_proxy_ptr = node_proxy_actor::stateful_pointer<node_proxy_state>;

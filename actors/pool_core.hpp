@@ -18,10 +18,10 @@
 // - Worker loss: counted against the restart intensity (more than
 //   max_restarts within restart_window: give up); else the worker restarts,
 //   its slot starts over empty and each of its jobs is placed again (its
-//   next attempt), unless it has had max_dispatch_attempts dispatches: then
+//   next dispatch), unless it has had max_dispatch_attempts dispatches: then
 //   it is abandoned.
-// - Attempts: every placement is a new attempt number; a worker's report
-//   counts only for the job's current attempt (an earlier one is stale).
+// - Dispatches: every placement is a new dispatch number; a worker's report
+//   counts only for the job's current dispatch (an earlier one is stale).
 #pragma once
 
 #include <algorithm>
@@ -80,7 +80,7 @@ public:
     Payload payload;
     /// Dispatches so far, which also numbers the current one (0: never
     /// dispatched yet).
-    uint32_t attempt = 0;
+    uint32_t dispatch = 0;
     /// The worker slot running it; -1 while it waits in the queue.
     int32_t slot = -1;
   };
@@ -116,7 +116,7 @@ public:
   }
 
   /// Adds job `id` (new) as admitted by admit(): `run` places it at once (its
-  /// entry names slot and attempt: dispatch it), `wait` queues it.
+  /// entry names slot and dispatch: send it), `wait` queues it.
   entry& add(uint64_t id, Payload payload, admission how) {
     assert(how != admission::overloaded);
     auto [i, added] = entries_.emplace(id, entry{std::move(payload)});
@@ -187,11 +187,11 @@ public:
     return i != entries_.end() ? &i->second : nullptr;
   }
 
-  /// Job `id` if `attempt` is its current dispatch; null for a job that
-  /// ended and for a stale report of an earlier attempt.
-  entry* current(uint64_t id, uint32_t attempt) {
+  /// Job `id` if `dispatch` is its current dispatch; null for a job that
+  /// ended and for a stale report of an earlier dispatch.
+  entry* current(uint64_t id, uint32_t dispatch) {
     auto* e = find(id);
-    return e != nullptr && e->attempt == attempt ? e : nullptr;
+    return e != nullptr && e->dispatch == dispatch ? e : nullptr;
   }
 
   // -- pause ----------------------------------------------------------------------------
@@ -230,8 +230,8 @@ public:
 
   /// The worker in `slot` was replaced: the slot starts over empty and each
   /// of its jobs is placed again, `redispatch(id, entry&)` (its next
-  /// attempt), or, after max_dispatch_attempts dispatches, taken out:
-  /// `abandon(id, Payload&&, attempts)`. Then pump().
+  /// dispatch), or, after max_dispatch_attempts dispatches, taken out:
+  /// `abandon(id, Payload&&, dispatches)`. Then pump().
   template <class Redispatch, class Abandon>
   void restart_slot(size_t slot, Redispatch&& redispatch, Abandon&& abandon) {
     load_[slot] = 0;
@@ -244,12 +244,12 @@ public:
       auto i = entries_.find(id);
       auto& e = i->second;
       e.slot = -1;
-      if (e.attempt >= limits_.max_dispatch_attempts) {
-        auto attempts = e.attempt;
+      if (e.dispatch >= limits_.max_dispatch_attempts) {
+        auto dispatches = e.dispatch;
         auto payload = std::move(e.payload);
         entries_.erase(i);
         --active_; // it counted as running, not as waiting
-        abandon(id, std::move(payload), attempts);
+        abandon(id, std::move(payload), dispatches);
         continue;
       }
       place(e);
@@ -290,12 +290,12 @@ private:
     return !paused_ && active_ < limits_.max_in_flight;
   }
 
-  /// Puts `e` on the least loaded slot as its next attempt.
+  /// Puts `e` on the least loaded slot as its next dispatch.
   void place(entry& e) {
     auto best = std::min_element(load_.begin(), load_.end());
     ++*best;
     e.slot = static_cast<int32_t>(best - load_.begin());
-    ++e.attempt;
+    ++e.dispatch;
   }
 
   pool_limits limits_;

@@ -18,11 +18,6 @@ namespace {
 namespace http = boost::beast::http;
 using url_promise = caf::typed_response_promise<signed_url>;
 
-/// The resolver's own interface: the public one plus its private messages.
-using resolver_impl_actor = resolver_actor::extend<
-  caf::reacts_to<atom::http_done, http_completion>,
-  caf::reacts_to<atom::step, uint64_t, uint64_t>>;
-
 /// One shared resolution: every concurrent request for the same path (and
 /// TTL) waits on it.
 struct resolution {

@@ -10,7 +10,7 @@
 
 namespace sail {
 
-void job_event_queue::push(job_event ev) {
+void run_event_queue::push(run_event ev) {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     items_.push_back(std::move(ev));
@@ -18,7 +18,7 @@ void job_event_queue::push(job_event ev) {
   cv_.notify_one();
 }
 
-void job_event_queue::wake() {
+void run_event_queue::wake() {
   {
     std::lock_guard<std::mutex> guard{mtx_};
     woken_ = true;
@@ -26,7 +26,7 @@ void job_event_queue::wake() {
   cv_.notify_one();
 }
 
-void job_event_queue::wait(std::vector<job_event>& out, clock_type::time_point until) {
+void run_event_queue::wait(std::vector<run_event>& out, clock_type::time_point until) {
   std::unique_lock<std::mutex> guard{mtx_};
   cv_.wait_until(guard, until, [this] { return !items_.empty() || woken_; });
   woken_ = false;
@@ -37,12 +37,12 @@ void job_event_queue::wait(std::vector<job_event>& out, clock_type::time_point u
 
 namespace {
 
-struct job_driver_state {
-  static inline const char* name = "sail.rollout_job";
+struct run_driver_state {
+  static inline const char* name = "sail.rollout_run";
 
-  job_driver_actor::stateful_pointer<job_driver_state> self = nullptr;
+  run_driver_actor::stateful_pointer<run_driver_state> self = nullptr;
   completer_actor target;
-  std::shared_ptr<job_event_queue> events;
+  std::shared_ptr<run_event_queue> events;
   /// In flight: ticket -> key, key -> ticket.
   std::unordered_map<uint64_t, std::string> keys;
   std::unordered_map<std::string, uint64_t> tickets;
@@ -70,7 +70,7 @@ struct job_driver_state {
       tickets.erase(i->second);
       keys.erase(i);
     }
-    job_event ev;
+    run_event ev;
     ev.ticket = ticket;
     ev.outcome = std::move(res);
     events->push(std::move(ev));
@@ -80,7 +80,7 @@ struct job_driver_state {
     auto i = tickets.find(key);
     if (i == tickets.end())
       return; // already answered
-    job_event ev;
+    run_event ev;
     ev.ticket = i->second;
     ev.accepted = true;
     ev.response_id = std::move(response_id);
@@ -96,9 +96,9 @@ struct job_driver_state {
   }
 };
 
-job_driver_actor::behavior_type
-job_driver(job_driver_actor::stateful_pointer<job_driver_state> self, completer_actor target,
-           std::shared_ptr<job_event_queue> events) {
+run_driver_actor::behavior_type
+run_driver(run_driver_actor::stateful_pointer<run_driver_state> self, completer_actor target,
+           std::shared_ptr<run_event_queue> events) {
   auto& st = self->state;
   st.self = self;
   st.target = std::move(target);
@@ -116,9 +116,9 @@ job_driver(job_driver_actor::stateful_pointer<job_driver_state> self, completer_
 
 } // namespace
 
-job_driver_actor spawn_job_driver(caf::actor_system& sys, completer_actor target,
-                                  std::shared_ptr<job_event_queue> events) {
-  return sys.spawn(job_driver, std::move(target), std::move(events));
+run_driver_actor spawn_run_driver(caf::actor_system& sys, completer_actor target,
+                                  std::shared_ptr<run_event_queue> events) {
+  return sys.spawn(run_driver, std::move(target), std::move(events));
 }
 
 } // namespace sail

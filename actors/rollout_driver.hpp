@@ -1,4 +1,4 @@
-// The driver actor of a rollout job: the bridge between a job loop running on
+// The driver actor of a rollout run: the bridge between a run loop running on
 // its own (non-CAF) thread and a completer. The loop sends it one message per
 // sample (a ticket it chooses + the request); the driver sends the request to
 // the completer, is the observer of accepted creates (sample_request::observer)
@@ -23,7 +23,7 @@
 namespace sail {
 
 /// What the driver reports about one sample.
-struct job_event {
+struct run_event {
   uint64_t ticket = 0;
   /// True: Sail accepted the create under `response_id`. False: `outcome`.
   bool accepted = false;
@@ -31,29 +31,29 @@ struct job_event {
   caf::expected<tokens_with_logprobs> outcome{tokens_with_logprobs{}};
 };
 
-/// The locked hand-over between the driver actor and the job loop.
-class job_event_queue {
+/// The locked hand-over between the driver actor and the run loop.
+class run_event_queue {
 public:
   using clock_type = std::chrono::steady_clock;
 
-  void push(job_event ev);
+  void push(run_event ev);
 
   /// Wakes a wait() without an event.
   void wake();
 
   /// Moves the queued events into `out`; waits for one (or a wake) until
   /// `until` if there is none.
-  void wait(std::vector<job_event>& out, clock_type::time_point until);
+  void wait(std::vector<run_event>& out, clock_type::time_point until);
 
 private:
   std::mutex mtx_;
   std::condition_variable cv_;
-  std::vector<job_event> items_;
+  std::vector<run_event> items_;
   bool woken_ = false;
 };
 
 /// Spawns a driver sending to `target` and reporting into `events`.
-job_driver_actor spawn_job_driver(caf::actor_system& sys, completer_actor target,
-                                  std::shared_ptr<job_event_queue> events);
+run_driver_actor spawn_run_driver(caf::actor_system& sys, completer_actor target,
+                                  std::shared_ptr<run_event_queue> events);
 
 } // namespace sail

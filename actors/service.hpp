@@ -31,13 +31,6 @@
 
 namespace sail {
 
-/// What a service node publishes: obtain (completer_service_actor) plus the
-/// node's own counters (the worker pool's: every sample of every completer
-/// of the node). A trainer only requires completer_service_actor, which this
-/// interface includes.
-using service_actor = completer_service_actor::extend<
-  caf::replies_to<atom::stats>::with<completer_stats>>;
-
 /// Whether node links use caf::openssl.
 enum class transport_security : uint8_t {
   /// TLS if the configuration names any certificate, key or CA (then CAF's

@@ -15,10 +15,11 @@
 
 #include "sail_tinker/actors/http_worker.hpp"
 #include "sail_tinker/actors/pool_core.hpp"
-#include "sail_tinker/actors/worker_pool_testing.hpp"
 #include "sail_tinker/messages/error.hpp"
 
 namespace sail {
+
+pool_observer::~pool_observer() = default;
 
 // -- options ------------------------------------------------------------------------
 
@@ -71,12 +72,6 @@ struct early_delivery {
   clock_type::time_point until;
 };
 
-/// A test's stats request waiting for its condition (pool_testing_actor).
-struct stats_watcher {
-  pool_condition condition;
-  caf::typed_response_promise<completer_stats> rp;
-};
-
 pool_limits limits_of(const pool_options& opts) {
   return {std::max<size_t>(1, opts.workers), opts.max_in_flight,
           opts.max_queued,
@@ -87,7 +82,7 @@ pool_limits limits_of(const pool_options& opts) {
 
 struct pool_state;
 
-using pool_ptr = pool_testing_actor::stateful_pointer<pool_state>;
+using pool_ptr = pool_impl_actor::stateful_pointer<pool_state>;
 
 struct pool_state {
   static inline const char* name = "sail.worker-pool";
@@ -123,8 +118,6 @@ struct pool_state {
   /// Deliveries for unknown ids, oldest first.
   std::unordered_map<std::string, early_delivery> early;
   std::deque<std::string> early_order;
-  /// Test hook: stats requests answered once their condition holds.
-  std::vector<stats_watcher> watchers;
 
   /// Spawns the workers (at least one) and the shared retry guard.
   void start(http_client* c, std::shared_ptr<const pool_options> o) {
@@ -135,12 +128,17 @@ struct pool_state {
     guard = std::make_shared<retry_guard>(opts->retry_budget, opts->breaker,
                                           opts->on_breaker_change);
     for (size_t i = 0; i < jobs->slots(); ++i)
-      workers.push_back(spawn_worker());
+      workers.push_back(spawn_worker(i));
   }
 
-  // -- handlers (one per message of pool_testing_actor) ---------------------------------
+  // -- handlers (one per message of pool_impl_actor) ------------------------------------
 
   caf::result<tokens_with_logprobs> submit(sail_job& job) {
+    if (stopping) {
+      auto err = stop_error(*stopping);
+      count_failure(err);
+      return err;
+    }
     if (auto why = guard->refuse_new_work(clock_type::now())) {
       ++stats.failed_by_kind[to_string(errc::unavailable)];
       return make_error(errc::unavailable, std::move(*why));
@@ -180,9 +178,9 @@ struct pool_state {
     return s;
   }
 
-  void done(uint64_t id, uint32_t attempt, tokens_with_logprobs& result,
+  void done(uint64_t id, uint32_t dispatch, tokens_with_logprobs& result,
             const sample_report& report) {
-    auto* e = jobs->current(id, attempt);
+    auto* e = jobs->current(id, dispatch);
     if (e == nullptr)
       return;
     stats.polls += report.polls;
@@ -204,8 +202,8 @@ struct pool_state {
     pump();
   }
 
-  void failed(uint64_t id, uint32_t attempt, caf::error& err) {
-    auto* e = jobs->current(id, attempt);
+  void failed(uint64_t id, uint32_t dispatch, caf::error& err) {
+    auto* e = jobs->current(id, dispatch);
     if (e == nullptr)
       return;
     count_failure(err);
@@ -215,8 +213,8 @@ struct pool_state {
   }
 
   /// A worker's create was answered: the job's deliveries can be routed.
-  void created(uint64_t id, uint32_t attempt, std::string& response_id) {
-    auto* e = jobs->current(id, attempt);
+  void created(uint64_t id, uint32_t dispatch, std::string& response_id) {
+    auto* e = jobs->current(id, dispatch);
     if (e == nullptr || response_id.empty())
       return;
     e->payload.response_id = response_id;
@@ -318,22 +316,32 @@ struct pool_state {
                             + " worker restarts within the restart window"));
       return;
     }
-    *it = spawn_worker();
+    auto slot = static_cast<size_t>(it - workers.begin());
+    *it = spawn_worker(slot);
     ++stats.retries_by_cause["worker_restart"];
     jobs->restart_slot(
-      static_cast<size_t>(it - workers.begin()),
+      slot,
       [this](uint64_t id, pool_jobs::entry& e) {
         ++stats.retries_by_cause["redispatch"];
         dispatch(id, e);
       },
-      [this](uint64_t id, submitted_job&& sj, uint32_t attempts) {
+      [this](uint64_t id, submitted_job&& sj, uint32_t dispatches) {
         auto err = make_error(errc::inference_error, "sample abandoned: its worker died "
-                                                       + std::to_string(attempts) + " times");
+                                                       + std::to_string(dispatches) + " times");
         count_failure(err);
         sj.rp.deliver(std::move(err));
         forget(id, sj);
       });
     pump();
+  }
+
+  /// What work fails with while the pool stops for `reason`: stopped by its
+  /// owner (user_shutdown, normal), `cancelled`; ended for any other reason,
+  /// the work failed with this node: `node_down`.
+  static caf::error stop_error(const caf::error& reason) {
+    if (reason == caf::exit_reason::user_shutdown || reason == caf::exit_reason::normal)
+      return make_error(errc::cancelled, "worker pool shutting down");
+    return make_error(errc::node_down, "worker pool ended: " + render(reason));
   }
 
   /// Fails the open work, stops the workers and quits once they are all
@@ -342,7 +350,7 @@ struct pool_state {
     if (stopping)
       return;
     stopping = reason;
-    fail_all(make_error(errc::cancelled, "worker pool shutting down"));
+    fail_all(stop_error(reason));
     workers_alive = 0;
     for (auto& w : workers)
       if (w) {
@@ -353,46 +361,20 @@ struct pool_state {
       self->quit(reason);
   }
 
-  // -- test hooks (pool_testing_actor) --------------------------------------------------
-
-  /// The worker in `slot` ends as if its handler had thrown (CAF ends such
-  /// an actor with sec::runtime_error).
-  void crash(uint32_t slot) {
-    if (slot < workers.size())
-      self->send_exit(workers[slot],
-                      caf::make_error(caf::sec::runtime_error,
-                                      std::string{"crash injected by test hook"}));
-  }
-
-  /// The stats once `condition` holds for them: now, or after the message
-  /// that makes it hold (notify_watchers).
-  caf::result<completer_stats> watch(pool_condition& condition) {
-    auto s = get_stats();
-    if (condition.holds(s))
-      return s;
-    auto rp = self->make_response_promise<completer_stats>();
-    watchers.push_back({std::move(condition), rp});
-    return rp;
-  }
-
-  /// Runs after every message: answers the watchers whose condition holds.
-  void notify_watchers() {
-    if (watchers.empty())
-      return;
-    auto s = get_stats();
-    auto held = std::stable_partition(watchers.begin(), watchers.end(), [&](auto& w) {
-      return !w.condition.holds(s);
-    });
-    for (auto i = held; i != watchers.end(); ++i)
-      i->rp.deliver(s);
-    watchers.erase(held, watchers.end());
-  }
-
   // -- jobs -----------------------------------------------------------------------------
 
-  http_worker_actor spawn_worker() {
-    return self->spawn<caf::monitored>(http_worker, client, opts,
-                                       caf::actor_cast<pool_impl_actor>(self), guard);
+  http_worker_actor spawn_worker(size_t slot) {
+    auto w = self->spawn<caf::monitored>(http_worker, client, opts,
+                                         caf::actor_cast<pool_impl_actor>(self), guard);
+    if (opts->observer)
+      opts->observer->worker_started(slot, w);
+    return w;
+  }
+
+  /// Runs after every message: tells the observer (if any) of the change.
+  void observe() {
+    if (opts->observer)
+      opts->observer->changed([this] { return get_stats(); });
   }
 
   /// Sends job `id`, just placed by `jobs`, to the worker of its slot.
@@ -404,7 +386,7 @@ struct pool_state {
       auto& t = opts->timing(job.completion_window);
       plan = planner->plan(job.model, job.completion_window, t.first_poll, t.max_poll);
     }
-    self->send(workers[static_cast<size_t>(e.slot)], atom::submit_v, id, e.attempt,
+    self->send(workers[static_cast<size_t>(e.slot)], atom::submit_v, id, e.dispatch,
                e.payload.job, std::move(plan));
   }
 
@@ -488,10 +470,6 @@ struct pool_state {
     by_response.clear();
     early.clear();
     early_order.clear();
-    // No test waits past the pool's end.
-    for (auto& w : watchers)
-      w.rp.deliver(err);
-    watchers.clear();
   }
 
   void escalate(caf::error err) {
@@ -502,67 +480,65 @@ struct pool_state {
   }
 };
 
-pool_testing_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
-                                                std::shared_ptr<const pool_options> opts) {
+pool_impl_actor::behavior_type pool_behavior(pool_ptr self, http_client* client,
+                                             std::shared_ptr<const pool_options> opts) {
   self->state.start(client, std::move(opts));
   self->set_down_handler([self](caf::down_msg& dm) {
     self->state.worker_down(dm);
-    self->state.notify_watchers();
+    self->state.observe();
   });
   self->set_exit_handler([self](caf::exit_msg& em) { self->state.shutdown(em.reason); });
-  // Every handler ends with notify_watchers(): a test waiting for the pool
-  // (pool_testing_actor's stats + condition) hears of the change the message
-  // made; without watchers it returns at once.
+  // Every handler that may change the counters ends with observe(): an
+  // observer (tests) hears of the change the message made; without one it
+  // returns at once.
   return {
     [self](atom::submit, sail_job& job) {
       auto res = self->state.submit(job);
-      self->state.notify_watchers();
+      self->state.observe();
       return res;
     },
     [self](atom::cancel, std::string& what) {
       self->state.cancel(what);
-      self->state.notify_watchers();
+      self->state.observe();
     },
     [self](atom::stats) { return self->state.get_stats(); },
-    [self](atom::done, uint64_t id, uint32_t attempt, tokens_with_logprobs& res,
+    [self](atom::done, uint64_t id, uint32_t dispatch, tokens_with_logprobs& res,
            sample_report& report) {
-      self->state.done(id, attempt, res, report);
-      self->state.notify_watchers();
+      self->state.done(id, dispatch, res, report);
+      self->state.observe();
     },
-    [self](atom::failed, uint64_t id, uint32_t attempt, caf::error& err) {
-      self->state.failed(id, attempt, err);
-      self->state.notify_watchers();
+    [self](atom::failed, uint64_t id, uint32_t dispatch, caf::error& err) {
+      self->state.failed(id, dispatch, err);
+      self->state.observe();
     },
-    [self](atom::created, uint64_t id, uint32_t attempt, std::string& response_id) {
-      self->state.created(id, attempt, response_id);
-      self->state.notify_watchers();
+    [self](atom::created, uint64_t id, uint32_t dispatch, std::string& response_id) {
+      self->state.created(id, dispatch, response_id);
+      self->state.observe();
     },
     [self](atom::webhook, webhook_delivery& d) {
       self->state.webhook(d);
-      self->state.notify_watchers();
+      self->state.observe();
     },
     [self](atom::rejected, std::string& reason) {
       self->state.rejected(reason);
-      self->state.notify_watchers();
+      self->state.observe();
     },
     [self](atom::webhook, std::string& verdict) {
       self->state.webhook_verdict(verdict);
-      self->state.notify_watchers();
+      self->state.observe();
     },
     [self](atom::pause, caf::timespan d) {
       self->state.pause(d);
-      self->state.notify_watchers();
+      self->state.observe();
     },
     [self](atom::resume) {
       self->state.resume();
-      self->state.notify_watchers();
+      self->state.observe();
     },
     [self](atom::retried, std::string& cause) {
       self->state.retried(cause);
-      self->state.notify_watchers();
+      self->state.observe();
     },
-    [self](atom::crash, uint32_t slot) { self->state.crash(slot); },
-    [self](atom::stats, pool_condition& condition) { return self->state.watch(condition); },
   };
 }
 
@@ -571,9 +547,7 @@ pool_testing_actor::behavior_type pool_behavior(pool_ptr self, http_client* clie
 pool_impl_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,
                              pool_options opts) {
   auto shared = std::make_shared<const pool_options>(std::move(opts));
-  // Spawned with its test hooks; handed out as the pool_impl_actor only.
-  pool_impl_actor pool = sys.spawn(pool_behavior, &client, std::move(shared));
-  return pool;
+  return sys.spawn(pool_behavior, &client, std::move(shared));
 }
 
 } // namespace sail

@@ -10,8 +10,13 @@
 // and supervision: it monitors the workers, restarts a dead one (bounded
 // restart intensity, then it escalates) and re-dispatches that worker's
 // in-flight jobs, with their Idempotency-Keys, to live workers, so Sail replays
-// rather than re-runs. An attempt cap stops poison jobs; results from an
-// earlier attempt are ignored.
+// rather than re-runs. A dispatch cap stops poison jobs; results from an
+// earlier dispatch are ignored. Nothing supervises the pool itself: when it
+// ends, its completers fail their samples with `node_down`
+// (docs/architecture.md, "Supervision").
+//
+// Tests watch the pool through pool_options::observer (null in production):
+// the workers it spawns and every change of its counters.
 //
 // The pool's retry_guard (net/retry_guard.hpp), shared with its workers,
 // bounds the retry load: every attempt asks it first (retry budget, circuit
@@ -38,6 +43,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -75,6 +81,19 @@ struct window_timing {
   /// invalid_argument naming the option (`prefix` + "deadline", ...) if out
   /// of range.
   caf::error validate(const std::string& prefix) const;
+};
+
+/// Watches a pool from outside (tests/support/pool_testing.hpp has one);
+/// pool_options::observer, null in production. Called on the pool's thread,
+/// inside its handlers: keep it short and never block on the pool.
+class pool_observer {
+public:
+  virtual ~pool_observer();
+  /// The pool spawned `worker` into `slot`: at start, and on every restart.
+  virtual void worker_started(size_t slot, const http_worker_actor& worker) = 0;
+  /// The pool handled a message; `counters` computes its counters now (as
+  /// the pool's stats message answers them).
+  virtual void changed(const std::function<completer_stats()>& counters) = 0;
 };
 
 struct pool_options {
@@ -125,6 +144,8 @@ struct pool_options {
   /// The unpublished wire details the responses are decoded with (the
   /// runtime copies runtime_options::wire here; only `layout` matters).
   wire_options wire;
+  /// Sees the pool's workers and counters (tests); null: nobody.
+  std::shared_ptr<pool_observer> observer;
 
   static std::map<std::string, window_timing> default_windows();
 
@@ -140,12 +161,6 @@ struct pool_options {
 
 /// Pool counters (superset of completer_stats' fields).
 using pool_stats = completer_stats;
-
-/// A job as the pool stores it and hands it to a worker: one immutable copy
-/// shared by both (the pool keeps it for re-dispatch after a worker death, so
-/// every dispatch sends the byte-identical body under the same key). Local
-/// only: it never crosses a node boundary.
-using shared_job = std::shared_ptr<const sail_job>;
 
 /// What a worker reports with a finished sample (local only).
 struct sample_report {
@@ -170,47 +185,6 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::poll_plan)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::webhook_delivery)
 
 namespace sail {
-
-// -- private interfaces ------------------------------------------------------------
-
-/// What workers report to the supervisor, plus the pool's timers and the
-/// webhook receiver's deliveries. Its test hooks are an extension of their
-/// own, pool_testing_actor (worker_pool_testing.hpp, not installed), which
-/// only tests obtain: no interface a handle is published or handed out under
-/// has them.
-using pool_impl_actor = pool_actor::extend<
-  // job id, dispatch attempt, result, what it cost
-  caf::reacts_to<atom::done, uint64_t, uint32_t, tokens_with_logprobs, sample_report>,
-  caf::reacts_to<atom::failed, uint64_t, uint32_t, caf::error>,
-  // job id, dispatch attempt, response id: the create of a job whose body
-  // names this node's webhook receiver was answered (deliveries routable)
-  caf::reacts_to<atom::created, uint64_t, uint32_t, std::string>,
-  // an authenticated delivery; a refused one (webhook_rejection's name)
-  caf::reacts_to<atom::webhook, webhook_delivery>,
-  caf::reacts_to<atom::rejected, std::string>,
-  // a worker's verdict on a forwarded delivery it did not apply: "duplicate"
-  // (its sample had just finished) or "ignored" (not a terminal response)
-  caf::reacts_to<atom::webhook, std::string>,
-  // a 429/529: pause new creates for this long
-  caf::reacts_to<atom::pause, caf::timespan>,
-  caf::reacts_to<atom::resume>,
-  // an HTTP retry happened, with this cause
-  caf::reacts_to<atom::retried, std::string>>;
-
-using http_worker_actor = caf::typed_actor<
-  // job id, dispatch attempt, the job (shared with the pool), its poll plan
-  // (empty: configured timing)
-  caf::reacts_to<atom::submit, uint64_t, uint32_t, shared_job, poll_plan>,
-  caf::reacts_to<atom::cancel, uint64_t>,
-  // a delivery for job id
-  caf::reacts_to<atom::webhook, uint64_t, webhook_delivery>,
-  caf::reacts_to<atom::http_done, http_completion>,
-  // next HTTP step of a job (job id, step tag)
-  caf::reacts_to<atom::step, uint64_t, uint64_t>,
-  // timer: run the delayed steps that are due
-  caf::reacts_to<atom::step>,
-  // timer: fail the jobs whose deadline passed
-  caf::reacts_to<atom::deadline>>;
 
 /// Spawns the supervisor and its workers. `client` must outlive the pool.
 pool_impl_actor spawn_worker_pool(caf::actor_system& sys, http_client& client,

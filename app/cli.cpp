@@ -225,8 +225,8 @@ caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text) {
   return out;
 }
 
-std::vector<flag_spec> completer_flags() {
-  return {
+std::vector<flag_spec> completer_flags(const std::optional<completer_defaults>& d) {
+  std::vector<flag_spec> flags{
     {"model", "M", "model name (required)"},
     {"max-tokens", "N", "max output tokens (required, > 0)"},
     {"temperature", "T", "sampling temperature, 0..2 (default 1.0)"},
@@ -242,10 +242,24 @@ std::vector<flag_spec> completer_flags() {
     {"voyage-id", "ID", "Sail Voyage id (X-Sail-Voyage-Id header)"},
     {"base-url", "URL", "Sail base URL, with or without /v1 (overrides SAIL_BASE_URL, SAIL_API_URL, SAIL_MODE)"},
   };
+  if (!d)
+    return flags;
+  auto flag = [&](std::string_view name) {
+    return std::find_if(flags.begin(), flags.end(),
+                        [name](const flag_spec& f) { return f.name == name; });
+  };
+  flag("model")->help = "model name (default " + d->model + ")";
+  flag("max-tokens")->help = "max output tokens, > 0 (default " + std::to_string(d->max_tokens)
+                             + ")";
+  flags.erase(flag("base-url")); // the subcommand's target flags have it
+  return flags;
 }
 
-caf::expected<completer_config> completer_config_from(const parsed_args& args) {
+caf::expected<completer_config> completer_config_from(const parsed_args& args,
+                                                      const completer_defaults& d) {
   completer_config cfg;
+  cfg.model = d.model;
+  cfg.max_tokens = d.max_tokens;
   if (auto m = args.get("model"))
     cfg.model = *m;
   if (auto v = args.get("max-tokens")) {

@@ -81,12 +81,25 @@ caf::expected<double> parse_double(std::string_view flag, std::string_view text)
 /// "1,2,3" -> token ids (field "prompt").
 caf::expected<std::vector<int64_t>> parse_prompt(std::string_view text);
 
-/// Flags that make up a completer_config (sample; --model required).
-std::vector<flag_spec> completer_flags();
+/// What a subcommand samples with when --model or --max-tokens is not given.
+/// Empty model and 0 tokens: none (the flag is required, as by sample).
+struct completer_defaults {
+  std::string model;
+  int64_t max_tokens = 0;
+};
 
-/// Builds a completer_config from completer_flags(); checks only the CLI-level
-/// syntax (numbers, k=v); the completer's rules are checked by sail::validate.
-caf::expected<completer_config> completer_config_from(const parsed_args& args);
+/// The flags that make up a completer_config: the one table of them, their
+/// names, values and help. Without defaults (sample) --model and --max-tokens
+/// are required and --base-url is Sail's; with defaults (rollout) their help
+/// names the defaults and --base-url is left to the subcommand's own target
+/// flags.
+std::vector<flag_spec> completer_flags(const std::optional<completer_defaults>& d = {});
+
+/// Builds a completer_config from completer_flags(), starting from `d`;
+/// checks only the CLI-level syntax (numbers, k=v); the completer's rules
+/// are checked by sail::validate.
+caf::expected<completer_config> completer_config_from(const parsed_args& args,
+                                                      const completer_defaults& d = {});
 
 // -- CAF configuration -------------------------------------------------------------
 
@@ -186,6 +199,18 @@ std::optional<parsed_args> begin_command(const std::vector<std::string>& raw,
   if (auto err = setup_logging(*args, cfg.app.log, spec.default_log_level))
     return fail(err);
   return std::move(*args);
+}
+
+/// Every subcommand: begin_command, then `body(args, cfg)` with the parsed
+/// arguments and the configuration, whose result is the exit code.
+template <class Config, class Body>
+int run_command(const std::vector<std::string>& raw, const command_spec& spec, Body&& body) {
+  Config cfg;
+  int exit_code = exit_ok;
+  auto args = begin_command(raw, spec, cfg, exit_code);
+  if (!args)
+    return exit_code;
+  return body(*args, cfg);
 }
 
 /// Blocks SIGINT, SIGTERM (and SIGUSR1 for internal wake-ups) in the calling

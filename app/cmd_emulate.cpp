@@ -63,48 +63,45 @@ constexpr const char* emulate_description
     "request log: GET /_emulator/requests. A request's metadata key emulator_outcome =\n"
     "completed | incomplete | failed | cancelled chooses how its response ends.";
 
-} // namespace
+/// The command line of `sail-tinker emulate`.
+command_spec emulate_command() {
+  return {emulate_synopsis, emulate_description, emulate_flags(), 0, log_level::info};
+}
 
-int cmd_emulate(const std::vector<std::string>& raw) {
-  const command_spec spec{emulate_synopsis, emulate_description, emulate_flags(), 0,
-                          log_level::info};
-  app_config cfg;
-  int early_exit = exit_ok;
-  auto args = begin_command(raw, spec, cfg, early_exit);
-  if (!args)
-    return early_exit;
+/// `sail-tinker emulate` with its arguments parsed (its configuration sets the log only).
+int run_emulate(const parsed_args& args, app_config&) {
   emulator::options opts;
-  if (auto v = args->get("host"))
+  if (auto v = args.get("host"))
     opts.host = *v;
-  if (auto v = args->get("port")) {
+  if (auto v = args.get("port")) {
     auto port = parse_int("port", *v, 0, 65535);
     if (!port)
       return report_error(port.error());
     opts.port = static_cast<uint16_t>(*port);
   }
-  if (auto v = args->get("api-key")) {
+  if (auto v = args.get("api-key")) {
     if (v->empty())
       return report_error(invalid_argument("api-key", "--api-key must not be empty"));
     opts.sail_api_key = *v;
   }
-  if (auto v = args->get("tinker-api-key")) {
+  if (auto v = args.get("tinker-api-key")) {
     if (v->empty())
       return report_error(invalid_argument("tinker-api-key", "--tinker-api-key must not be empty"));
     opts.tinker_api_key = *v;
   }
-  if (auto v = args->get("seed")) {
+  if (auto v = args.get("seed")) {
     auto seed = parse_int("seed", *v, 0, INT64_MAX);
     if (!seed)
       return report_error(seed.error());
     opts.seed = static_cast<uint64_t>(*seed);
   }
-  if (auto v = args->get("threads")) {
+  if (auto v = args.get("threads")) {
     auto n = parse_int("threads", *v, 1, 256);
     if (!n)
       return report_error(n.error());
     opts.threads = static_cast<size_t>(*n);
   }
-  if (auto v = args->get("archive-mode")) {
+  if (auto v = args.get("archive-mode")) {
     if (*v == "redirect")
       opts.archive = emulator::archive_mode::redirect;
     else if (*v == "json")
@@ -112,21 +109,21 @@ int cmd_emulate(const std::vector<std::string>& raw) {
     else
       return report_error(invalid_argument("archive-mode", "--archive-mode: expected redirect or json"));
   }
-  if (auto v = args->get("still-building")) {
+  if (auto v = args.get("still-building")) {
     auto n = parse_int("still-building", *v, 0, 1'000'000);
     if (!n)
       return report_error(n.error());
     opts.still_building_calls = static_cast<int>(*n);
   }
-  for (auto& name : args->all("known-lora"))
+  for (auto& name : args.all("known-lora"))
     opts.known_loras.insert(name);
-  if (auto v = args->get("default-max-output-tokens")) {
+  if (auto v = args.get("default-max-output-tokens")) {
     auto n = parse_int("default-max-output-tokens", *v, 1, 1'000'000);
     if (!n)
       return report_error(n.error());
     opts.default_max_output_tokens = *n;
   }
-  if (auto v = args->get("status-vocabulary")) {
+  if (auto v = args.get("status-vocabulary")) {
     if (*v == "guides")
       opts.vocabulary = emulator::status_vocabulary::guides;
     else if (*v == "openapi")
@@ -135,7 +132,7 @@ int cmd_emulate(const std::vector<std::string>& raw) {
       return report_error(invalid_argument("status-vocabulary",
                                            "--status-vocabulary: expected guides or openapi"));
   }
-  for (auto& spec : args->all("model-windows")) {
+  for (auto& spec : args.all("model-windows")) {
     auto eq = spec.find('=');
     if (eq == std::string::npos || eq == 0)
       return report_error(invalid_argument("model-windows",
@@ -156,29 +153,29 @@ int cmd_emulate(const std::vector<std::string>& raw) {
       pos = comma + 1;
     }
   }
-  if (auto v = args->get("request-log")) {
+  if (auto v = args.get("request-log")) {
     auto n = parse_int("request-log", *v, 0, 10'000'000);
     if (!n)
       return report_error(n.error());
     opts.request_log_capacity = static_cast<size_t>(*n);
   }
-  if (auto v = args->get("archive-url-ttl-ms")) {
+  if (auto v = args.get("archive-url-ttl-ms")) {
     auto n = parse_int("archive-url-ttl-ms", *v, 1, 365LL * 24 * 3600 * 1000);
     if (!n)
       return report_error(n.error());
     opts.archive_url_ttl = std::chrono::milliseconds(*n);
   }
-  if (auto v = args->get("webhook-ca-file"))
+  if (auto v = args.get("webhook-ca-file"))
     opts.webhook_ca_file = *v;
-  if (args->has("completed-at"))
+  if (args.has("completed-at"))
     opts.emit_completed_at = true;
-  if (auto v = args->get("webhook-timeout-ms")) {
+  if (auto v = args.get("webhook-timeout-ms")) {
     auto n = parse_int("webhook-timeout-ms", *v, 1, 3'600'000);
     if (!n)
       return report_error(n.error());
     opts.webhook_timeout = std::chrono::milliseconds(*n);
   }
-  for (auto& name : args->all("wire-variant")) {
+  for (auto& name : args.all("wire-variant")) {
     auto v = emulator::parse_wire_variant(name);
     if (!v)
       return report_error(invalid_argument("wire-variant", "--wire-variant: expected "
@@ -186,7 +183,7 @@ int cmd_emulate(const std::vector<std::string>& raw) {
                                                              + ", got \"" + name + "\""));
     opts.wire_variants.insert(*v);
   }
-  if (auto err = apply_emulator_flags(*args, "", opts))
+  if (auto err = apply_emulator_flags(args, "", opts))
     return report_error(err);
   // Signals are taken synchronously by this thread (sigwait); block them
   // before the emulator starts its threads so they inherit the mask.
@@ -205,6 +202,12 @@ int cmd_emulate(const std::vector<std::string>& raw) {
            {{"inference_runs", std::to_string(st.inference_runs_total)},
             {"max_runs_per_key", std::to_string(st.max_runs_per_key)}});
   return exit_ok;
+}
+
+} // namespace
+
+int cmd_emulate(const std::vector<std::string>& raw) {
+  return run_command<app_config>(raw, emulate_command(), run_emulate);
 }
 
 } // namespace sail::app

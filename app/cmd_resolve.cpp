@@ -22,13 +22,6 @@ namespace sail::app {
 
 namespace {
 
-std::vector<flag_spec> resolve_flags() {
-  return {
-    {"ttl-seconds", "N", "set the checkpoint's TTL first (seconds, > 0)"},
-    {"base-url", "URL", "Tinker base URL (overrides TINKER_BASE_URL)"},
-  };
-}
-
 constexpr const char* resolve_synopsis
   = "sail-tinker resolve TINKER_PATH [--ttl-seconds N] [--base-url URL]";
 
@@ -37,38 +30,38 @@ constexpr const char* resolve_description
     "Tinker REST API (TINKER_API_KEY, TINKER_BASE_URL). Prints the URL on stdout\n"
     "and \"expires: <ISO-8601>\" on stderr.";
 
+/// The command line of `sail-tinker resolve`.
+command_spec resolve_command() {
+  return {resolve_synopsis,
+          resolve_description,
+          {
+            {"ttl-seconds", "N", "set the checkpoint's TTL first (seconds, > 0)"},
+            {"base-url", "URL", "Tinker base URL (overrides TINKER_BASE_URL)"},
+          },
+          1, log_level::warn};
+}
+
 std::string env(const char* name) {
   auto* v = std::getenv(name);
   return v == nullptr ? std::string{} : std::string{v};
 }
 
-} // namespace
-
-int cmd_resolve(const std::vector<std::string>& raw) {
-  const command_spec spec{resolve_synopsis, resolve_description, resolve_flags(), 1,
-                          log_level::warn};
-  app_config cfg;
-  int early_exit = exit_ok;
-  auto args = begin_command(raw, spec, cfg, early_exit);
-  if (!args)
-    return early_exit;
-  if (args->positionals.empty())
+/// `sail-tinker resolve` with its arguments parsed.
+int run_resolve(const parsed_args& args, app_config& cfg) {
+  if (args.positionals.empty())
     return report_error(invalid_argument("tinker_path", "TINKER_PATH is required"));
-  if (args->positionals.size() > 1)
-    return report_error(invalid_argument("arguments", "unexpected argument \""
-                                                        + args->positionals[1] + "\""));
-  auto path = parse_tinker_path(args->positionals.front());
+  auto path = parse_tinker_path(args.positionals.front());
   if (!path)
     return report_error(path.error());
   resolve_request req{*path, std::nullopt};
-  if (auto v = args->get("ttl-seconds")) {
+  if (auto v = args.get("ttl-seconds")) {
     auto ttl = parse_int("ttl-seconds", *v, 1, INT64_MAX);
     if (!ttl)
       return report_error(ttl.error());
     req.ttl_seconds = *ttl;
   }
   std::string base;
-  if (auto v = args->get("base-url")) {
+  if (auto v = args.get("base-url")) {
     if (auto err = check_http_url("base-url", *v))
       return report_error(err);
     base = tinker_base_url(*v);
@@ -121,6 +114,12 @@ int cmd_resolve(const std::vector<std::string>& raw) {
   io.stop();
   io_thread.join();
   return code;
+}
+
+} // namespace
+
+int cmd_resolve(const std::vector<std::string>& raw) {
+  return run_command<app_config>(raw, resolve_command(), run_resolve);
 }
 
 } // namespace sail::app

@@ -1,4 +1,4 @@
-// sail-tinker rollout: the main job (--input, in rollout_job.cpp) or the
+// sail-tinker rollout: the rollout run (--input, in rollout_run.cpp) or the
 // synthetic load generator: G x N samples (one sample_group per group, at
 // most C groups in flight) through the actor stack, with a live progress bar,
 // and a summary table. Its target: --nodes, --base-url or SAIL_API_KEY, or
@@ -39,32 +39,24 @@ using clock_type = std::chrono::steady_clock;
 
 std::vector<flag_spec> rollout_flags() {
   std::vector<flag_spec> flags{
-    {"input", "FILE", "the main job: prompts, one JSON object per line (- = standard input)"},
+    {"input", "FILE", "the rollout run: prompts, one JSON object per line (- = standard input)"},
+  };
+  auto append = [&flags](const std::vector<flag_spec>& more) {
+    flags.insert(flags.end(), more.begin(), more.end());
+  };
+  append(rollout_run_flags());
+  append({
     {"group-size", "N", "samples per prompt without its own n (default 1; synthetic: 8)"},
-    {"max-tokens", "M", "max output tokens per sample (default 32)"},
-    {"window", "W", "completion window (default priority)"},
     {"concurrency", "C", "prompts (groups) in flight at most (default 16; synthetic: 4)"},
-    {"model", "M", "model (default moonshotai/Kimi-K2.6, the model Sail documents)"},
-    {"temperature", "T", "sampling temperature (default 1.0)"},
-    {"top-p", "P", "nucleus sampling (default 1.0)"},
-    {"lora", "NAME", "Sail-registered LoRA adapter"},
-    {"tinker-lora-signed-url", "URL", "Tinker checkpoint archive (signed URL)"},
-    {"adapter-config", "JSON", "adapter config JSON (with --tinker-lora-signed-url)"},
-    {"tinker-lora-name", "S", "display name of the Tinker LoRA"},
-    {"metadata", "K=V", "user metadata sent with every request", true},
-    {"no-logprobs", "", "do not request logprobs"},
-    {"timeout", "SECONDS", "per-HTTP-call timeout"},
-    {"voyage-id", "ID", "Sail Voyage id (X-Sail-Voyage-Id header)"},
+  });
+  append(completer_flags(rollout_completer_defaults));
+  append({
     {"groups", "G", "synthetic mode: number of groups (default 16)"},
     {"prompt-len", "L", "synthetic mode: prompt length in tokens (default 32)"},
     {"seed", "N", "synthetic mode: seed of the generated prompts (default 1)"},
-  };
-  auto job = rollout_job_flags();
-  flags.insert(flags.begin() + 1, job.begin(), job.end());
-  for (auto& f : rollout_spend_flags())
-    flags.push_back(f);
-  for (auto& f : rollout_target_flags())
-    flags.push_back(f);
+  });
+  append(rollout_spend_flags());
+  append(rollout_target_flags());
   return flags;
 }
 
@@ -74,7 +66,7 @@ constexpr const char* rollout_synopsis
     "       sail-tinker rollout [--groups G --group-size N --prompt-len L] (synthetic load)";
 
 constexpr const char* rollout_description
-  = "The main job (--input): reads tokenized prompts (JSONL: id, prompt, n,\n"
+  = "The rollout run (--input): reads tokenized prompts (JSONL: id, prompt, n,\n"
     "max_tokens, stop, meta), checks the whole input before sending anything (exit\n"
     "2 naming line and field), samples n per prompt and writes one JSONL line per\n"
     "prompt to --output when its group is done (completion order; --ordered: input\n"
@@ -362,7 +354,7 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
     auto g = int_flag(args, "groups", 1, 1'000'000, p.groups);
     auto n = int_flag(args, "group-size", 1, 4096, p.group_size);
     auto l = int_flag(args, "prompt-len", 1, max_prompt_tokens, 32);
-    auto m = int_flag(args, "max-tokens", 1, 1'000'000, p.max_tokens);
+    auto m = int_flag(args, "max-tokens", 1, 1'000'000, rollout_completer_defaults.max_tokens);
     auto c = int_flag(args, "concurrency", 1, 100'000, p.concurrency);
     auto s = int_flag(args, "seed", 0, INT64_MAX, 1);
     for (auto* x : {&g, &n, &l, &m, &c, &s})
@@ -376,13 +368,10 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
     p.seed = static_cast<uint64_t>(*s);
     p.run_id = random_run_id();
   }
-  auto parsed_cfg = completer_config_from(args);
+  auto parsed_cfg = completer_config_from(args, rollout_completer_defaults);
   if (!parsed_cfg)
     return report_error(parsed_cfg.error());
   auto ccfg = std::move(*parsed_cfg);
-  ccfg.model = args.get("model").value_or("moonshotai/Kimi-K2.6");
-  ccfg.max_tokens = p.max_tokens;
-  ccfg.completion_window = args.get("window").value_or("priority");
   p.model = ccfg.model;
   p.window = ccfg.completion_window;
   auto spend = make_rollout_spend(args, cfg.app, ccfg);
@@ -396,15 +385,8 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
     return report_error(tp.error());
   p.timeout = tp->request_timeout;
 
-  block_termination_signals();
-  rollout_target target;
-  if (auto err = target.start_emulator(*tp))
-    return report_error(err);
-  int code = exit_ok;
-  {
-    caf::actor_system sys{cfg};
-    if (auto err = target.start(sys, *tp, ccfg))
-      return report_error(err);
+  return run_on_target(cfg, *tp, ccfg, [&](caf::actor_system& sys, rollout_target& target) {
+    int code = exit_ok;
     std::vector<completer_actor> targets{target.completer()};
     uint64_t total = uint64_t{p.groups} * p.group_size;
     std::cout << "rollout: " << p.groups << " groups x " << p.group_size << " samples = "
@@ -476,31 +458,34 @@ int run_synthetic(const parsed_args& args, app_node_config& cfg) {
     } else if (pr.samples_failed > 0 || (emu_stats && emu_stats->max_runs_per_key > 1)) {
       code = exit_failure;
     }
+    return code;
+  });
+}
+
+/// The command line of `sail-tinker rollout`.
+command_spec rollout_command() {
+  return {rollout_synopsis, rollout_description, rollout_flags(), 0, log_level::info};
+}
+
+/// `sail-tinker rollout` with its arguments parsed.
+int run_rollout(const parsed_args& args, app_node_config& cfg) {
+  if (args.has("input")) {
+    for (auto* f : {"groups", "prompt-len", "seed"})
+      if (args.has(f))
+        return report_error(invalid_argument(
+          f, std::string{"--"} + f + " belongs to the synthetic mode (without --input)"));
+    return run_rollout_input(args, cfg);
   }
-  return code;
+  for (auto& f : rollout_run_flags())
+    if (args.has(f.name))
+      return report_error(invalid_argument(f.name, "--" + f.name + " needs --input"));
+  return run_synthetic(args, cfg);
 }
 
 } // namespace
 
 int cmd_rollout(const std::vector<std::string>& raw) {
-  const command_spec spec{rollout_synopsis, rollout_description, rollout_flags(), 0,
-                          log_level::info};
-  app_node_config cfg;
-  int early_exit = exit_ok;
-  auto args = begin_command(raw, spec, cfg, early_exit);
-  if (!args)
-    return early_exit;
-  if (args->has("input")) {
-    for (auto* f : {"groups", "prompt-len", "seed"})
-      if (args->has(f))
-        return report_error(invalid_argument(
-          f, std::string{"--"} + f + " belongs to the synthetic mode (without --input)"));
-    return run_rollout_job(*args, cfg);
-  }
-  for (auto& f : rollout_job_flags())
-    if (args->has(f.name))
-      return report_error(invalid_argument(f.name, "--" + f.name + " needs --input"));
-  return run_synthetic(*args, cfg);
+  return run_command<app_node_config>(raw, rollout_command(), run_rollout);
 }
 
 } // namespace sail::app

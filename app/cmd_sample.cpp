@@ -74,35 +74,33 @@ caf::error require(const parsed_args& args, const char* flag) {
   return caf::none;
 }
 
-} // namespace
+/// The command line of `sail-tinker sample`.
+command_spec sample_command() {
+  return {sample_synopsis, sample_description, sample_flags(), 0, log_level::warn};
+}
 
-int cmd_sample(const std::vector<std::string>& raw) {
-  const command_spec spec{sample_synopsis, sample_description, sample_flags(), 0, log_level::warn};
-  app_config cfg;
-  int early_exit = exit_ok;
-  auto args = begin_command(raw, spec, cfg, early_exit);
-  if (!args)
-    return early_exit;
+/// `sail-tinker sample` with its arguments parsed.
+int run_sample(const parsed_args& args, app_config& cfg) {
   for (auto flag : {"model", "max-tokens", "prompt"})
-    if (auto err = require(*args, flag))
+    if (auto err = require(args, flag))
       return report_error(err);
   // Everything is checked before anything is sent.
-  auto ccfg = completer_config_from(*args);
+  auto ccfg = completer_config_from(args);
   if (!ccfg)
     return report_error(ccfg.error());
   sample_request req;
-  auto prompt = parse_prompt(*args->get("prompt"));
+  auto prompt = parse_prompt(*args.get("prompt"));
   if (!prompt)
     return report_error(prompt.error());
   req.prompt = model_input{std::move(*prompt)};
   std::vector<int64_t> stop_ids;
-  for (auto& s : args->all("stop-token")) {
+  for (auto& s : args.all("stop-token")) {
     auto id = parse_int("stop-token", s, INT64_MIN, INT64_MAX);
     if (!id)
       return report_error(id.error());
     stop_ids.push_back(*id);
   }
-  auto& stop_texts = args->all("stop");
+  auto& stop_texts = args.all("stop");
   if (!stop_ids.empty() && !stop_texts.empty())
     return report_error(invalid_argument("stop", "--stop-token and --stop cannot be mixed "
                                                  "(token ids and strings never mix)"));
@@ -112,7 +110,7 @@ int cmd_sample(const std::vector<std::string>& raw) {
     req.stop = stop_condition::text(stop_texts.front()); // sent as a string
   else if (!stop_texts.empty())
     req.stop = stop_condition::texts(stop_texts);
-  auto opts = make_runtime_options(cfg.app, args->get("base-url"));
+  auto opts = make_runtime_options(cfg.app, args.get("base-url"));
   if (!opts)
     return report_error(opts.error());
   if (auto err = validate(*ccfg, opts->models))
@@ -145,6 +143,12 @@ int cmd_sample(const std::vector<std::string>& raw) {
     (*rt)->shutdown();
   }
   return code;
+}
+
+} // namespace
+
+int cmd_sample(const std::vector<std::string>& raw) {
+  return run_command<app_config>(raw, sample_command(), run_sample);
 }
 
 } // namespace sail::app

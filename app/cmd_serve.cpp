@@ -32,19 +32,6 @@ namespace sail::app {
 
 namespace {
 
-std::vector<flag_spec> serve_flags() {
-  return {
-    {"host", "HOST", "address to bind both ports (default 127.0.0.1; 0.0.0.0 for all: "
-                     "off loopback the node needs mutual TLS or --insecure-plaintext)"},
-    {"port", "PORT", "port of the published service, 0 = any free port (default 0)"},
-    {"metrics-port", "PORT", "port of GET /metrics, 0 = any free port (default 0)"},
-    {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL)"},
-    {"insecure-plaintext", "",
-     "allow a plaintext node on a non-loopback --host (trusted networks only; "
-     "warned at every start)"},
-  };
-}
-
 constexpr const char* serve_synopsis
   = "sail-tinker serve [--host 127.0.0.1] [--port P] [--metrics-port P] [--base-url URL] "
     "[--openssl.certificate=F --openssl.key=F --openssl.cafile=F | --insecure-plaintext] "
@@ -70,6 +57,23 @@ constexpr const char* serve_description
     "  webhook receiver on port PORT, Sail calls URL     (with webhooks)\n"
     "Stops cleanly on SIGINT or SIGTERM (open samples are answered `cancelled`;\n"
     "a cluster re-routes them to other nodes).";
+
+/// The command line of `sail-tinker serve`.
+command_spec serve_command() {
+  return {serve_synopsis,
+          serve_description,
+          {
+            {"host", "HOST", "address to bind both ports (default 127.0.0.1; 0.0.0.0 for all: "
+                             "off loopback the node needs mutual TLS or --insecure-plaintext)"},
+            {"port", "PORT", "port of the published service, 0 = any free port (default 0)"},
+            {"metrics-port", "PORT", "port of GET /metrics, 0 = any free port (default 0)"},
+            {"base-url", "URL", "Sail base URL (overrides SAIL_BASE_URL)"},
+            {"insecure-plaintext", "",
+             "allow a plaintext node on a non-loopback --host (trusted networks only; "
+             "warned at every start)"},
+          },
+          0, log_level::info};
+}
 
 caf::expected<uint16_t> port_flag(const parsed_args& args, const std::string& name) {
   if (auto v = args.get(name)) {
@@ -145,27 +149,20 @@ caf::error check_exposure(const std::string& host, const tls_keys& tls, bool ins
   return caf::none;
 }
 
-} // namespace
-
-int cmd_serve(const std::vector<std::string>& raw) {
-  const command_spec spec{serve_synopsis, serve_description, serve_flags(), 0, log_level::info};
-  app_node_config cfg;
-  int early_exit = exit_ok;
-  auto args = begin_command(raw, spec, cfg, early_exit);
-  if (!args)
-    return early_exit;
-  std::string host = args->get("host").value_or("127.0.0.1");
-  auto port = port_flag(*args, "port");
+/// `sail-tinker serve` with its arguments parsed.
+int run_serve(const parsed_args& args, app_node_config& cfg) {
+  std::string host = args.get("host").value_or("127.0.0.1");
+  auto port = port_flag(args, "port");
   if (!port)
     return report_error(port.error());
-  auto metrics_port = port_flag(*args, "metrics-port");
+  auto metrics_port = port_flag(args, "metrics-port");
   if (!metrics_port)
     return report_error(metrics_port.error());
   auto tls = configured_tls_keys(cfg);
-  bool insecure = args->has("insecure-plaintext");
+  bool insecure = args.has("insecure-plaintext");
   if (auto err = check_exposure(host, tls, insecure))
     return report_error(err);
-  auto opts = make_runtime_options(cfg.app, args->get("base-url"));
+  auto opts = make_runtime_options(cfg.app, args.get("base-url"));
   if (!opts)
     return report_error(opts.error());
 
@@ -223,6 +220,12 @@ int cmd_serve(const std::vector<std::string>& raw) {
   (*rt)->shutdown();
   log_info("serve", "stopped");
   return exit_ok;
+}
+
+} // namespace
+
+int cmd_serve(const std::vector<std::string>& raw) {
+  return run_command<app_node_config>(raw, serve_command(), run_serve);
 }
 
 } // namespace sail::app

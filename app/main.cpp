@@ -21,7 +21,7 @@ constexpr const char* top_usage =
   "  resolve    a Tinker checkpoint's signed archive URL\n"
   "  emulate    run the Sail + Tinker emulator\n"
   "  serve      a completer service node with Prometheus /metrics\n"
-  "  rollout    the main job: prompts file in, samples file out, journal and\n"
+  "  rollout    the rollout run: prompts file in, samples file out, journal and\n"
   "             resume (--input); or synthetic load; against Sail, service\n"
   "             nodes or an embedded emulator (--emulator)\n"
   "  report     what a rollout journal's run cost: samples, tokens, cost,\n"

@@ -25,10 +25,6 @@ namespace sail::app {
 std::string render_prometheus(const completer_stats& stats,
                               const std::map<std::string, request_metrics::op_data>& ops);
 
-/// Whatever answers the counters of a node: a completer, or a service front
-/// (all completers of the node, i.e. its worker pool).
-using stats_actor = caf::typed_actor<caf::replies_to<atom::stats>::with<completer_stats>>;
-
 /// GET /metrics (and GET /healthz) on its own port.
 class metrics_server {
 public:

@@ -132,7 +132,7 @@ void add_wire(adder& a, wire_options& w) {
 void add_cluster(adder& a, cluster_options& c) {
   a.add(c.connect_timeout, "connect-timeout", "one connect attempt to a service node (TCP, TLS, handshake)")
     .add(c.queue_timeout, "queue-timeout", "how long a sample waits while no node is ready")
-    .add(c.max_attempts, "max-attempts", "dispatches per sample (first send + re-routes)")
+    .add(c.max_routes, "max-attempts", "routes per sample (first send + re-routes)")
     .add(c.retry_min, "retry-min", "first reconnect delay (doubled per failure)")
     .add(c.retry_max, "retry-max", "longest reconnect delay");
 }

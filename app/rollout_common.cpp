@@ -259,6 +259,21 @@ rollout_target::report rollout_target::stop(caf::actor_system& sys) {
   return rep;
 }
 
+int run_on_target(app_node_config& cfg, target_plan& plan, const completer_config& ccfg,
+                  const std::function<int(caf::actor_system&, rollout_target&)>& body) {
+  block_termination_signals();
+  // Declared before the actor system: stopped after it is gone.
+  rollout_target target;
+  if (auto err = target.start_emulator(plan))
+    return report_error(err);
+  caf::actor_system sys{cfg};
+  if (auto err = target.start(sys, plan, ccfg)) {
+    target.shutdown_actors();
+    return report_error(err);
+  }
+  return body(sys, target);
+}
+
 void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row) {
   row("retries by cause", rep.counters ? render_map(rep.counters->retries_by_cause) : "n/a");

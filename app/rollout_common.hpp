@@ -1,7 +1,7 @@
-// Shared by the two modes of `sail-tinker rollout` (the file job of
-// rollout_job.cpp and the synthetic load generator of cmd_rollout.cpp): where
-// the samples go (the embedded emulator, Sail, or a cluster of service
-// nodes), progress modes and the summary's rows.
+// Shared by the two modes of `sail-tinker rollout` (the rollout run of
+// rollout_run.cpp and the synthetic load generator of cmd_rollout.cpp): the
+// completer defaults, where the samples go (the embedded emulator, Sail, or a
+// cluster of service nodes), progress modes and the summary's rows.
 #pragma once
 
 #include <functional>
@@ -18,9 +18,13 @@
 #include "sail_tinker/actors/runtime.hpp"
 #include "sail_tinker/app/cli.hpp"
 #include "sail_tinker/emulator/emulator.hpp"
-#include "sail_tinker/rollout/file_job.hpp"
+#include "sail_tinker/rollout/file_run.hpp"
 
 namespace sail::app {
+
+/// What both modes sample with when --model or --max-tokens is not given
+/// (moonshotai/Kimi-K2.6: the model Sail documents).
+inline const completer_defaults rollout_completer_defaults{"moonshotai/Kimi-K2.6", 32};
 
 enum class progress_mode { bar, lines, off };
 
@@ -57,7 +61,7 @@ caf::expected<target_plan> plan_target(const parsed_args& args, const app_option
                                        const completer_config& ccfg);
 
 /// The running target: embedded emulator, runtime or cluster, and the
-/// completer handle the job talks to.
+/// completer handle the rollout talks to.
 class rollout_target {
 public:
   /// Stops the embedded emulator.
@@ -103,6 +107,13 @@ private:
   bool stopped_ = false;
 };
 
+/// The frame every mode runs in: blocks the termination signals, starts the
+/// target (the embedded emulator before the actor system exists, then the
+/// runtime or the cluster in it) and returns what `body` returns, the exit
+/// code. A target that does not start: its error reported, that exit code.
+int run_on_target(app_node_config& cfg, target_plan& plan, const completer_config& ccfg,
+                  const std::function<int(caf::actor_system&, rollout_target&)>& body);
+
 using row_fn = std::function<void(const std::string&, const std::string&)>;
 
 /// The summary rows of a target, in order: retries by cause, polls, the circuit
@@ -111,17 +122,20 @@ using row_fn = std::function<void(const std::string&, const std::string&)>;
 void target_rows(const rollout_target::report& rep,
                  const std::map<std::string, uint64_t>& errors, const row_fn& row);
 
-/// The file job (rollout_job.cpp, on rollout/file_job.hpp): `rollout --input ...`.
-int run_rollout_job(const parsed_args& args, app_node_config& cfg);
+/// The rollout run (rollout_run.cpp, on rollout/file_run.hpp): `rollout --input ...`.
+int run_rollout_input(const parsed_args& args, app_node_config& cfg);
 
-/// The file job's settings from its flags (shared with --steps).
-caf::expected<rollout::file_job_settings> rollout_job_settings(const parsed_args& args);
+/// The rollout run's settings from its flags (shared with --steps).
+caf::expected<rollout::file_run_settings> rollout_run_settings(const parsed_args& args);
 
 /// `rollout --input ... --steps K` (rollout_steps.cpp): a step sampler over
 /// a durable run, one output record per group with its step.
 int run_rollout_steps(const parsed_args& args, app_node_config& cfg);
 
-/// Flags only the file job takes.
-std::vector<flag_spec> rollout_job_flags();
+/// Flags only the rollout run (--input) takes, rollout_steps_flags() included.
+std::vector<flag_spec> rollout_run_flags();
+
+/// Flags of --steps (rollout_steps.cpp).
+std::vector<flag_spec> rollout_steps_flags();
 
 } // namespace sail::app

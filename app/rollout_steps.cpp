@@ -64,8 +64,19 @@ std::string group_line(const sampled_group& g, bool stale, const std::optional<s
 
 } // namespace
 
+std::vector<flag_spec> rollout_steps_flags() {
+  return {
+    {"steps", "K", "training steps of K complete groups each (a step sampler over a durable "
+                   "run): one record per group with its step"},
+    {"overprovision", "F", "with --steps: extra groups kept in flight, a fraction of K "
+                           "(default 0.25)"},
+    {"max-staleness", "V", "with --steps: versions a delivered group may lag (default 1)"},
+    {"version", "LABEL", "with --steps: the adapter version label (default: the adapter)"},
+  };
+}
+
 int run_rollout_steps(const parsed_args& args, app_node_config& cfg) {
-  auto settings = rollout_job_settings(args);
+  auto settings = rollout_run_settings(args);
   if (!settings)
     return report_error(settings.error());
   auto& s = *settings;
@@ -153,17 +164,8 @@ int run_rollout_steps(const parsed_args& args, app_node_config& cfg) {
   if (!out)
     return report_error(out.error());
 
-  block_termination_signals();
-  rollout_target target;
-  if (auto err = target.start_emulator(*tp))
-    return report_error(err);
-  int code = exit_ok;
-  {
-    caf::actor_system sys{cfg};
-    if (auto err = target.start(sys, *tp, s.ccfg)) {
-      target.shutdown_actors();
-      return report_error(err);
-    }
+  return run_on_target(cfg, *tp, s.ccfg, [&](caf::actor_system& sys, rollout_target& target) {
+    int code = exit_ok;
     auto sampler = step_sampler::open(sys, *run, std::move(prompts), so);
     if (!sampler) {
       target.shutdown_actors();
@@ -242,8 +244,8 @@ int run_rollout_steps(const parsed_args& args, app_node_config& cfg) {
       code = exit_interrupted;
     else if (failed > 0)
       code = exit_failure;
-  }
-  return code;
+    return code;
+  });
 }
 
 } // namespace sail::app

@@ -1,4 +1,4 @@
-// bench/rollout_bench: the main job, `sail-tinker rollout --input`, run as a
+// bench/rollout_bench: the rollout run, `sail-tinker rollout --input`, run as a
 // process against `sail-tinker emulate` in a process of its own (a fresh one
 // per run) at zero model latency (queued 0, 0 us per token: one create and
 // one poll per sample), so what is measured -- wall time, CPU time and

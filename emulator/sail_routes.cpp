@@ -109,19 +109,21 @@ std::string window_list() {
   return out;
 }
 
-std::variant<create_params, rejection>
-validate(std::string_view body, const std::set<wire_variant>& variants) {
-  auto plays = [&variants](wire_variant x) { return variants.count(x) > 0; };
-  create_params p;
-  boost::system::error_code ec;
-  auto parsed = json::parse(body, ec);
-  if (ec)
-    return bad("the request body is not valid JSON", "body", "invalid_json");
-  if (!parsed.is_object())
-    return bad("the request body must be a JSON object", "body",
-               "invalid_type");
-  auto& o = parsed.get_object();
-  // model
+/// Which [wire] alternatives the emulator plays (emulator::wire_variant).
+struct wire_plays {
+  const std::set<wire_variant>& variants;
+  bool operator()(wire_variant x) const {
+    return variants.count(x) > 0;
+  }
+};
+
+// The checks of a create body, one per field or pair of fields, each reading
+// what it checked into `p`: nullopt if the body passes it, else the 400 Sail
+// answers. validate() runs them in the order Sail reports a body's first
+// error.
+
+/// model: a non-empty string (required).
+std::optional<rejection> read_model(const json::object& o, const wire_plays&, create_params& p) {
   auto* model = o.if_contains("model");
   if (!model)
     return bad("missing required parameter: 'model'", "model",
@@ -129,7 +131,12 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
   if (!model->is_string() || model->get_string().empty())
     return bad("'model' must be a non-empty string", "model", "invalid_type");
   p.model = model->get_string();
-  // input (required, ignored with raw_prompt_tokens)
+  return std::nullopt;
+}
+
+/// input (required, ignored with raw_prompt_tokens) and raw_prompt_tokens:
+/// the prompt and its input token count.
+std::optional<rejection> read_prompt(const json::object& o, const wire_plays&, create_params& p) {
   auto* input = o.if_contains("input");
   if (!input)
     return bad("missing required parameter: 'input'", "input",
@@ -144,7 +151,6 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
     return bad("'input' must be a string, an array or an object", "input",
                "invalid_type");
   }
-  // raw_prompt_tokens
   if (auto* raw = o.if_contains("raw_prompt_tokens")) {
     if (!raw->is_array())
       return bad("'raw_prompt_tokens' must be an array of integers",
@@ -181,7 +187,11 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
     p.input_tokens = std::max<int64_t>(1, static_cast<int64_t>(
                                             (text.size() + 3) / 4));
   }
-  // sampling fields
+  return std::nullopt;
+}
+
+/// max_output_tokens, temperature, top_p, seed.
+std::optional<rejection> read_sampling(const json::object& o, const wire_plays&, create_params& p) {
   if (auto* v = o.if_contains("max_output_tokens"); v && !v->is_null()) {
     auto n = as_integer(*v);
     if (!n)
@@ -214,6 +224,11 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
       return bad("'seed' must be an integer", "seed", "invalid_type");
     p.seed = *n;
   }
+  return std::nullopt;
+}
+
+/// user (at most 256 characters) and prompt_cache_key.
+std::optional<rejection> read_user(const json::object& o, const wire_plays&, create_params& p) {
   if (auto* v = o.if_contains("user")) {
     if (!v->is_string())
       return bad("'user' must be a string", "user", "invalid_type");
@@ -227,6 +242,13 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
                  "invalid_type");
     p.prompt_cache_key = v->get_string();
   }
+  return std::nullopt;
+}
+
+/// stop (token ids or strings, never mixed) and, as the stop-token-ids
+/// variant plays, stop_token_ids.
+std::optional<rejection> read_stop(const json::object& o, const wire_plays& plays,
+                                   create_params& p) {
   if (auto* v = o.if_contains("stop"); v && !v->is_null()) {
     if (v->is_string()) {
       p.stop_strings.emplace_back(v->get_string());
@@ -263,6 +285,12 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
         p.stop_ids.push_back(*t);
       }
     }
+  return std::nullopt;
+}
+
+/// include's logprobs item (or, as reject-include plays, a logprobs boolean).
+std::optional<rejection> read_logprobs(const json::object& o, const wire_plays& plays,
+                                       create_params& p) {
   if (plays(wire_variant::reject_include))
     if (auto* v = o.if_contains("logprobs"); v && v->is_bool())
       p.include_logprobs = v->get_bool();
@@ -282,6 +310,11 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
       }
     }
   }
+  return std::nullopt;
+}
+
+/// background and stream (never streamed).
+std::optional<rejection> read_delivery(const json::object& o, const wire_plays&, create_params& p) {
   if (auto* v = o.if_contains("background"); v && !v->is_null()) {
     if (!v->is_bool())
       return bad("'background' must be a boolean", "background",
@@ -297,7 +330,12 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
       return bad("stream=true is not supported by the emulator", "stream",
                  "unsupported_value");
   }
-  // metadata: string values only
+  return std::nullopt;
+}
+
+/// metadata: string values only; the window, the adapter, the emulator's
+/// outcome, the webhook (its token never echoed).
+std::optional<rejection> read_metadata(const json::object& o, const wire_plays&, create_params& p) {
   if (auto* v = o.if_contains("metadata"); v && !v->is_null()) {
     if (!v->is_object())
       return bad("'metadata' must be an object", "metadata", "invalid_type");
@@ -348,6 +386,12 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
       p.metadata[k] = x;
     }
   }
+  return std::nullopt;
+}
+
+/// What the fields allow only together.
+std::optional<rejection> check_combinations(const json::object&, const wire_plays&,
+                                            create_params& p) {
   // Sail's live error text (quoted by the public PokerBench example).
   if (p.uses_lora && p.window == "asap")
     return bad("lora requests cannot use completion_window=asap",
@@ -355,6 +399,27 @@ validate(std::string_view body, const std::set<wire_variant>& variants) {
   if (p.window == "flex" && !p.background)
     return bad("the flex completion window requires background=true",
                "metadata.completion_window", "unsupported_value");
+  return std::nullopt;
+}
+
+/// A create body checked like Sail: its params, or the 400 of the first
+/// check it fails.
+std::variant<create_params, rejection>
+validate(std::string_view body, const std::set<wire_variant>& variants) {
+  boost::system::error_code ec;
+  auto parsed = json::parse(body, ec);
+  if (ec)
+    return bad("the request body is not valid JSON", "body", "invalid_json");
+  if (!parsed.is_object())
+    return bad("the request body must be a JSON object", "body",
+               "invalid_type");
+  using check = std::optional<rejection> (*)(const json::object&, const wire_plays&,
+                                             create_params&);
+  create_params p;
+  for (check step : {read_model, read_prompt, read_sampling, read_user, read_stop,
+                     read_logprobs, read_delivery, read_metadata, check_combinations})
+    if (auto r = step(parsed.get_object(), wire_plays{variants}, p))
+      return std::move(*r);
   return p;
 }
 
@@ -663,213 +728,311 @@ void server::impl::finish_with_fault(http_server_context&& ctx, const char* rout
   finish(std::move(ctx), route_name, std::move(reply), to_string(kind));
 }
 
-void server::impl::handle_create(http_server_context&& ctx) {
-  auto& req = ctx.request();
-  auto arrived = ctx.received_at();
-  std::string key;
-  bool has_key = false;
+namespace {
+
+/// A create's Idempotency-Key header (`given`: sent, maybe empty).
+struct create_key {
+  std::string value;
+  bool given = false;
+};
+
+create_key idempotency_key_of(const http_server_request& req) {
+  create_key key;
   if (auto i = req.find("Idempotency-Key"); i != req.end()) {
-    has_key = true;
-    key = std::string{i->value()};
+    key.given = true;
+    key.value = std::string{i->value()};
   }
-  auto reject = [&](unsigned status, std::string body,
-                    const std::string& fault_name = {}) {
-    if (has_key && key.size() <= max_idempotency_key)
-      record_arrival(false, key, arrived, static_cast<int>(status),
-                     fault_name);
-    finish(std::move(ctx), route::create, json_reply(status, std::move(body)),
-           fault_name);
-  };
-  if (req[http::field::authorization] != "Bearer " + opts.sail_api_key)
-    return reject(401, sail_error_body("invalid or missing API key",
-                                       "authentication_error", std::nullopt,
-                                       "invalid_api_key"));
-  if (has_key && (key.empty() || key.size() > max_idempotency_key))
-    return reject(400, sail_error_body("Idempotency-Key must be 1..255 "
-                                       "characters",
-                                       "invalid_request_error",
-                                       "Idempotency-Key",
-                                       "invalid_idempotency_key"));
-  auto checked = validate(req.body(), opts.wire_variants);
-  if (auto* r = std::get_if<rejection>(&checked))
-    return reject(r->status, std::move(r->body));
-  auto& p = std::get<create_params>(checked);
-  auto chosen = choose_window(opts, p);
-  if (auto* r = std::get_if<rejection>(&chosen))
-    return reject(r->status, std::move(r->body));
-  auto window = std::get<std::string>(std::move(chosen));
-  if (!p.signed_url.empty() && is_expired_archive_url(p.signed_url)) {
+  return key;
+}
+
+/// A create that passed every check: what it asks for and its window.
+struct acceptable_create {
+  create_params p;
+  std::string window;
+};
+
+/// The API key, then the Idempotency-Key header's length.
+std::optional<rejection> check_credentials(const server::impl& self,
+                                           const http_server_request& req,
+                                           const create_key& key) {
+  if (req[http::field::authorization] != "Bearer " + self.opts.sail_api_key)
+    return rejection{401, sail_error_body("invalid or missing API key",
+                                          "authentication_error", std::nullopt,
+                                          "invalid_api_key")};
+  if (key.given && (key.value.empty() || key.value.size() > max_idempotency_key))
+    return rejection{400, sail_error_body("Idempotency-Key must be 1..255 "
+                                          "characters",
+                                          "invalid_request_error",
+                                          "Idempotency-Key",
+                                          "invalid_idempotency_key")};
+  return std::nullopt;
+}
+
+/// The adapter: an archive URL this emulator handed out must not have
+/// expired (counted), a LoRA name must be known (404).
+std::optional<rejection> check_adapter(server::impl& self, const create_params& p) {
+  if (!p.signed_url.empty() && self.is_expired_archive_url(p.signed_url)) {
     {
-      std::lock_guard guard{mtx};
-      ++st.expired_signed_urls;
-      st_changed.notify_all();
+      std::lock_guard guard{self.mtx};
+      ++self.st.expired_signed_urls;
+      self.st_changed.notify_all();
     }
     // Names the field, never the URL (its query string is a secret).
-    return reject(400, sail_error_body("metadata.tinker_lora_signed_url has "
-                                       "expired",
-                                       "invalid_request_error",
-                                       "metadata.tinker_lora_signed_url",
-                                       "expired_signed_url"));
+    return rejection{400, sail_error_body("metadata.tinker_lora_signed_url has "
+                                          "expired",
+                                          "invalid_request_error",
+                                          "metadata.tinker_lora_signed_url",
+                                          "expired_signed_url")};
   }
   if (!p.lora.empty()) {
     bool known;
     {
-      std::lock_guard guard{mtx};
-      known = known_loras.count(p.lora) > 0;
+      std::lock_guard guard{self.mtx};
+      known = self.known_loras.count(p.lora) > 0;
     }
     if (!known)
-      return reject(404, sail_error_body("lora not found", "not_found_error",
-                                         "metadata.lora", "lora_not_found"));
+      return rejection{404, sail_error_body("lora not found", "not_found_error",
+                                            "metadata.lora", "lora_not_found")};
   }
-  // Faults that happen before acceptance reserve nothing.
-  auto d = draw_faults(route_create);
-  // The faulty answer to a create, before or after acceptance.
-  auto answer_with_fault = [&](fault_kind k) {
-    finish_with_fault(std::move(ctx), route::create, false, has_key, key, arrived, k, d);
-  };
-  bool accepted_fault = false;
-  if (d.kind) {
-    auto k = *d.kind;
-    bool pre = k == fault_kind::status_429 || k == fault_kind::status_529
-               || ((is_status_fault(k) || k == fault_kind::connection_reset)
-                   && !d.after_accept);
-    accepted_fault = !pre
-                     && (is_status_fault(k)
-                         || k == fault_kind::connection_reset);
-    if (pre)
-      return answer_with_fault(k);
+  return std::nullopt;
+}
+
+/// Every check of a create before anything is reserved, in Sail's order:
+/// credentials, the body (validate), the window, the adapter.
+std::variant<acceptable_create, rejection>
+check_create(server::impl& self, const http_server_request& req, const create_key& key) {
+  if (auto r = check_credentials(self, req, key))
+    return std::move(*r);
+  auto checked = validate(req.body(), self.opts.wire_variants);
+  if (auto* r = std::get_if<rejection>(&checked))
+    return std::move(*r);
+  auto& p = std::get<create_params>(checked);
+  auto chosen = choose_window(self.opts, p);
+  if (auto* r = std::get_if<rejection>(&chosen))
+    return std::move(*r);
+  if (auto r = check_adapter(self, p))
+    return std::move(*r);
+  return acceptable_create{std::move(p), std::get<std::string>(std::move(chosen))};
+}
+
+/// When a drawn fault answers a create: before acceptance (nothing is
+/// reserved) or after it (the task exists, the answer is lost). Neither:
+/// no fault, or one that mangles the accepted answer (serve_record).
+struct create_fault_timing {
+  bool before_accept = false;
+  bool after_accept = false;
+};
+
+create_fault_timing timing_of(const fault_draw& d) {
+  create_fault_timing t;
+  if (!d.kind)
+    return t;
+  auto k = *d.kind;
+  t.before_accept = k == fault_kind::status_429 || k == fault_kind::status_529
+                    || ((is_status_fault(k) || k == fault_kind::connection_reset)
+                        && !d.after_accept);
+  t.after_accept = !t.before_accept
+                   && (is_status_fault(k) || k == fault_kind::connection_reset);
+  return t;
+}
+
+/// What the toy model runs for a create (its prompt moved out of `p`). An
+/// incomplete response ran into max_output_tokens: no stop applies.
+sample_params sample_params_of(const server::impl& self, create_params& p,
+                               const create_key& key) {
+  sample_params sp;
+  sp.prompt = std::move(p.prompt);
+  sp.model = p.model;
+  sp.temperature = p.temperature;
+  sp.top_p = p.top_p;
+  sp.seed = p.seed;
+  sp.idempotency_key = key.value;
+  sp.max_output_tokens = p.max_output_tokens.value_or(
+    self.opts.default_max_output_tokens);
+  if (p.outcome != outcome_kind::incomplete) {
+    sp.stop_token_ids = p.stop_ids;
+    sp.stop_strings = p.stop_strings;
   }
-  // Reservation keyed by (API key, Idempotency-Key), body fingerprinted.
-  auto fingerprint = has_key ? sha256_hex(req.body()) : std::string{};
-  auto rkey = has_key ? opts.sail_api_key + '\n' + key : std::string{};
+  return sp;
+}
+
+/// The response record of an accepted create: its id, usage, timeline
+/// (the window's latency) and webhook (with its drawn faults). Under mtx.
+std::shared_ptr<response_record> make_record(server::impl& self, acceptable_create& c,
+                                             const create_key& key, sample_result result,
+                                             const std::vector<int64_t>& prompt) {
+  auto& p = c.p;
+  auto r = std::make_shared<response_record>();
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "resp_%08llx%012llx",
+                static_cast<unsigned long long>(mix64(self.opts.seed)
+                                                & 0xffffffffull),
+                static_cast<unsigned long long>(++self.next_response));
+  r->id = buf;
+  r->idempotency_key = key.value;
+  r->model = p.model;
+  r->metadata = std::move(p.metadata);
+  r->created_at = std::chrono::duration_cast<std::chrono::seconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  r->background = p.background;
+  r->max_output_tokens = p.max_output_tokens;
+  r->temperature = p.temperature;
+  r->top_p = p.top_p;
+  r->include_logprobs = p.include_logprobs;
+  r->input_tokens = p.input_tokens;
+  if (!p.prompt_cache_key.empty())
+    r->cached_tokens = std::min(r->input_tokens,
+                                self.cached_prefix(p.prompt_cache_key, prompt));
+  r->result = std::move(result);
+  auto& w = self.latency.of(c.window);
+  r->outcome = p.outcome;
+  r->accepted = steady::now();
+  r->accepted_wall = std::chrono::system_clock::now();
+  r->started = r->accepted + w.queued
+               + w.spread.draw(self.opts.seed, key.given ? key.value : r->id);
+  r->done = r->started
+            + w.per_token
+                * static_cast<int64_t>(r->result.token_ids.size());
+  r->webhook_url = std::move(p.webhook_url);
+  r->webhook_token = std::move(p.webhook_token);
+  if (!r->webhook_url.empty()) {
+    std::uniform_real_distribution<double> u{0.0, 1.0};
+    r->webhook_dropped = u(self.webhook_rng) < self.faults.webhook_drop;
+    r->webhook_twice = u(self.webhook_rng) < self.faults.webhook_duplicate;
+    r->webhook_delay = self.faults.webhook_delay;
+  }
+  return r;
+}
+
+/// Counts a newly accepted create in the stats: the response, its
+/// inference run (per key), the billed usage, an ignored webhook. Under mtx.
+void count_accepted(server::impl& self, const response_record& r, const create_params& p,
+                    const create_key& key) {
+  auto& st = self.st;
+  ++st.responses;
+  ++st.inference_runs_total;
+  if (r.outcome == outcome_kind::completed || r.outcome == outcome_kind::incomplete) {
+    st.billed_input_tokens += static_cast<uint64_t>(r.input_tokens);
+    st.billed_cached_tokens += static_cast<uint64_t>(r.cached_tokens);
+    st.billed_output_tokens += r.result.token_ids.size();
+  }
+  if (p.webhook_invalid)
+    ++st.webhooks.ignored_invalid;
+  if (key.given) {
+    auto n = ++st.inference_runs[key.value];
+    st.max_runs_per_key = std::max(st.max_runs_per_key, n);
+    st.prompt_cache_keys[key.value] = p.prompt_cache_key;
+    st.timings[key.value] = response_timing{r.id, self.ms_since_start(r.accepted),
+                                            self.ms_since_start(r.done), -1};
+  } else {
+    ++st.inference_runs_without_key;
+  }
+}
+
+/// What a create's reservation holds after reserve_or_run.
+struct reserved_create {
   record_ptr rec;
+  /// This request created `rec`.
+  bool fresh = false;
+  /// The key was reserved for another body: no record.
   bool conflict = false;
+};
+
+/// The reservation keyed by (API key, Idempotency-Key), the body
+/// fingerprinted: the record of an earlier create with the same body, a
+/// conflict, or a new record (inference outside the lock; published only if
+/// nobody won the race).
+reserved_create reserve_or_run(server::impl& self, std::string_view body,
+                               acceptable_create& c, const create_key& key) {
+  auto fingerprint = key.given ? sha256_hex(body) : std::string{};
+  auto rkey = key.given ? self.opts.sail_api_key + '\n' + key.value : std::string{};
+  reserved_create out;
   auto lookup = [&] {
-    auto i = reservations.find(rkey);
-    if (i == reservations.end())
+    auto i = self.reservations.find(rkey);
+    if (i == self.reservations.end())
       return;
     if (i->second.fingerprint != fingerprint)
-      conflict = true;
+      out.conflict = true;
     else
-      rec = i->second.record;
+      out.rec = i->second.record;
   };
-  if (has_key) {
-    std::lock_guard guard{mtx};
+  if (key.given) {
+    std::lock_guard guard{self.mtx};
     lookup();
   }
-  bool fresh = false;
-  if (!rec && !conflict) {
-    // Inference outside the lock; published only if nobody won the race.
-    sample_params sp;
-    sp.prompt = std::move(p.prompt);
-    sp.model = p.model;
-    sp.temperature = p.temperature;
-    sp.top_p = p.top_p;
-    sp.seed = p.seed;
-    sp.idempotency_key = key;
-    sp.max_output_tokens = p.max_output_tokens.value_or(
-      opts.default_max_output_tokens);
-    // An incomplete response ran into max_output_tokens: no stop applies.
-    if (p.outcome != outcome_kind::incomplete) {
-      sp.stop_token_ids = p.stop_ids;
-      sp.stop_strings = p.stop_strings;
-    }
-    auto result = sample(sp, opts.seed);
-    std::lock_guard guard{mtx};
-    if (has_key)
-      lookup();
-    if (!rec && !conflict) {
-      auto r = std::make_shared<response_record>();
-      char buf[40];
-      std::snprintf(buf, sizeof(buf), "resp_%08llx%012llx",
-                    static_cast<unsigned long long>(mix64(opts.seed)
-                                                    & 0xffffffffull),
-                    static_cast<unsigned long long>(++next_response));
-      r->id = buf;
-      r->idempotency_key = key;
-      r->model = p.model;
-      r->metadata = std::move(p.metadata);
-      r->created_at = std::chrono::duration_cast<std::chrono::seconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-      r->background = p.background;
-      r->max_output_tokens = p.max_output_tokens;
-      r->temperature = p.temperature;
-      r->top_p = p.top_p;
-      r->include_logprobs = p.include_logprobs;
-      r->input_tokens = p.input_tokens;
-      if (!p.prompt_cache_key.empty())
-        r->cached_tokens = std::min(r->input_tokens,
-                                    cached_prefix(p.prompt_cache_key, sp.prompt));
-      r->result = std::move(result);
-      auto& w = latency.of(window);
-      r->outcome = p.outcome;
-      r->accepted = steady::now();
-      r->accepted_wall = std::chrono::system_clock::now();
-      r->started = r->accepted + w.queued
-                   + w.spread.draw(opts.seed, has_key ? key : r->id);
-      r->done = r->started
-                + w.per_token
-                    * static_cast<int64_t>(r->result.token_ids.size());
-      r->webhook_url = std::move(p.webhook_url);
-      r->webhook_token = std::move(p.webhook_token);
-      if (!r->webhook_url.empty()) {
-        std::uniform_real_distribution<double> u{0.0, 1.0};
-        r->webhook_dropped = u(webhook_rng) < faults.webhook_drop;
-        r->webhook_twice = u(webhook_rng) < faults.webhook_duplicate;
-        r->webhook_delay = faults.webhook_delay;
-      }
-      rec = r;
-      fresh = true;
-      responses.emplace(r->id, rec);
-      if (has_key)
-        reservations.emplace(rkey, reservation{fingerprint, rec});
-      ++st.responses;
-      ++st.inference_runs_total;
-      if (r->outcome == outcome_kind::completed || r->outcome == outcome_kind::incomplete) {
-        st.billed_input_tokens += static_cast<uint64_t>(r->input_tokens);
-        st.billed_cached_tokens += static_cast<uint64_t>(r->cached_tokens);
-        st.billed_output_tokens += r->result.token_ids.size();
-      }
-      if (p.webhook_invalid)
-        ++st.webhooks.ignored_invalid;
-      if (has_key) {
-        auto n = ++st.inference_runs[key];
-        st.max_runs_per_key = std::max(st.max_runs_per_key, n);
-        st.prompt_cache_keys[key] = p.prompt_cache_key;
-        st.timings[key] = response_timing{r->id, ms_since_start(r->accepted),
-                                          ms_since_start(r->done), -1};
-      } else {
-        ++st.inference_runs_without_key;
-      }
-      st_changed.notify_all();
-    }
-  }
-  if (conflict)
+  if (out.rec || out.conflict)
+    return out;
+  auto sp = sample_params_of(self, c.p, key);
+  auto result = sample(sp, self.opts.seed);
+  std::lock_guard guard{self.mtx};
+  if (key.given)
+    lookup();
+  if (out.rec || out.conflict)
+    return out;
+  auto r = make_record(self, c, key, std::move(result), sp.prompt);
+  out.rec = r;
+  out.fresh = true;
+  self.responses.emplace(r->id, out.rec);
+  if (key.given)
+    self.reservations.emplace(rkey, reservation{fingerprint, out.rec});
+  count_accepted(self, *r, c.p, key);
+  self.st_changed.notify_all();
+  return out;
+}
+
+/// Answers an accepted create: 202 at once in the background, else 200 when
+/// the task completes (a timer, never a blocked thread).
+void answer_accepted(server::impl& self, http_server_context&& ctx, record_ptr rec,
+                     bool fresh, const fault_draw& d, const std::string& key) {
+  if (rec->background)
+    return self.serve_record(std::move(ctx), route::create, rec, 202, fresh, d, key,
+                             false);
+  if (steady::now() >= rec->done)
+    return self.serve_record(std::move(ctx), route::create, rec, 200, false, d, key,
+                             false);
+  auto timer = std::make_shared<asio::steady_timer>(ctx.executor(), rec->done);
+  timer->async_wait([self = &self, timer, rec, d, key,
+                     c = std::move(ctx)](boost::system::error_code ec) mutable {
+    if (ec)
+      return;
+    self->serve_record(std::move(c), route::create, rec, 200, false, d, key, false);
+  });
+}
+
+} // namespace
+
+void server::impl::handle_create(http_server_context&& ctx) {
+  auto& req = ctx.request();
+  auto arrived = ctx.received_at();
+  auto key = idempotency_key_of(req);
+  auto reject = [&](unsigned status, std::string body) {
+    if (key.given && key.value.size() <= max_idempotency_key)
+      record_arrival(false, key.value, arrived, static_cast<int>(status), {});
+    finish(std::move(ctx), route::create, json_reply(status, std::move(body)));
+  };
+  auto checked = check_create(*this, req, key);
+  if (auto* r = std::get_if<rejection>(&checked))
+    return reject(r->status, std::move(r->body));
+  auto& c = std::get<acceptable_create>(checked);
+  // Faults that happen before acceptance reserve nothing.
+  auto d = draw_faults(route_create);
+  auto timing = timing_of(d);
+  if (timing.before_accept)
+    return finish_with_fault(std::move(ctx), route::create, false, key.given, key.value,
+                             arrived, *d.kind, d);
+  auto res = reserve_or_run(*this, req.body(), c, key);
+  if (res.conflict)
     return reject(400, sail_error_body("Idempotency-Key was already used "
                                        "with a different request body",
                                        "idempotency_error", "Idempotency-Key",
                                        "idempotency_error"));
-  if (fresh && !rec->webhook_url.empty())
-    schedule_webhook(rec);
-  if (accepted_fault) {
-    // "503 after acceptance": the task exists, the answer is lost.
-    return answer_with_fault(*d.kind);
-  }
-  if (rec->background)
-    return serve_record(std::move(ctx), route::create, rec, 202, fresh, d, key,
-                        false);
-  // Foreground: answer when the task completes (without blocking a thread).
-  if (steady::now() >= rec->done)
-    return serve_record(std::move(ctx), route::create, rec, 200, false, d, key,
-                        false);
-  auto timer = std::make_shared<asio::steady_timer>(ctx.executor(), rec->done);
-  timer->async_wait([this, timer, rec, d, key,
-                     c = std::move(ctx)](boost::system::error_code ec) mutable {
-    if (ec)
-      return;
-    serve_record(std::move(c), route::create, rec, 200, false, d, key, false);
-  });
+  if (res.fresh && !res.rec->webhook_url.empty())
+    schedule_webhook(res.rec);
+  if (timing.after_accept) // "503 after acceptance": the task exists, the answer is lost.
+    return finish_with_fault(std::move(ctx), route::create, false, key.given, key.value,
+                             arrived, *d.kind, d);
+  answer_accepted(*this, std::move(ctx), res.rec, res.fresh, d, key.value);
 }
 
 // -- GET /v1/responses/{id} -----------------------------------------------------------

@@ -4,7 +4,7 @@
 // validation pass validate_prompts through a prompts_reader on a file holding
 // the input (a memfd, as `--input -` spools standard input to an unlinked
 // file). Then what the rollout does with an accepted line: the sample_request
-// it builds (the file job's open(), rollout/file_job.cpp) validated and encoded like a completer
+// it builds (the rollout run's open(), rollout/file_run.cpp) validated and encoded like a completer
 // does, and the output line written by samples_writer read back by
 // repair_samples_file as a resume does.
 //
@@ -149,7 +149,7 @@ completer_config valid_config() {
   return cfg;
 }
 
-/// What the file job's open() (rollout/file_job.cpp) sends for member 0, validated and encoded as a
+/// What the rollout run's open() (rollout/file_run.cpp) sends for member 0, validated and encoded as a
 /// completer does.
 void check_request(const rollout::prompt_line& p) {
   auto gid = rollout::group_key("run-fuzz", p.id);

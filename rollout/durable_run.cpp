@@ -21,7 +21,7 @@ namespace json = boost::json;
 
 namespace {
 
-/// The run row of a trainer run (the file job's holds its settings).
+/// The run row of a trainer run (the rollout run's holds its settings).
 constexpr const char* trainer_config = R"({"kind":"trainer"})";
 
 void append_sized(std::string& out, std::string_view x) {

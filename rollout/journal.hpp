@@ -101,7 +101,7 @@ struct sample_record {
   sample_state state = sample_state::pending;
   std::string body;         ///< the completed body (state completed)
   /// record_sent: the exact create body, the call's settings (canonical
-  /// JSON) and the adapter version label; empty for the file job's samples.
+  /// JSON) and the adapter version label; empty for the rollout run's samples.
   std::string request;
   std::string call;
   std::string version;

@@ -1,5 +1,5 @@
 // The rollout's input: a prompts file, one JSON object per line
-// (docs/operations.md, "The main job"):
+// (docs/operations.md, "The rollout run"):
 //
 //   {"id":"p-1","prompt":[1,2,3],"n":4,"max_tokens":64,"stop":[2],"meta":{"k":"v"}}
 //

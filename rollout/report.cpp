@@ -172,7 +172,7 @@ caf::expected<run_report> build_report(journal& j, const price_table* prices) {
     if (r.latency_ms)
       g.latencies.push_back(static_cast<double>(*r.latency_ms));
   }
-  // Failures the journal knows of: the file job's (samples of written
+  // Failures the journal knows of: the rollout run's (samples of written
   // prompts without a result); a trainer's run does not journal failures.
   auto failed = j.failed_written();
   if (!failed)

@@ -1,5 +1,5 @@
 // The rollout's output: a samples file, one JSON object per input prompt,
-// written when all of its samples are done (docs/operations.md, "The main job"):
+// written when all of its samples are done (docs/operations.md, "The rollout run"):
 //
 //   {"id":"p-1","samples":[{"tokens":[5,9],"logprobs":[-0.1,-2.3],"stop_reason":"stop"},
 //                          {"error":{"kind":"timeout","message":"..."}}],"meta":{"k":"v"}}

@@ -940,7 +940,7 @@ TEST_CASE("cli: rollout without SAIL_API_KEY, --base-url, --nodes or --emulator 
           "naming SAIL_API_KEY, nothing sent",
           "[cli][rollout]") {
   // Synthetic mode and file mode alike; nothing starts (stdout stays empty:
-  // no progress, no summary) and the file job creates no output or journal.
+  // no progress, no summary) and the rollout run creates no output or journal.
   auto synthetic = cli({"rollout", "--groups", "1"});
   require_invalid(synthetic, "SAIL_API_KEY");
   CHECK(contains(synthetic.err, "--emulator"));

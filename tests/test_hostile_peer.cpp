@@ -22,7 +22,6 @@
 #include "sail_tinker/actors/http_worker.hpp"
 #include "sail_tinker/actors/service.hpp"
 #include "sail_tinker/actors/system_config.hpp"
-#include "sail_tinker/actors/worker_pool_testing.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/type_ids.hpp"
 #include "support/cluster_fixture.hpp"
@@ -53,10 +52,9 @@ template <class... Signatures>
 struct has_crash_hook<caf::typed_actor<Signatures...>>
   : std::disjunction<handles_crash<Signatures>...> {};
 
-// The test hooks are in the testing extension only: not in
-// what a node publishes or hands out, nor in the pool's or the workers'
-// own interfaces.
-static_assert(has_crash_hook<pool_testing_actor>::value);
+// No interface has a crash hook: tests end a worker through the pool's
+// observer (support/pool_testing.hpp), which production pools do not have,
+// so no message a peer can send ends a worker.
 static_assert(!has_crash_hook<service_actor>::value);
 static_assert(!has_crash_hook<completer_service_actor>::value);
 static_assert(!has_crash_hook<completer_actor>::value);

@@ -200,13 +200,13 @@ TEST_CASE("options: cluster_options", "[options]") {
   require_refused<o>([](o& x) { x.request_timeout = 0s; }, "cluster.request-timeout");
   require_refused<o>([](o& x) { x.queue_timeout = 0s; }, "cluster.queue-timeout");
   require_refused<o>([](o& x) { x.stats_timeout = 0s; }, "cluster.stats-timeout");
-  require_refused<o>([](o& x) { x.max_attempts = 0; }, "cluster.max-attempts");
+  require_refused<o>([](o& x) { x.max_routes = 0; }, "cluster.max-attempts");
   require_refused<o>([](o& x) { x.retry_min = 0s; }, "cluster.retry-min");
   require_refused<o>([](o& x) { x.retry_max = 1ms; }, "cluster.retry-min");
   // The free validate() checks the nodes first, then these.
   cluster_options c;
   c.nodes = {node_address{"127.0.0.1", 4242}};
-  c.max_attempts = 0;
+  c.max_routes = 0;
   CHECK(info_of(validate(c))->field == "cluster.max-attempts");
 }
 

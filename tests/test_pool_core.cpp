@@ -1,6 +1,6 @@
 // The worker pool's decisions (actors/pool_core.hpp) one call at a time:
 // admission (run, wait, overloaded), placement, pause, restart intensity and
-// re-dispatch with the attempt cap. No actors, no HTTP; time is made up.
+// re-dispatch with the dispatch cap. No actors, no HTTP; time is made up.
 // The same decisions through the running pool: tests/test_runtime.cpp.
 #include <catch2/catch.hpp>
 
@@ -27,19 +27,19 @@ pool_limits limits(size_t slots, size_t max_in_flight, size_t max_queued,
           restart_window};
 }
 
-/// What a test saw the core ask for: dispatches (id, slot, attempt) and
-/// abandoned jobs (id, payload, attempts).
+/// What a test saw the core ask for: dispatches (id, slot, dispatch) and
+/// abandoned jobs (id, payload, dispatches).
 struct recorder {
   struct dispatch {
     uint64_t id;
     int32_t slot;
-    uint32_t attempt;
+    uint32_t number;
     bool operator==(const dispatch&) const = default;
   };
   struct abandoned {
     uint64_t id;
     std::string payload;
-    uint32_t attempts;
+    uint32_t dispatches;
     bool operator==(const abandoned&) const = default;
   };
   std::vector<dispatch> dispatched;
@@ -47,12 +47,12 @@ struct recorder {
 
   auto on_dispatch() {
     return [this](uint64_t id, core::entry& e) {
-      dispatched.push_back({id, e.slot, e.attempt});
+      dispatched.push_back({id, e.slot, e.dispatch});
     };
   }
   auto on_abandon() {
-    return [this](uint64_t id, std::string&& p, uint32_t attempts) {
-      gave_up.push_back({id, std::move(p), attempts});
+    return [this](uint64_t id, std::string&& p, uint32_t dispatches) {
+      gave_up.push_back({id, std::move(p), dispatches});
     };
   }
 };
@@ -138,7 +138,7 @@ TEST_CASE("pool core: placement takes the least loaded slot", "[pool_core][place
   CHECK(c.find(8)->slot == 1);
   submit(c, 9);
   CHECK(c.find(9)->slot == 0); // all at 2 again: the first
-  CHECK(c.find(9)->attempt == 1);
+  CHECK(c.find(9)->dispatch == 1);
 }
 
 TEST_CASE("pool core: a pause queues new work until the resume after the last 429",
@@ -177,7 +177,7 @@ TEST_CASE("pool core: a pause queues new work until the resume after the last 42
   CHECK(*p0.resume_after == caf::timespan{1s});
 }
 
-TEST_CASE("pool core: a lost worker's jobs are re-dispatched as their next attempt",
+TEST_CASE("pool core: a lost worker's jobs are re-dispatched as their next dispatch",
           "[pool_core][redispatch]") {
   core c{limits(2, 10, 10)};
   auto t0 = clock_type::time_point{} + 1h;
@@ -194,16 +194,16 @@ TEST_CASE("pool core: a lost worker's jobs are re-dispatched as their next attem
   REQUIRE(r.dispatched.size() == 2);
   for (auto& d : r.dispatched) {
     CHECK((d.id == on_0[0] || d.id == on_0[1]));
-    CHECK(d.attempt == 2);
+    CHECK(d.number == 2);
   }
   // Slot 0 started over empty, so both went back there.
   CHECK(c.load(0) == 2);
   CHECK(c.load(1) == 2);
   CHECK(c.active() == 4);
-  // The first attempt's report is stale now; the second's counts.
+  // The first dispatch's report is stale now; the second's counts.
   CHECK(c.current(on_0[0], 1) == nullptr);
   CHECK(c.current(on_0[0], 2) != nullptr);
-  // Jobs of the other slot kept their attempt.
+  // Jobs of the other slot kept their dispatch.
   for (uint64_t id = 1; id <= 4; ++id)
     if (c.find(id)->slot == 1)
       CHECK(c.current(id, 1) != nullptr);
@@ -247,11 +247,11 @@ TEST_CASE("pool core: more than max_restarts within the window gives up",
   // The third within 10 s: give up, nothing touched.
   auto before = r.dispatched.size();
   auto slot = c.find(1)->slot;
-  auto attempt = c.find(1)->attempt;
+  auto dispatch = c.find(1)->dispatch;
   CHECK(!lose_worker(c, static_cast<size_t>(slot), t0 + 9s, r));
   CHECK(r.dispatched.size() == before);
   CHECK(c.find(1)->slot == slot);
-  CHECK(c.find(1)->attempt == attempt);
+  CHECK(c.find(1)->dispatch == dispatch);
 }
 
 TEST_CASE("pool core: restarts older than the window no longer count",

@@ -1,5 +1,5 @@
 // The rollout's files: the prompts reader and validator (every rule of the
-// input rules of docs/operations.md "The main job", with its message), and the
+// input rules of docs/operations.md "The rollout run", with its message), and the
 // samples file (line format, meta copied byte for byte, the writer, torn-line
 // repair).
 #include <catch2/catch.hpp>

@@ -176,6 +176,39 @@ TEST_CASE("completer: a tinker_checkpoint is resolved and sent as the signed URL
   CHECK(f.emu.checkpoint_ttl(checkpoint_uri) == 600);
 }
 
+TEST_CASE("completer: a killed resolver fails the samples waiting for a URL with "
+          "node_down, and later ones at once",
+          "[resolver][completer][supervision]") {
+  // Nothing restarts the resolver (docs/architecture.md, "Supervision").
+  auto eo = sail::test::test_emulator_options();
+  eo.still_building_calls = 1'000'000; // the resolve never ends by itself
+  stack_fixture f{eo, [](runtime_options& o) {
+                    o.resolver.retry.max_attempts = 1000;
+                    o.resolver.retry.still_building_delay = std::chrono::milliseconds(50);
+                  }};
+  auto cfg = stack_fixture::config();
+  cfg.tinker_checkpoint = checkpoint_uri;
+  cfg.adapter_config = R"({"peft_type":"LORA","r":8})";
+  auto tc = f.completer(cfg);
+  auto waiting = tc.sample(model_input{1, 2});
+  REQUIRE(f.emu.wait_until(
+    [](const emulator::stats& s) { return s.count("GET tinker archive", 503) >= 1; },
+    std::chrono::seconds(30)));
+  caf::scoped_actor self{f.sys};
+  self->send_exit(f.rt->resolver(), caf::exit_reason::kill);
+  auto res = waiting.get();
+  REQUIRE(!res);
+  CHECK(code_of(res.error()) == errc::node_down);
+  auto later = tc.sample(model_input{3, 4}).get();
+  REQUIRE(!later);
+  CHECK(code_of(later.error()) == errc::node_down);
+  auto s = tc.stats();
+  REQUIRE(s);
+  CHECK(s->failed_by_kind["node_down"] == 2);
+  // Nothing reached Sail.
+  CHECK(f.emu.snapshot().count("POST /v1/responses", 202) == 0);
+}
+
 TEST_CASE("completer: a bad tinker_checkpoint is refused at spawn", "[resolver][completer]") {
   stack_fixture f;
   auto cfg = stack_fixture::config();

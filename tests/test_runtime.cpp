@@ -48,7 +48,7 @@ bool wait_for_emulator(stack_fixture& f, Pred pred) {
 }
 
 /// Waits (bounded) until `pred(stats)` holds for the pool's counters: the
-/// pool answers once a message it handled made it hold (its test hook).
+/// pool's observer hears of every message it handled (support/pool_testing.hpp).
 template <class Pred>
 bool wait_for_pool(stack_fixture& f, Pred pred) {
   return sail::test::wait_for_pool(*f.rt, pred, wait_bound);
@@ -67,6 +67,15 @@ emulator::options slow_emulator(std::chrono::milliseconds queued) {
   auto opts = sail::test::test_emulator_options();
   opts.latency.priority.queued = queued;
   return opts;
+}
+
+/// Starts `n` samples of `tc` (prompts {1} .. {n}).
+std::vector<std::future<token_completer::sample_result>> sample_n(token_completer& tc,
+                                                                  int64_t n) {
+  std::vector<std::future<token_completer::sample_result>> futures;
+  for (int64_t i = 0; i < n; ++i)
+    futures.push_back(tc.sample(model_input{i + 1}));
+  return futures;
 }
 
 } // namespace
@@ -507,6 +516,60 @@ TEST_CASE("supervision: an abandoned sample frees its place for the next ones",
   require_error(waits.get(), errc::cancelled);
 }
 
+TEST_CASE("supervision: a killed worker pool fails every caller with node_down, counted, "
+          "and its workers end with it",
+          "[runtime][supervision]") {
+  // Nothing supervises the pool (docs/architecture.md, "Supervision"): when
+  // it ends without stopping its work (killed, or a handler threw), every
+  // waiting caller gets a typed node_down at once, and so does every later
+  // sample; nothing is sent twice.
+  stack_fixture f{slow_emulator(std::chrono::seconds(30))};
+  auto tc = f.completer();
+  auto futures = sample_n(tc, 5);
+  REQUIRE(wait_for_emulator(f, [](const emulator::stats& s) {
+    return s.count("POST /v1/responses", 202) == 5;
+  }));
+  auto& probe = sail::test::probe_of(*f.rt);
+  std::vector<http_worker_actor> workers;
+  for (size_t slot = 0; slot < f.rt->options().pool.workers; ++slot)
+    workers.push_back(probe.worker(slot));
+  caf::scoped_actor self{f.sys};
+  for (auto& w : workers)
+    self->monitor(w);
+  self->send_exit(f.rt->pool(), caf::exit_reason::kill);
+  for (auto& fut : futures)
+    require_error(fut.get(), errc::node_down);
+  require_error(tc.sample(model_input{9}).get(), errc::node_down);
+  auto s = tc.stats();
+  REQUIRE(s);
+  CHECK(s->failed_by_kind["node_down"] == 6);
+  CHECK(s->in_flight == 0);
+  // No worker outlives its pool (none touches the HTTP client afterwards).
+  size_t ended = 0;
+  self->receive_for(ended, workers.size())([](caf::down_msg&) {});
+  CHECK(ended == workers.size());
+  auto st = f.emu.snapshot();
+  CHECK(st.count("POST /v1/responses", 202) == 5);
+  CHECK(st.max_runs_per_key <= 1);
+}
+
+TEST_CASE("supervision: a pool ended by an exit reason other than shutdown fails its "
+          "callers with node_down",
+          "[runtime][supervision]") {
+  stack_fixture f{slow_emulator(std::chrono::seconds(30))};
+  auto tc = f.completer();
+  auto fut = tc.sample(model_input{1});
+  REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 1; }));
+  caf::scoped_actor self{f.sys};
+  self->send_exit(f.rt->pool(), caf::make_error(caf::sec::runtime_error,
+                                                std::string{"ended by the test"}));
+  auto res = fut.get();
+  require_error(res, errc::node_down);
+  CHECK(render(res.error()).find("ended by the test") != std::string::npos);
+  require_error(tc.sample(model_input{2}).get(), errc::node_down);
+  CHECK(f.emu.snapshot().max_runs_per_key <= 1);
+}
+
 // -- admission control ---------------------------------------------------------------------
 
 TEST_CASE("backpressure: over the limit is overloaded at once", "[runtime][admission]") {
@@ -656,9 +719,7 @@ TEST_CASE("shutdown with work in flight never hangs and fails the work as cancel
           "[runtime][shutdown]") {
   stack_fixture f{slow_emulator(std::chrono::seconds(30))};
   auto tc = f.completer();
-  std::vector<std::future<token_completer::sample_result>> futures;
-  for (int64_t i = 0; i < 20; ++i)
-    futures.push_back(tc.sample(model_input{i + 1}));
+  auto futures = sample_n(tc, 20);
   REQUIRE(wait_for_pool(f, [](const completer_stats& s) { return s.in_flight == 20; }));
   f.rt->shutdown();
   for (auto& fut : futures)

@@ -108,7 +108,7 @@ int64_t rollout_stop(const sail::emulator::sample_result& greedy) {
   return -1;
 }
 
-/// Runs a rollout (the main job) of one prompt with n = 2 and the stop token
+/// Runs a rollout run (`rollout --input`) of one prompt with n = 2 and the stop token
 /// against `emu`, with `wire_args`; returns the output line.
 boost::json::object rollout(const emulate_process& emu,
                             const std::vector<std::string>& wire_args, int64_t stop) {

@@ -557,7 +557,7 @@ cluster_options to_cluster_options(const pyb::dict& target, completer_config cfg
   take(o, "retry_max", p, opts.retry_max);
   take(o, "queue_timeout", p, opts.queue_timeout);
   take(o, "stats_timeout", p, opts.stats_timeout);
-  take(o, "max_attempts", p, opts.max_attempts);
+  take(o, "max_attempts", p, opts.max_routes);
   if (auto x = opt_int(o, "seed", p + "seed"))
     opts.seed = static_cast<uint64_t>(*x);
   // Failure detection belongs to the actor system (CAF's middleman).

@@ -252,7 +252,7 @@ host::cluster_completer(const system_settings& ss, cluster_options opts) {
     caf::binary_serializer sink{sys, buf};
     if (auto err = sink(opts.config, opts.connect_timeout, opts.obtain_timeout,
                         opts.request_timeout, opts.retry_min, opts.retry_max,
-                        opts.queue_timeout, opts.max_attempts, opts.stats_timeout))
+                        opts.queue_timeout, opts.max_routes, opts.stats_timeout))
       return invalid_argument("temperature", "configuration is not serializable "
                                              "(non-finite temperature or top_p)");
     append(key, std::string{buf.begin(), buf.end()});

@@ -19,6 +19,7 @@
 #include "sail_tinker/actors/system_config.hpp"
 #include "sail_tinker/emulator/emulator.hpp"
 #include "sail_tinker/messages/error.hpp"
+#include "support/pool_testing.hpp"
 
 namespace sail::test {
 
@@ -30,7 +31,8 @@ inline emulator::options test_emulator_options() {
   return opts;
 }
 
-/// Runtime options for tests: fast polling and retries, fixed seeds.
+/// Runtime options for tests: fast polling and retries, fixed seeds, and a
+/// pool_probe watching the pool (support/pool_testing.hpp).
 inline runtime_options test_runtime_options(const emulator::server& emu) {
   runtime_options opts;
   opts.sail_base_url = emu.base_url();
@@ -40,6 +42,7 @@ inline runtime_options test_runtime_options(const emulator::server& emu) {
   opts.io_threads = 1;
   opts.pool.workers = 3;
   opts.pool.seed = 7;
+  opts.pool.observer = std::make_shared<pool_probe>();
   for (auto& [window, timing] : opts.pool.windows) {
     timing.first_poll = std::chrono::milliseconds(2);
     timing.max_poll = std::chrono::milliseconds(20);

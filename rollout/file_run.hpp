@@ -1,11 +1,11 @@
-// The main job, `sail-tinker rollout --input`: a prompts file in, a samples
-// file out, an SQLite journal between (docs/operations.md "The main job").
-// The executable parses flags into file_job_settings and prints; everything
-// that makes the job resumable lives here.
+// The rollout run, `sail-tinker rollout --input`: a prompts file in, a samples
+// file out, an SQLite journal between (docs/operations.md "The rollout run").
+// The executable parses flags into file_run_settings and prints; everything
+// that makes the run resumable lives here.
 //
-//   auto job = sail::rollout::file_job::prepare(settings);  // input checked,
+//   auto run = sail::rollout::file_run::prepare(settings);  // input checked,
 //   // journal opened or resumed, output reconciled, run row committed
-//   (*job)->run(sys, completer, tick, on_progress);        // until done/stopped
+//   (*run)->run(sys, completer, tick, on_progress);        // until done/stopped
 //
 // Threads: run() loops on the calling thread and owns the input reader, the
 // samples writer and the journal (all blocking file I/O stays off CAF's
@@ -52,7 +52,7 @@
 
 namespace sail::rollout {
 
-struct file_job_settings {
+struct file_run_settings {
   /// Prompts file, or "-" for standard input (spooled next to the output).
   std::string input;
   std::string output;
@@ -75,12 +75,12 @@ struct file_job_settings {
   /// The spending cap (may be null): a prompt's members reserve their worst
   /// case before they are sent; a prompt that does not fit is not started and
   /// the run stops creating (in-flight samples finish and are recorded). A
-  /// resume counts the journal's results as spent. Both outlive the job.
+  /// resume counts the journal's results as spent. Both outlive the run.
   budget* cap = nullptr;
 };
 
 /// A snapshot for progress displays.
-struct file_job_progress {
+struct file_run_progress {
   uint64_t prompts_done = 0;
   uint64_t prompts_total = 0;
   uint64_t samples_done = 0;
@@ -93,8 +93,8 @@ struct file_job_progress {
   double seconds = 0;
 };
 
-/// The job's counters after run().
-struct file_job_counters {
+/// The run's counters after run().
+struct file_run_counters {
   uint64_t skipped = 0;  ///< prompts already in the output
   uint64_t written = 0;
   uint64_t ok = 0;
@@ -111,23 +111,23 @@ struct file_job_counters {
   uint64_t samples_done = 0;
 };
 
-class file_job {
+class file_run {
 public:
-  using progress_fn = std::function<void(const file_job_progress&, bool final)>;
+  using progress_fn = std::function<void(const file_run_progress&, bool final)>;
 
   /// Checks the whole input, opens (or resumes) the journal, reconciles the
   /// output with it and commits the run row. Nothing is sent.
   /// invalid_argument names what differs from the journal's run (run-id,
   /// config, input) or why the output is refused (output).
-  static caf::expected<std::unique_ptr<file_job>> prepare(file_job_settings s);
+  static caf::expected<std::unique_ptr<file_run>> prepare(file_run_settings s);
 
   /// Closes the journal (events not committed are lost), then the output.
-  ~file_job();
+  ~file_run();
 
-  file_job(const file_job&) = delete;
-  file_job& operator=(const file_job&) = delete;
+  file_run(const file_run&) = delete;
+  file_run& operator=(const file_run&) = delete;
 
-  const file_job_settings& settings() const noexcept {
+  const file_run_settings& settings() const noexcept {
     return s_;
   }
   const std::string& run_id() const noexcept {
@@ -168,7 +168,7 @@ public:
   /// From any thread (e.g. a signal watcher): ask run() to stop.
   void request_stop();
 
-  file_job_counters counters() const;
+  file_run_counters counters() const;
   /// Failed samples by error kind.
   const std::map<std::string, uint64_t>& errors_by_kind() const;
   /// Rendered first error of a failed sample (empty: none).
@@ -179,9 +179,9 @@ public:
   class loop;
 
 private:
-  file_job() = default;
+  file_run() = default;
 
-  file_job_settings s_;
+  file_run_settings s_;
   std::unique_ptr<prompts_reader> in_;
   std::unique_ptr<samples_writer> out_;
   std::unique_ptr<journal> jr_;

@@ -1,4 +1,4 @@
-#include "sail_tinker/rollout/file_job.hpp"
+#include "sail_tinker/rollout/file_run.hpp"
 
 #include <libgen.h>
 #include <sys/stat.h>
@@ -99,30 +99,30 @@ bool non_empty_file(const std::string& path) {
 
 } // namespace
 
-/// One run of the main job (its run id names it in the journal): the prompts
+/// One rollout run (its run id names it in the journal): the prompts
 /// file read, its samples sent and written. Not a sail_job, the encoded
 /// request the worker pool runs.
-class file_job::loop {
+class file_run::loop {
 public:
-  loop(const file_job_settings& s, prompts_reader& in, samples_writer& out, journal* jr,
+  loop(const file_run_settings& s, prompts_reader& in, samples_writer& out, journal* jr,
        std::string run_id, const input_summary& input)
     : s_(s), in_(in), out_(out), jr_(jr), run_id_(std::move(run_id)), input_(input),
       limits_(s.limits) {
     // A journal without any sample or prompt row has nothing to look up.
     lookups_ = jr_ != nullptr && !jr_->empty();
-    events_ = std::make_shared<job_event_queue>();
+    events_ = std::make_shared<run_event_queue>();
   }
 
   /// Runs until every prompt is written, or until stop() and the work in
   /// flight has drained. Returns a fatal error, if any.
   caf::error run(caf::actor_system& sys, completer_actor target,
                  std::chrono::milliseconds tick, const progress_fn& progress) {
-    driver_ = spawn_job_driver(sys, std::move(target), events_);
+    driver_ = spawn_run_driver(sys, std::move(target), events_);
     start_ = clock_type::now();
     if (auto err = count_journal())
       return err;
     fill();
-    std::vector<job_event> batch;
+    std::vector<run_event> batch;
     while (!finished()) {
       auto until = clock_type::now() + tick;
       if (jr_ != nullptr)
@@ -171,8 +171,8 @@ public:
     return stopping_ && !fatal_;
   }
 
-  file_job_counters counters() const {
-    file_job_counters c;
+  file_run_counters counters() const {
+    file_run_counters c;
     c.skipped = skipped_;
     c.written = written_;
     c.ok = ok_;
@@ -378,7 +378,7 @@ private:
     return t != nullptr && t->is_array() ? t->get_array().size() : 0;
   }
 
-  void handle(job_event& ev) {
+  void handle(run_event& ev) {
     auto seq = ev.ticket >> 32;
     auto member = static_cast<uint32_t>(ev.ticket & 0xffffffffu);
     auto i = open_.find(seq);
@@ -480,8 +480,8 @@ private:
     latencies_.add(std::chrono::duration<double>(clock_type::now() - p.started).count());
   }
 
-  file_job_progress snapshot() const {
-    file_job_progress p;
+  file_run_progress snapshot() const {
+    file_run_progress p;
     p.seconds = std::chrono::duration<double>(clock_type::now() - start_).count();
     p.samples_total = input_.samples;
     p.samples_done = std::min<uint64_t>(input_.samples,
@@ -496,15 +496,15 @@ private:
     return p;
   }
 
-  const file_job_settings& s_;
+  const file_run_settings& s_;
   rollout::prompts_reader& in_;
   rollout::samples_writer& out_;
   rollout::journal* jr_;
   std::string run_id_;
   rollout::input_summary input_;
   rollout::prompt_limits limits_;
-  std::shared_ptr<job_event_queue> events_;
-  job_driver_actor driver_;
+  std::shared_ptr<run_event_queue> events_;
+  run_driver_actor driver_;
   bool lookups_ = false;
   bool input_done_ = false;
   uint64_t next_seq_ = 0;
@@ -535,10 +535,10 @@ private:
 };
 
 
-caf::expected<std::unique_ptr<file_job>> file_job::prepare(file_job_settings s) {
-  std::unique_ptr<file_job> job{new file_job};
-  job->s_ = std::move(s);
-  auto& st = job->s_;
+caf::expected<std::unique_ptr<file_run>> file_run::prepare(file_run_settings s) {
+  std::unique_ptr<file_run> made{new file_run};
+  made->s_ = std::move(s);
+  auto& st = made->s_;
 
   // 1. The input, checked whole before anything is sent.
   if (st.input == "-") {
@@ -548,17 +548,17 @@ caf::expected<std::unique_ptr<file_job>> file_job::prepare(file_job_settings s) 
     auto r = prompts_reader::adopt(*fd, "standard input");
     if (!r)
       return std::move(r.error());
-    job->in_ = std::move(*r);
+    made->in_ = std::move(*r);
   } else {
     auto r = prompts_reader::open(st.input);
     if (!r)
       return std::move(r.error());
-    job->in_ = std::move(*r);
+    made->in_ = std::move(*r);
   }
-  auto input = validate_prompts(*job->in_, st.limits, st.group_size);
+  auto input = validate_prompts(*made->in_, st.limits, st.group_size);
   if (!input)
     return std::move(input.error());
-  job->input_ = *input;
+  made->input_ = *input;
 
   // 2. Journal and output: a new run, or the resume of the journal's run.
   if (st.restart) {
@@ -569,7 +569,7 @@ caf::expected<std::unique_ptr<file_job>> file_job::prepare(file_job_settings s) 
       return make_error(errc::io_error, "cannot truncate " + st.output + ": "
                                           + std::strerror(errno), "output");
   }
-  auto& jr = job->jr_;
+  auto& jr = made->jr_;
   auto config_text = canonical_config(st.ccfg, st.group_size);
   std::string run_id;
   if (!st.journal_path.empty()) {
@@ -578,7 +578,7 @@ caf::expected<std::unique_ptr<file_job>> file_job::prepare(file_job_settings s) 
       return std::move(opened.error());
     jr = std::move(*opened);
     if (auto& run = jr->run()) {
-      job->resuming_ = true;
+      made->resuming_ = true;
       if (st.run_id && *st.run_id != run->run_id)
         return invalid_argument(
           "run-id", "--run-id " + *st.run_id + " differs from the journal's run "
@@ -605,13 +605,13 @@ caf::expected<std::unique_ptr<file_job>> file_job::prepare(file_job_settings s) 
                                           });
       if (!repaired)
         return std::move(repaired.error());
-      job->repaired_lines_ = repaired->lines;
-      job->torn_bytes_ = repaired->torn_bytes;
+      made->repaired_lines_ = repaired->lines;
+      made->torn_bytes_ = repaired->torn_bytes;
       if (auto err = jr->set_output_offset(repaired->size))
         return err;
     }
   }
-  if (!job->resuming_) {
+  if (!made->resuming_) {
     if (non_empty_file(st.output))
       return invalid_argument(
         "output", st.output + " exists and is not empty, but "
@@ -623,65 +623,65 @@ caf::expected<std::unique_ptr<file_job>> file_job::prepare(file_job_settings s) 
   auto opened_out = samples_writer::open(st.output);
   if (!opened_out)
     return std::move(opened_out.error());
-  job->out_ = std::move(*opened_out);
+  made->out_ = std::move(*opened_out);
   if (jr) {
     // Before every commit (on the journal's thread): the lines whose
     // prompts the commit marks written reach the disk first. The destructor
     // closes the journal before the output.
-    auto* out = job->out_.get();
+    auto* out = made->out_.get();
     jr->on_commit([out]() -> caf::error { return out->sync(); });
-    if (!job->resuming_) {
+    if (!made->resuming_) {
       if (auto err = jr->start_run({run_id, config_text, input->sha256, input->lines}))
         return err;
     } else if (auto err = jr->commit()) {
       return err;
     }
   }
-  if (jr && job->resuming_) {
+  if (jr && made->resuming_) {
     auto sum = jr->summary();
     if (!sum)
       return std::move(sum.error());
-    job->before_ = *sum;
+    made->before_ = *sum;
   }
-  job->run_id_ = run_id;
-  job->loop_ = std::make_unique<loop>(job->s_, *job->in_, *job->out_, jr.get(), run_id,
-                                      job->input_);
+  made->run_id_ = run_id;
+  made->loop_ = std::make_unique<loop>(made->s_, *made->in_, *made->out_, jr.get(), run_id,
+                                      made->input_);
   failpoint::hit("run_started");
-  return job;
+  return made;
 }
 
-file_job::~file_job() {
+file_run::~file_run() {
   // The journal's committer calls into the output (the hook): it goes first.
   loop_.reset();
   jr_.reset();
 }
 
-uint64_t file_job::output_size() const {
+uint64_t file_run::output_size() const {
   return out_->size();
 }
 
-caf::error file_job::run(caf::actor_system& sys, completer_actor target,
+caf::error file_run::run(caf::actor_system& sys, completer_actor target,
                          std::chrono::milliseconds tick, progress_fn progress) {
   return loop_->run(sys, std::move(target), tick, progress);
 }
 
-void file_job::request_stop() {
+void file_run::request_stop() {
   loop_->request_stop();
 }
 
-file_job_counters file_job::counters() const {
+file_run_counters file_run::counters() const {
   return loop_->counters();
 }
 
-const std::map<std::string, uint64_t>& file_job::errors_by_kind() const {
+const std::map<std::string, uint64_t>& file_run::errors_by_kind() const {
   return loop_->errors_by_kind();
 }
 
-const std::string& file_job::first_error() const {
+const std::string& file_run::first_error() const {
   return loop_->first_error();
 }
 
-const std::vector<double>& file_job::latencies() const {
+const std::vector<double>& file_run::latencies() const {
   return loop_->latencies();
 }
 

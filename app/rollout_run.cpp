@@ -1,5 +1,5 @@
-// sail-tinker rollout --input: the main job's flags and printing. The job
-// itself (input check, journal, resume, the loop) is rollout/file_job.hpp.
+// sail-tinker rollout --input: the rollout run's flags and printing. The run
+// itself (input check, journal, resume, the loop) is rollout/file_run.hpp.
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
@@ -11,13 +11,13 @@
 #include "sail_tinker/app/rollout_spend.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/validation.hpp"
-#include "sail_tinker/rollout/file_job.hpp"
+#include "sail_tinker/rollout/file_run.hpp"
 #include "sail_tinker/rollout/keys.hpp"
 
 namespace sail::app {
 
-std::vector<flag_spec> rollout_job_flags() {
-  return {
+std::vector<flag_spec> rollout_run_flags() {
+  std::vector<flag_spec> flags{
     {"output", "FILE", "samples file, one JSON object per prompt (required with --input)"},
     {"journal", "FILE", "SQLite journal of the run (default OUTPUT.journal)"},
     {"no-journal", "", "run without a journal: no resume (for benchmarks)"},
@@ -25,13 +25,10 @@ std::vector<flag_spec> rollout_job_flags() {
                      "the journal)"},
     {"restart", "", "discard the journal and the output, start over (new run id)"},
     {"ordered", "", "write the output in input order (default: completion order)"},
-    {"steps", "K", "training steps of K complete groups each (a step sampler over a durable "
-                   "run): one record per group with its step"},
-    {"overprovision", "F", "with --steps: extra groups kept in flight, a fraction of K "
-                           "(default 0.25)"},
-    {"max-staleness", "V", "with --steps: versions a delivered group may lag (default 1)"},
-    {"version", "LABEL", "with --steps: the adapter version label (default: the adapter)"},
   };
+  auto steps = rollout_steps_flags();
+  flags.insert(flags.end(), steps.begin(), steps.end());
+  return flags;
 }
 
 namespace {
@@ -40,8 +37,8 @@ using clock_type = std::chrono::steady_clock;
 
 } // namespace
 
-caf::expected<rollout::file_job_settings> rollout_job_settings(const parsed_args& args) {
-  rollout::file_job_settings s;
+caf::expected<rollout::file_run_settings> rollout_run_settings(const parsed_args& args) {
+  rollout::file_run_settings s;
   s.input = *args.get("input");
   auto output = args.get("output");
   if (!output || output->empty())
@@ -74,14 +71,10 @@ caf::expected<rollout::file_job_settings> rollout_job_settings(const parsed_args
       return std::move(n.error());
     s.concurrency = static_cast<uint32_t>(*n);
   }
-  auto ccfg = completer_config_from(args);
+  auto ccfg = completer_config_from(args, rollout_completer_defaults);
   if (!ccfg)
     return std::move(ccfg.error());
   s.ccfg = std::move(*ccfg);
-  if (!args.has("model"))
-    s.ccfg.model = "moonshotai/Kimi-K2.6";
-  if (!args.has("max-tokens"))
-    s.ccfg.max_tokens = 32;
   if (s.ccfg.adapter_config) {
     auto normalized = normalize_adapter_config(*s.ccfg.adapter_config);
     if (!normalized)
@@ -93,7 +86,7 @@ caf::expected<rollout::file_job_settings> rollout_job_settings(const parsed_args
 
 namespace {
 
-/// Prints the progress bar or lines of the job.
+/// Prints the progress bar or lines of the run.
 class progress_printer {
 public:
   explicit progress_printer(progress_mode mode) : mode_(mode) {
@@ -105,7 +98,7 @@ public:
                                        : std::chrono::milliseconds(250);
   }
 
-  void operator()(const rollout::file_job_progress& p, bool final) {
+  void operator()(const rollout::file_run_progress& p, bool final) {
     if (mode_ == progress_mode::off)
       return;
     if (!final && mode_ == progress_mode::lines) {
@@ -149,10 +142,10 @@ private:
   bool first_written_line_ = false;
 };
 
-void summary_rows(const rollout::file_job& job, const row_fn& row) {
-  auto c = job.counters();
+void summary_rows(const rollout::file_run& run, const row_fn& row) {
+  auto c = run.counters();
   row("prompts", std::to_string(c.written) + " written, " + std::to_string(c.skipped)
-                   + " already in the output, of " + std::to_string(job.input().prompts)
+                   + " already in the output, of " + std::to_string(run.input().prompts)
                    + (c.interrupted ? " (interrupted)" : ""));
   row("samples", std::to_string(c.ok) + " ok, " + std::to_string(c.failed) + " failed, "
                    + std::to_string(c.reattached) + " re-attached, "
@@ -163,7 +156,7 @@ void summary_rows(const rollout::file_job& job, const row_fn& row) {
   row("wall time", fmt(c.elapsed, 2) + " s");
   row("throughput", fmt(c.elapsed > 0 ? static_cast<double>(c.arrived) / c.elapsed : 0.0)
                       + " samples/s");
-  auto& lat = job.latencies();
+  auto& lat = run.latencies();
   row("prompt latency", "p50 " + fmt(percentile(lat, 0.50), 3) + " s   p90 "
                           + fmt(percentile(lat, 0.90), 3) + " s   p99 "
                           + fmt(percentile(lat, 0.99), 3) + " s");
@@ -171,10 +164,10 @@ void summary_rows(const rollout::file_job& job, const row_fn& row) {
 
 } // namespace
 
-int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
+int run_rollout_input(const parsed_args& args, app_node_config& cfg) {
   if (args.has("steps"))
     return run_rollout_steps(args, cfg);
-  auto settings = rollout_job_settings(args);
+  auto settings = rollout_run_settings(args);
   if (!settings)
     return report_error(settings.error());
   auto& s = *settings;
@@ -195,46 +188,37 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
                                                          + std::to_string(
                                                            tp->opts.completer.max_group_size)));
   s.limits.max_group_size = tp->opts.completer.max_group_size;
-  auto prepared = rollout::file_job::prepare(s);
+  auto prepared = rollout::file_run::prepare(s);
   if (!prepared)
     return report_error(prepared.error());
-  auto& job = **prepared;
-  auto& st = job.settings();
-  auto before = job.before();
+  auto& run = **prepared;
+  auto& st = run.settings();
+  auto before = run.before();
 
-  block_termination_signals();
-  rollout_target target;
-  if (auto err = target.start_emulator(*tp))
-    return report_error(err);
-  int code = exit_ok;
-  {
-    caf::actor_system sys{cfg};
-    if (auto err = target.start(sys, *tp, st.ccfg)) {
-      target.shutdown_actors();
-      return report_error(err);
-    }
-    auto* jr = job.jr();
-    std::cout << "rollout: " << job.input().prompts << " prompts, " << job.input().samples
+  return run_on_target(cfg, *tp, st.ccfg, [&](caf::actor_system& sys, rollout_target& target) {
+    int code = exit_ok;
+    auto* jr = run.jr();
+    std::cout << "rollout: " << run.input().prompts << " prompts, " << run.input().samples
               << " samples from " << (st.input == "-" ? "standard input" : st.input) << " -> "
-              << st.output << ", run " << job.run_id() << ", journal "
+              << st.output << ", run " << run.run_id() << ", journal "
               << (jr ? st.journal_path : std::string{"off"}) << ", concurrency "
               << st.concurrency << ", window " << st.ccfg.completion_window << ", target "
               << target.description() << std::endl;
-    if (job.resuming())
+    if (run.resuming())
       std::cout << "resume: " << before.prompts_written << " prompts done (in the output"
-                << (job.repaired_lines() > 0
-                      ? ", " + std::to_string(job.repaired_lines())
+                << (run.repaired_lines() > 0
+                      ? ", " + std::to_string(run.repaired_lines())
                           + " of them found after the last commit"
                       : std::string{})
                 << "), " << before.samples_accepted << " samples to re-attach (response id known), "
                 << before.samples_completed << " results from the journal"
-                << (job.torn_bytes() > 0 ? ", a torn last line of "
-                                             + std::to_string(job.torn_bytes()) + " bytes removed"
+                << (run.torn_bytes() > 0 ? ", a torn last line of "
+                                             + std::to_string(run.torn_bytes()) + " bytes removed"
                                          : std::string{})
                 << std::endl;
     progress_printer printer{*mode};
-    signal_watcher watcher{[&job](int) { job.request_stop(); }};
-    auto fatal = job.run(sys, target.completer(), printer.tick(), std::ref(printer));
+    signal_watcher watcher{[&run](int) { run.request_stop(); }};
+    auto fatal = run.run(sys, target.completer(), printer.tick(), std::ref(printer));
     watcher.stop();
     std::ostringstream text;
     auto row = [&](const std::string& k, const std::string& v) {
@@ -242,19 +226,19 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
     };
     auto rep = target.stop(sys);
     text << "\nsummary\n";
-    summary_rows(job, row);
+    summary_rows(run, row);
     for (auto& [k, v] : (*spend)->rows())
       row(k, v);
-    target_rows(rep, job.errors_by_kind(), row);
-    row("output", st.output + " (" + std::to_string(job.output_size()) + " bytes)");
+    target_rows(rep, run.errors_by_kind(), row);
+    row("output", st.output + " (" + std::to_string(run.output_size()) + " bytes)");
     row("journal", jr ? st.journal_path + " (" + std::to_string(jr->commits()) + " commits)"
                       : std::string{"off"});
     auto [rss, peak] = rss_mib();
     row("memory", "RSS " + fmt(rss) + " MiB, peak " + fmt(peak) + " MiB");
     std::cout << text.str() << std::flush;
-    if (!job.first_error().empty())
-      log_warn("rollout", "first error", {{"error", job.first_error()}});
-    auto c = job.counters();
+    if (!run.first_error().empty())
+      log_warn("rollout", "first error", {{"error", run.first_error()}});
+    auto c = run.counters();
     auto unknown = (*spend)->ledger.total().usage.unknown;
     if (unknown > 0)
       log_warn("rollout", "usage unknown (the responses carried no valid usage): not in the "
@@ -265,7 +249,7 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
     } else if (c.interrupted) {
       code = exit_interrupted;
     } else if (c.budget_stopped) {
-      auto total = job.input().samples;
+      auto total = run.input().samples;
       auto done = std::min(c.samples_done, total);
       auto line = "error: " + (*spend)->budget_message(done, total - done) + "\n";
       std::fwrite(line.data(), 1, line.size(), stderr);
@@ -273,8 +257,8 @@ int run_rollout_job(const parsed_args& args, app_node_config& cfg) {
     } else if (c.failed > 0 || (rep.emulator && rep.emulator->max_runs_per_key > 1)) {
       code = exit_failure;
     }
-  }
-  return code;
+    return code;
+  });
 }
 
 } // namespace sail::app
