@@ -1,9 +1,9 @@
 // Asynchronous HTTP for actors: an HTTP call started by an actor completes on
 // an io_context thread; the completion travels back to the actor as a message
 // through a weak handle. (Not a "bridge": in this tree that word names the
-// actors that turn callback / future calls into requests, the runtime's
-// token_completer bridge and python/src/bridge.*.) Nothing on the Asio side touches actor state, and a
-// pending call never keeps an actor alive (nor blocks ~actor_system in CAF 0.17).
+// actor that turns callback / future calls into requests, actors/bridge.hpp.)
+// Nothing on the Asio side touches actor state, and a pending call never
+// keeps an actor alive (nor blocks ~actor_system in CAF 0.17).
 #pragma once
 
 #include <cstdint>

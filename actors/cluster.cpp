@@ -2,11 +2,10 @@
 
 #include <algorithm>
 
-#include <caf/event_based_actor.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
 #include "sail_tinker/actors/balancer.hpp"
+#include "sail_tinker/actors/bounded_stop.hpp"
 #include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/type_ids.hpp"
@@ -41,6 +40,7 @@ caf::expected<std::unique_ptr<cluster>> cluster::start(caf::actor_system& sys,
   if (!b)
     return std::move(b.error());
   c->balancer_ = std::move(*b);
+  c->bridge_ = spawn_bridge(sys, "cluster");
   return c;
 }
 
@@ -59,44 +59,18 @@ bool cluster::wait_ready(size_t n, caf::timespan timeout) const {
     timeout);
 }
 
-namespace {
-
-template <class T, class... Ts>
-std::future<caf::expected<T>> call(caf::actor_system& sys, completer_actor h,
-                                   caf::timespan timeout, Ts... xs) {
-  auto p = std::make_shared<std::promise<caf::expected<T>>>();
-  auto f = p->get_future();
-  if (!h) {
-    p->set_value(make_error(errc::cancelled, "cluster shut down"));
-    return f;
-  }
-  // The handle travels as a spawn argument: CAF 0.17.6 dereferences a null
-  // argument tuple for functions spawned without arguments (UBSan).
-  sys.spawn([p, timeout, xs...](caf::event_based_actor* self, completer_actor h) mutable {
-    self->request(h, timeout, std::move(xs)...)
-      .then(
-        [p, self](T& res) {
-          p->set_value(std::move(res));
-          self->quit();
-        },
-        [p, self](caf::error& err) {
-          p->set_value(std::move(err));
-          self->quit();
-        });
-  }, h);
-  return f;
+caf::timespan cluster::call_timeout() const {
+  return opts_.request_timeout + opts_.queue_timeout + 2 * proxy_margin;
 }
 
-} // namespace
-
 std::future<cluster::sample_result> cluster::sample(sample_request req) {
-  auto timeout = opts_.request_timeout + opts_.queue_timeout + 2 * proxy_margin;
-  return call<tokens_with_logprobs>(sys_, balancer_, timeout, atom::sample_v, std::move(req));
+  return bridge_future<tokens_with_logprobs>(bridge_, atom::sample_v, balancer_, std::move(req),
+                                             caf::duration{call_timeout()});
 }
 
 std::future<cluster::group_reply> cluster::sample_group(sample_request req, uint32_t n) {
-  auto timeout = opts_.request_timeout + opts_.queue_timeout + 2 * proxy_margin;
-  return call<group_result>(sys_, balancer_, timeout, atom::sample_group_v, std::move(req), n);
+  return bridge_future<group_result>(bridge_, atom::sample_group_v, balancer_, std::move(req), n,
+                                     caf::duration{call_timeout()});
 }
 
 void cluster::cancel(std::string key_or_group) {
@@ -107,12 +81,8 @@ void cluster::cancel(std::string key_or_group) {
 caf::expected<completer_stats> cluster::stats() {
   if (!balancer_)
     return make_error(errc::cancelled, "cluster shut down");
-  caf::scoped_actor self{sys_};
-  caf::expected<completer_stats> result{completer_stats{}};
-  self->request(balancer_, opts_.stats_timeout + 2 * proxy_margin, atom::stats_v)
-    .receive([&](completer_stats& s) { result = std::move(s); },
-             [&](caf::error& err) { result = std::move(err); });
-  return result;
+  return blocking_request<completer_stats>(sys_, balancer_,
+                                           opts_.stats_timeout + 2 * proxy_margin, atom::stats_v);
 }
 
 caf::expected<completer_actor> cluster::durable_handle(durable_options opts) {
@@ -132,23 +102,21 @@ void cluster::shutdown(caf::timespan grace) {
   for (auto& d : durables_)
     caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
   durables_.clear();
-  if (!balancer_)
-    return;
-  caf::scoped_actor self{sys_};
-  self->monitor(balancer_);
-  self->send_exit(balancer_, caf::exit_reason::user_shutdown);
-  bool down = false;
-  self->receive([&](caf::down_msg&) { down = true; }, caf::after(grace) >> [] {});
-  if (!down)
-    self->send_exit(balancer_, caf::exit_reason::kill);
-  // The proxies got their exit from the balancer; wait until they are gone.
-  monitor_->wait(
-    [](const std::vector<node_status>& xs) {
-      return std::all_of(xs.begin(), xs.end(),
-                         [](auto& x) { return x.state == node_state::stopped; });
-    },
-    grace);
-  balancer_ = nullptr;
+  if (balancer_) {
+    // The balancer fails its open work with `cancelled`: the bridge's
+    // callbacks run with it.
+    stop_bounded(sys_, balancer_, grace);
+    // The proxies got their exit from the balancer; wait until they are gone.
+    monitor_->wait(
+      [](const std::vector<node_status>& xs) {
+        return std::all_of(xs.begin(), xs.end(),
+                           [](auto& x) { return x.state == node_state::stopped; });
+      },
+      grace);
+    balancer_ = nullptr;
+  }
+  stop_bounded(sys_, bridge_, grace);
+  bridge_ = nullptr;
 }
 
 } // namespace sail

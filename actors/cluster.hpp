@@ -46,6 +46,7 @@
 #include <caf/expected.hpp>
 #include <caf/timespan.hpp>
 
+#include "sail_tinker/actors/bridge.hpp"
 #include "sail_tinker/actors/cluster_monitor.hpp"
 #include "sail_tinker/actors/cluster_options.hpp"
 #include "sail_tinker/actors/node_address.hpp"
@@ -105,8 +106,9 @@ public:
     return monitor_->wait(pred, timeout);
   }
 
-  /// Future API (a short-lived helper actor per call; callable from any
-  /// non-actor thread). The request timeout is request_timeout + queue_timeout.
+  /// Future API (through the cluster's bridge, actors/bridge.hpp; callable
+  /// from any non-actor thread). The call's timeout is request_timeout +
+  /// queue_timeout (errc::timeout); after shutdown(): `cancelled`.
   std::future<sample_result> sample(sample_request req);
   std::future<group_reply> sample_group(sample_request req, uint32_t n);
   void cancel(std::string key_or_group);
@@ -121,10 +123,14 @@ public:
 private:
   cluster(caf::actor_system& sys, cluster_options opts);
 
+  /// The bound of a future call.
+  caf::timespan call_timeout() const;
+
   caf::actor_system& sys_;
   cluster_options opts_;
   std::shared_ptr<cluster_monitor> monitor_;
   completer_actor balancer_;
+  bridge_actor bridge_;
   std::vector<completer_actor> durables_;
   bool stopped_ = false;
 };

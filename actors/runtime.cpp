@@ -1,16 +1,11 @@
 #include "sail_tinker/actors/runtime.hpp"
 
 #include <cstdlib>
-#include <type_traits>
-#include <unordered_map>
 
 #include <boost/url/parse.hpp>
-#include <caf/allowed_unsafe_message_type.hpp>
-#include <caf/event_based_actor.hpp>
-#include <caf/stateful_actor.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "sail_tinker/actors/bounded_stop.hpp"
 #include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/redact.hpp"
@@ -19,134 +14,9 @@ namespace sail {
 
 namespace {
 
-/// A callback travelling to the bridge actor (local only).
-template <class T>
-struct callback_box {
-  std::function<void(caf::expected<T>)> fn;
-};
-
-using sample_box = callback_box<tokens_with_logprobs>;
-using group_box = callback_box<group_result>;
-
-} // namespace
-
-} // namespace sail
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::sample_box)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(sail::group_box)
-
-namespace sail {
-
-namespace {
-
 std::string env_or(const char* name, std::string fallback) {
   auto* value = std::getenv(name);
   return value != nullptr && *value != '\0' ? std::string{value} : fallback;
-}
-
-/// Forwards future/callback-style calls to a completer and runs the
-/// callback with the typed result. One bridge serves every token_completer of
-/// a runtime; its requests are asynchronous, so calls run concurrently.
-struct bridge_state {
-  static inline const char* name = "sail.bridge";
-  std::string label;
-  uint64_t next = 0;
-  /// The callbacks of open calls; each runs at most once. On exit every open
-  /// call fails with `cancelled`, so no future is left waiting. (Held here
-  /// once, not in the response handlers: a sample in flight costs less.)
-  std::unordered_map<uint64_t, sample_box> open_samples;
-  std::unordered_map<uint64_t, group_box> open_groups;
-
-  template <class T>
-  auto& open() {
-    if constexpr (std::is_same_v<T, group_result>)
-      return open_groups;
-    else
-      return open_samples;
-  }
-};
-
-using bridge_ptr = caf::stateful_actor<bridge_state>*;
-
-/// Runs and forgets open call `id` (no-op if it already ran).
-template <class T>
-void bridge_finish(bridge_ptr self, uint64_t id, caf::expected<T> res) {
-  auto& open = self->state.open<T>();
-  auto i = open.find(id);
-  if (i == open.end())
-    return;
-  auto fn = std::move(i->second.fn);
-  open.erase(i);
-  fn(std::move(res));
-}
-
-template <class T, class Request>
-void bridge_call(bridge_ptr self, Request&& request,
-                 std::function<void(caf::expected<T>)> fn) {
-  auto id = ++self->state.next;
-  self->state.open<T>().emplace(id, callback_box<T>{std::move(fn)});
-  request.then([self, id](T& res) { bridge_finish<T>(self, id, std::move(res)); },
-               [self, id](caf::error& err) { bridge_finish<T>(self, id, std::move(err)); });
-}
-
-// CAF 0.17.6 dereferences a null argument tuple when a function-based actor
-// is spawned without arguments (UBSan: init_fun_factory.hpp:85); every spawn
-// here passes at least one.
-caf::behavior bridge_behavior(bridge_ptr self, std::string label) {
-  self->state.label = std::move(label);
-  self->set_exit_handler([=](caf::exit_msg& em) {
-    auto samples = std::move(self->state.open_samples);
-    auto groups = std::move(self->state.open_groups);
-    self->state.open_samples.clear();
-    self->state.open_groups.clear();
-    for (auto& [id, box] : samples)
-      box.fn(make_error(errc::cancelled, "runtime shutting down"));
-    for (auto& [id, box] : groups)
-      box.fn(make_error(errc::cancelled, "runtime shutting down"));
-    self->quit(em.reason);
-  });
-  return {
-    // No CAF timeouts (see completer.cpp): a completer answers every
-    // sample, and fails its open ones as `cancelled` when it exits.
-    [=](atom::sample, completer_actor& c, sample_request& req, sample_box& box) {
-      bridge_call<tokens_with_logprobs>(
-        self, self->request(c, caf::infinite, atom::sample_v, std::move(req)),
-        std::move(box.fn));
-    },
-    [=](atom::sample_group, completer_actor& c, sample_request& req, uint32_t n,
-        group_box& box) {
-      bridge_call<group_result>(
-        self, self->request(c, caf::infinite, atom::sample_group_v, std::move(req), n),
-        std::move(box.fn));
-    },
-  };
-}
-
-/// Sends an exit to every actor, waits up to `grace` for them to go down,
-/// then kills the rest. Runs on a non-actor thread.
-template <class Handle>
-void terminate_all(caf::actor_system& sys, const std::vector<Handle>& actors,
-                   caf::timespan grace) {
-  if (actors.empty())
-    return;
-  caf::scoped_actor self{sys};
-  size_t alive = 0;
-  for (auto& a : actors) {
-    if (!a)
-      continue;
-    self->monitor(a);
-    self->send_exit(a, caf::exit_reason::user_shutdown);
-    ++alive;
-  }
-  bool timed_out = false;
-  while (alive > 0 && !timed_out) {
-    self->receive([&](caf::down_msg&) { --alive; },
-                  caf::after(grace) >> [&] { timed_out = true; });
-  }
-  if (timed_out)
-    for (auto& a : actors)
-      if (a)
-        self->send_exit(a, caf::exit_reason::kill);
 }
 
 } // namespace
@@ -291,7 +161,7 @@ caf::expected<std::unique_ptr<runtime>> runtime::start(caf::actor_system& sys,
     }
     rt->resolver_ = std::move(*res);
   }
-  rt->bridge_ = sys.spawn(bridge_behavior, std::string{"token_completer"});
+  rt->bridge_ = spawn_bridge(sys, "runtime");
   return rt;
 }
 
@@ -357,12 +227,12 @@ void runtime::shutdown() {
   // give them time for it (with 100k open samples on a loaded machine that
   // can take seconds) rather than killing them with callbacks not yet run.
   auto drain = std::max(grace, caf::timespan{std::chrono::minutes(2)});
-  terminate_all(sys_, completers, drain);
-  terminate_all(sys_, std::vector<caf::actor>{bridge_}, drain);
+  stop_bounded(sys_, completers, drain);
+  stop_bounded(sys_, bridge_, drain);
   // The pool fails its open work and waits for its workers before it quits,
   // so nothing uses the client after this returns.
-  terminate_all(sys_, std::vector<pool_impl_actor>{pool_}, grace);
-  terminate_all(sys_, std::vector<resolver_actor>{resolver_}, grace);
+  stop_bounded(sys_, pool_, grace);
+  stop_bounded(sys_, resolver_, grace);
   pool_ = nullptr;
   resolver_ = nullptr;
   bridge_ = nullptr;
@@ -379,20 +249,19 @@ void runtime::shutdown() {
 
 // -- token_completer ---------------------------------------------------------------
 
-token_completer::token_completer(completer_actor completer, caf::actor bridge)
+token_completer::token_completer(completer_actor completer, bridge_actor bridge)
   : completer_(std::move(completer)), bridge_(std::move(bridge)) {
 }
 
 void token_completer::sample(sample_request req, std::function<void(sample_result)> done) {
-  caf::anon_send(bridge_, atom::sample_v, completer_, std::move(req),
-                 sample_box{std::move(done)});
+  // No timeout (see actors/bridge.hpp): a completer answers every sample.
+  bridge_send<tokens_with_logprobs>(bridge_, std::move(done), atom::sample_v, completer_,
+                                    std::move(req), no_call_timeout);
 }
 
 std::future<token_completer::sample_result> token_completer::sample(sample_request req) {
-  auto promise = std::make_shared<std::promise<sample_result>>();
-  auto future = promise->get_future();
-  sample(std::move(req), [promise](sample_result res) { promise->set_value(std::move(res)); });
-  return future;
+  return bridge_future<tokens_with_logprobs>(bridge_, atom::sample_v, completer_,
+                                             std::move(req), no_call_timeout);
 }
 
 std::future<token_completer::sample_result>
@@ -407,17 +276,14 @@ token_completer::sample(model_input prompt, stop_condition stop,
 
 void token_completer::sample_group(sample_request req, uint32_t n,
                                    std::function<void(group_reply)> done) {
-  caf::anon_send(bridge_, atom::sample_group_v, completer_, std::move(req), n,
-                 group_box{std::move(done)});
+  bridge_send<group_result>(bridge_, std::move(done), atom::sample_group_v, completer_,
+                            std::move(req), n, no_call_timeout);
 }
 
 std::future<token_completer::group_reply> token_completer::sample_group(sample_request req,
                                                                         uint32_t n) {
-  auto promise = std::make_shared<std::promise<group_reply>>();
-  auto future = promise->get_future();
-  sample_group(std::move(req), n,
-               [promise](group_reply res) { promise->set_value(std::move(res)); });
-  return future;
+  return bridge_future<group_result>(bridge_, atom::sample_group_v, completer_,
+                                     std::move(req), n, no_call_timeout);
 }
 
 void token_completer::cancel(std::string key_or_group) {
@@ -425,12 +291,8 @@ void token_completer::cancel(std::string key_or_group) {
 }
 
 caf::expected<completer_stats> token_completer::stats() {
-  caf::scoped_actor self{completer_.home_system()};
-  caf::expected<completer_stats> result{completer_stats{}};
-  self->request(completer_, std::chrono::seconds(10), atom::stats_v)
-    .receive([&](completer_stats& s) { result = std::move(s); },
-             [&](caf::error& err) { result = std::move(err); });
-  return result;
+  return blocking_request<completer_stats>(completer_.home_system(), completer_,
+                                           std::chrono::seconds(10), atom::stats_v);
 }
 
 } // namespace sail

@@ -32,6 +32,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
+#include "sail_tinker/actors/bridge.hpp"
 #include "sail_tinker/actors/completer.hpp"
 #include "sail_tinker/actors/durable_options.hpp"
 #include "sail_tinker/actors/resolver.hpp"
@@ -167,7 +168,7 @@ private:
   std::unique_ptr<webhook_receiver> receiver_;
   pool_impl_actor pool_;
   resolver_actor resolver_;
-  caf::actor bridge_;
+  bridge_actor bridge_;
   std::mutex mtx_;
   std::vector<completer_actor> completers_;
   bool stopped_ = false;
@@ -175,14 +176,16 @@ private:
   friend class token_completer;
 };
 
-/// Future and callback API over a completer. Cheap to copy. Callbacks run on
-/// a CAF scheduler thread: keep them short and never block in them.
+/// Future and callback API over a completer (through the runtime's bridge,
+/// actors/bridge.hpp). Cheap to copy. Callbacks run on a CAF scheduler
+/// thread: keep them short and never block in them. Every callback runs
+/// once; after the runtime's shutdown with `cancelled`.
 class token_completer {
 public:
   using sample_result = caf::expected<tokens_with_logprobs>;
   using group_reply = caf::expected<group_result>;
 
-  token_completer(completer_actor completer, caf::actor bridge);
+  token_completer(completer_actor completer, bridge_actor bridge);
 
   std::future<sample_result> sample(sample_request req);
   std::future<sample_result> sample(model_input prompt, stop_condition stop = {},
@@ -201,7 +204,7 @@ public:
 
 private:
   completer_actor completer_;
-  caf::actor bridge_;
+  bridge_actor bridge_;
 };
 
 } // namespace sail

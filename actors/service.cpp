@@ -14,23 +14,14 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include "sail_tinker/actors/bounded_stop.hpp"
+#include "sail_tinker/actors/bridge.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/messages/type_ids.hpp"
 
 namespace sail {
 
 namespace {
-
-struct service_state {
-  static inline const char* name = "sail.service";
-  runtime* rt = nullptr;
-  completer_decorator decorate;
-  /// Canonical configuration (its binary serialization) -> completer.
-  std::map<std::string, completer_actor> by_config;
-  std::unordered_map<caf::actor_addr, std::string> key_of;
-};
-
-using service_ptr = service_actor::stateful_pointer<service_state>;
 
 /// The configuration's content as a byte string: equal contents give equal
 /// keys (every field is serialized, maps in key order).
@@ -44,6 +35,69 @@ caf::expected<std::string> canonical_key(caf::actor_system& sys,
   return std::string{buf.begin(), buf.end()};
 }
 
+struct service_state;
+
+using service_ptr = service_actor::stateful_pointer<service_state>;
+
+struct service_state {
+  static inline const char* name = "sail.service";
+
+  explicit service_state(service_ptr self) : self(self) {
+  }
+
+  service_ptr self;
+  runtime* rt = nullptr;
+  completer_decorator decorate;
+  /// Canonical configuration (its binary serialization) -> completer.
+  std::map<std::string, completer_actor> by_config;
+  std::unordered_map<caf::actor_addr, std::string> key_of;
+
+  // -- handlers (one per message of service_actor) --------------------------------------
+
+  /// The completer for `cfg` (one per distinct content) and the node's
+  /// webhook, which the cluster pins to the samples it sends here.
+  caf::result<completer_actor, webhook_endpoint> obtain(completer_config& cfg) {
+    auto key = canonical_key(self->system(), cfg);
+    if (!key)
+      return std::move(key.error());
+    auto hook = rt->webhook();
+    if (auto i = by_config.find(*key); i != by_config.end())
+      return {i->second, std::move(hook)};
+    // Validated here, on the node (with the node's model table).
+    auto c = rt->make_completer(std::move(cfg));
+    if (!c)
+      return std::move(c.error());
+    if (decorate) {
+      auto wrapped = decorate(self->system(), *c);
+      if (!wrapped)
+        return make_error(errc::not_configured, "completer decorator returned no actor");
+      *c = std::move(wrapped);
+    }
+    self->monitor(*c);
+    key_of.emplace(c->address(), *key);
+    by_config.emplace(std::move(*key), *c);
+    return {*c, std::move(hook)};
+  }
+
+  /// The node's counters: the worker pool's.
+  caf::result<completer_stats> stats() {
+    auto rp = self->make_response_promise<completer_stats>();
+    self->request(rt->pool(), std::chrono::seconds(10), atom::stats_v)
+      .then([rp](completer_stats& s) mutable { rp.deliver(std::move(s)); },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+    return rp;
+  }
+
+  /// A completer handed out went down: the next obtain makes a new one.
+  void on_down(caf::down_msg& dm) {
+    auto i = key_of.find(dm.source);
+    if (i == key_of.end())
+      return;
+    by_config.erase(i->second);
+    key_of.erase(i);
+  }
+};
+
 service_actor::behavior_type service_behavior(service_ptr self, runtime* rt,
                                               completer_decorator decorate) {
   self->state.rt = rt;
@@ -53,47 +107,10 @@ service_actor::behavior_type service_behavior(service_ptr self, runtime* rt,
   // reads out of bounds for a unit beyond nanoseconds -- one such message
   // crashed the node (found by fuzz/caf_message_fuzz).
   self->set_default_handler(caf::drop);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& st = self->state;
-    auto i = st.key_of.find(dm.source);
-    if (i == st.key_of.end())
-      return;
-    st.by_config.erase(i->second);
-    st.key_of.erase(i);
-  });
+  self->set_down_handler([self](caf::down_msg& dm) { self->state.on_down(dm); });
   return {
-    [self](atom::obtain,
-           completer_config& cfg) -> caf::result<completer_actor, webhook_endpoint> {
-      auto& st = self->state;
-      auto key = canonical_key(self->system(), cfg);
-      if (!key)
-        return std::move(key.error());
-      // The node's webhook: the cluster pins it to the samples it sends here.
-      auto hook = st.rt->webhook();
-      if (auto i = st.by_config.find(*key); i != st.by_config.end())
-        return {i->second, std::move(hook)};
-      // Validated here, on the node (with the node's model table).
-      auto c = st.rt->make_completer(std::move(cfg));
-      if (!c)
-        return std::move(c.error());
-      if (st.decorate) {
-        auto wrapped = st.decorate(self->system(), *c);
-        if (!wrapped)
-          return make_error(errc::not_configured, "completer decorator returned no actor");
-        *c = std::move(wrapped);
-      }
-      self->monitor(*c);
-      st.key_of.emplace(c->address(), *key);
-      st.by_config.emplace(std::move(*key), *c);
-      return {*c, std::move(hook)};
-    },
-    [self](atom::stats) -> caf::result<completer_stats> {
-      auto rp = self->make_response_promise<completer_stats>();
-      self->request(self->state.rt->pool(), std::chrono::seconds(10), atom::stats_v)
-        .then([rp](completer_stats& s) mutable { rp.deliver(std::move(s)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
+    [self](atom::obtain, completer_config& cfg) { return self->state.obtain(cfg); },
+    [self](atom::stats) { return self->state.stats(); },
   };
 }
 
@@ -177,12 +194,7 @@ service_node::~service_node() {
 }
 
 caf::expected<completer_stats> service_node::stats(caf::timespan timeout) {
-  caf::scoped_actor self{sys_};
-  caf::expected<completer_stats> result{completer_stats{}};
-  self->request(front_, timeout, atom::stats_v)
-    .receive([&](completer_stats& s) { result = std::move(s); },
-             [&](caf::error& err) { result = std::move(err); });
-  return result;
+  return blocking_request<completer_stats>(sys_, front_, timeout, atom::stats_v);
 }
 
 void service_node::shutdown() {
@@ -191,21 +203,15 @@ void service_node::shutdown() {
   stopped_ = true;
   if (!front_)
     return;
-  caf::scoped_actor self{sys_};
   if (port_ != 0) {
+    caf::scoped_actor self{sys_};
     // Published actors live in the one BASP broker, whichever manager
     // published them: the plain middleman actor unpublishes both.
     self->request(sys_.middleman().actor_handle(), opts_.shutdown_grace,
                   caf::unpublish_atom_v, front_.address(), port_)
       .receive([] {}, [](caf::error&) {});
   }
-  self->monitor(front_);
-  self->send_exit(front_, caf::exit_reason::user_shutdown);
-  bool down = false;
-  self->receive([&](caf::down_msg&) { down = true; },
-                caf::after(opts_.shutdown_grace) >> [] {});
-  if (!down)
-    self->send_exit(front_, caf::exit_reason::kill);
+  stop_bounded(sys_, front_, opts_.shutdown_grace);
   front_ = nullptr;
 }
 

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include <caf/duration.hpp>
 #include <caf/error.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/timespan.hpp>
@@ -62,13 +63,9 @@ using completer_service_actor = caf::typed_actor<
 // published or handed to a trainer: an actor that has one is handed out, if
 // at all, under a published interface above. The message types that only
 // travel inside one process (shared_job, sample_report, poll_plan,
-// webhook_delivery, http_completion) are only named here; each is defined,
-// and marked CAF_ALLOW_UNSAFE_MESSAGE_TYPE, in its own header.
-//
-// Not here: python/src/bridge.hpp's bridge_actor, the Python binding's
-// bridge from Python threads into the actor system. Its messages carry the
-// binding's own call types (Python-side callbacks), which do not exist
-// outside the extension module, so its interface stays with them.
+// webhook_delivery, http_completion, once_callback) are only named here;
+// each is defined, and marked CAF_ALLOW_UNSAFE_MESSAGE_TYPE, in its own
+// header.
 
 /// A job as the pool stores it and hands it to a worker: one immutable copy
 /// shared by both (the pool keeps it for re-dispatch after a worker death, so
@@ -80,6 +77,8 @@ struct sample_report;       // actors/worker_pool.hpp
 struct poll_plan;           // net/poll_planner.hpp
 struct webhook_delivery;    // net/webhook_receiver.hpp
 struct http_completion;     // actors/async_http.hpp
+template <class T>
+class once_callback;        // actors/bridge.hpp
 
 /// A completer (actors/completer.cpp): the public interface plus its refresh
 /// timer (carrying the generation it was armed with).
@@ -176,5 +175,20 @@ using balancer_actor = completer_actor::extend_with<node_events_actor>::extend<
 using run_driver_actor = sample_observer_actor::extend<
   caf::reacts_to<atom::sample, uint64_t, sample_request>,
   caf::reacts_to<atom::cancel, std::string>>;
+
+/// The bridge from non-actor code (token_completer, cluster's futures, the
+/// Python binding) to the actors (actors/bridge.hpp): each call names its
+/// destination, its request, its timeout (no_call_timeout: none) and the
+/// callback of its reply, which runs exactly once.
+/// - sample: atom::sample to a completer -> tokens_with_logprobs.
+/// - sample_group: atom::sample_group to a completer -> group_result.
+/// - resolve: atom::resolve to a resolver -> signed_url.
+using bridge_actor = caf::typed_actor<
+  caf::reacts_to<atom::sample, completer_actor, sample_request, caf::duration,
+                 once_callback<tokens_with_logprobs>>,
+  caf::reacts_to<atom::sample_group, completer_actor, sample_request, uint32_t,
+                 caf::duration, once_callback<group_result>>,
+  caf::reacts_to<atom::resolve, resolver_actor, resolve_request, caf::duration,
+                 once_callback<signed_url>>>;
 
 } // namespace sail

@@ -23,7 +23,7 @@
 #include <caf/expected.hpp>
 #include <pybind11/pybind11.h>
 
-#include "bridge.hpp"
+#include "sail_tinker/actors/bridge.hpp"
 #include "sail_tinker/messages/types.hpp"
 
 namespace sail::py {
@@ -133,10 +133,10 @@ public:
   std::pair<pyb::object, uint64_t> open_call(pyb::handle loop);
 
   /// A callback for CAF that completes call `id` through the sink, exactly
-  /// once (bridge.hpp, once_callback).
+  /// once (actors/bridge.hpp, once_callback).
   template <class T>
-  std::shared_ptr<once_callback<T>> callback(uint64_t id) {
-    return std::make_shared<once_callback<T>>(
+  once_callback<T> callback(uint64_t id) {
+    return once_callback<T>(
       [s = sink_, id](caf::expected<T> res) { s->push(completion{id, std::move(res)}); });
   }
 

@@ -8,9 +8,9 @@
 #include <boost/asio/io_context.hpp>
 #include <caf/binary_serializer.hpp>
 #include <caf/logger.hpp>
-#include <caf/scoped_actor.hpp>
 #include <caf/send.hpp>
 
+#include "sail_tinker/actors/bounded_stop.hpp"
 #include "sail_tinker/actors/durable_completer.hpp"
 #include "sail_tinker/actors/resolver.hpp"
 #include "sail_tinker/messages/error.hpp"
@@ -38,21 +38,6 @@ struct release_thread_logger {
 /// the resolver answer open calls from memory on exit).
 constexpr caf::timespan stop_grace = std::chrono::seconds(10);
 
-/// Sends an exit to `hdl` and waits (bounded) until it is down; kills it
-/// otherwise. Runs on a non-actor thread.
-template <class Handle>
-void stop_actor(caf::actor_system& sys, const Handle& hdl) {
-  if (!hdl)
-    return;
-  caf::scoped_actor self{sys};
-  self->monitor(hdl);
-  self->send_exit(hdl, caf::exit_reason::user_shutdown);
-  bool down = false;
-  self->receive([&](caf::down_msg&) { down = true; }, caf::after(stop_grace) >> [] {});
-  if (!down)
-    self->send_exit(hdl, caf::exit_reason::kill);
-}
-
 void append(std::string& out, const std::string& field) {
   out += std::to_string(field.size());
   out += ':';
@@ -71,7 +56,7 @@ struct resolver_host {
   std::shared_ptr<resolver_slot> slot;
 
   void stop(caf::actor_system& sys) {
-    stop_actor(sys, resolver);
+    stop_bounded(sys, resolver, stop_grace);
     resolver = nullptr;
     if (client)
       client->close_idle();
@@ -216,7 +201,7 @@ caf::expected<system_entry*> host::system_for(const system_settings& ss) {
     // The OpenSSL module throws for unusable certificate files.
     return invalid_argument("tls", std::string{"cannot start the actor system: "} + ex.what());
   }
-  e->bridge = spawn_bridge(*e->sys);
+  e->bridge = spawn_bridge(*e->sys, "sail_tinker");
   systems_.push_back(std::move(e));
   return systems_.back().get();
 }
@@ -412,12 +397,8 @@ caf::expected<completer_stats> host::stats(completer_slot& slot) {
   }
   if (box)
     return box->cl->stats();
-  caf::scoped_actor self{*sys};
-  caf::expected<completer_stats> result{completer_stats{}};
-  self->request(completer, std::chrono::seconds(10), atom::stats_v)
-    .receive([&](completer_stats& s) { result = std::move(s); },
-             [&](caf::error& err) { result = std::move(err); });
-  return result;
+  return blocking_request<completer_stats>(*sys, completer, std::chrono::seconds(10),
+                                           atom::stats_v);
 }
 
 std::vector<node_status> host::status(completer_slot& slot) {
@@ -494,7 +475,7 @@ void host::shutdown(bool final) {
       }
       rh->stop(sys);
     }
-    stop_actor(sys, e->bridge);
+    stop_bounded(sys, e->bridge, stop_grace);
     e->bridge = nullptr;
     // No Python object may keep a handle into a system that is going away.
     for (auto& weak : e->slots) {

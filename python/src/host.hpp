@@ -3,7 +3,7 @@
 // that targets the same place; torn down in order by shutdown() (atexit).
 //
 //   actor system (one per system_settings: TLS files, heartbeats)
-//     +-- bridge (bridge.hpp): every Python call goes through it
+//     +-- bridge (actors/bridge.hpp): every Python call goes through it
 //     +-- runtimes, one per (base URL, API key, runtime options)
 //     +-- clusters, one per (nodes, completer configuration, options)
 //     +-- resolver hosts, one per (Tinker base URL, API key)
@@ -22,7 +22,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/expected.hpp>
 
-#include "bridge.hpp"
+#include "sail_tinker/actors/bridge.hpp"
 #include "sail_tinker/actors/cluster.hpp"
 #include "sail_tinker/actors/runtime.hpp"
 #include "sail_tinker/actors/system_config.hpp"

@@ -10,7 +10,7 @@
 
 #include <caf/send.hpp>
 
-#include "bridge.hpp"
+#include "sail_tinker/actors/bridge.hpp"
 #include "convert.hpp"
 #include "delivery.hpp"
 #include "host.hpp"
@@ -100,9 +100,8 @@ pyb::tuple dispatch_sample(dispatcher& d, pyb::handle loop, const completer_ref&
   auto t = c.target();
   auto key = req.key;
   auto [fut, id] = d.open_call(loop);
-  caf::anon_send(t.bridge, atom::sample_v,
-                 sample_call{std::move(t.completer), std::move(req),
-                             d.callback<tokens_with_logprobs>(id)});
+  caf::anon_send(t.bridge, atom::sample_v, std::move(t.completer), std::move(req),
+                 no_call_timeout, d.callback<tokens_with_logprobs>(id));
   return pyb::make_tuple(std::move(fut), pyb::str(key));
 }
 
@@ -136,9 +135,8 @@ pyb::tuple dispatch_group(dispatcher& d, pyb::handle loop, const completer_ref& 
     auto member = i + 1 < n ? req : std::move(req);
     member.key = key + "." + std::to_string(i);
     auto [fut, id] = d.open_call(loop);
-    caf::anon_send(t.bridge, atom::sample_v,
-                   sample_call{t.completer, std::move(member),
-                               d.callback<tokens_with_logprobs>(id)});
+    caf::anon_send(t.bridge, atom::sample_v, t.completer, std::move(member), no_call_timeout,
+                   d.callback<tokens_with_logprobs>(id));
     futures.append(std::move(fut));
   }
   return pyb::make_tuple(std::move(futures), pyb::str(group));
@@ -163,9 +161,9 @@ pyb::object dispatch_resolve(dispatcher& d, pyb::handle loop, const resolver_ref
   if (!t)
     raise_error(make_error(errc::cancelled, "the resolver is closed"));
   auto [fut, id] = d.open_call(loop);
-  caf::anon_send(t->bridge, atom::resolve_v,
-                 resolve_call{std::move(t->resolver), std::move(req), t->timeout,
-                              d.callback<signed_url>(id)});
+  // Bounded: the resolver bounds its own REST calls; this is the backstop.
+  caf::anon_send(t->bridge, atom::resolve_v, std::move(t->resolver), std::move(req),
+                 caf::duration{t->timeout}, d.callback<signed_url>(id));
   return std::move(fut);
 }
 
