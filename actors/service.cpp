@@ -79,12 +79,18 @@ struct service_state {
     return {*c, std::move(hook)};
   }
 
-  /// The node's counters: the worker pool's.
+  /// The node's counters: the worker pool's. A pool that ended (nothing
+  /// restarts it: docs/architecture.md, "Supervision") is named as such, so
+  /// /metrics' 503 says why rather than CAF's "request receiver down".
   caf::result<completer_stats> stats() {
     auto rp = self->make_response_promise<completer_stats>();
     self->request(rt->pool(), std::chrono::seconds(10), atom::stats_v)
       .then([rp](completer_stats& s) mutable { rp.deliver(std::move(s)); },
-            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+            [rp](caf::error& err) mutable {
+              if (err == caf::sec::request_receiver_down)
+                err = make_error(errc::node_down, "the worker pool of this node ended");
+              rp.deliver(std::move(err));
+            });
     return rp;
   }
 

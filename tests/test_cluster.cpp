@@ -604,3 +604,25 @@ TEST_CASE("cluster: mutual TLS with a cluster CA", "[cluster][tls]") {
   }
   node.stop();
 }
+
+TEST_CASE("service: a node whose worker pool ended answers its counters with node_down",
+          "[cluster][service][supervision]") {
+  // Nothing restarts a node's pool (docs/architecture.md, "Supervision"):
+  // the node's counters -- what /metrics serves -- name that, instead of
+  // CAF's "request receiver down", so the failed scrape says why.
+  emulator::server emu{test_emulator_options()};
+  test_node node{emu};
+  REQUIRE(node.service().stats());
+  {
+    caf::scoped_actor self{node.system()};
+    self->monitor(node.rt().pool());
+    self->send_exit(node.rt().pool(), caf::exit_reason::kill);
+    self->receive([](caf::down_msg&) {});
+  }
+  auto s = node.service().stats();
+  REQUIRE_FALSE(s);
+  CHECK(s.error() == errc::node_down);
+  CHECK_THAT(render(s.error()), Catch::Contains("worker pool of this node ended"));
+  // The node still stops (its runtime's shutdown skips the dead pool).
+  node.stop();
+}
