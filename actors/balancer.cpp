@@ -218,7 +218,7 @@ void balancer_state::dispatch(uint64_t id) {
     return finish_error(id, make_error(errc::node_down,
                                        "gave up after " + std::to_string(r.routes)
                                          + " dispatches; last error: " + render(r.last_error)));
-  auto idx = pick();
+  auto idx = pick(r.refused_by);
   if (idx < 0)
     return enqueue(id);
   auto& n = nodes[static_cast<size_t>(idx)];
@@ -249,12 +249,18 @@ void balancer_state::send_route(const node_proxy_actor& proxy, uint64_t id, uint
       });
 }
 
-int32_t balancer_state::pick() {
+int32_t balancer_state::pick(const std::vector<int32_t>& avoid) {
+  auto avoided = [&](size_t i) {
+    return std::find(avoid.begin(), avoid.end(), static_cast<int32_t>(i)) != avoid.end();
+  };
+  bool other_ready = false;
+  for (size_t i = 0; i < nodes.size() && !other_ready; ++i)
+    other_ready = nodes[i].ready && !avoided(i);
   std::vector<int32_t> best;
   uint64_t least = 0;
   for (size_t i = 0; i < nodes.size(); ++i) {
     auto& n = nodes[i];
-    if (!n.ready)
+    if (!n.ready || (other_ready && avoided(i)))
       continue;
     if (best.empty() || n.in_flight < least) {
       best.clear();
@@ -334,6 +340,7 @@ void balancer_state::on_reply(uint64_t id, uint32_t route, caf::expected<T> res)
   if (reroutable && !r.cancelled && !stopping) {
     mon->update(idx, [weight](node_status& s) { s.rerouted += weight; });
     r.last_error = err;
+    r.refused_by.push_back(static_cast<int32_t>(idx));
     dispatch(id);
     return;
   }

@@ -68,6 +68,11 @@ struct routed_request {
   bool queued = false;
   uint64_t queue_gen = 0;
   caf::error last_error;
+  /// Nodes that answered this request with a re-routable error (node_down,
+  /// cancelled by a shutdown): skipped while another ready node is left, so
+  /// a node whose pool ended -- it answers at once and so looks least
+  /// loaded -- does not take every route.
+  std::vector<int32_t> refused_by;
 
   uint64_t weight() const {
     return group ? n : 1;
@@ -135,7 +140,9 @@ struct balancer_state {
   /// Sends request `id` to the node pick() chooses, or queues it.
   void dispatch(uint64_t id);
   /// Least in flight among ready nodes, random tie-break; -1 if none is ready.
-  int32_t pick();
+  /// The ready node with the fewest samples in flight (ties at random),
+  /// preferring nodes not in `avoid`; -1 if none is ready.
+  int32_t pick(const std::vector<int32_t>& avoid);
   /// Takes the request off its node (in-flight accounting).
   void release(routed_request& r);
   void enqueue(uint64_t id);

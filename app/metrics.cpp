@@ -61,6 +61,12 @@ const char* type_of(const stat_info& info) {
   }
 }
 
+/// v * scale, with a scale below 1 applied as a division (ms -> s: 9 / 1000.0
+/// prints 0.009, while 9 * 0.001 prints 0.009000000000000001).
+double scaled(double v, double scale) {
+  return scale < 1 ? v / std::round(1 / scale) : v * scale;
+}
+
 /// Writes histogram `h` (counts per bucket of `bounds`) as Prometheus'
 /// cumulative buckets, its sum and count; `labels` go before `le`.
 void write_histogram(std::ostringstream& out, std::string_view name, const std::string& labels,
@@ -74,13 +80,13 @@ void write_histogram(std::ostringstream& out, std::string_view name, const std::
   };
   for (size_t i = 0; i < bounds.size(); ++i) {
     cumulative += i < h.counts.size() ? h.counts[i] : 0;
-    out << name << "_bucket" << with("le=\"" + number(bounds[i] * scale) + '"') << ' '
+    out << name << "_bucket" << with("le=\"" + number(scaled(bounds[i], scale)) + '"') << ' '
         << cumulative << '\n';
   }
   if (h.counts.size() > bounds.size())
     cumulative += h.counts[bounds.size()];
   out << name << "_bucket" << with("le=\"+Inf\"") << ' ' << cumulative << '\n';
-  out << name << "_sum" << with({}) << ' ' << number(h.sum * scale) << '\n';
+  out << name << "_sum" << with({}) << ' ' << number(scaled(h.sum, scale)) << '\n';
   out << name << "_count" << with({}) << ' ' << cumulative << '\n';
 }
 
@@ -116,7 +122,7 @@ struct exposition {
     if (info.scale == 1)
       out << v << '\n';
     else
-      out << number(static_cast<double>(v) * info.scale) << '\n';
+      out << number(scaled(static_cast<double>(v), info.scale)) << '\n';
   }
 
   void operator()(const stat_info& info, uint64_t v) {

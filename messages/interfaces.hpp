@@ -135,7 +135,7 @@ using http_worker_actor = caf::typed_actor<
   // a delivery for job id
   caf::reacts_to<atom::webhook, uint64_t, webhook_delivery>,
   caf::reacts_to<atom::http_done, http_completion>,
-  // next HTTP step of a job (job id, step tag)
+  // next HTTP step of a job (job id, generation)
   caf::reacts_to<atom::step, uint64_t, uint64_t>,
   // timer: run the delayed steps that are due
   caf::reacts_to<atom::step>,

@@ -1,6 +1,7 @@
 #include "sail_tinker/messages/types.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <type_traits>
 
@@ -131,13 +132,14 @@ struct field_merger {
   }
 };
 
-/// invalid_argument unless every histogram of x has at most its buckets.
+/// invalid_argument unless every histogram of x has at most its buckets and
+/// a finite, non-negative sum (a peer's NaN would reach /metrics).
 template <class T>
 caf::error check_histograms(const T& x) {
   caf::error err;
   for_each_stat(x, [&](const stat_info& info, const auto& v) {
     if constexpr (std::is_same_v<std::decay_t<decltype(v)>, histogram>)
-      if (v.counts.size() > info.bounds.size() + 1)
+      if (v.counts.size() > info.bounds.size() + 1 || !std::isfinite(v.sum) || v.sum < 0)
         err = caf::make_error(caf::sec::invalid_argument);
   });
   return err;

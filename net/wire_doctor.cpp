@@ -84,8 +84,15 @@ public:
   /// One sample: create (transient statuses retried under the same key and
   /// body), then polls until a terminal status or the sample timeout.
   probe sample(const completer_config& cfg, const sample_request& req, const wire_options& wire) {
-    ++sent;
     probe out;
+    // The input rules are validate()'s (encode_create keeps wire invariants
+    // only): a probe built from the server's output (a stop token) is
+    // checked here, so a bad one is refused locally, never sent.
+    if (auto err = sail::validate(req)) {
+      out.error = render(err);
+      return out;
+    }
+    ++sent;
     auto key = boost::uuids::to_string(uuids_());
     auto encoded = encode_create(cfg, req, key, true, nullptr, wire);
     if (!encoded) {

@@ -626,3 +626,35 @@ TEST_CASE("service: a node whose worker pool ended answers its counters with nod
   // The node still stops (its runtime's shutdown skips the dead pool).
   node.stop();
 }
+
+TEST_CASE("cluster: a node whose worker pool ended is skipped by the samples it refused",
+          "[cluster][supervision]") {
+  // Its completers answer node_down at once, so by load alone it always looks
+  // the least busy; a sample it refused goes to another node (same key), and
+  // bounces off it at most once.
+  emulator::server emu{emulator_with_queue(20ms)};
+  test_node broken{emu};
+  test_node healthy{emu};
+  test_trainer trainer{{local(broken.port()), local(healthy.port())}, toy_config()};
+  REQUIRE(trainer.cl().wait_ready(2, 30s));
+  {
+    caf::scoped_actor self{broken.system()};
+    self->monitor(broken.rt().pool());
+    self->send_exit(broken.rt().pool(), caf::exit_reason::kill);
+    self->receive([](caf::down_msg&) {});
+  }
+  constexpr int n = 40;
+  auto rs = run_samples(trainer.cl(), n);
+  require_all_ok(rs);
+  check_results_match_model(emu, rs);
+  auto status = trainer.cl().status();
+  CHECK(status[0].completed == 0);
+  CHECK(status[0].rerouted <= static_cast<uint64_t>(n));
+  CHECK(status[1].completed == static_cast<uint64_t>(n));
+  auto st = emu.snapshot();
+  CHECK(st.inference_runs.size() == n);
+  CHECK(st.max_runs_per_key == 1);
+  trainer.stop();
+  healthy.stop();
+  broken.stop();
+}
