@@ -198,7 +198,12 @@ def test_killed_after_a_step_resumes_without_delivering_or_creating_twice(tmp_pa
         # The unacknowledged step comes again as step 1; step 0 never.
         assert first.step == 1
         assert st["skipped"] == 3  # step 0, acknowledged by the second next_step
-        assert st["resumed"] == 6  # step 1's batch + the 3 carried groups
+        # Step 1's batch (3 groups, finished: journaled) comes back from the
+        # journal; so do the 3 carried groups if the journal's group commit
+        # (every 5 ms) covered them before the kill. One it did not cover was
+        # never sent either (a durable front sends after the commit): it
+        # starts fresh, and the counts below show nothing ran twice.
+        assert 3 <= st["resumed"] <= 6
         assert not acknowledged & set(seen)
         assert all(n == 1 for n in seen.values())
         assert acknowledged | set(seen) == {f"p{i}" for i in range(12)}
