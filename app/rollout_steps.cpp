@@ -25,6 +25,7 @@
 #include "sail_tinker/app/rollout_common.hpp"
 #include "sail_tinker/messages/error.hpp"
 #include "sail_tinker/rollout/durable_run.hpp"
+#include "sail_tinker/rollout/file_run.hpp"
 #include "sail_tinker/rollout/prompts_file.hpp"
 #include "sail_tinker/rollout/samples_file.hpp"
 
@@ -145,10 +146,9 @@ int run_rollout_steps(const parsed_args& args, app_node_config& cfg) {
   for (size_t i = 0; i < prompts.size(); ++i)
     meta_of[prompts[i].id] = i;
 
-  if (s.restart) {
-    std::remove(s.output.c_str());
-    rollout::journal::remove(s.journal_path);
-  }
+  if (s.restart)
+    if (auto err = rollout::start_over(s.journal_path, s.output))
+      return report_error(err);
   // Groups already in the output (a step written but not acknowledged).
   std::set<std::string> written;
   auto repaired = rollout::repair_samples_file(s.output, 0, [&](std::string_view id) {

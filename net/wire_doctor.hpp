@@ -29,6 +29,7 @@
 #include <caf/timespan.hpp>
 
 #include "sail_tinker/net/http_client.hpp"
+#include "sail_tinker/messages/types.hpp"
 #include "sail_tinker/net/wire_options.hpp"
 
 namespace sail {
@@ -40,8 +41,10 @@ struct doctor_options {
   http_client_options http;
   /// The settings checked (the configured [wire] group).
   wire_options wire;
+  /// The built-in model table's one model and the completer's default
+  /// window (docs/wire-contract.md, "Every choice and its source").
   std::string model = "moonshotai/Kimi-K2.6";
-  std::string completion_window = "priority";
+  std::string completion_window = completer_config{}.completion_window;
   std::vector<int64_t> prompt{1, 2, 3};
   int64_t max_tokens = 8;
   /// Bound of one sample (create + polls).

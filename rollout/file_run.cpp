@@ -561,14 +561,9 @@ caf::expected<std::unique_ptr<file_run>> file_run::prepare(file_run_settings s) 
   made->input_ = *input;
 
   // 2. Journal and output: a new run, or the resume of the journal's run.
-  if (st.restart) {
-    if (!st.journal_path.empty())
-      if (auto err = journal::remove(st.journal_path))
-        return err;
-    if (::truncate(st.output.c_str(), 0) != 0 && errno != ENOENT)
-      return make_error(errc::io_error, "cannot truncate " + st.output + ": "
-                                          + std::strerror(errno), "output");
-  }
+  if (st.restart)
+    if (auto err = start_over(st.journal_path, st.output))
+      return err;
   auto& jr = made->jr_;
   auto config_text = canonical_config(st.ccfg, st.group_size);
   std::string run_id;
@@ -683,6 +678,16 @@ const std::string& file_run::first_error() const {
 
 const std::vector<double>& file_run::latencies() const {
   return loop_->latencies();
+}
+
+caf::error start_over(const std::string& journal_path, const std::string& output) {
+  if (!journal_path.empty())
+    if (auto err = journal::remove(journal_path))
+      return err;
+  if (::truncate(output.c_str(), 0) != 0 && errno != ENOENT)
+    return make_error(errc::io_error, "cannot truncate " + output + ": " + std::strerror(errno),
+                      "output");
+  return caf::none;
 }
 
 } // namespace sail::rollout

@@ -194,4 +194,9 @@ private:
   std::unique_ptr<loop> loop_;
 };
 
+/// `--restart`: deletes the journal (when `journal_path` is not empty), then
+/// empties the output. In this order, so that a journal that cannot go
+/// leaves the output whole (acknowledged samples are not written again).
+caf::error start_over(const std::string& journal_path, const std::string& output);
+
 } // namespace sail::rollout

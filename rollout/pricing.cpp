@@ -329,13 +329,7 @@ std::optional<double> usage_ledger::add(const std::string& model, const std::str
 priced_totals usage_ledger::total() const {
   priced_totals sum;
   for (auto& x : entries_) {
-    auto& u = x.usage;
-    sum.usage.samples += u.samples;
-    sum.usage.unknown += u.unknown;
-    sum.usage.input_tokens += u.input_tokens;
-    sum.usage.cached_tokens += u.cached_tokens;
-    sum.usage.output_tokens += u.output_tokens;
-    sum.usage.reasoning_tokens += u.reasoning_tokens;
+    merge_into(sum.usage, x.usage);  // labels (model, window) stay empty
     sum.cost_usd += x.cost_usd;
     sum.unpriced += x.unpriced;
   }

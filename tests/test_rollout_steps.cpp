@@ -129,6 +129,16 @@ TEST_CASE("rollout --steps: one record per group with its step, at most K fresh 
   REQUIRE(again.exit_code == 0);
   check_once_each(dir.file("out.jsonl"), prompt_count);
   CHECK(emu.requests_to("POST /v1/responses") == posts);
+  // --restart: journal and output start over (the same run id, so the same
+  // keys: Sail answers them without a second inference).
+  auto restart_args = steps_args(dir, input);
+  restart_args.push_back("--restart");
+  auto restarted = run_cli(restart_args, emu.sail_env());
+  INFO(restarted.out << restarted.err);
+  REQUIRE(restarted.exit_code == 0);
+  check_once_each(dir.file("out.jsonl"), prompt_count);
+  CHECK(emu.requests_to("POST /v1/responses") > posts);
+  CHECK(number(emu.stats(true), "max_runs_per_key") == 1);
 }
 
 TEST_CASE("rollout --steps: SIGKILLed at failpoints and run again, every group is in the "

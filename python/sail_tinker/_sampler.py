@@ -151,6 +151,10 @@ class GroupSampler:
             max_workers=1, thread_name_prefix="sail-tinker-sampler")
         self._lock: asyncio.Lock | None = None
         self._request_logprobs = True
+        # Every completer given to next_step / attach, kept for the
+        # sampler's life: a dropped SailTokenCompleter stops its completer,
+        # and the groups launched with it (billed, carried over) must run on.
+        self._completers: list[Any] = []
         _alive.add(self)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -163,8 +167,7 @@ class GroupSampler:
                 return fn(*args)  # raises SampleCancelledError at once
             return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
-    @staticmethod
-    def _target(completer: Any, version: str | None) -> tuple[Any, dict, str | None]:
+    def _target(self, completer: Any, version: str | None) -> tuple[Any, dict, str | None]:
         native = getattr(completer, "_native", None)
         if native is None or not hasattr(completer, "_make"):
             raise TypeError("completer must be a sail_tinker.SailTokenCompleter, "
@@ -172,6 +175,8 @@ class GroupSampler:
         if version is not None and not isinstance(version, str):
             raise TypeError(f"version must be a str, not {type(version).__name__}")
         config = completer._make[0]
+        if not any(c is completer for c in self._completers):
+            self._completers.append(completer)
         return native, config, version if version is not None else completer._version
 
     def _group(self, d: dict) -> SampledGroup:

@@ -128,7 +128,7 @@ std::optional<completer_slot::plain_target> completer_slot::plain() const {
   std::lock_guard<std::mutex> guard{mtx_};
   if (closed_ || sys_ == nullptr)
     return std::nullopt;
-  return plain_target{sys_, inner_ ? inner_ : completer_};
+  return plain_target{sys_, inner_ ? inner_ : completer_, wire_};
 }
 
 void completer_slot::abandon() {

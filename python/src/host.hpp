@@ -63,6 +63,8 @@ public:
   struct plain_target {
     caf::actor_system* sys = nullptr;
     completer_actor completer;
+    /// The runtime's [wire] (what a durable front encodes bodies with).
+    wire_options wire;
   };
   std::optional<plain_target> plain() const;
 

@@ -302,7 +302,7 @@ sampler_target make_target(const completer_ref& c, const pyb::dict& config,
   if (!t)
     raise_error(make_error(errc::cancelled, "the completer is closed"));
   sys = t->sys;
-  sampler_target out{t->completer, to_config(config), {}};
+  sampler_target out{t->completer, to_config(config), {}, std::move(t->wire)};
   if (!version.is_none())
     out.version = version.cast<std::string>();
   return out;

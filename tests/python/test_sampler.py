@@ -20,6 +20,7 @@ drain / close), against the emulator with heavy-tailed latency scaled down:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -91,6 +92,41 @@ def test_steps_deliver_k_complete_groups_every_prompt_once_every_billed_member(t
         await c.aclose()
 
     with sail_tinker.Emulator(latency=SPREAD) as emu:
+        asyncio.run(main(emu))
+
+
+def test_a_new_completer_every_step_keeps_the_carried_groups_running(tmp_path):
+    # docs/python.md's loop: a new SailTokenCompleter per step, the previous
+    # one dropped. Groups carried over were launched with it and are billed:
+    # they must still finish and be delivered, not fail with it.
+    async def main(emu):
+        seen: dict[str, int] = {}
+        carried = 0
+        with sail_tinker.Run(str(tmp_path / "run.journal"), "py-new-completer") as run:
+            async with run.group_sampler(prompts(8), group_size=2, groups_per_step=2,
+                                         overprovision=1.0, max_staleness=2) as s:
+                for step in range(3):
+                    c = completer(emu, max_tokens=4)
+                    b = await s.next_step(c, version=f"v{step}")
+                    del c
+                    gc.collect()
+                    carried = max(carried, s.stats()["in_flight"])
+                    for g in every_group(b):
+                        seen[g.prompt_id] = seen.get(g.prompt_id, 0) + 1
+                        assert g.error is None and len(g.members) == 2
+                rest = await s.drain()
+                for g in every_group(rest):
+                    seen[g.prompt_id] = seen.get(g.prompt_id, 0) + 1
+                    assert g.error is None and len(g.members) == 2
+                st = s.stats()
+        assert carried > 0  # some groups were open when their completer went
+        assert seen == {f"p{i}": 1 for i in range(8)}
+        assert st["failed"] == 0 and st["refills"] == 0
+        es = emu.stats()
+        assert es["inference_runs_total"] == st["members_delivered"] == 16
+        assert es["max_runs_per_key"] == 1
+
+    with sail_tinker.Emulator(latency={"all": {"median": 0.1, "p99_ratio": 3}}) as emu:
         asyncio.run(main(emu))
 
 

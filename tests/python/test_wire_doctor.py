@@ -130,3 +130,31 @@ def test_a_durable_completer_encodes_with_the_wire_settings(variant, tmp_path):
         assert out.tokens == want["token_ids"]
         assert out.maybe_logprobs == pytest.approx(want["logprobs"])
         assert out.stop_reason == "stop"
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_a_step_sampler_encodes_with_the_wire_settings(variant, tmp_path):
+    # The sampler's groups go through durable fronts of their own: they too
+    # encode with the completer's runtime [wire].
+    _, _, key, value = VARIANTS[variant]
+    with sail_tinker.Emulator(wire_variants=[variant]) as emu:
+        free = emu.expected_sample(PROMPT, TOY_MODEL, temperature=0.0, max_output_tokens=8)
+        stop = next(t for i, t in enumerate(free["token_ids"])
+                    if i >= 2 and t not in free["token_ids"][:i])
+        want = emu.expected_sample(PROMPT, TOY_MODEL, temperature=0.0, max_output_tokens=8,
+                                   stop=[stop])
+
+        async def go():
+            with sail_tinker.Run(str(tmp_path / "run.journal")) as run:
+                with sail_tinker.SailTokenCompleter(
+                        TOY_MODEL, 8, temperature=0.0, emulator=emu,
+                        runtime_options={**FAST, "wire": {key: value}}) as c:
+                    async with run.group_sampler([{"id": "a", "prompt": PROMPT, "stop": [stop]}],
+                                                 group_size=1, groups_per_step=1) as s:
+                        return await s.next_step(c)
+
+        batch = asyncio.run(go())
+        assert not batch.failed, batch.failed
+        (out,) = batch.groups[0].members
+        assert out.tokens == want["token_ids"]
+        assert out.stop_reason == "stop"
